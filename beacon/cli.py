@@ -1,0 +1,27 @@
+"""The ``beacon`` command: one subcommand for every process and operation.
+
+Sub-apps live beside what they drive (``beacon/ops/cli.py``, ``beacon/api/cli.py``, ...) and
+import their heavy dependencies inside commands, so ``beacon --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from beacon.config import get_settings
+from beacon.logs import setup_logging
+from beacon.ops.cli import kafka_app, topics_app
+
+app = typer.Typer(
+    help="Beacon: a queue-based backend for chat bots (gateways -> Kafka -> Faust workers -> API).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(topics_app, name="topics")
+
+
+def main() -> None:
+    """Entry point of the ``beacon`` console script."""
+    setup_logging(get_settings().log_level)
+    app()

@@ -1,0 +1,163 @@
+"""Beacon's settings: one typed object, read from ``BEACON_*`` variables and an optional ``.env``.
+
+Every process (gateway, worker, API, the local services and the operations commands) reads
+this same class, so a name means the same thing everywhere. Secrets are ``SecretStr`` and are
+never logged. Defaults work on a laptop: local Kafka, local registry, SQLite in the data dir.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Secrets shipped as defaults for local development; refused when ``BEACON_ENV=production``.
+DEV_PLACEHOLDER_SECRETS = frozenset({"dev-token", "dev-secret", "dev-verify-token", "changeme", ""})
+
+
+class Settings(BaseSettings):
+    """All of Beacon's settings. Field ``foo_bar`` is read from ``BEACON_FOO_BAR``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BEACON_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # --- general --------------------------------------------------------------------------
+    env: Literal["development", "production"] = Field(
+        "development", description="`production` refuses placeholder secrets and unsigned webhooks."
+    )
+    data_dir: Path = Field(Path(".beacon"), description="Where local state lives: broker data, SQLite, logs.")
+    log_level: str = Field("INFO", description="Log level of every Beacon process.")
+
+    # --- Kafka ----------------------------------------------------------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    kafka_controller_port: int = Field(
+        9093, description="Port of the local broker's KRaft controller listener (local Kafka only)."
+    )
+    kafka_heap: str = Field("384m", description="JVM heap (-Xmx/-Xms) of the local broker.")
+    kafka_start_timeout: float = Field(60.0, description="Seconds `beacon kafka start` waits for the broker.")
+    kafka_request_timeout: float = Field(
+        5.0, description="Seconds before a Kafka request (admin call, produce) is reported as failed."
+    )
+    topic_in: str = Field("bm_in", description="Inbound topic: messages and statuses from channels.")
+    topic_out: str = Field("bm_out", description="Outbound topic: replies to send through channels.")
+    topic_dlq: str = Field("bm_dlq", description="Dead-letter topic.")
+    topic_partitions: int = Field(12, description="Partitions of bm_in / bm_out (and bm_dlq).")
+    topic_replication_factor: int = Field(1, description="Replication factor of Beacon's topics.")
+    topic_min_insync_replicas: int | None = Field(
+        None, description="min.insync.replicas of Beacon's topics (2 in production with 3 replicas)."
+    )
+    topic_retention_ms: int = Field(
+        7 * 24 * 3600 * 1000, description="Retention of bm_in / bm_out in milliseconds (default 7 days)."
+    )
+    dlq_retention_ms: int = Field(
+        30 * 24 * 3600 * 1000, description="Retention of bm_dlq in milliseconds (default 30 days)."
+    )
+
+    # --- schema registry ------------------------------------------------------------------
+    schema_registry_url: str = Field(
+        "http://127.0.0.1:8081/apis/ccompat/v7", description="The registry's Confluent-compatible URL."
+    )
+    registry_heap: str = Field("256m", description="JVM heap of the local schema registry.")
+    registry_start_timeout: float = Field(90.0, description="Seconds `beacon registry start` waits.")
+
+    # --- API layer ------------------------------------------------------------------------
+    api_url: str = Field("http://127.0.0.1:8000", description="Where workers reach the API layer.")
+    api_token: SecretStr = Field(SecretStr("dev-token"), description="Service token workers send the API.")
+    api_host: str = Field("127.0.0.1", description="Interface the API layer listens on.")
+    api_port: int = Field(8000, description="Port of the API layer.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default SQLite at <data dir>/beacon.db."
+    )
+    db_pool_size: int = Field(10, description="Database connection pool size (PostgreSQL).")
+    db_max_overflow: int = Field(20, description="Extra connections allowed above the pool size.")
+    db_pool_timeout: float = Field(10.0, description="Seconds to wait for a pooled connection.")
+
+    # --- WhatsApp gateway -----------------------------------------------------------------
+    gateway_host: str = Field("127.0.0.1", description="Interface the gateway listens on.")
+    gateway_port: int = Field(8080, description="Port of the WhatsApp gateway.")
+    whatsapp_graph_url: str = Field("https://graph.facebook.com", description="Cloud API base URL.")
+    whatsapp_api_version: str = Field("v23.0", description="Graph API version used for sends.")
+    whatsapp_access_token: SecretStr | None = Field(None, description="Cloud API access token.")
+    whatsapp_app_secret: SecretStr | None = Field(None, description="App secret that signs webhooks.")
+    whatsapp_verify_token: SecretStr | None = Field(None, description="Webhook verification token.")
+    whatsapp_allow_unsigned: bool = Field(
+        False, description="Development only: accept webhooks without a signature when no app secret is set."
+    )
+    whatsapp_rate_limit: float = Field(80.0, description="Sends per second per business number (0 = off).")
+    gateway_group: str = Field("beacon-gateway-whatsapp", description="Consumer group of the gateway on bm_out.")
+
+    # --- workers --------------------------------------------------------------------------
+    worker_group: str = Field("beacon-workers", description="Consumer group (Faust app id) of the workers.")
+    worker_web_port: int = Field(6066, description="Port of a worker's web server (metrics, health).")
+    worker_max_in_flight: int = Field(1000, description="Messages a worker processes at once, across users.")
+    worker_api_timeout: float = Field(30.0, description="Seconds a worker waits for one API call.")
+    worker_retry_max_attempts: int = Field(8, description="API attempts before a message is dead-lettered.")
+    worker_retry_base_delay: float = Field(0.2, description="First retry delay in seconds (doubles each time).")
+    worker_retry_max_delay: float = Field(10.0, description="Upper bound of one retry delay in seconds.")
+    worker_shutdown_timeout: float = Field(20.0, description="Seconds to finish in-flight work on shutdown.")
+
+    # --- LLM agent and integrations -------------------------------------------------------
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint for the agent handler.")
+    llm_model: str = Field("gpt-4o-mini", description="Model name sent to the LLM endpoint.")
+    llm_api_key: SecretStr | None = Field(None, description="API key for the LLM endpoint.")
+
+    # --- dev supervisor -------------------------------------------------------------------
+    dev_workers: int = Field(2, description="Worker processes `beacon dev` starts.")
+    fake_whatsapp_port: int = Field(8090, description="Port of the fake Cloud API in `beacon dev`.")
+
+    @field_validator("topic_partitions", "topic_replication_factor")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    @model_validator(mode="after")
+    def _no_placeholders_in_production(self) -> Settings:
+        if self.env != "production":
+            return self
+        problems = []
+        if self.api_token.get_secret_value() in DEV_PLACEHOLDER_SECRETS:
+            problems.append("BEACON_API_TOKEN is a development placeholder")
+        if self.whatsapp_allow_unsigned:
+            problems.append("BEACON_WHATSAPP_ALLOW_UNSIGNED must be false")
+        if problems:
+            raise ValueError("refusing production settings: " + "; ".join(problems))
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to SQLite in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'beacon.db').resolve()}"
+
+    @property
+    def kafka_port(self) -> int:
+        """The port of the first bootstrap server (the local broker listens there)."""
+        first = self.kafka_bootstrap.split(",")[0]
+        return int(first.rsplit(":", 1)[1])
+
+    @property
+    def registry_port(self) -> int:
+        """The port of the schema registry URL (the local registry listens there)."""
+        return urlparse(self.schema_registry_url).port or 80
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

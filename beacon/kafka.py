@@ -1,0 +1,320 @@
+"""The one place that wraps confluent-kafka: producers, consumers and the admin client with
+Beacon's defaults, an asyncio-friendly producer, and topic creation.
+
+Defaults: ``acks=all`` with idempotence (no duplicates or reordering from producer retries),
+a short linger (latency over batching, still batching under load), short fetch waits, and
+error/delivery callbacks that log what happened in words an operator can act on. Faust's own
+aiokafka clients are configured by ``beacon.streams``; everything else goes through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka import KafkaError as _CKafkaError
+from confluent_kafka.admin import (
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
+
+from beacon.config import Settings
+from beacon.errors import KafkaError, TopicMismatchError
+
+__all__ = [
+    "OFFSET_BEGINNING",
+    "OFFSET_END",
+    "AsyncProducer",
+    "Consumer",
+    "KafkaException",
+    "Message",
+    "Producer",
+    "TopicPartition",
+    "TopicReport",
+    "broker_ready",
+    "ensure_topics",
+    "make_admin",
+    "make_consumer",
+    "make_producer",
+]
+
+log = logging.getLogger("beacon.kafka")
+
+Headers = list[tuple[str, bytes]]
+
+
+def _error_cb(err: _CKafkaError) -> None:
+    """Client-level errors (broker down, auth): logged, never raised from a background thread."""
+    if err.code() == _CKafkaError._ALL_BROKERS_DOWN:
+        log.error("Kafka: all brokers are down or unreachable (%s). Is the broker running? Try `beacon kafka status`.", err)
+    elif err.fatal():
+        log.critical("Kafka: fatal client error: %s. The client must be recreated.", err)
+    else:
+        log.warning("Kafka: %s", err)
+
+
+def common_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "error_cb": _error_cb,
+        "socket.connection.setup.timeout.ms": int(settings.kafka_request_timeout * 1000),
+        "reconnect.backoff.max.ms": 2000,
+    }
+
+
+def make_producer(settings: Settings, **overrides: Any) -> Producer:
+    """A producer with acks=all and idempotence; ``overrides`` are librdkafka settings."""
+    config: dict[str, Any] = {
+        **common_config(settings),
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 2,
+        "compression.type": "lz4",
+        "message.timeout.ms": max(int(settings.kafka_request_timeout * 1000), 1000),
+        "request.timeout.ms": max(int(settings.kafka_request_timeout * 1000), 1000),
+    }
+    config.update(overrides)
+    return Producer(config)
+
+
+def make_consumer(settings: Settings, group: str, **overrides: Any) -> Consumer:
+    """A consumer in ``group`` that never commits on its own: callers store or commit offsets
+    only after a message is settled."""
+    config: dict[str, Any] = {
+        **common_config(settings),
+        "group.id": group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 20,
+        "fetch.min.bytes": 1,
+        "session.timeout.ms": 10000,
+        "heartbeat.interval.ms": 1000,
+        "partition.assignment.strategy": "cooperative-sticky",
+    }
+    config.update(overrides)
+    return Consumer(config)
+
+
+def make_admin(settings: Settings) -> AdminClient:
+    return AdminClient(common_config(settings))
+
+
+def broker_ready(bootstrap: str, timeout: float = 2.0) -> bool:
+    """True when a broker at ``bootstrap`` answers a metadata request within ``timeout``."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": int(timeout * 1000)})
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return bool(md.brokers)
+
+
+class AsyncProducer:
+    """A confluent-kafka producer for asyncio code: ``await produce(...)`` returns when the broker
+    acknowledged the message (or raises KafkaError). A background thread serves callbacks."""
+
+    def __init__(self, settings: Settings, **overrides: Any) -> None:
+        self._producer = make_producer(settings, **overrides)
+        self._timeout = settings.kafka_request_timeout
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._poll_loop, name="kafka-producer-poll", daemon=True)
+        self._thread.start()
+
+    def _poll_loop(self) -> None:
+        while not self._closed.is_set():
+            self._producer.poll(0.05)
+
+    def produce_nowait(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | str | None = None,
+        headers: Headers | None = None,
+        partition: int | None = None,
+    ) -> asyncio.Future[Message]:
+        """Queue one message; the returned future resolves with the acknowledged Message."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Message] = loop.create_future()
+
+        def on_delivery(err: _CKafkaError | None, msg: Message) -> None:
+            loop.call_soon_threadsafe(_settle, future, err, msg, topic)
+
+        kwargs: dict[str, Any] = {"value": value, "key": key, "on_delivery": on_delivery}
+        if headers:
+            kwargs["headers"] = headers
+        if partition is not None:
+            kwargs["partition"] = partition
+        try:
+            self._producer.produce(topic, **kwargs)
+        except BufferError as exc:
+            future.set_exception(KafkaError(f"producer queue full while producing to {topic}: {exc}"))
+        except KafkaException as exc:
+            future.set_exception(KafkaError(f"producing to {topic} failed: {exc}"))
+        return future
+
+    async def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | str | None = None,
+        headers: Headers | None = None,
+        partition: int | None = None,
+    ) -> Message:
+        """Produce and wait for the broker's acknowledgement."""
+        return await self.produce_nowait(topic, value, key, headers, partition)
+
+    async def flush(self, timeout: float | None = None) -> int:
+        """Wait until queued messages are delivered; returns how many are still queued."""
+        return await asyncio.to_thread(self._producer.flush, self._timeout if timeout is None else timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._producer.flush(timeout)
+        self._closed.set()
+        self._thread.join(timeout=2)
+
+
+def _settle(future: asyncio.Future[Message], err: _CKafkaError | None, msg: Message, topic: str) -> None:
+    if future.done():
+        return
+    if err is not None:
+        future.set_exception(KafkaError(f"broker did not acknowledge a message for {topic}: {err.str()}"))
+    else:
+        future.set_result(msg)
+
+
+# --- topics ------------------------------------------------------------------------------------
+
+
+@dataclass
+class TopicReport:
+    """What ``ensure_topics`` did: topics created, topics already right, and mismatches."""
+
+    created: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str]
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The topics Beacon needs, from settings."""
+    base: dict[str, str] = {}
+    if settings.topic_min_insync_replicas:
+        base["min.insync.replicas"] = str(settings.topic_min_insync_replicas)
+    main = {**base, "retention.ms": str(settings.topic_retention_ms)}
+    dlq = {**base, "retention.ms": str(settings.dlq_retention_ms)}
+    rf = settings.topic_replication_factor
+    parts = settings.topic_partitions
+    return [
+        TopicSpec(settings.topic_in, parts, rf, main),
+        TopicSpec(settings.topic_out, parts, rf, main),
+        TopicSpec(settings.topic_dlq, parts, rf, dlq),
+    ]
+
+
+def ensure_topics(
+    settings: Settings, specs: Iterable[TopicSpec] | None = None, *, strict: bool = False
+) -> TopicReport:
+    """Create missing topics and check existing ones against the specs.
+
+    Idempotent. A mismatch (fewer partitions than configured, another replication factor or
+    retention) is reported in words; with ``strict`` it raises TopicMismatchError.
+    """
+    specs = list(specs if specs is not None else topic_specs(settings))
+    admin = make_admin(settings)
+    timeout = settings.kafka_request_timeout
+    try:
+        existing = admin.list_topics(timeout=timeout).topics
+    except KafkaException as exc:
+        raise KafkaError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap} within {timeout:.0f}s ({exc}). "
+            "Is the broker running? Start it with `beacon kafka start`."
+        ) from exc
+    report = TopicReport()
+    missing = [s for s in specs if s.name not in existing]
+    if missing:
+        futures = admin.create_topics(
+            [NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor, config=s.config)
+             for s in missing],
+            request_timeout=timeout,
+        )
+        for name, fut in futures.items():
+            try:
+                fut.result(timeout=timeout * 2)
+                report.created.append(name)
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.code() == _CKafkaError.TOPIC_ALREADY_EXISTS:
+                    report.unchanged.append(name)
+                else:
+                    raise KafkaError(f"creating topic {name} failed: {err.str()}") from exc
+    present = [s for s in specs if s.name in existing]
+    if present:
+        resources = [ConfigResource(ResourceType.TOPIC, s.name) for s in present]
+        configs = admin.describe_configs(resources, request_timeout=timeout)
+        for spec, resource in zip(present, resources, strict=True):
+            problems = _compare(spec, existing[spec.name], _result(configs, resource, timeout))
+            if problems:
+                report.mismatches.extend(f"{spec.name}: {p}" for p in problems)
+            else:
+                report.unchanged.append(spec.name)
+    if strict and report.mismatches:
+        raise TopicMismatchError("; ".join(report.mismatches))
+    return report
+
+
+def _result(configs: dict[Any, Any], resource: Any, timeout: float) -> dict[str, str]:
+    for res, fut in configs.items():
+        if res.name == resource.name:
+            entries = fut.result(timeout=timeout * 2)
+            return {k: v.value for k, v in entries.items()}
+    return {}
+
+
+def _compare(spec: TopicSpec, meta: Any, config: dict[str, str]) -> list[str]:
+    problems = []
+    parts = len(meta.partitions)
+    if parts < spec.partitions:
+        problems.append(
+            f"has {parts} partitions but {spec.partitions} are configured (BEACON_TOPIC_PARTITIONS); "
+            "partitions can be added with the admin tools, but keys then move to other partitions: "
+            "drain the topic first"
+        )
+    elif parts > spec.partitions:
+        problems.append(f"has {parts} partitions, more than the {spec.partitions} configured")
+    if meta.partitions:
+        rf = len(next(iter(meta.partitions.values())).replicas)
+        if rf != spec.replication_factor:
+            problems.append(f"has replication factor {rf} but {spec.replication_factor} is configured")
+    for key, want in spec.config.items():
+        have = config.get(key)
+        if have is not None and have != want:
+            problems.append(f"has {key}={have} but {want} is configured")
+    return problems
+

@@ -1,0 +1,82 @@
+"""Session-wide fixtures: the real services the suite runs against, and per-test isolation.
+
+Services are started once per session on test ports under ``.beacon-test/`` and stopped at the
+end if this session started them. A test that needs a service it cannot have is skipped
+locally and fails in CI (``CI=true``), so CI never passes by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from beacon.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_DATA_DIR = ROOT / ".beacon-test"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+#: Ports of the test services, apart from the development defaults so both can run at once.
+TEST_KAFKA_PORT = 19092
+TEST_KAFKA_CONTROLLER_PORT = 19093
+TEST_REGISTRY_PORT = 18081
+
+
+def unavailable(reason: str) -> None:
+    """Skip locally, fail in CI: a missing service must never make CI green."""
+    if IN_CI:
+        pytest.fail(f"required service unavailable in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for tests: test ports and data dir, ignoring the developer's environment."""
+    values: dict[str, Any] = {
+        "data_dir": TEST_DATA_DIR,
+        "kafka_bootstrap": f"127.0.0.1:{TEST_KAFKA_PORT}",
+        "kafka_controller_port": TEST_KAFKA_CONTROLLER_PORT,
+        "schema_registry_url": f"http://127.0.0.1:{TEST_REGISTRY_PORT}/apis/ccompat/v7",
+        "kafka_heap": "512m",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def kafka_settings() -> Iterator[Settings]:
+    """Settings whose bootstrap points at a running real broker (started here if needed)."""
+    from beacon.errors import BeaconError
+    from beacon.ops import kafka_local
+
+    settings = make_settings()
+    try:
+        _, took = kafka_local.start(settings)
+    except BeaconError as exc:
+        unavailable(f"cannot start the local Kafka broker: {exc}")
+    yield settings
+    if took is not None and not os.environ.get("BEACON_TEST_KEEP_SERVICES"):
+        kafka_local.stop(settings)
+
+
+@pytest.fixture
+def unique() -> Callable[[str], str]:
+    """A name no other test uses: for topics, groups, users."""
+    return lambda prefix: f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def new_topic(kafka_settings: Settings, unique: Callable[[str], str]) -> Callable[..., str]:
+    """Create a fresh topic on the test broker and return its name."""
+    from beacon.kafka import TopicSpec, ensure_topics
+
+    def create(partitions: int = 12, prefix: str = "t") -> str:
+        name = unique(prefix)
+        ensure_topics(kafka_settings, [TopicSpec(name, partitions, 1, {})], strict=True)
+        return name
+
+    return create
