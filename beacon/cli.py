@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from beacon.bench.cli import bench_app
 from beacon.config import get_settings
 from beacon.logs import setup_logging
 from beacon.ops.cli import kafka_app, topics_app
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
+app.add_typer(bench_app, name="bench")
 
 
 def main() -> None:
