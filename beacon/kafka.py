@@ -61,7 +61,8 @@ Headers = list[tuple[str, bytes]]
 def _error_cb(err: _CKafkaError) -> None:
     """Client-level errors (broker down, auth): logged, never raised from a background thread."""
     if err.code() == _CKafkaError._ALL_BROKERS_DOWN:
-        log.error("Kafka: all brokers are down or unreachable (%s). Is the broker running? Try `beacon kafka status`.", err)
+        log.error("Kafka: all brokers are down or unreachable (%s). Is the broker running? See `beacon kafka status`.",
+                  err)
     elif err.fatal():
         log.critical("Kafka: fatal client error: %s. The client must be recreated.", err)
     else:

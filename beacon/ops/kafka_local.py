@@ -62,7 +62,8 @@ def ensure_jars() -> Path:
         check=False,
     )
     if result.returncode != 0:
-        raise ServiceError(f"Fetching the Kafka jars with Maven failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        output = result.stdout[-3000:] + result.stderr[-3000:]
+        raise ServiceError(f"Fetching the Kafka jars with Maven failed:\n{output}")
     marker.write_text("ok\n")
     return LIBS
 
