@@ -7,6 +7,7 @@ import their heavy dependencies inside commands, so ``beacon --help`` stays fast
 from __future__ import annotations
 
 import typer
+from pydantic import ValidationError
 
 from beacon.bench.cli import bench_app
 from beacon.config import get_settings
@@ -25,5 +26,14 @@ app.add_typer(bench_app, name="bench")
 
 def main() -> None:
     """Entry point of the ``beacon`` console script."""
-    setup_logging(get_settings().log_level)
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            (f"BEACON_{'_'.join(str(p) for p in err['loc']).upper()}: " if err["loc"] else "") + err["msg"]
+            for err in exc.errors()
+        )
+        typer.echo(f"error: invalid settings: {problems}", err=True)
+        raise SystemExit(2) from exc
+    setup_logging(settings.log_level)
     app()

@@ -1,0 +1,5 @@
+"""``python -m beacon`` is the ``beacon`` command."""
+
+from beacon.cli import main
+
+main()
