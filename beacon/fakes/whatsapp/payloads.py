@@ -1,0 +1,138 @@
+"""Cloud API webhook payloads as Meta sends them: envelope, batched changes, every message type.
+
+Serialised like Meta's (``encode``): compact JSON with non-ASCII escaped as ``\\uXXXX``, so a
+signature check that re-serialises instead of hashing the raw bytes fails here too.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from typing import Any
+
+Json = dict[str, Any]
+
+WABA_ID = "102290129340398"
+DEFAULT_PHONE_NUMBER_ID = "106540352242922"
+DEFAULT_DISPLAY_NUMBER = "15550783881"
+
+
+def new_wamid() -> str:
+    """A fresh id shaped like Meta's (``wamid.`` + base64)."""
+    return "wamid." + base64.b64encode(b"\x15\x02\x00\x11\x18\x12" + uuid.uuid4().bytes).decode()
+
+
+def encode(payload: Json) -> bytes:
+    """Meta's serialisation: compact, non-ASCII escaped as \\uXXXX."""
+    return json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def envelope(values: list[Json], *, waba_id: str = WABA_ID) -> Json:
+    """One notification carrying ``values`` as separate changes of one entry."""
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": waba_id, "changes": [{"value": v, "field": "messages"} for v in values]}],
+    }
+
+
+def value(
+    *,
+    phone_number_id: str = DEFAULT_PHONE_NUMBER_ID,
+    messages: list[Json] | None = None,
+    statuses: list[Json] | None = None,
+    contacts: list[Json] | None = None,
+) -> Json:
+    """A change value with metadata and whichever of messages / statuses / contacts are given."""
+    v: Json = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": DEFAULT_DISPLAY_NUMBER, "phone_number_id": phone_number_id},
+    }
+    if contacts is not None:
+        v["contacts"] = contacts
+    if messages is not None:
+        v["messages"] = messages
+    if statuses is not None:
+        v["statuses"] = statuses
+    return v
+
+
+def contact(wa_id: str, name: str | None = None) -> Json:
+    return {"profile": {"name": name or f"User {wa_id[-4:]}"}, "wa_id": wa_id}
+
+
+def message(from_: str, mtype: str, body: Any, *, wamid: str | None = None, context: Json | None = None,
+            timestamp: int | None = None) -> Json:
+    """An inbound message of type ``mtype`` whose type object is ``body``."""
+    m: Json = {
+        "from": from_,
+        "id": wamid or new_wamid(),
+        "timestamp": str(timestamp if timestamp is not None else int(time.time())),
+        "type": mtype,
+    }
+    if body is not None:
+        m[mtype] = body
+    if context is not None:
+        m["context"] = context
+    return m
+
+
+def text_message(from_: str, text: str, **kw: Any) -> Json:
+    return message(from_, "text", {"body": text}, **kw)
+
+
+#: One example body for every message type in the reference (and a few it says to tolerate).
+EXAMPLE_BODIES: dict[str, Any] = {
+    "text": {"body": "Hello, café ☕"},
+    "image": {"caption": "a photo", "mime_type": "image/jpeg", "sha256": "abc=", "id": "1479537139650973"},
+    "video": {"mime_type": "video/mp4", "sha256": "def=", "id": "2479537139650973"},
+    "audio": {"mime_type": "audio/ogg; codecs=opus", "sha256": "ghi=", "id": "3479537139650973", "voice": True},
+    "document": {"caption": "the doc", "filename": "report.pdf", "mime_type": "application/pdf",
+                 "sha256": "jkl=", "id": "4479537139650973"},
+    "sticker": {"mime_type": "image/webp", "sha256": "mno=", "id": "5479537139650973", "animated": False},
+    "location": {"latitude": 51.5072, "longitude": -0.1276, "name": "London", "address": "Trafalgar Sq"},
+    "contacts": [{"name": {"formatted_name": "Ada Lovelace", "first_name": "Ada"},
+                  "phones": [{"phone": "+44 7700 900123", "type": "CELL", "wa_id": "447700900123"}]}],
+    "interactive": {"type": "button_reply", "button_reply": {"id": "yes-1", "title": "Yes"}},
+    "button": {"payload": "STOP_PROMOS", "text": "Stop promotions"},
+    "reaction": {"message_id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJDQjZCMzlEQUE4OTJBMTE4RTUA", "emoji": "👍"},
+    "order": {"catalog_id": "123", "product_items": [{"product_retailer_id": "sku-1", "quantity": 2,
+                                                        "item_price": 9.5, "currency": "EUR"}]},
+    "system": {"body": "User changed number", "wa_id": "447700900999", "type": "user_changed_number"},
+}
+LIST_REPLY = {"type": "list_reply", "list_reply": {"id": "row-2", "title": "Option 2", "description": "Second"}}
+UNSUPPORTED_MESSAGE_ERRORS = [{"code": 131051, "title": "Message type unknown",
+                               "message": "Message type unknown", "error_data": {"details": "not supported"}}]
+
+
+def status(wamid: str, state: str, recipient: str, *, errors: list[Json] | None = None,
+           opaque: str | None = None, timestamp: int | None = None) -> Json:
+    """A status of a message we sent (with conversation and pricing as Meta sends them)."""
+    s: Json = {
+        "id": wamid,
+        "status": state,
+        "timestamp": str(timestamp if timestamp is not None else int(time.time())),
+        "recipient_id": recipient,
+    }
+    if state in {"sent", "delivered", "read"}:
+        s["conversation"] = {"id": "CONVERSATION_ID", "origin": {"type": "service"}}
+        s["pricing"] = {"billable": True, "pricing_model": "CBP", "category": "service"}
+    if errors is not None:
+        s["errors"] = errors
+    if opaque is not None:
+        s["biz_opaque_callback_data"] = opaque
+    return s
+
+
+def text_webhook(from_: str, text: str, *, name: str | None = None,
+                 phone_number_id: str = DEFAULT_PHONE_NUMBER_ID, wamid: str | None = None) -> Json:
+    """A whole notification: one user writing one text."""
+    return envelope([value(phone_number_id=phone_number_id, contacts=[contact(from_, name)],
+                           messages=[text_message(from_, text, wamid=wamid)])])
+
+
+def status_webhook(wamid: str, state: str, recipient: str, *, phone_number_id: str = DEFAULT_PHONE_NUMBER_ID,
+                   errors: list[Json] | None = None, opaque: str | None = None) -> Json:
+    return envelope([value(phone_number_id=phone_number_id,
+                           statuses=[status(wamid, state, recipient, errors=errors, opaque=opaque)])])

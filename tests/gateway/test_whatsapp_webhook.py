@@ -1,0 +1,142 @@
+"""The webhook parser: every type in the reference, batches, statuses, ids and malformed shapes."""
+
+from __future__ import annotations
+
+import pytest
+
+from beacon.fakes.whatsapp import payloads as p
+from beacon.gateway.whatsapp.signature import SignatureError, check_signature, sign
+from beacon.gateway.whatsapp.webhook import MalformedWebhookError, message_id, parse_webhook, status_id
+
+PNID = p.DEFAULT_PHONE_NUMBER_ID
+USER = "447700900123"
+
+
+def _one(mtype: str, body: object, **kw: object) -> object:
+    payload = p.envelope([p.value(contacts=[p.contact(USER, "Ann")], messages=[p.message(USER, mtype, body, **kw)])])
+    (msg,) = parse_webhook(p.encode(payload))
+    return msg
+
+
+def test_text_message_has_user_key_name_timestamp_and_wamid_derived_id() -> None:
+    wamid = p.new_wamid()
+    msg = _one("text", {"body": "Hello, café ☕"}, wamid=wamid, timestamp=1_700_000_000)
+    assert msg.kind == "text" and msg.direction == "inbound" and msg.text == "Hello, café ☕"
+    assert msg.user_key == f"whatsapp:{PNID}:{USER}" and msg.account == PNID and msg.user_id == USER
+    assert msg.profile_name == "Ann" and msg.channel_message_id == wamid
+    assert msg.id == message_id(PNID, wamid)
+    assert msg.channel_timestamp is not None and msg.channel_timestamp.timestamp() == 1_700_000_000
+
+
+@pytest.mark.parametrize("mtype", ["image", "video", "audio", "document", "sticker"])
+def test_media_messages_keep_id_mime_caption_filename(mtype: str) -> None:
+    body = p.EXAMPLE_BODIES[mtype]
+    msg = _one(mtype, body)
+    assert msg.kind == mtype and msg.media is not None
+    assert msg.media.id == body["id"] and msg.media.mime_type == body["mime_type"]
+    assert msg.media.caption == body.get("caption") and msg.media.filename == body.get("filename")
+    if mtype == "audio":
+        assert msg.metadata["voice"] == "true"
+
+
+def test_location_contacts_reaction_button_and_interactive_replies() -> None:
+    loc = _one("location", p.EXAMPLE_BODIES["location"])
+    assert loc.location.latitude == 51.5072 and loc.location.name == "London"
+    contacts = _one("contacts", p.EXAMPLE_BODIES["contacts"])
+    assert contacts.kind == "contacts" and "Ada Lovelace" in contacts.payload
+    reaction = _one("reaction", p.EXAMPLE_BODIES["reaction"])
+    assert reaction.reaction.emoji == "👍" and reaction.reaction.target_id.startswith("wamid.")
+    removed = _one("reaction", {"message_id": "wamid.X"})
+    assert removed.reaction.emoji == ""
+    button = _one("button", p.EXAMPLE_BODIES["button"])
+    assert button.interactive_reply.type == "button" and button.interactive_reply.id == "STOP_PROMOS"
+    br = _one("interactive", p.EXAMPLE_BODIES["interactive"], context={"from": "15550783881", "id": "wamid.Q"})
+    assert br.interactive_reply.type == "button_reply" and br.interactive_reply.title == "Yes"
+    assert br.quoted_channel_message_id == "wamid.Q" and br.metadata["context_from"] == "15550783881"
+    lr = _one("interactive", p.LIST_REPLY)
+    assert lr.interactive_reply.type == "list_reply" and lr.interactive_reply.description == "Second"
+
+
+@pytest.mark.parametrize("mtype", ["order", "system", "brand_new_type"])
+def test_unknown_types_are_unsupported_with_raw_type_and_body_kept(mtype: str) -> None:
+    msg = _one(mtype, p.EXAMPLE_BODIES.get(mtype, {"x": 1}))
+    assert msg.kind == "unsupported" and msg.raw_type == mtype and msg.payload
+
+
+def test_unsupported_message_keeps_its_error() -> None:
+    m = p.message(USER, "unsupported", None)
+    m["errors"] = p.UNSUPPORTED_MESSAGE_ERRORS
+    (msg,) = parse_webhook(p.encode(p.envelope([p.value(messages=[m])])))
+    assert msg.kind == "unsupported" and msg.raw_type == "unsupported" and msg.error.code == 131051
+
+
+def test_statuses_with_errors_and_ids_from_wamid_and_status() -> None:
+    wamid = p.new_wamid()
+    errors = [{"code": 131047, "title": "Re-engagement message", "message": "Re-engagement message",
+               "error_data": {"details": "More than 24 hours have passed"}}]
+    payload = p.envelope([p.value(statuses=[
+        p.status(wamid, "read", USER, opaque="beacon-id-1"),
+        p.status(wamid, "delivered", USER),
+        p.status(wamid, "failed", USER, errors=errors),
+    ])])
+    read, delivered, failed = parse_webhook(p.encode(payload))
+    assert read.direction == "status" and read.status == "read" and read.reply_to_id == "beacon-id-1"
+    assert read.id == status_id(PNID, wamid, "read") != delivered.id
+    assert failed.error.code == 131047 and failed.error.details.startswith("More than 24")
+    assert read.user_key == f"whatsapp:{PNID}:{USER}"
+
+
+def test_a_batch_of_many_entries_changes_and_numbers_is_parsed_entirely() -> None:
+    values = [p.value(phone_number_id=f"pn{i}", messages=[p.text_message(f"u{j}", f"m{i}-{j}") for j in range(50)])
+              for i in range(4)]
+    payload = p.envelope(values[:2])
+    payload["entry"].append(p.envelope(values[2:])["entry"][0])
+    msgs = parse_webhook(p.encode(payload))
+    assert len(msgs) == 200 and len({m.id for m in msgs}) == 200
+    assert {m.account for m in msgs} == {"pn0", "pn1", "pn2", "pn3"}
+
+
+def test_redelivered_webhook_yields_the_same_ids() -> None:
+    body = p.encode(p.text_webhook(USER, "hi"))
+    assert [m.id for m in parse_webhook(body)] == [m.id for m in parse_webhook(body)]
+
+
+def test_other_fields_and_empty_values_are_ignored() -> None:
+    payload = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
+        {"field": "account_update", "value": {"event": "VERIFIED_ACCOUNT"}},
+        {"field": "messages", "value": {"messaging_product": "whatsapp", "errors": [{"code": 131000}]}},
+    ]}]}
+    assert parse_webhook(p.encode(payload)) == []
+
+
+def test_missing_from_falls_back_to_the_contact() -> None:
+    m = p.text_message(USER, "hi")
+    del m["from"]
+    (msg,) = parse_webhook(p.encode(p.envelope([p.value(contacts=[{"user_id": "US.123"}], messages=[m])])))
+    assert msg.user_id == "US.123"
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1]", b'{"entry": 3}', b'{"entry": [{"changes": [{"field":'
+                                  b' "messages", "value": {"messages": [{"id": "w"}]}}]}]}',
+                                  b'{"entry": [{"changes": [{"field": "messages", "value": {"metadata": '
+                                  b'{"phone_number_id": "1"}, "messages": [{"type": "text"}]}}]}]}'])
+def test_malformed_bodies_are_rejected(body: bytes) -> None:
+    with pytest.raises(MalformedWebhookError):
+        parse_webhook(body)
+
+
+def test_signature_over_raw_bytes_with_escaped_non_ascii() -> None:
+    body = p.encode(p.text_webhook(USER, "café 👍"))
+    assert b"\\u00e9" in body
+    check_signature(body, sign(body, "s3cret"), "s3cret")
+    with pytest.raises(SignatureError) as missing:
+        check_signature(body, None, "s3cret")
+    assert missing.value.status == 401
+    with pytest.raises(SignatureError) as wrong:
+        check_signature(body, sign(body, "other"), "s3cret")
+    assert wrong.value.status == 403
+    import json
+
+    reserialised = json.dumps(json.loads(body), ensure_ascii=False, separators=(",", ":")).encode()
+    with pytest.raises(SignatureError):
+        check_signature(reserialised, sign(body, "s3cret"), "s3cret")
