@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     schema_registry_url: str = Field(
         "http://127.0.0.1:8081/apis/ccompat/v7", description="The registry's Confluent-compatible URL."
     )
+    schema_auto_register: bool = Field(
+        True,
+        description="Register the BeaconMessage schema for bm_in/bm_out at start-up; false = only look it up "
+        "(production, where `beacon schemas register` runs in the deploy pipeline).",
+    )
+    schema_compatibility: str = Field(
+        "BACKWARD", description="Compatibility level set on the BeaconMessage subjects by `beacon schemas register`."
+    )
     registry_heap: str = Field("256m", description="JVM heap of the local schema registry.")
     registry_start_timeout: float = Field(90.0, description="Seconds `beacon registry start` waits.")
 
@@ -104,11 +112,67 @@ class Settings(BaseSettings):
     worker_retry_base_delay: float = Field(0.2, description="First retry delay in seconds (doubles each time).")
     worker_retry_max_delay: float = Field(10.0, description="Upper bound of one retry delay in seconds.")
     worker_shutdown_timeout: float = Field(20.0, description="Seconds to finish in-flight work on shutdown.")
+    worker_rebalance_timeout: float = Field(
+        8.0, description="Seconds to finish in-flight work of revoked partitions before abandoning it."
+    )
+    worker_session_timeout: float = Field(
+        10.0, description="Kafka session timeout of a worker: how soon a dead worker's partitions move."
+    )
+    worker_commit_interval: float = Field(1.0, description="Seconds between a worker's offset commits.")
+    worker_web_host: str = Field("127.0.0.1", description="Interface a worker's web server (metrics) binds.")
+    worker_api_connections: int = Field(100, description="HTTP connections a worker keeps open to the API.")
+    worker_pipeline: Literal["api", "echo"] = Field(
+        "api",
+        description="`api` calls the API layer; `echo` answers `You said: <text>` in process (benchmarks only).",
+    )
 
     # --- LLM agent and integrations -------------------------------------------------------
     llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint for the agent handler.")
     llm_model: str = Field("gpt-4o-mini", description="Model name sent to the LLM endpoint.")
     llm_api_key: SecretStr | None = Field(None, description="API key for the LLM endpoint.")
+    llm_timeout: float = Field(30.0, description="Seconds the agent waits for one LLM call before its fallback reply.")
+    llm_system_prompt: str = Field(
+        "You are Beacon, a helpful assistant answering chat messages briefly.",
+        description="System prompt the agent sends first.",
+    )
+    llm_history_messages: int = Field(20, description="Most conversation messages the agent sends the LLM.")
+    llm_history_chars: int = Field(8000, description="Character budget of the history the agent sends the LLM.")
+    llm_max_tool_rounds: int = Field(4, description="Tool-call rounds the agent allows per message.")
+    llm_fallback_reply: str = Field(
+        "Sorry, I can't answer right now. Please try again in a moment.",
+        description="Reply sent when the LLM fails or times out.",
+    )
+    mcp_servers: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='MCP servers whose tools the agent may call, as JSON: [{"name": "calc", "command": "python", '
+        '"args": ["server.py"]} (stdio) or {"name": "web", "url": "http://host/mcp"} (streamable HTTP)].',
+    )
+    mcp_timeout: float = Field(10.0, description="Seconds for connecting to an MCP server or one tool call.")
+
+    # --- API layer: pipeline, window, hook -------------------------------------------------
+    api_pipeline: list[str] = Field(
+        default_factory=lambda: ["commands", "agent", "hook", "fallback"],
+        description="Ordered handlers of the API pipeline (commands, agent, hook, fallback); agent runs only "
+        "with BEACON_LLM_BASE_URL, hook only with BEACON_HOOK_URL.",
+    )
+    api_workers: int = Field(1, description="uvicorn worker processes of `beacon api`.")
+    db_auto_migrate: bool = Field(
+        False, description="`beacon api` applies pending migrations at start-up instead of refusing to start."
+    )
+    hook_url: str | None = Field(
+        None, description="External pipeline: URL that receives the message JSON and returns {'replies': [...]}."
+    )
+    hook_token: SecretStr | None = Field(None, description="Bearer token sent to the external pipeline hook.")
+    hook_timeout: float = Field(10.0, description="Seconds the external pipeline hook may take.")
+    window_hours: float = Field(
+        24.0, description="Customer-service window: free-form replies only this long after the user last wrote."
+    )
+    window_template: str | None = Field(
+        None,
+        description="JSON of the Cloud API template object sent instead of a free-form reply outside the window; "
+        "unset: such replies are refused with a reason.",
+    )
+    history_command_size: int = Field(5, description="Messages `/history` shows.")
 
     # --- dev supervisor -------------------------------------------------------------------
     dev_workers: int = Field(2, description="Worker processes `beacon dev` starts.")

@@ -30,5 +30,19 @@ class SerializationError(BeaconError):
     """Bytes could not be turned into a BeaconMessage, or the reverse."""
 
 
+class BadMessageError(SerializationError):
+    """Bytes on a topic are not a decodable BeaconMessage: dead-letter them and go on.
+
+    Carries where the record came from, so the operator can find it.
+    """
+
+    def __init__(self, reason: str, *, topic: str = "?", partition: int = -1, offset: int = -1) -> None:
+        self.reason = reason
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        super().__init__(f"undecodable message on {topic} partition {partition} offset {offset}: {reason}")
+
+
 class RegistryUnavailableError(BeaconError):
     """The schema registry did not answer: retry, never dead-letter."""

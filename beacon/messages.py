@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: Directions.
 INBOUND = "inbound"
@@ -48,7 +48,9 @@ STATUS_ORDER = {"sent": 1, "delivered": 2, "read": 3, "played": 4, "failed": 5}
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, in UTC, at the millisecond precision of the wire format."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def make_user_key(channel: str, account: str, user_id: str) -> str:
@@ -151,6 +153,17 @@ class BeaconMessage(BaseModel):
     trace_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     attempt: int = 0
     metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("created_at", "channel_timestamp")
+    @classmethod
+    def _millis_utc(cls, value: datetime | None) -> datetime | None:
+        """Timestamps travel as Avro timestamp-millis: keep them in UTC at millisecond precision, so a
+        message equals itself after a round trip through the wire format."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
 
     # --- constructors for the common cases --------------------------------------------------
 

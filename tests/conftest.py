@@ -63,6 +63,21 @@ def kafka_settings() -> Iterator[Settings]:
         kafka_local.stop(settings)
 
 
+@pytest.fixture(scope="session")
+def registry_settings(kafka_settings: Settings) -> Iterator[Settings]:
+    """Settings with the real broker and the real schema registry (Apicurio) running."""
+    from beacon.errors import BeaconError
+    from beacon.ops import registry_local
+
+    try:
+        _, took = registry_local.start(kafka_settings)
+    except BeaconError as exc:
+        unavailable(f"cannot start the local schema registry: {exc}")
+    yield kafka_settings
+    if took is not None and not os.environ.get("BEACON_TEST_KEEP_SERVICES"):
+        registry_local.stop(kafka_settings)
+
+
 @pytest.fixture
 def unique() -> Callable[[str], str]:
     """A name no other test uses: for topics, groups, users."""

@@ -79,3 +79,50 @@ def topics_ensure() -> None:
         typer.echo("Nothing to change: all topics exist as configured.")
     if report.mismatches:
         raise typer.Exit(2)
+
+
+registry_app = typer.Typer(help="The local schema registry from ops/ (Apicurio, a background process).",
+                           no_args_is_help=True)
+
+
+@registry_app.command("start")
+def registry_start() -> None:
+    """Start the registry (fetches it with Maven the first time); harmless if it already runs."""
+    from beacon.ops import registry_local
+
+    settings = get_settings()
+    try:
+        st, took = registry_local.start(settings)
+    except BeaconError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if took is None:
+        typer.echo(f"Schema registry already running at {st.url} (pid {st.pid}, RSS {_mb(st.rss_bytes)}).")
+    else:
+        typer.echo(
+            f"Schema registry started at {st.url} in {took:.1f}s (pid {st.pid}, RSS {_mb(st.rss_bytes)}); "
+            f"data in {st.data_dir}, log in {settings.log_dir / 'registry.log'}."
+        )
+
+
+@registry_app.command("stop")
+def registry_stop() -> None:
+    """Stop the registry cleanly (SIGTERM, then wait)."""
+    from beacon.ops import registry_local
+
+    if registry_local.stop(get_settings()):
+        typer.echo("Schema registry stopped.")
+    else:
+        typer.echo("Schema registry was not running.")
+
+
+@registry_app.command("status")
+def registry_status() -> None:
+    """Say whether the registry runs, where, and its memory. Exit code 1 if not running."""
+    from beacon.ops import registry_local
+
+    st = registry_local.status(get_settings())
+    if not st.running:
+        typer.echo(f"Schema registry is not running (data dir {st.data_dir}). Start it with `beacon registry start`.")
+        raise typer.Exit(1)
+    typer.echo(f"Schema registry running at {st.url} (pid {st.pid}, RSS {_mb(st.rss_bytes)}), data in {st.data_dir}.")

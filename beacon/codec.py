@@ -1,0 +1,247 @@
+"""The one place that turns BeaconMessages into bytes and back: Avro (fastavro) in the Confluent
+wire format, with schemas held in a schema registry.
+
+Wire format: magic byte ``0``, the writer schema's registry id (4 bytes, big endian), then the
+Avro body. Subjects follow the topic strategy (``<topic>-value``), named explicitly here rather
+than left to a serializer default. A reader fetches the writer's schema by id (once, then cached)
+and resolves it into the schema this code holds, so messages written by older and newer code
+both decode. Bad bytes raise :class:`BadMessageError` (dead-letter them); a registry that does not
+answer raises :class:`RegistryUnavailableError` (retry, never dead-letter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import random
+import struct
+import threading
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+import fastavro
+import httpx
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
+
+from beacon.config import Settings
+from beacon.errors import BadMessageError, RegistryUnavailableError
+from beacon.messages import BeaconMessage, InteractiveReply, Location, Media, Reaction, StatusError
+
+log = logging.getLogger("beacon.codec")
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "beacon_message.avsc"
+MAGIC = 0
+_HEADER = struct.Struct(">bI")
+_NESTED: dict[str, type[Any]] = {
+    "media": Media,
+    "location": Location,
+    "reaction": Reaction,
+    "interactive_reply": InteractiveReply,
+    "error": StatusError,
+}
+T = TypeVar("T")
+
+
+def load_schema_text(path: Path = SCHEMA_PATH) -> str:
+    """The BeaconMessage schema as the working tree holds it (canonical JSON text)."""
+    return json.dumps(json.loads(path.read_text()), separators=(",", ":"))
+
+
+def subject_for(topic: str) -> str:
+    """The registry subject of a topic's values (topic name strategy)."""
+    return f"{topic}-value"
+
+
+def make_registry_client(settings: Settings) -> SchemaRegistryClient:
+    # Few client-side retries: callers decide how long to keep trying (retry_registry).
+    return SchemaRegistryClient(
+        {"url": settings.schema_registry_url, "timeout": 5, "max.retries": 1, "retries.wait.ms": 200}
+    )
+
+
+def to_record(msg: BeaconMessage) -> dict[str, Any]:
+    """The Avro record (a dict fastavro writes) of a message."""
+    record = dict(msg.__dict__)
+    for name in _NESTED:
+        value = record[name]
+        if value is not None:
+            record[name] = dict(value.__dict__)
+    return record
+
+
+def from_record(record: dict[str, Any]) -> BeaconMessage:
+    """A message from an Avro record already checked by the reader schema.
+
+    Schema resolution yields exactly the fields of the reader schema, which are the model's fields
+    (a test holds them equal), so the model is built without a second validation: decoding is on
+    every consumer's hot path.
+    """
+    for name, model in _NESTED.items():
+        value = record[name]
+        if value is not None:
+            record[name] = _construct(model, value)
+    return _construct(BeaconMessage, record)
+
+
+def _construct(model: type[T], values: dict[str, Any]) -> T:
+    obj = model.__new__(model)
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
+
+
+class MessageCodec:
+    """Encodes and decodes BeaconMessages for one process; thread-safe, caches every schema it met."""
+
+    def __init__(self, settings: Settings, client: SchemaRegistryClient | None = None,
+                 schema_text: str | None = None) -> None:
+        self.settings = settings
+        self.client = client if client is not None else make_registry_client(settings)
+        self.schema_text = schema_text if schema_text is not None else load_schema_text()
+        self.reader_schema = fastavro.parse_schema(json.loads(self.schema_text))
+        self._ids: dict[str, int] = {}  # topic -> id of our schema under its subject
+        self._writers: dict[int, Any] = {}  # schema id -> parsed writer schema (None: it is ours)
+        self._lock = threading.Lock()
+
+    # --- registry ---------------------------------------------------------------------------
+
+    def prepare(self, topics: Iterable[str]) -> None:
+        """Register (or, without auto-registration, look up) our schema for each topic's values."""
+        for topic in topics:
+            self.schema_id(topic)
+
+    def schema_id(self, topic: str) -> int:
+        """The registry id of our schema under ``<topic>-value``; registers it when allowed."""
+        known = self._ids.get(topic)
+        if known is not None:
+            return known
+        subject = subject_for(topic)
+        schema = Schema(self.schema_text, "AVRO")
+        try:
+            if self.settings.schema_auto_register:
+                schema_id = self.client.register_schema(subject, schema)
+            else:
+                schema_id = self.client.lookup_schema(subject, schema).schema_id
+        except SchemaRegistryError as exc:
+            if exc.http_status_code >= 500:
+                raise self._unavailable(exc) from exc
+            hint = (
+                "the schema in this code is not registered; run `beacon schemas register` (or check it with "
+                "`beacon schemas check`)"
+                if exc.http_status_code == 404
+                else "this schema is incompatible with the subject's history; run `beacon schemas check`"
+            )
+            raise RegistryUnavailableError(f"registry refused the BeaconMessage schema for {subject}: {exc}; {hint}") \
+                from exc
+        except httpx.TransportError as exc:
+            raise self._unavailable(exc) from exc
+        with self._lock:
+            self._ids[topic] = schema_id
+            self._writers.setdefault(schema_id, None)
+        return schema_id
+
+    def _writer(self, schema_id: int, topic: str, partition: int, offset: int) -> Any:
+        try:
+            return self._writers[schema_id]
+        except KeyError:
+            pass
+        try:
+            registered = self.client.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                raise BadMessageError(f"unknown schema id {schema_id} (not in the registry)",
+                                      topic=topic, partition=partition, offset=offset) from exc
+            raise self._unavailable(exc) from exc
+        except httpx.TransportError as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            parsed = fastavro.parse_schema(json.loads(registered.schema_str or ""))
+        except (ValueError, fastavro.schema.SchemaParseException) as exc:
+            raise BadMessageError(f"schema id {schema_id} is not a usable Avro schema: {exc}",
+                                  topic=topic, partition=partition, offset=offset) from exc
+        if not (isinstance(parsed, dict) and parsed.get("name") == "beacon.BeaconMessage"):
+            raise BadMessageError(f"schema id {schema_id} is not a BeaconMessage schema",
+                                  topic=topic, partition=partition, offset=offset)
+        with self._lock:
+            self._writers[schema_id] = parsed
+        return parsed
+
+    def _unavailable(self, exc: Exception) -> RegistryUnavailableError:
+        return RegistryUnavailableError(
+            f"schema registry at {self.settings.schema_registry_url} did not answer ({exc}); "
+            "is it running (`beacon registry status`)? Beacon retries until it answers."
+        )
+
+    # --- bytes ----------------------------------------------------------------------------------
+
+    def encode(self, msg: BeaconMessage, topic: str) -> bytes:
+        """The message in the Confluent wire format, under ``<topic>-value``."""
+        buf = io.BytesIO()
+        buf.write(_HEADER.pack(MAGIC, self.schema_id(topic)))
+        fastavro.schemaless_writer(buf, self.reader_schema, to_record(msg))
+        return buf.getvalue()
+
+    def decode(self, data: bytes | None, *, topic: str, partition: int = -1, offset: int = -1) -> BeaconMessage:
+        """A message from Confluent-framed bytes; BadMessageError names where bad bytes came from."""
+        if data is None or len(data) < _HEADER.size:
+            raise BadMessageError(
+                "empty value" if not data else f"only {len(data)} bytes, shorter than the 5-byte header",
+                topic=topic, partition=partition, offset=offset,
+            )
+        magic, schema_id = _HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise BadMessageError(f"wrong magic byte {magic} (expected 0: not Confluent-framed Avro)",
+                                  topic=topic, partition=partition, offset=offset)
+        writer = self._writer(schema_id, topic, partition, offset)
+        body = io.BytesIO(data)
+        body.seek(_HEADER.size)
+        try:
+            if writer is None:
+                record = fastavro.schemaless_reader(body, self.reader_schema, None)
+            else:
+                record = fastavro.schemaless_reader(body, writer, self.reader_schema)
+        except (EOFError, StopIteration, ValueError, IndexError, UnicodeDecodeError, struct.error,
+                fastavro.read.SchemaResolutionError) as exc:
+            raise BadMessageError(f"Avro body does not decode with schema id {schema_id}: "
+                                  f"{type(exc).__name__}: {exc or 'truncated'}",
+                                  topic=topic, partition=partition, offset=offset) from exc
+        if body.tell() != len(data):
+            raise BadMessageError(f"{len(data) - body.tell()} trailing bytes after the Avro body",
+                                  topic=topic, partition=partition, offset=offset)
+        if not isinstance(record, dict):
+            raise BadMessageError("Avro body is not a record", topic=topic, partition=partition, offset=offset)
+        return from_record(record)
+
+
+@lru_cache(maxsize=8)
+def _codec_for(settings: Settings) -> MessageCodec:
+    return MessageCodec(settings)
+
+
+def get_codec(settings: Settings) -> MessageCodec:
+    """The process's codec for these settings (one instance, so caches are shared)."""
+    return _codec_for(settings)
+
+
+async def retry_registry(call: Callable[..., T], *args: Any, max_delay: float = 10.0, **kwargs: Any) -> T:
+    """Run a blocking codec call in a thread, retrying while the registry is unavailable.
+
+    Registry outages are waited out with exponential backoff and jitter, never dead-lettered:
+    the bytes are fine, only the schema lookup failed. BadMessageError passes through.
+    """
+    delay = 0.2
+    attempt = 0
+    while True:
+        try:
+            return await asyncio.to_thread(call, *args, **kwargs)
+        except RegistryUnavailableError as exc:
+            attempt += 1
+            log.warning("%s (attempt %d; retrying in %.1fs)", exc, attempt, delay)
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            delay = min(delay * 2, max_delay)
