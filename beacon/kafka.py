@@ -319,3 +319,109 @@ def _compare(spec: TopicSpec, meta: Any, config: dict[str, str]) -> list[str]:
             problems.append(f"has {key}={have} but {want} is configured")
     return problems
 
+
+
+# --- consumer groups and offsets (used by `beacon replay`, `beacon lag`, `beacon scale`) ---------
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """A consumer group as the broker sees it: state (lower case: empty, stable, dead, ...) and members."""
+
+    group: str
+    state: str
+    members: tuple[str, ...]
+
+    @property
+    def active(self) -> bool:
+        return bool(self.members) or self.state not in {"empty", "dead", "unknown"}
+
+
+def _admin_result(settings: Settings, what: str, future: Any) -> Any:
+    timeout = settings.kafka_request_timeout
+    try:
+        return future.result(timeout=timeout * 2)
+    except KafkaException as exc:
+        raise KafkaError(f"{what} failed: {exc.args[0].str() if exc.args else exc}") from exc
+    except TimeoutError as exc:
+        raise KafkaError(
+            f"{what}: no answer from Kafka at {settings.kafka_bootstrap} within {timeout * 2:.0f}s. "
+            "Is the broker running? See `beacon kafka status`."
+        ) from exc
+
+
+def describe_group(settings: Settings, group: str) -> GroupInfo:
+    """The group's state and members (``client_id@host``); a group that never existed is ``dead``."""
+    admin = make_admin(settings)
+    futures = admin.describe_consumer_groups([group], request_timeout=settings.kafka_request_timeout)
+    desc = _admin_result(settings, f"describing group {group}", futures[group])
+    state = getattr(desc.state, "name", str(desc.state)).lower()
+    return GroupInfo(group, state, tuple(f"{m.client_id}@{m.host}" for m in desc.members))
+
+
+def topic_partitions(settings: Settings, topic: str) -> list[int]:
+    """The partition numbers of ``topic``; KafkaError if it does not exist."""
+    admin = make_admin(settings)
+    try:
+        md = admin.list_topics(topic, timeout=settings.kafka_request_timeout)
+    except KafkaException as exc:
+        raise KafkaError(f"cannot read metadata of {topic} from {settings.kafka_bootstrap}: {exc}") from exc
+    meta = md.topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        raise KafkaError(f"topic {topic} does not exist on {settings.kafka_bootstrap}")
+    return sorted(meta.partitions)
+
+
+def committed_offsets(settings: Settings, group: str, topic: str | None = None) -> dict[tuple[str, int], int | None]:
+    """The group's committed offsets per (topic, partition); None where nothing is committed.
+
+    With ``topic`` every partition of it is listed; without, the partitions the group committed.
+    """
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    request = ConsumerGroupTopicPartitions(
+        group, [TopicPartition(topic, p) for p in topic_partitions(settings, topic)] if topic else None
+    )
+    admin = make_admin(settings)
+    futures = admin.list_consumer_group_offsets([request], request_timeout=settings.kafka_request_timeout)
+    result = _admin_result(settings, f"reading committed offsets of group {group}", futures[group])
+    return {
+        (tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None)
+        for tp in result.topic_partitions
+        if tp.error is None
+    }
+
+
+def list_topic_offsets(settings: Settings, topic: str, partitions: Iterable[int], at: str | int) -> dict[int, int]:
+    """Offsets of ``topic``'s partitions: ``at`` is "earliest", "latest" or a timestamp in ms (the first
+    offset whose timestamp is at or after it; -1 where there is none)."""
+    from confluent_kafka.admin import OffsetSpec as _OffsetSpec  # type: ignore[attr-defined]
+
+    offset_spec: Any = _OffsetSpec
+    if at == "earliest":
+        spec = offset_spec.earliest()
+    elif at == "latest":
+        spec = offset_spec.latest()
+    else:
+        spec = offset_spec.for_timestamp(int(at))
+    admin = make_admin(settings)
+    futures = admin.list_offsets(
+        {TopicPartition(topic, p): spec for p in partitions}, request_timeout=settings.kafka_request_timeout
+    )
+    return {
+        tp.partition: _admin_result(settings, f"listing offsets of {topic} [{tp.partition}]", fut).offset
+        for tp, fut in futures.items()
+    }
+
+
+def alter_group_offsets(settings: Settings, group: str, topic: str, offsets: dict[int, int]) -> None:
+    """Set the group's committed offsets of ``topic``; the broker refuses while the group has members."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p, o) for p, o in sorted(offsets.items())])
+    admin = make_admin(settings)
+    futures = admin.alter_consumer_group_offsets([request], request_timeout=settings.kafka_request_timeout)
+    result = _admin_result(settings, f"setting offsets of group {group} on {topic}", futures[group])
+    errors = [f"[{tp.partition}] {tp.error.str()}" for tp in result.topic_partitions if tp.error is not None]
+    if errors:
+        raise KafkaError(f"setting offsets of group {group} on {topic} failed for " + ", ".join(errors))
