@@ -26,8 +26,6 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(bench_app, name="bench")
 app.command("replay")(replay)
 app.command("lag")(lag)
-app.command("replay")(replay)
-app.command("lag")(lag)
 
 
 def main() -> None:
