@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from beacon.bench.cli import bench_app
 from beacon.config import get_settings
 from beacon.logs import setup_logging
-from beacon.ops.cli import kafka_app, registry_app, topics_app
+from beacon.ops.cli import kafka_app, registry_app, schemas_app, topics_app
 from beacon.ops.commands import lag, replay
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(registry_app, name="registry")
+app.add_typer(schemas_app, name="schemas")
 app.add_typer(bench_app, name="bench")
 app.command("replay")(replay)
 app.command("lag")(lag)

@@ -72,7 +72,10 @@ class Settings(BaseSettings):
         "(production, where `beacon schemas register` runs in the deploy pipeline).",
     )
     schema_compatibility: str = Field(
-        "BACKWARD", description="Compatibility level set on the BeaconMessage subjects by `beacon schemas register`."
+        "FULL_TRANSITIVE",
+        description="Compatibility level set on the BeaconMessage subjects by `beacon schemas register`: FULL so "
+        "producers and consumers can upgrade in any order, TRANSITIVE because retained messages of every "
+        "earlier version may be replayed.",
     )
     registry_heap: str = Field("256m", description="JVM heap of the local schema registry.")
     registry_start_timeout: float = Field(90.0, description="Seconds `beacon registry start` waits.")
@@ -102,6 +105,45 @@ class Settings(BaseSettings):
     )
     whatsapp_rate_limit: float = Field(80.0, description="Sends per second per business number (0 = off).")
     gateway_group: str = Field("beacon-gateway-whatsapp", description="Consumer group of the gateway on bm_out.")
+    gateway_url: str | None = Field(
+        None, description="Where the fake Cloud API posts webhooks; default http://127.0.0.1:<gateway port>."
+    )
+    gateway_ack_timeout: float = Field(
+        3.0, description="Seconds a webhook waits for the broker's acknowledgement before answering 503."
+    )
+    gateway_max_body_bytes: int = Field(3 * 1024 * 1024, description="Largest webhook body accepted (else 413).")
+    gateway_max_in_flight: int = Field(512, description="Outbound sends in flight at once, across users.")
+    gateway_max_pending: int = Field(
+        20000, description="bm_out records taken from Kafka but not yet settled before fetching pauses."
+    )
+    gateway_shutdown_timeout: float = Field(15.0, description="Seconds to finish in-flight sends on SIGTERM.")
+    whatsapp_phone_number_id: str = Field(
+        "106540352242922", description="Business phone number id the fake Cloud API and `beacon dev` use."
+    )
+    whatsapp_access_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='Per-number access tokens as JSON {"<phone_number_id>": "<token>"}; others use the default.',
+    )
+    whatsapp_send_timeout: float = Field(10.0, description="Seconds before one Cloud API send is abandoned.")
+    whatsapp_user_rate: float = Field(
+        1 / 6, description="Sustained sends per second to one user (Cloud API pair limit; 0 = off)."
+    )
+    whatsapp_user_burst: int = Field(45, description="Burst of sends to one user before the pair rate applies.")
+    whatsapp_retry_base_delay: float = Field(0.5, description="First retry delay of a transient send failure.")
+    whatsapp_retry_max_delay: float = Field(30.0, description="Upper bound of one send retry delay in seconds.")
+    whatsapp_retry_max_attempts: int = Field(
+        6, description="Attempts for unknown errors (131000 and unclassified) before dead-lettering."
+    )
+    whatsapp_user_backoff_base: float = Field(
+        4.0, description="131056 backoff for that user: base * 4^(n-1) seconds for the n-th in a row."
+    )
+    whatsapp_auth_pause: float = Field(
+        60.0, description="Seconds sending pauses for a number after error 190 (token expired) before retrying."
+    )
+    whatsapp_sent_store: Path | None = Field(
+        None, description="SQLite file of settled outbound ids; default <data dir>/gateway-whatsapp-sent.db."
+    )
+    fake_whatsapp_host: str = Field("127.0.0.1", description="Interface the fake Cloud API listens on.")
 
     # --- workers --------------------------------------------------------------------------
     worker_group: str = Field("beacon-workers", description="Consumer group (Faust app id) of the workers.")

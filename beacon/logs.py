@@ -15,3 +15,6 @@ def setup_logging(level: str = "INFO", process: str = "beacon") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Per-request lines of HTTP clients drown what matters; their warnings still show.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

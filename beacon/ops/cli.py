@@ -126,3 +126,67 @@ def registry_status() -> None:
         typer.echo(f"Schema registry is not running (data dir {st.data_dir}). Start it with `beacon registry start`.")
         raise typer.Exit(1)
     typer.echo(f"Schema registry running at {st.url} (pid {st.pid}, RSS {_mb(st.rss_bytes)}), data in {st.data_dir}.")
+
+
+schemas_app = typer.Typer(help="The BeaconMessage schema in the registry: register it, check a change.",
+                          no_args_is_help=True)
+
+
+@schemas_app.command("register")
+def schemas_register() -> None:
+    """Set the compatibility level of the bm_in/bm_out subjects and register schemas/beacon_message.avsc."""
+    from beacon.ops import schemas
+
+    settings = get_settings()
+    try:
+        ids = schemas.register(settings)
+    except BeaconError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except Exception as exc:  # the registry client raises its own errors and httpx's
+        typer.echo(f"error: registering with {settings.schema_registry_url} failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for subject, schema_id in ids.items():
+        typer.echo(f"{subject}: schema id {schema_id} ({settings.schema_compatibility})")
+
+
+@schemas_app.command("check")
+def schemas_check(
+    history: bool = typer.Option(
+        False, "--history",
+        help="Check against the released versions in schemas/history/ (seeded into a scratch subject) "
+        "instead of the live subjects: what CI runs on a fresh registry.",
+    ),
+) -> None:
+    """Compare the working tree's schema with the registered history; exit 1 with what would break."""
+    import uuid
+
+    from beacon.ops import schemas
+
+    settings = get_settings()
+    try:
+        if history:
+            subject = f"beacon-history-check-{uuid.uuid4().hex[:8]}-value"
+            count = schemas.seed_history(settings, subject)
+            typer.echo(f"seeded {count} released version(s) from {schemas.HISTORY_DIR} into {subject}")
+            subjects = [subject]
+        else:
+            subjects = [f"{settings.topic_in}-value", f"{settings.topic_out}-value"]
+        reports = [schemas.check_subject(settings, subject) for subject in subjects]
+    except Exception as exc:  # registry client and httpx errors: say where and what
+        typer.echo(f"error: checking against {settings.schema_registry_url} failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    failed = False
+    for report in reports:
+        if report.registered_versions == 0:
+            typer.echo(f"{report.subject}: nothing registered yet; `beacon schemas register` will create it")
+        elif report.compatible:
+            state = "already registered" if report.registered_id is not None else "compatible"
+            typer.echo(f"{report.subject}: {state} ({report.registered_versions} version(s) checked)")
+        else:
+            failed = True
+            typer.echo(f"{report.subject}: INCOMPATIBLE with the registered history:", err=True)
+        for problem in report.problems:
+            typer.echo(f"  - {problem}", err=not report.compatible)
+    if failed:
+        raise typer.Exit(1)
