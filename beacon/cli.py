@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
+from beacon.api.cli import api_app
 from beacon.bench.cli import bench_app
 from beacon.config import get_settings
 from beacon.logs import setup_logging
@@ -25,6 +26,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(registry_app, name="registry")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(bench_app, name="bench")
+app.add_typer(api_app, name="api")
 app.command("replay")(replay)
 app.command("lag")(lag)
 

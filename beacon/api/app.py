@@ -1,0 +1,99 @@
+"""The FastAPI application of the API layer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from beacon.api import migrate
+from beacon.api.db import make_engine, make_sessionmaker
+from beacon.api.deps import ApiState
+from beacon.api.pipeline import build_pipeline
+from beacon.api.routers import health, operator, process
+from beacon.config import Settings, get_settings
+from beacon.errors import BeaconError
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app; start-up opens the database, checks its migrations and builds the pipeline."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings)
+        if settings.db_auto_migrate:
+            await migrate.upgrade(settings)
+        await migrate.check_schema(engine)
+        handlers = build_pipeline(settings)
+        state = ApiState(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            handlers=handlers,
+            token=settings.api_token.get_secret_value().encode(),
+        )
+        app.state.beacon = state
+        for handler in handlers:
+            start = getattr(handler, "start", None)
+            if start is not None:
+                await start()
+        log.info(
+            "API ready on %s with pipeline %s",
+            engine.url.render_as_string(hide_password=True),
+            ", ".join(h.name for h in handlers),
+        )
+        try:
+            yield
+        finally:
+            for handler in handlers:
+                close = getattr(handler, "close", None)
+                if close is not None:
+                    await close()
+            producer = state.extras.get("producer")
+            if producer is not None:
+                producer.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Beacon API",
+        version="1",
+        summary="Business logic of Beacon: workers post each inbound message and status; operators look up "
+        "users and send proactive messages.",
+        lifespan=lifespan,
+    )
+    app.include_router(process.router)
+    app.include_router(operator.router)
+    app.include_router(health.router)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.error(
+            "database error on %s %s (answering 503, the caller retries): %s", request.method, request.url.path, exc
+        )
+        return JSONResponse({"detail": f"database unavailable, retry: {type(exc).__name__}"}, status_code=503)
+
+    @app.exception_handler(BeaconError)
+    async def beacon_error(request: Request, exc: BeaconError) -> JSONResponse:
+        log.error(
+            "%s on %s %s (answering 503, the caller retries): %s",
+            type(exc).__name__,
+            request.method,
+            request.url.path,
+            exc,
+        )
+        return JSONResponse({"detail": f"{type(exc).__name__}: {exc}"}, status_code=503)
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory beacon.api.app:app_from_env`` (several workers)."""
+    return create_app(get_settings())

@@ -1,0 +1,81 @@
+"""``beacon api`` serves the API layer; ``beacon api migrate`` applies database migrations."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from beacon.config import get_settings
+
+api_app = typer.Typer(help="The API layer (FastAPI): business logic, database, LLM agent.", invoke_without_command=True)
+
+
+@api_app.callback()
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option(None, help="Interface (default BEACON_API_HOST)."),
+    port: int = typer.Option(None, help="Port (default BEACON_API_PORT)."),
+    workers: int = typer.Option(None, help="uvicorn worker processes (default BEACON_API_WORKERS)."),
+) -> None:
+    """Serve the API layer under uvicorn (refuses to start when the database is not migrated)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    from beacon.api import migrate
+    from beacon.api.db import make_engine
+    from beacon.errors import BeaconError
+
+    settings = get_settings()
+
+    async def check() -> None:
+        engine = make_engine(settings)
+        try:
+            if settings.db_auto_migrate:
+                await migrate.upgrade(settings)
+            await migrate.check_schema(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(check())
+    except BeaconError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from exc
+    except OSError as exc:
+        typer.echo(f"error: cannot reach the database {settings.resolved_database_url!r}: {exc}", err=True)
+        raise SystemExit(2) from exc
+    n = workers or settings.api_workers
+    common = {
+        "host": host or settings.api_host,
+        "port": port or settings.api_port,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+        "lifespan": "on",
+    }
+    if n > 1:
+        uvicorn.run("beacon.api.app:app_from_env", factory=True, workers=n, **common)  # type: ignore[arg-type]
+    else:
+        from beacon.api.app import create_app
+
+        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+
+
+@api_app.command()
+def migrate(
+    revision: str = typer.Argument("head", help="Target revision (default: the newest)."),
+    down: bool = typer.Option(False, "--down", help="Downgrade to REVISION instead (e.g. base)."),
+) -> None:
+    """Apply (or roll back) database migrations."""
+    import logging
+
+    from beacon.api import migrate as migrations
+
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
+    settings = get_settings()
+    if down:
+        current = asyncio.run(migrations.downgrade(settings, revision))
+    else:
+        current = asyncio.run(migrations.upgrade(settings, revision))
+    typer.echo(f"database {settings.resolved_database_url} at migration {current or 'base'}")

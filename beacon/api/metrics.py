@@ -1,0 +1,19 @@
+"""Prometheus metrics of the API layer (one set per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+PROCESSED = Counter("beacon_api_processed_total", "Messages the processing endpoint handled.", ["direction", "result"])
+HANDLED = Counter("beacon_api_handled_total", "Inbound messages answered, by pipeline handler.", ["handler"])
+REFUSED = Counter("beacon_api_window_refused_total", "Replies refused outside the customer-service window.")
+PROCESS_SECONDS = Histogram(
+    "beacon_api_process_seconds",
+    "Time to process one message (pipeline and database).",
+    ["direction"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+LLM_CALLS = Counter("beacon_api_llm_calls_total", "Chat-completion calls of the agent.", ["result"])
+TOOL_CALLS = Counter("beacon_api_tool_calls_total", "Tool calls the agent ran.", ["tool", "result"])
+HOOK_CALLS = Counter("beacon_api_hook_calls_total", "Calls of the external pipeline hook.", ["result"])
+PROACTIVE = Counter("beacon_api_proactive_total", "Proactive messages sent to bm_out.", ["result"])

@@ -1,0 +1,94 @@
+"""The API layer's tables: users, conversations, messages (with delivery state), processed ids."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, MetaData, String, Text, false
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    """One user of one channel account, keyed by the BeaconMessage user key."""
+
+    __tablename__ = "users"
+
+    user_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(128))
+    profile_name: Mapped[str | None] = mapped_column(String(255))
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_inbound_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    conversation_id: Mapped[str] = mapped_column(String(64))
+
+
+class Conversation(Base):
+    """A stretch of one user's messages; `/reset` ends it and starts another."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_key: Mapped[str] = mapped_column(String(255), index=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Message(Base):
+    """A message in or out; outbound ones carry a delivery state that only moves forward."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    user_key: Mapped[str] = mapped_column(String(255))
+    conversation_id: Mapped[str] = mapped_column(String(64))
+    direction: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text, doc="The BeaconMessage JSON.")
+    channel_message_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    reply_to_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivery_status: Mapped[str | None] = mapped_column(String(16))
+    delivery_rank: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    delivery_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_messages_user_key_created_at", "user_key", "created_at"),)
+
+
+class DeliveryState(Base):
+    """The furthest delivery state reported for a channel message id (a late `delivered` never beats `read`)."""
+
+    __tablename__ = "delivery_states"
+
+    channel_message_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    rank: Mapped[int] = mapped_column(Integer)
+    error: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Processed(Base):
+    """Every inbound id processed once (the primary key settles concurrent duplicates), with its replies."""
+
+    __tablename__ = "processed"
+
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    replies: Mapped[str] = mapped_column(Text, doc="JSON list of the reply BeaconMessages.")

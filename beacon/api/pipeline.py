@@ -1,0 +1,173 @@
+"""The business logic: an ordered list of handlers from settings, each answering or passing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from beacon.api import store
+from beacon.config import Settings
+from beacon.errors import ConfigError
+from beacon.messages import OUTBOUND, BeaconMessage, stable_id
+
+log = logging.getLogger(__name__)
+
+#: What a handler answers: reply texts, or whole outbound messages (ids and addressing are filled in).
+Answer = list[str | BeaconMessage]
+
+
+@dataclass
+class Turn:
+    """One inbound message going through the pipeline, with lazy access to its conversation."""
+
+    message: BeaconMessage
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    reset_conversation: bool = False
+    handled_by: str | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    async def history(self, limit: int) -> list[BeaconMessage]:
+        """The last ``limit`` stored messages of the current conversation (this one not included)."""
+        async with self.sessions() as session:
+            return await store.conversation_history(session, self.message.user_key, limit=limit)
+
+
+class Handler(Protocol):
+    name: str
+
+    async def handle(self, turn: Turn) -> Answer | None:
+        """Replies, or None to pass the message to the next handler."""
+
+
+@dataclass
+class FunctionHandler:
+    name: str
+    fn: Callable[[Turn], Awaitable[Answer | None]]
+
+    async def handle(self, turn: Turn) -> Answer | None:
+        return await self.fn(turn)
+
+
+# --- built-in commands -------------------------------------------------------------------------
+
+COMMANDS = {
+    "/ping": "check the bot is alive",
+    "/help": "this list",
+    "/reset": "forget our conversation so far",
+    "/history": "show the last few messages",
+}
+
+
+async def commands(turn: Turn) -> Answer | None:
+    msg = turn.message
+    if msg.kind != "text" or not msg.text or not msg.text.startswith("/"):
+        return None
+    command = msg.text.strip().split()[0].lower()
+    if command == "/ping":
+        return ["pong"]
+    if command == "/help":
+        return ["Commands:\n" + "\n".join(f"{name} - {what}" for name, what in COMMANDS.items())]
+    if command == "/reset":
+        turn.reset_conversation = True
+        return ["Done: I forgot our conversation. Let's start over."]
+    if command == "/history":
+        size = turn.settings.history_command_size
+        past = await turn.history(size)
+        if not past:
+            return ["No messages yet."]
+        lines = [f"{'you' if m.direction == 'inbound' else 'bot'}: {describe(m)}" for m in past]
+        return [f"Last {len(lines)} messages:\n" + "\n".join(lines)]
+    return None
+
+
+def describe(msg: BeaconMessage) -> str:
+    """A message as one line of text."""
+    if msg.text:
+        return msg.text
+    if msg.interactive_reply and msg.interactive_reply.title:
+        return msg.interactive_reply.title
+    if msg.media and msg.media.caption:
+        return f"[{msg.kind}] {msg.media.caption}"
+    if msg.reaction:
+        return f"[reaction {msg.reaction.emoji}]"
+    return f"[{msg.kind}]"
+
+
+async def fallback(turn: Turn) -> Answer:
+    msg = turn.message
+    if msg.kind == "text":
+        return [f"You said: {msg.text or ''}"]
+    if msg.interactive_reply is not None:
+        return [f"You chose: {msg.interactive_reply.title or msg.interactive_reply.id or '?'}"]
+    if msg.kind == "reaction":
+        return ["Thanks for the reaction."]
+    if msg.kind in {"image", "audio", "video", "document", "sticker", "location", "contacts"}:
+        return [f"Got your {msg.kind}, thanks."]
+    return ["Sorry, I can only read text messages for now."]
+
+
+# --- assembly ----------------------------------------------------------------------------------
+
+
+def build_pipeline(settings: Settings) -> list[Handler]:
+    """The handlers named in BEACON_API_PIPELINE; agent and hook only when configured."""
+    handlers: list[Handler] = []
+    for name in settings.api_pipeline:
+        if name == "commands":
+            handlers.append(FunctionHandler("commands", commands))
+        elif name == "fallback":
+            handlers.append(FunctionHandler("fallback", fallback))
+        elif name == "agent":
+            if settings.llm_base_url:
+                from beacon.api.agent import AgentHandler
+
+                handlers.append(AgentHandler(settings))
+        elif name == "hook":
+            if settings.hook_url:
+                from beacon.api.hook import HookHandler
+
+                handlers.append(HookHandler(settings))
+        else:
+            raise ConfigError(
+                f"unknown handler {name!r} in BEACON_API_PIPELINE; known: commands, agent, hook, fallback"
+            )
+    return handlers
+
+
+def as_replies(inbound: BeaconMessage, answer: Answer) -> list[BeaconMessage]:
+    """Turn a handler's answer into outbound messages with deterministic ids (index = position)."""
+    replies: list[BeaconMessage] = []
+    for index, item in enumerate(answer):
+        if isinstance(item, str):
+            replies.append(inbound.reply_text(item, index=index))
+        else:
+            replies.append(
+                item.model_copy(
+                    update={
+                        "id": stable_id("reply", inbound.id, str(index)),
+                        "user_key": inbound.user_key,
+                        "channel": inbound.channel,
+                        "account": inbound.account,
+                        "user_id": inbound.user_id,
+                        "direction": OUTBOUND,
+                        "reply_to_id": inbound.id,
+                        "trace_id": inbound.trace_id,
+                    }
+                )
+            )
+    return replies
+
+
+async def run_pipeline(handlers: list[Handler], turn: Turn) -> list[BeaconMessage]:
+    """Ask each handler in order; the first answer wins. No handler answering means no reply."""
+    for handler in handlers:
+        answer = await handler.handle(turn)
+        if answer is not None:
+            turn.handled_by = handler.name
+            return as_replies(turn.message, answer)
+    return []

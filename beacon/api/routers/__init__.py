@@ -1,0 +1,1 @@
+"""The API layer's routers: processing (workers), operator endpoints, health and metrics."""

@@ -1,0 +1,154 @@
+"""Operator endpoints: user lookup, paged history, proactive messages (produced to bm_out)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from beacon.api import metrics, store
+from beacon.api.deps import ApiState, Authorized, StateDep
+from beacon.api.schemas import MessagePage, SendRequest, SendResult, StoredMessage, UserOut
+from beacon.api.window import apply_window, window_open
+from beacon.messages import OUTBOUND, BeaconMessage, make_user_key, utcnow
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["operators"], dependencies=[Authorized])
+
+
+@router.get("/v1/users/{user_key}", response_model=UserOut, summary="Look a user up by user key.")
+async def get_user(user_key: str, state: StateDep) -> UserOut:
+    async with state.sessions() as session:
+        user = await store.get_user(session, user_key)
+    if user is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no user with key {user_key!r}")
+    last_inbound = store.utc(user.last_inbound_at)
+    return UserOut(
+        user_key=user.user_key,
+        channel=user.channel,
+        account=user.account,
+        user_id=user.user_id,
+        profile_name=user.profile_name,
+        first_seen=store.utc(user.first_seen),  # type: ignore[arg-type]
+        last_seen=store.utc(user.last_seen),  # type: ignore[arg-type]
+        last_inbound_at=last_inbound,
+        opted_out=user.opted_out,
+        conversation_id=user.conversation_id,
+        window_open=window_open(state.settings, last_inbound, utcnow()),
+    )
+
+
+@router.get("/v1/users/{user_key}/messages", response_model=MessagePage, summary="A user's messages, paged.")
+async def user_messages(
+    user_key: str,
+    state: StateDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[datetime | None, Query(description="Only messages older than this (next_before).")] = None,
+) -> MessagePage:
+    async with state.sessions() as session:
+        rows = await store.message_page(session, user_key, limit=limit + 1, before=before)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    messages = [
+        StoredMessage(message=BeaconMessage.model_validate_json(r.body), delivery_status=r.delivery_status)
+        for r in rows
+    ]
+    next_before = store.utc(rows[-1].created_at).isoformat() if more and rows else None  # type: ignore[union-attr]
+    return MessagePage(user_key=user_key, messages=messages, next_before=next_before)
+
+
+def _validate(req: SendRequest) -> None:
+    problems = []
+    if req.kind == "text" and not req.text:
+        problems.append("kind text needs `text`")
+    if req.kind in {"template", "interactive"}:
+        if not req.payload:
+            problems.append(f"kind {req.kind} needs `payload` (JSON of the Cloud API {req.kind} object)")
+        else:
+            try:
+                if not isinstance(json.loads(req.payload), dict):
+                    problems.append("`payload` must be a JSON object")
+            except ValueError as exc:
+                problems.append(f"`payload` is not JSON: {exc}")
+    if req.kind in {"image", "audio", "video", "document", "sticker"} and not (
+        req.media and (req.media.id or req.media.link)
+    ):
+        problems.append(f"kind {req.kind} needs `media` with an id or a link")
+    if req.kind == "location" and req.location is None:
+        problems.append("kind location needs `location`")
+    if req.kind not in {
+        "text",
+        "template",
+        "interactive",
+        "image",
+        "audio",
+        "video",
+        "document",
+        "sticker",
+        "location",
+    }:
+        problems.append(f"kind {req.kind!r} cannot be sent proactively")
+    if problems:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="; ".join(problems))
+
+
+async def _producer(state: ApiState) -> object:
+    producer = state.extras.get("producer")
+    if producer is None:
+        from beacon.kafka import AsyncProducer
+
+        producer = state.extras["producer"] = AsyncProducer(state.settings)
+    return producer
+
+
+@router.post(
+    "/v1/messages/send",
+    response_model=SendResult,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Send a proactive message: validated, checked against the 24-hour window, produced to bm_out.",
+    responses={409: {"description": "Refused: outside the customer-service window, or the user opted out."}},
+)
+async def send_message(req: SendRequest, state: StateDep) -> SendResult:
+    _validate(req)
+    from beacon.codec import get_codec, retry_registry
+
+    settings = state.settings
+    user_key = make_user_key(req.channel, req.account, req.user_id)
+    now = utcnow()
+    async with state.sessions() as session:
+        user = await store.get_user(session, user_key)
+    if user is not None and user.opted_out:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"user {user_key} opted out of messages")
+    msg = BeaconMessage(
+        id=req.id or str(uuid.uuid4()),
+        user_key=user_key,
+        channel=req.channel,
+        account=req.account,
+        user_id=req.user_id,
+        direction=OUTBOUND,
+        kind=req.kind,
+        text=req.text,
+        media=req.media,
+        location=req.location,
+        payload=req.payload,
+        metadata={**req.metadata, "origin": "api-proactive"},
+    )
+    allowed, refused = apply_window(settings, [msg], store.utc(user.last_inbound_at) if user else None, now)
+    if refused:
+        metrics.PROACTIVE.labels("refused").inc()
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"not sent to {user_key}: {refused[0].reason}")
+    msg = allowed[0]
+    codec = get_codec(settings)
+    value = await retry_registry(codec.encode, msg, settings.topic_out)
+    producer = await _producer(state)
+    record = await producer.produce(settings.topic_out, value, key=user_key)  # type: ignore[attr-defined]
+    async with state.sessions.begin() as session:
+        await store.touch_user(session, msg, now, inbound=False)
+        await store.record_outbound(session, msg, now)
+    metrics.PROACTIVE.labels("sent").inc()
+    log.info("proactive %s message %s to %s produced to %s", msg.kind, msg.id, user_key, settings.topic_out)
+    return SendResult(message=msg, topic=record.topic(), partition=record.partition(), offset=record.offset())

@@ -1,0 +1,107 @@
+"""``POST /v1/messages/process``: the endpoint workers call for every inbound message and status."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Header, HTTPException, Response, status
+from sqlalchemy.exc import IntegrityError
+
+from beacon.api import metrics, store
+from beacon.api.deps import Authorized, StateDep
+from beacon.api.pipeline import Turn, run_pipeline
+from beacon.api.schemas import ProcessResult
+from beacon.api.window import Refusal, apply_window
+from beacon.messages import INBOUND, STATUS, BeaconMessage, utcnow
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["processing"])
+
+
+def _result(message_id: str, duplicate: bool, replies_json: bytes, refused: list[Refusal] = ()) -> Response:  # type: ignore[assignment]
+    body = b'{"message_id":%b,"duplicate":%b,"replies":%b,"refused":%b}' % (
+        orjson.dumps(message_id),
+        b"true" if duplicate else b"false",
+        replies_json,
+        orjson.dumps([{"message_id": r.message_id, "reason": r.reason} for r in refused]),
+    )
+    return Response(content=body, media_type="application/json")
+
+
+@router.post(
+    "/v1/messages/process",
+    response_model=ProcessResult,
+    dependencies=[Authorized],
+    summary="Process one inbound message or delivery status; idempotent on the message id.",
+    responses={
+        401: {"description": "Missing or wrong service token."},
+        422: {"description": "Not a valid inbound BeaconMessage or status (permanent: dead-letter it)."},
+    },
+)
+async def process_message(
+    msg: BeaconMessage,
+    state: StateDep,
+    idempotency_key: Annotated[str | None, Header(description="The message id.")] = None,
+) -> Response:
+    """The first call runs the pipeline and stores the message and its replies; a repeat returns the
+    stored replies (same ids) without running the pipeline again."""
+    if idempotency_key is not None and idempotency_key != msg.id:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            detail=f"Idempotency-Key {idempotency_key!r} differs from the message id {msg.id!r}; send the message id",
+        )
+    started = time.perf_counter()
+    if msg.direction == STATUS:
+        response = await _process_status(state, msg)
+    elif msg.direction == INBOUND:
+        response = await _process_inbound(state, msg)
+    else:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            detail=f"message {msg.id} has direction {msg.direction!r}: the processing endpoint takes inbound "
+            "messages and statuses (send proactive messages with POST /v1/messages/send)",
+        )
+    metrics.PROCESS_SECONDS.labels(msg.direction).observe(time.perf_counter() - started)
+    return response
+
+
+async def _process_status(state: StateDep, msg: BeaconMessage) -> Response:
+    async with state.sessions.begin() as session:
+        fresh = await store.record_status(session, msg, utcnow())
+    metrics.PROCESSED.labels(STATUS, "new" if fresh else "duplicate").inc()
+    return _result(msg.id, not fresh, b"[]")
+
+
+async def _process_inbound(state: StateDep, msg: BeaconMessage) -> Response:
+    async with state.sessions() as session:
+        stored = await store.find_processed(session, msg.id)
+    if stored is not None:
+        metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
+        return _result(msg.id, True, stored)
+
+    turn = Turn(message=msg, settings=state.settings, sessions=state.sessions)
+    replies = await run_pipeline(state.handlers, turn)
+    now = utcnow()
+    replies, refused = apply_window(state.settings, replies, msg.channel_timestamp or msg.created_at, now)
+    for refusal in refused:
+        metrics.REFUSED.inc()
+        log.warning("reply %s to message %s not sent: %s", refusal.message_id, msg.id, refusal.reason)
+    replies_json = store.dump_messages(replies)
+    record = store.TurnRecord(msg, replies, replies_json, reset_conversation=turn.reset_conversation)
+    try:
+        async with state.sessions.begin() as session:
+            await store.record_turn(session, record, now)
+    except IntegrityError:
+        # A concurrent duplicate won the processed-id constraint: answer what it stored.
+        async with state.sessions() as session:
+            stored = await store.find_processed(session, msg.id)
+        if stored is None:
+            raise
+        metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
+        return _result(msg.id, True, stored)
+    metrics.PROCESSED.labels(INBOUND, "new").inc()
+    metrics.HANDLED.labels(turn.handled_by or "none").inc()
+    return _result(msg.id, False, replies_json, refused)

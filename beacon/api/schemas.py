@@ -1,0 +1,74 @@
+"""Request and response bodies of the API (the OpenAPI document is the contract)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from beacon.messages import BeaconMessage, Location, Media
+
+
+class RefusedReply(BaseModel):
+    message_id: str
+    reason: str
+
+
+class ProcessResult(BaseModel):
+    """What the processing endpoint answers."""
+
+    message_id: str
+    duplicate: bool = Field(description="True when the message was processed before: the stored replies.")
+    replies: list[BeaconMessage] = Field(description="Outbound messages to produce to bm_out, in order.")
+    refused: list[RefusedReply] = Field(
+        default_factory=list, description="Replies not sent (outside the customer-service window)."
+    )
+
+
+class UserOut(BaseModel):
+    user_key: str
+    channel: str
+    account: str
+    user_id: str
+    profile_name: str | None
+    first_seen: datetime
+    last_seen: datetime
+    last_inbound_at: datetime | None
+    opted_out: bool
+    conversation_id: str
+    window_open: bool
+
+
+class StoredMessage(BaseModel):
+    message: BeaconMessage
+    delivery_status: str | None = None
+
+
+class MessagePage(BaseModel):
+    user_key: str
+    messages: list[StoredMessage] = Field(description="Newest first.")
+    next_before: str | None = Field(None, description="Pass as `before` for the next (older) page; null at the end.")
+
+
+class SendRequest(BaseModel):
+    """A proactive message to one user."""
+
+    channel: str = "whatsapp"
+    account: str = Field(description="The business account (WhatsApp: phone number id).")
+    user_id: str = Field(description="The user (WhatsApp: wa_id).")
+    kind: str = Field(
+        "text", description="text, template, image, audio, video, document, sticker, location, interactive"
+    )
+    text: str | None = None
+    media: Media | None = None
+    location: Location | None = None
+    payload: str | None = Field(None, description="JSON of the template or interactive object.")
+    id: str | None = Field(None, description="Your id for the message (idempotency); default a new uuid.")
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class SendResult(BaseModel):
+    message: BeaconMessage
+    topic: str
+    partition: int
+    offset: int

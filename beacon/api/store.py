@@ -1,0 +1,226 @@
+"""Persistence as plain functions over an AsyncSession. The processing hot path costs one read
+(``find_processed``) and one write transaction (``record_turn``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from beacon.api.models import Conversation, DeliveryState, Message, Processed, User
+from beacon.messages import STATUS_ORDER, BeaconMessage, stable_id
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """Datetimes from SQLite come back naive: they are UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    dialect = session.bind.dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def first_conversation_id(user_key: str) -> str:
+    return stable_id("conversation", user_key, "first")
+
+
+def dump_messages(messages: list[BeaconMessage]) -> bytes:
+    return orjson.dumps([m.model_dump(mode="json") for m in messages])
+
+
+async def find_processed(session: AsyncSession, message_id: str) -> bytes | None:
+    """The stored replies (JSON list) of an already processed message, or None."""
+    value = await session.scalar(select(Processed.replies).where(Processed.message_id == message_id))
+    return value.encode() if value is not None else None
+
+
+@dataclass
+class TurnRecord:
+    """What one processed inbound message writes."""
+
+    inbound: BeaconMessage
+    replies: list[BeaconMessage]
+    replies_json: bytes
+    reset_conversation: bool = False
+
+
+def _message_row(msg: BeaconMessage, conversation_id: str, seq: int, now: datetime) -> dict[str, Any]:
+    return {
+        "id": msg.id,
+        "seq": seq,
+        "user_key": msg.user_key,
+        "conversation_id": conversation_id,
+        "direction": msg.direction,
+        "kind": msg.kind,
+        "text": msg.text,
+        "body": orjson.dumps(msg.model_dump(mode="json")).decode(),
+        "channel_message_id": msg.channel_message_id,
+        "reply_to_id": msg.reply_to_id,
+        "created_at": msg.created_at or now,
+        "delivery_status": None,
+        "delivery_rank": 0,
+        "delivery_updated_at": None,
+    }
+
+
+async def record_turn(session: AsyncSession, turn: TurnRecord, now: datetime) -> None:
+    """Store the processed id, the user, the inbound message and its replies in one transaction.
+
+    Raises IntegrityError when the id was processed meanwhile (the caller then returns the stored replies).
+    """
+    msg = turn.inbound
+    await session.execute(
+        _insert(session, Processed).values(message_id=msg.id, processed_at=now, replies=turn.replies_json.decode())
+    )
+    conversation_id = await touch_user(session, msg, now, inbound=True)
+    rows = [_message_row(msg, conversation_id, 0, now)]
+    rows += [_message_row(r, conversation_id, i + 1, now) for i, r in enumerate(turn.replies)]
+    await session.execute(_insert(session, Message).on_conflict_do_nothing(), rows)
+    if turn.reset_conversation:
+        new_id = stable_id("conversation", msg.user_key, msg.id)
+        await session.execute(update(Conversation).where(Conversation.id == conversation_id).values(ended_at=now))
+        await session.execute(
+            _insert(session, Conversation)
+            .values(id=new_id, user_key=msg.user_key, started_at=now)
+            .on_conflict_do_nothing()
+        )
+        await session.execute(update(User).where(User.user_key == msg.user_key).values(conversation_id=new_id))
+
+
+async def touch_user(session: AsyncSession, msg: BeaconMessage, now: datetime, *, inbound: bool) -> str:
+    """Create or update the user of ``msg``; returns the user's current conversation id."""
+    conversation_id = first_conversation_id(msg.user_key)
+    values: dict[str, Any] = {
+        "user_key": msg.user_key,
+        "channel": msg.channel,
+        "account": msg.account,
+        "user_id": msg.user_id,
+        "profile_name": msg.profile_name,
+        "first_seen": now,
+        "last_seen": now,
+        "last_inbound_at": now if inbound else None,
+        "opted_out": False,
+        "conversation_id": conversation_id,
+    }
+    stmt = _insert(session, User).values(**values)
+    changes: dict[str, Any] = {"last_seen": now}
+    if inbound:
+        changes["last_inbound_at"] = now
+    if msg.profile_name:
+        changes["profile_name"] = msg.profile_name
+    stmt = stmt.on_conflict_do_update(index_elements=[User.user_key], set_=changes).returning(
+        User.conversation_id, User.first_seen
+    )
+    row = (await session.execute(stmt)).one()
+    if utc(row.first_seen) == now:
+        await session.execute(
+            _insert(session, Conversation)
+            .values(id=row.conversation_id, user_key=msg.user_key, started_at=now)
+            .on_conflict_do_nothing()
+        )
+    return str(row.conversation_id)
+
+
+async def record_status(session: AsyncSession, msg: BeaconMessage, now: datetime) -> bool:
+    """Apply a delivery status; the state only moves forward. Returns False when already processed."""
+    inserted = await session.execute(
+        _insert(session, Processed)
+        .values(message_id=msg.id, processed_at=now, replies="[]")
+        .on_conflict_do_nothing()
+        .returning(Processed.message_id)
+    )
+    if inserted.first() is None:
+        return False
+    status = msg.status or "unknown"
+    rank = STATUS_ORDER.get(status, 0)
+    error = msg.error.model_dump(mode="json") if msg.error else None
+    if msg.channel_message_id:
+        stmt = _insert(session, DeliveryState).values(
+            channel_message_id=msg.channel_message_id,
+            user_key=msg.user_key,
+            status=status,
+            rank=rank,
+            error=error,
+            updated_at=now,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[DeliveryState.channel_message_id],
+            set_={
+                "status": stmt.excluded.status,
+                "rank": stmt.excluded.rank,
+                "error": stmt.excluded.error,
+                "updated_at": stmt.excluded.updated_at,
+            },
+            where=DeliveryState.rank < stmt.excluded.rank,
+        )
+        await session.execute(stmt)
+    targets = []
+    if msg.channel_message_id:
+        targets.append(Message.channel_message_id == msg.channel_message_id)
+    if msg.reply_to_id:
+        targets.append(Message.id == msg.reply_to_id)
+    if targets:
+        await session.execute(
+            update(Message)
+            .where(and_(or_(*targets), Message.delivery_rank < rank))
+            .values(delivery_status=status, delivery_rank=rank, delivery_updated_at=now)
+        )
+    return True
+
+
+async def delivery_state(session: AsyncSession, channel_message_id: str) -> str | None:
+    return await session.scalar(
+        select(DeliveryState.status).where(DeliveryState.channel_message_id == channel_message_id)
+    )
+
+
+async def get_user(session: AsyncSession, user_key: str) -> User | None:
+    return await session.get(User, user_key)
+
+
+async def conversation_history(
+    session: AsyncSession, user_key: str, *, limit: int, conversation_id: str | None = None
+) -> list[BeaconMessage]:
+    """The last ``limit`` messages of the user's current conversation, oldest first."""
+    if conversation_id is None:
+        conversation_id = await session.scalar(select(User.conversation_id).where(User.user_key == user_key))
+        if conversation_id is None:
+            return []
+    rows = await session.scalars(
+        select(Message.body)
+        .where(Message.user_key == user_key, Message.conversation_id == conversation_id)
+        .order_by(Message.created_at.desc(), Message.seq.desc())
+        .limit(limit)
+    )
+    return [BeaconMessage.model_validate_json(body) for body in reversed(list(rows))]
+
+
+async def message_page(
+    session: AsyncSession, user_key: str, *, limit: int, before: datetime | None = None
+) -> list[Message]:
+    """A page of a user's messages (all conversations), newest first, older than ``before``."""
+    stmt = select(Message).where(Message.user_key == user_key)
+    if before is not None:
+        stmt = stmt.where(Message.created_at < before)
+    stmt = stmt.order_by(Message.created_at.desc(), Message.seq.desc()).limit(limit)
+    return list(await session.scalars(stmt))
+
+
+async def count_messages(session: AsyncSession, user_key: str) -> int:
+    return int(await session.scalar(select(func.count()).select_from(Message).where(Message.user_key == user_key)) or 0)
+
+
+async def record_outbound(session: AsyncSession, msg: BeaconMessage, now: datetime) -> None:
+    """Store a proactive outbound message (the user row must exist)."""
+    conversation_id = await session.scalar(select(User.conversation_id).where(User.user_key == msg.user_key))
+    await session.execute(
+        _insert(session, Message).values(**_message_row(msg, conversation_id or "", 0, now)).on_conflict_do_nothing()
+    )

@@ -1,0 +1,59 @@
+"""The customer-service window: free-form messages only within N hours of the user's last message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from beacon.config import Settings
+from beacon.messages import BeaconMessage
+
+#: Kinds allowed outside the window (WhatsApp: templates; marking read is not a message).
+ALWAYS_ALLOWED = frozenset({"template", "read_receipt"})
+
+
+@dataclass(frozen=True)
+class Refusal:
+    message_id: str
+    reason: str
+
+
+def window_open(settings: Settings, last_inbound: datetime | None, now: datetime) -> bool:
+    return last_inbound is not None and now - last_inbound <= timedelta(hours=settings.window_hours)
+
+
+def apply_window(
+    settings: Settings, messages: list[BeaconMessage], last_inbound: datetime | None, now: datetime
+) -> tuple[list[BeaconMessage], list[Refusal]]:
+    """Messages allowed to go out: free-form ones outside the window become the configured template,
+    or are refused with a reason."""
+    if window_open(settings, last_inbound, now):
+        return messages, []
+    allowed: list[BeaconMessage] = []
+    refused: list[Refusal] = []
+    when = last_inbound.isoformat() if last_inbound else "never"
+    for msg in messages:
+        if msg.kind in ALWAYS_ALLOWED:
+            allowed.append(msg)
+        elif settings.window_template:
+            allowed.append(
+                msg.model_copy(
+                    update={
+                        "kind": "template",
+                        "text": None,
+                        "media": None,
+                        "payload": settings.window_template,
+                        "metadata": {**msg.metadata, "window": "template"},
+                    }
+                )
+            )
+        else:
+            refused.append(
+                Refusal(
+                    msg.id,
+                    f"outside the {settings.window_hours:g}-hour customer-service window (the user last wrote "
+                    f"{when}): only template messages may be sent; set BEACON_WINDOW_TEMPLATE to send a template "
+                    "instead",
+                )
+            )
+    return allowed, refused
