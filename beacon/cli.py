@@ -14,7 +14,7 @@ from beacon.bench.cli import bench_app
 from beacon.config import get_settings
 from beacon.logs import setup_logging
 from beacon.ops.cli import kafka_app, registry_app, schemas_app, topics_app
-from beacon.ops.commands import lag, replay
+from beacon.ops.commands import dlq_app, lag, replay
 
 app = typer.Typer(
     help="Beacon: a queue-based backend for chat bots (gateways -> Kafka -> Faust workers -> API).",
@@ -29,6 +29,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(api_app, name="api")
 app.command("replay")(replay)
 app.command("lag")(lag)
+app.add_typer(dlq_app, name="dlq")
 
 
 def main() -> None:

@@ -129,3 +129,133 @@ def lag(
             console.print(f"group {g}: total lag {total_lag(rows)} over {len(rows)} partition(s)")
     except BeaconError as exc:
         raise _fail(exc) from exc
+
+
+dlq_app = typer.Typer(help="The dead-letter topic: list, show and redrive records.", no_args_is_help=True)
+
+_SourceOpt = Annotated[str | None, typer.Option("--source-topic", help="Only records dead-lettered from this topic.")]
+_ClassOpt = Annotated[str | None, typer.Option("--error-class", help="Only records with this error class.")]
+_OriginOpt = Annotated[str | None, typer.Option("--origin", help="Only records dead-lettered by this process.")]
+
+
+@dlq_app.command("list")
+def dlq_list(
+    limit: Annotated[int, typer.Option(help="Show the last N matching records.")] = 50,
+    source_topic: _SourceOpt = None,
+    error_class: _ClassOpt = None,
+    origin: _OriginOpt = None,
+) -> None:
+    """List dead-lettered records (newest last): where from, why, and the content where it decodes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from beacon.ops import deadletters as dl
+
+    settings = get_settings()
+    try:
+        letters = dl.select(dl.iter_dead_letters(settings), source_topic=source_topic, error_class=error_class,
+                            origin=origin)
+    except BeaconError as exc:
+        raise _fail(exc) from exc
+    shown = sorted(letters, key=lambda d: (d.info.time.timestamp() if d.info and d.info.time else 0, d.ref))
+    shown = shown[-limit:] if limit > 0 else shown
+    table = Table(title=f"{settings.topic_dlq}: {len(letters)} record(s)" + (
+        f", last {len(shown)} shown" if len(shown) < len(letters) else ""))
+    for col in ("ref", "time", "origin", "source", "error", "attempts", "content"):
+        table.add_column(col)
+    for d in shown:
+        info = d.info
+        table.add_row(
+            d.ref,
+            info.time.strftime("%Y-%m-%d %H:%M:%S") if info and info.time else "-",
+            info.origin if info else "-",
+            f"{info.topic}[{info.partition}]@{info.offset}" if info else "(no headers)",
+            info.error_class if info else "-",
+            str(info.attempts) if info else "-",
+            dl.summary(dl.decode(settings, d)),
+        )
+    Console().print(table)
+    typer.echo("Show one with `beacon dlq show REF`; republish with `beacon dlq redrive REF ...` or `--all`.")
+
+
+@dlq_app.command("show")
+def dlq_show(ref: Annotated[str, typer.Argument(help="<partition>:<offset> on the dead-letter topic.")]) -> None:
+    """Show one dead-lettered record: every header, the key, and the message decoded (or its raw bytes)."""
+    import json
+
+    from beacon.ops import deadletters as dl
+
+    settings = get_settings()
+    try:
+        wanted = dl.parse_ref(ref)
+        found = list(dl.iter_dead_letters(settings, only=[wanted]))
+    except BeaconError as exc:
+        raise _fail(exc) from exc
+    if not found:
+        typer.echo(f"error: no record {ref} on {settings.topic_dlq} (see `beacon dlq list`)", err=True)
+        raise typer.Exit(1)
+    d = found[0]
+    typer.echo(f"record {settings.topic_dlq} {d.ref}")
+    if d.info:
+        i = d.info
+        typer.echo(f"  source:     {i.topic} partition {i.partition} offset {i.offset}")
+        typer.echo(f"  origin:     {i.origin}   attempts: {i.attempts}   time: {i.time.isoformat() if i.time else '-'}")
+        typer.echo(f"  error:      {i.error_class}: {i.error_text}")
+    else:
+        typer.echo("  (no dead-letter headers)")
+    for k, v in d.headers:
+        if not k.startswith("beacon.dlq."):
+            typer.echo(f"  header {k}: {v.decode('utf-8', errors='replace')}")
+    typer.echo(f"  key:        {d.key.decode('utf-8', errors='replace') if d.key is not None else '-'}")
+    decoded = dl.decode(settings, d)
+    if decoded.message is not None:
+        typer.echo("  message:")
+        typer.echo(json.dumps(decoded.message.model_dump(mode="json", exclude_none=True), indent=2, ensure_ascii=False))
+    else:
+        typer.echo(f"  not decodable: {decoded.problem}")
+        raw = d.value or b""
+        typer.echo(f"  value ({len(raw)} bytes): {raw[:512]!r}{' ...' if len(raw) > 512 else ''}")
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    refs: Annotated[list[str] | None, typer.Argument(help="<partition>:<offset> of each record to republish.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every record matching the filters.")] = False,
+    source_topic: _SourceOpt = None,
+    error_class: _ClassOpt = None,
+    origin: _OriginOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be republished, send nothing.")] = False,
+) -> None:
+    """Republish chosen records (original key and bytes) to their source topic."""
+    from rich.progress import Progress
+
+    from beacon.ops import deadletters as dl
+
+    if bool(refs) == all_:
+        typer.echo("error: name records (REF ...) or pass --all (with optional filters), not both", err=True)
+        raise typer.Exit(2)
+    settings = get_settings()
+    try:
+        only = [dl.parse_ref(r) for r in refs] if refs else None
+        letters = dl.select(dl.iter_dead_letters(settings, only=only), source_topic=source_topic,
+                            error_class=error_class, origin=origin)
+    except BeaconError as exc:
+        raise _fail(exc) from exc
+    if only is not None:
+        missing = sorted({f"{p}:{o}" for p, o in only} - {d.ref for d in letters})
+        if missing:
+            typer.echo(f"error: not on {settings.topic_dlq} (or filtered out): {', '.join(missing)}", err=True)
+            raise typer.Exit(1)
+    if dry_run:
+        for d in letters:
+            typer.echo(f"would redrive {d.ref} -> {d.info.topic if d.info else '(no source topic)'}")
+        typer.echo(f"{len(letters)} record(s) would be republished (dry run).")
+        return
+    with Progress(transient=len(letters) < 1000) as progress:
+        task = progress.add_task("redriving", total=len(letters))
+        sent, problems = dl.redrive(settings, letters, on_sent=lambda _d: progress.advance(task))
+    for problem in problems:
+        typer.echo(f"problem: {problem}", err=True)
+    typer.echo(f"redrove {sent} of {len(letters)} record(s) to their source topics.")
+    if problems:
+        raise typer.Exit(1)
