@@ -12,6 +12,8 @@ from pydantic import ValidationError
 from beacon.api.cli import api_app
 from beacon.bench.cli import bench_app
 from beacon.config import get_settings
+from beacon.fakes.whatsapp.cli import fake_whatsapp_app
+from beacon.gateway.cli import gateway_app
 from beacon.logs import setup_logging
 from beacon.ops.cli import kafka_app, registry_app, schemas_app, topics_app
 from beacon.ops.commands import dlq_app, lag, replay
@@ -26,6 +28,8 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(registry_app, name="registry")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(bench_app, name="bench")
+app.add_typer(gateway_app, name="gateway")
+app.add_typer(fake_whatsapp_app, name="fake-whatsapp")
 app.add_typer(api_app, name="api")
 app.command("replay")(replay)
 app.command("lag")(lag)

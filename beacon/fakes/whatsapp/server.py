@@ -1,0 +1,335 @@
+"""The fake Cloud API server (aiohttp): send endpoint, read receipts, media, error injection,
+a record of everything sent (long-poll ``/_fake/sent``) and ``/_fake/say`` to play a user.
+
+Control endpoints (``/_fake/...``) are not part of the Cloud API:
+- ``GET /_fake/sent?after=<seq>&wait=<s>&limit=<n>``: recorded sends with seq > after (waits for one).
+- ``POST /_fake/say`` ``{"from", "text", "name"}``: a signed text webhook to the gateway.
+- ``POST /_fake/faults`` ``{"code", "to"?, "phone_number_id"?, "count"?}``: answer the next ``count``
+  (default: every) matching sends with that error; ``DELETE /_fake/faults`` clears them.
+- ``POST /_fake/config`` ``{"access_token"?, "rate_limit"?, "statuses"?}``: rotate the token (sends
+  with the old one get 190), answer 130429 above ``rate_limit`` sends/s per number, post status webhooks.
+- ``GET /_fake/stats``: counts of accepted and rejected sends by code; ``POST /_fake/reset``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import time
+from collections import Counter, deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from beacon.config import Settings
+from beacon.fakes.whatsapp import payloads as p
+from beacon.fakes.whatsapp.cloudapi import InvalidRequest, error_body, validate_send
+from beacon.fakes.whatsapp.driver import WebhookDeliveryError, WebhookDriver
+
+log = logging.getLogger("beacon.fakes.whatsapp")
+
+Json = dict[str, Any]
+
+
+@dataclass
+class Fault:
+    """An injected error: ``code`` for sends matching ``to`` / ``phone_number_id``, ``count`` times (None: always)."""
+
+    code: int
+    to: str | None = None
+    phone_number_id: str | None = None
+    count: int | None = None
+    details: str | None = None
+
+    def matches(self, phone_number_id: str, to: str | None) -> bool:
+        if self.to is not None and (to or "").lstrip("+") != self.to.lstrip("+"):
+            return False
+        return self.phone_number_id is None or self.phone_number_id == phone_number_id
+
+
+@dataclass
+class FakeState:
+    """Everything the fake remembers."""
+
+    access_token: str
+    app_secret: str | None
+    gateway_url: str
+    phone_number_id: str = p.DEFAULT_PHONE_NUMBER_ID
+    rate_limit: float | None = None
+    statuses: bool = False
+    sent: list[Json] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    accepted: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    recent: dict[str, deque[float]] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def _error(code: int, details: str | None = None) -> web.Response:
+    status, body = error_body(code, details)
+    return _json(body, status)
+
+
+class FakeCloudApi:
+    """The fake's aiohttp application and its state."""
+
+    def __init__(self, *, access_token: str, app_secret: str | None, gateway_url: str,
+                 phone_number_id: str = p.DEFAULT_PHONE_NUMBER_ID) -> None:
+        self.state = FakeState(access_token=access_token, app_secret=app_secret, gateway_url=gateway_url,
+                               phone_number_id=phone_number_id)
+        self._driver: WebhookDriver | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.app = web.Application(client_max_size=100 * 1024 * 1024)
+        self.app.add_routes([
+            web.post("/{version}/{phone_number_id}/messages", self.send),
+            web.post("/{version}/{phone_number_id}/media", self.upload_media),
+            web.get("/_fake/sent", self.list_sent),
+            web.post("/_fake/say", self.say),
+            web.post("/_fake/faults", self.add_fault),
+            web.delete("/_fake/faults", self.clear_faults),
+            web.post("/_fake/config", self.configure),
+            web.get("/_fake/stats", self.stats),
+            web.post("/_fake/reset", self.reset),
+            web.get("/_fake/media/{media_id}", self.download_media),
+            web.get("/healthz", self.healthz),
+            web.get("/{version}/{media_id}", self.media_url),
+        ])
+        self.app.on_cleanup.append(self._cleanup)
+
+    @property
+    def driver(self) -> WebhookDriver:
+        if self._driver is None:
+            self._driver = WebhookDriver(self.state.gateway_url, self.state.app_secret, self.state.phone_number_id)
+        return self._driver
+
+    async def _cleanup(self, _app: web.Application) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._driver is not None:
+            await self._driver.aclose()
+
+    def _authorised(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization", "") == f"Bearer {self.state.access_token}"
+
+    def _reject(self, code: int, details: str | None = None) -> web.Response:
+        self.state.rejected[str(code)] += 1
+        return _error(code, details)
+
+    # --- the Cloud API ------------------------------------------------------------------------
+
+    async def send(self, request: web.Request) -> web.Response:
+        received_at = time.time()
+        if not self._authorised(request):
+            return self._reject(190, "Invalid OAuth access token")
+        phone_number_id = request.match_info["phone_number_id"]
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return self._reject(100, "The request body is not JSON")
+        try:
+            validate_send(body)
+        except InvalidRequest as exc:
+            return self._reject(exc.code, exc.details)
+        to = body.get("to")
+        fault = self._fault_for(phone_number_id, to)
+        if fault is not None:
+            return self._reject(fault.code, fault.details)
+        if self._over_rate(phone_number_id, received_at):
+            return self._reject(130429, "Message throughput exceeded")
+        state = self.state
+        state.accepted += 1
+        state.sent.append({"seq": len(state.sent) + 1, "received_at": received_at,
+                           "phone_number_id": phone_number_id, "to": to, "body": body})
+        state.changed.set()
+        state.changed = asyncio.Event()
+        if body.get("status") == "read":
+            return _json({"success": True})
+        wamid = p.new_wamid()
+        if state.statuses:
+            self._spawn(self._post_statuses(phone_number_id, wamid, str(to).lstrip("+"),
+                                            body.get("biz_opaque_callback_data")))
+        message: Json = {"id": wamid}
+        if body.get("type") == "template":
+            message["message_status"] = "accepted"
+        return _json({"messaging_product": "whatsapp",
+                      "contacts": [{"input": to, "wa_id": str(to).lstrip("+")}], "messages": [message]})
+
+    def _fault_for(self, phone_number_id: str, to: str | None) -> Fault | None:
+        for fault in self.state.faults:
+            if fault.matches(phone_number_id, to):
+                if fault.count is not None:
+                    fault.count -= 1
+                    if fault.count <= 0:
+                        self.state.faults.remove(fault)
+                return fault
+        return None
+
+    def _over_rate(self, phone_number_id: str, now: float) -> bool:
+        limit = self.state.rate_limit
+        if not limit:
+            return False
+        window = self.state.recent.setdefault(phone_number_id, deque())
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        if len(window) >= limit:
+            return True
+        window.append(now)
+        return False
+
+    async def upload_media(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return self._reject(190)
+        reader = await request.multipart()
+        data, mime = b"", "application/octet-stream"
+        async for part in reader:
+            if getattr(part, "name", None) == "file":
+                data = await part.read()  # type: ignore[union-attr]
+                mime = part.headers.get("Content-Type", mime)
+            elif getattr(part, "name", None) == "type":
+                mime = await part.text()  # type: ignore[union-attr]
+        media_id = str(secrets.randbelow(10**15) + 10**15)
+        self.state.media[media_id] = (data, mime)
+        return _json({"id": media_id})
+
+    async def media_url(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return self._reject(190)
+        media_id = request.match_info["media_id"]
+        if media_id not in self.state.media:
+            return self._reject(100, f"media {media_id} does not exist")
+        data, mime = self.state.media[media_id]
+        return _json({"messaging_product": "whatsapp", "url": f"{request.url.origin()}/_fake/media/{media_id}",
+                      "mime_type": mime, "sha256": hashlib.sha256(data).hexdigest(), "file_size": len(data),
+                      "id": media_id})
+
+    async def download_media(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.Response(status=401)
+        item = self.state.media.get(request.match_info["media_id"])
+        if item is None:
+            return web.Response(status=404)
+        return web.Response(body=item[0], content_type=item[1].split(";")[0])
+
+    # --- Meta's side of webhooks --------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _post_statuses(self, phone_number_id: str, wamid: str, to: str, opaque: str | None) -> None:
+        for state in ("sent", "delivered", "read"):
+            payload = p.status_webhook(wamid, state, to, phone_number_id=phone_number_id, opaque=opaque)
+            try:
+                await self.driver.post(payload)
+            except WebhookDeliveryError as exc:
+                log.warning("fake Cloud API: status webhook %s of %s not accepted: %s", state, wamid, exc)
+                return
+
+    async def say(self, request: web.Request) -> web.Response:
+        data = orjson.loads(await request.read())
+        from_, text = data.get("from"), data.get("text")
+        if not from_ or not isinstance(text, str):
+            return _json({"error": "from and text are required"}, 400)
+        wamid = p.new_wamid()
+        payload = p.text_webhook(str(from_), text, name=data.get("name"),
+                                 phone_number_id=str(data.get("phone_number_id") or self.state.phone_number_id),
+                                 wamid=wamid)
+        try:
+            status = await self.driver.post(payload)
+        except WebhookDeliveryError as exc:
+            return _json({"wamid": wamid, "gateway_status": exc.status, "error": str(exc)}, 502)
+        return _json({"wamid": wamid, "gateway_status": status})
+
+    # --- control ------------------------------------------------------------------------------
+
+    async def list_sent(self, request: web.Request) -> web.Response:
+        after = int(request.query.get("after", "0"))
+        wait = float(request.query.get("wait", "0"))
+        limit = int(request.query.get("limit", "10000"))
+        deadline = time.monotonic() + wait
+        while len(self.state.sent) <= after:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(self.state.changed.wait(), remaining)
+            except TimeoutError:
+                break
+        return _json(self.state.sent[max(after, 0):max(after, 0) + limit])
+
+    async def add_fault(self, request: web.Request) -> web.Response:
+        data = orjson.loads(await request.read())
+        fault = Fault(code=int(data["code"]), to=data.get("to"), phone_number_id=data.get("phone_number_id"),
+                      count=data.get("count"), details=data.get("details"))
+        self.state.faults.append(fault)
+        return _json({"faults": len(self.state.faults)})
+
+    async def clear_faults(self, _request: web.Request) -> web.Response:
+        self.state.faults.clear()
+        return _json({"faults": 0})
+
+    async def configure(self, request: web.Request) -> web.Response:
+        data = orjson.loads(await request.read())
+        if "access_token" in data:
+            self.state.access_token = str(data["access_token"])
+        if "rate_limit" in data:
+            self.state.rate_limit = float(data["rate_limit"]) if data["rate_limit"] else None
+        if "statuses" in data:
+            self.state.statuses = bool(data["statuses"])
+        return _json({"ok": True})
+
+    async def stats(self, _request: web.Request) -> web.Response:
+        return _json({"accepted": self.state.accepted, "rejected": dict(self.state.rejected),
+                      "last_seq": len(self.state.sent), "faults": len(self.state.faults)})
+
+    async def reset(self, _request: web.Request) -> web.Response:
+        s = self.state
+        s.sent.clear()
+        s.faults.clear()
+        s.accepted = 0
+        s.rejected.clear()
+        s.recent.clear()
+        s.rate_limit = None
+        return _json({"ok": True})
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return _json({"ok": True})
+
+
+def gateway_url(settings: Settings) -> str:
+    """Where the fake posts webhooks: BEACON_GATEWAY_URL or the local gateway's port."""
+    return settings.gateway_url or f"http://127.0.0.1:{settings.gateway_port}"
+
+
+def from_settings(settings: Settings) -> FakeCloudApi:
+    """A fake that accepts the gateway's access token and signs with its app secret."""
+    token = settings.whatsapp_access_token.get_secret_value() if settings.whatsapp_access_token else "dev-access-token"
+    secret = settings.whatsapp_app_secret.get_secret_value() if settings.whatsapp_app_secret else None
+    return FakeCloudApi(access_token=token, app_secret=secret, gateway_url=gateway_url(settings),
+                        phone_number_id=settings.whatsapp_phone_number_id)
+
+
+@asynccontextmanager
+async def running(fake: FakeCloudApi, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Serve ``fake`` on host:port (0: a free port) and yield its base URL."""
+    runner = web.AppRunner(fake.app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1]
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        await runner.cleanup()

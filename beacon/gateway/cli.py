@@ -1,0 +1,22 @@
+"""``beacon gateway <channel>``: one persistent gateway process per channel."""
+
+from __future__ import annotations
+
+import typer
+
+from beacon.config import get_settings
+
+gateway_app = typer.Typer(help="Channel gateways: webhooks into bm_in, bm_out back out.", no_args_is_help=True)
+
+
+@gateway_app.command("whatsapp")
+def whatsapp() -> None:
+    """The WhatsApp gateway: Cloud API webhooks into bm_in, and the sender of bm_out's WhatsApp messages."""
+    from beacon.errors import BeaconError
+    from beacon.gateway.whatsapp.service import run
+
+    try:
+        run(get_settings())
+    except BeaconError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
