@@ -12,6 +12,7 @@ answer raises :class:`RegistryUnavailableError` (retry, never dead-letter).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import io
 import json
 import logging
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import fastavro
-import httpx
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
 from beacon.config import Settings
@@ -44,6 +44,20 @@ _NESTED: dict[str, type[Any]] = {
     "error": StatusError,
 }
 T = TypeVar("T")
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """Network errors of the registry client: it uses httpx2 when installed, else httpx."""
+    errors: list[type[Exception]] = []
+    for module in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(module).TransportError)
+        except ImportError:
+            continue
+    return tuple(errors)
+
+
+_TRANSPORT_ERRORS = _transport_errors()
 
 
 def load_schema_text(path: Path = SCHEMA_PATH) -> str:
@@ -139,7 +153,7 @@ class MessageCodec:
             )
             raise RegistryUnavailableError(f"registry refused the BeaconMessage schema for {subject}: {exc}; {hint}") \
                 from exc
-        except httpx.TransportError as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise self._unavailable(exc) from exc
         with self._lock:
             self._ids[topic] = schema_id
@@ -158,7 +172,7 @@ class MessageCodec:
                 raise BadMessageError(f"unknown schema id {schema_id} (not in the registry)",
                                       topic=topic, partition=partition, offset=offset) from exc
             raise self._unavailable(exc) from exc
-        except httpx.TransportError as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise self._unavailable(exc) from exc
         try:
             parsed = fastavro.parse_schema(json.loads(registered.schema_str or ""))
@@ -182,13 +196,21 @@ class MessageCodec:
 
     def encode(self, msg: BeaconMessage, topic: str) -> bytes:
         """The message in the Confluent wire format, under ``<topic>-value``."""
+        return self.encode_record(to_record(msg), topic)
+
+    def encode_record(self, record: dict[str, Any], topic: str) -> bytes:
+        """An Avro record of this codec's schema in the Confluent wire format."""
         buf = io.BytesIO()
         buf.write(_HEADER.pack(MAGIC, self.schema_id(topic)))
-        fastavro.schemaless_writer(buf, self.reader_schema, to_record(msg))
+        fastavro.schemaless_writer(buf, self.reader_schema, record)
         return buf.getvalue()
 
     def decode(self, data: bytes | None, *, topic: str, partition: int = -1, offset: int = -1) -> BeaconMessage:
         """A message from Confluent-framed bytes; BadMessageError names where bad bytes came from."""
+        return from_record(self.decode_record(data, topic=topic, partition=partition, offset=offset))
+
+    def decode_record(self, data: bytes | None, *, topic: str, partition: int = -1, offset: int = -1) -> dict[str, Any]:
+        """The Avro record in Confluent-framed bytes, resolved into this codec's schema."""
         if data is None or len(data) < _HEADER.size:
             raise BadMessageError(
                 "empty value" if not data else f"only {len(data)} bytes, shorter than the 5-byte header",
@@ -216,7 +238,7 @@ class MessageCodec:
                                   topic=topic, partition=partition, offset=offset)
         if not isinstance(record, dict):
             raise BadMessageError("Avro body is not a record", topic=topic, partition=partition, offset=offset)
-        return from_record(record)
+        return record
 
 
 @lru_cache(maxsize=8)

@@ -16,5 +16,5 @@ def setup_logging(level: str = "INFO", process: str = "beacon") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Per-request lines of HTTP clients drown what matters; their warnings still show.
-    for noisy in ("httpx", "httpcore"):
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
