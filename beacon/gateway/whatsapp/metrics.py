@@ -1,0 +1,24 @@
+"""Prometheus metrics of the WhatsApp gateway (process-wide, served at ``/metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+WEBHOOKS = Counter("beacon_gateway_webhooks_total", "Webhook POSTs by outcome (accepted or the rejection reason).",
+                   ["channel", "outcome"])
+WEBHOOK_MESSAGES = Counter("beacon_gateway_webhook_messages_total",
+                           "Messages and statuses produced to bm_in from webhooks.", ["channel"])
+PRODUCE_SECONDS = Histogram("beacon_gateway_produce_seconds",
+                            "Time from a webhook's arrival to the broker's acknowledgement of all its messages.",
+                            ["channel"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+SENDS = Counter("beacon_gateway_sends_total", "Outbound messages settled, by outcome and Cloud API error code.",
+                ["channel", "outcome", "code"])
+SEND_ERRORS = Counter("beacon_gateway_send_errors_total", "Failed send attempts by Cloud API error code.",
+                      ["channel", "code", "action"])
+SEND_SECONDS = Histogram("beacon_gateway_send_seconds", "Duration of one Cloud API send request.", ["channel"])
+LIMITER_WAIT = Histogram("beacon_gateway_limiter_wait_seconds",
+                         "Time a send waited for a rate limiter or backoff, by scope (number, user).",
+                         ["channel", "scope"], buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300))
+POSSIBLE_DUPLICATES = Counter("beacon_gateway_possible_duplicate_sends_total",
+                              "Sends retried after a restart found them in flight: the Cloud API may have "
+                              "accepted the first attempt.", ["channel"])

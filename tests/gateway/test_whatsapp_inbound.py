@@ -1,0 +1,155 @@
+"""Webhooks into bm_in through the real gateway app, the real broker and the real registry."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from beacon.codec import MessageCodec
+from beacon.config import Settings
+from beacon.fakes.whatsapp import payloads as p
+from beacon.fakes.whatsapp.driver import WebhookDeliveryError, WebhookDriver
+from beacon.gateway.whatsapp.inbound import Inbound
+from beacon.gateway.whatsapp.signature import HEADER, sign
+from beacon.gateway.whatsapp.webhook import parse_webhook
+from beacon.kafka import AsyncProducer
+from tests.gateway.conftest import aread_topic, free_port, serve
+
+SECRET = "test-secret"
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    url: str
+    codec: MessageCodec
+
+    def driver(self, **kw: object) -> WebhookDriver:
+        return WebhookDriver(self.url, SECRET, **kw)  # type: ignore[arg-type]
+
+    async def records(self, count: int) -> list[tuple[bytes, object]]:
+        msgs = await aread_topic(self.settings, self.settings.topic_in, count)
+        return [(m.key(), self.codec.decode(m.value(), topic=self.settings.topic_in)) for m in msgs]
+
+
+@pytest.fixture
+async def gateway(registry_settings: Settings, new_topic: Callable[..., str]) -> AsyncIterator[Gateway]:
+    settings = registry_settings.model_copy(update={
+        "topic_in": new_topic(4, "bm_in"), "whatsapp_app_secret": SecretStr(SECRET),
+        "whatsapp_verify_token": SecretStr("vt"), "gateway_max_body_bytes": 200_000,
+    })
+    codec = MessageCodec(settings)
+    codec.prepare([settings.topic_in])
+    producer = AsyncProducer(settings)
+    try:
+        async with serve(Inbound(settings, producer, codec).app) as url:
+            yield Gateway(settings, url, codec)
+    finally:
+        producer.close()
+
+
+def _every_type(user: str) -> dict[str, object]:
+    msgs = [p.message(user, t, b) for t, b in p.EXAMPLE_BODIES.items()]
+    msgs.append(p.message(user, "interactive", p.LIST_REPLY))
+    statuses = [p.status(p.new_wamid(), s, user) for s in ("sent", "delivered", "read", "played")]
+    statuses.append(p.status(p.new_wamid(), "failed", user, errors=[{"code": 131026, "title": "Undeliverable"}]))
+    return p.envelope([p.value(contacts=[p.contact(user, "Zoë")], messages=msgs, statuses=statuses)])
+
+
+async def test_every_inbound_type_lands_on_bm_in_keyed_by_user(gateway: Gateway) -> None:
+    payload = _every_type("447700900123")
+    expected = parse_webhook(p.encode(payload))
+    async with gateway.driver(max_attempts=1) as d:
+        assert await d.post(payload) == 200
+    records = await gateway.records(len(expected))
+    assert len(records) == len(expected)
+    got = {msg.id: (key, msg) for key, msg in records}
+    for want in expected:
+        key, msg = got[want.id]
+        assert key == want.user_key.encode() == b"whatsapp:106540352242922:447700900123"
+        assert msg.model_dump(exclude={"created_at", "trace_id"}) == want.model_dump(exclude={"created_at",
+                                                                                              "trace_id"})
+
+
+async def test_a_batch_of_many_messages_from_many_users_is_produced_entirely(gateway: Gateway) -> None:
+    values = [p.value(messages=[p.text_message(f"4477{u:06d}", f"msg {u}-{i}") for i in range(5)]) for u in range(100)]
+    async with gateway.driver(max_attempts=1) as d:
+        assert await d.post(p.envelope(values)) == 200
+    records = await gateway.records(500)
+    assert len({m.id for _, m in records}) == 500
+    by_user: dict[str, list[str]] = {}
+    for _, m in records:
+        by_user.setdefault(m.user_id, []).append(m.text or "")
+    assert all(texts == [f"msg {u[-6:].lstrip('0') or '0'}-{i}" for i in range(5)] for u, texts in by_user.items())
+
+
+async def test_signature_missing_wrong_and_right_over_escaped_non_ascii(gateway: Gateway) -> None:
+    good = p.encode(p.text_webhook("447700900123", "café 👍 ok"))
+    assert b"\\u00e9" in good
+    bad = p.encode(p.text_webhook("447700900123", "forged"))
+    async with httpx.AsyncClient() as c:
+        url = gateway.url + "/webhooks/whatsapp"
+        assert (await c.post(url, content=bad)).status_code == 401
+        assert (await c.post(url, content=bad, headers={HEADER: sign(bad, "other")})).status_code == 403
+        assert (await c.post(url, content=bad, headers={HEADER: "sha256=zz"})).status_code == 403
+        assert (await c.post(url, content=good, headers={HEADER: sign(good, SECRET)})).status_code == 200
+    records = await gateway.records(1)
+    assert [m.text for _, m in records] == ["café 👍 ok"]
+
+
+async def test_verification_handshake(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as c:
+        ok = await c.get("/webhooks/whatsapp", params={"hub.mode": "subscribe", "hub.verify_token": "vt",
+                                                       "hub.challenge": "1158201444"})
+        assert ok.status_code == 200 and ok.text == "1158201444"
+        bad = await c.get("/webhooks/whatsapp", params={"hub.mode": "subscribe", "hub.verify_token": "no",
+                                                        "hub.challenge": "1"})
+        assert bad.status_code == 403
+
+
+async def test_malformed_and_oversized_bodies_are_refused_and_nothing_is_produced(gateway: Gateway) -> None:
+    async with gateway.driver(max_attempts=1) as d:
+        for body in (b"{not json", b'{"entry": {}}'):
+            with pytest.raises(WebhookDeliveryError) as exc:
+                await d.post(body)
+            assert exc.value.status == 400
+        huge = p.text_webhook("447700900123", "x" * 300_000)
+        with pytest.raises(WebhookDeliveryError) as exc:
+            await d.post(huge)
+        assert exc.value.status == 413
+        await d.send_text("447700900123", "sentinel")
+    records = await gateway.records(1)
+    assert [m.text for _, m in records] == ["sentinel"]
+
+
+async def test_a_duplicate_webhook_gives_one_id(gateway: Gateway) -> None:
+    body = p.encode(p.text_webhook("447700900123", "twice"))
+    async with gateway.driver(max_attempts=1) as d:
+        await d.post(body)
+        await d.post(body)
+    records = await gateway.records(2)
+    assert len(records) == 2 and len({m.id for _, m in records}) == 1
+
+
+async def test_broker_down_gives_503_and_a_later_retry_loses_nothing(gateway: Gateway) -> None:
+    dead = gateway.settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}",
+                                               "gateway_ack_timeout": 1.0, "kafka_request_timeout": 1.0})
+    producer = AsyncProducer(dead)
+    body = p.encode(p.text_webhook("447700900123", "while the broker was down"))
+    try:
+        async with serve(Inbound(dead, producer, gateway.codec).app) as dead_url:
+            d = WebhookDriver(dead_url, SECRET, max_attempts=1)
+            with pytest.raises(WebhookDeliveryError) as exc:
+                await d.post(body)
+            await d.aclose()
+            assert exc.value.status == 503
+    finally:
+        producer.close(timeout=0)
+    async with gateway.driver(max_attempts=3) as d:  # Meta redelivers; the broker is back
+        assert await d.post(body) == 200
+    records = await gateway.records(1)
+    assert [m.text for _, m in records] == ["while the broker was down"]
