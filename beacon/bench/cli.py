@@ -30,3 +30,50 @@ def codec(seconds: float = typer.Option(3.0, help="Seconds per measurement.")) -
     from beacon.config import get_settings
 
     typer.echo(report(run(get_settings(), seconds)))
+
+
+@bench_app.command("e2e")
+def e2e(
+    rate: float = typer.Option(1000.0, help="Target messages/s of the throughput run."),
+    seconds: float = typer.Option(20.0, help="Seconds of the throughput run."),
+    latency_rate: float = typer.Option(100.0, help="Messages/s of the latency run."),
+    latency_seconds: float = typer.Option(15.0, help="Seconds of the latency run."),
+    users: int = typer.Option(200, help="Simulated users writing in turn."),
+    fake_url: str = typer.Option(None, help="The fake Cloud API (default http://127.0.0.1:BEACON_FAKE_WHATSAPP_PORT)."),
+    gateway_url: str = typer.Option(None, help="The gateway (default http://127.0.0.1:BEACON_GATEWAY_PORT)."),
+    out: str = typer.Option(None, help="Where to write the plot and table (default <data dir>/bench/e2e)."),
+) -> None:
+    """Webhook POST -> reply at the fake Cloud API through the running stack (`beacon dev`), vs raw Kafka."""
+    import asyncio
+    import platform
+    from pathlib import Path
+
+    from beacon.bench.e2e import bench, summary, table
+    from beacon.config import get_settings
+    from beacon.errors import BeaconError
+
+    settings = get_settings()
+    target = Path(out) if out else settings.data_dir / "bench" / "e2e"
+    try:
+        results = asyncio.run(bench(settings, rate=rate, seconds=seconds, latency_rate=latency_rate,
+                                    latency_seconds=latency_seconds, users=users, fake_url=fake_url,
+                                    gateway_url=gateway_url, out=target))
+    except BeaconError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    import os
+
+    typer.echo(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    typer.echo(table(results))
+    s = summary(results)
+    typer.echo(
+        f"sustained end to end: {s['throughput']:,.0f} msg/s (target >= 1,000; "
+        f"{s['throughput_ratio']:.2f}x of the raw Kafka round trip at the same rate)"
+    )
+    typer.echo(f"p99 at {latency_rate:.0f} msg/s: {s['p99_low']:.1f} ms (target <= 100; "
+               f"{s['p99_ratio']:.1f}x of raw Kafka's p99)")
+    typer.echo(f"lost {s['lost']}, duplicate replies {s['duplicates']}, per-user order violations "
+               f"{s['order_violations']} (all must be 0)")
+    typer.echo(f"plot: {target.with_suffix('.png')}, table: {target.with_suffix('.md')}")
+    if s["lost"] or s["duplicates"] or s["order_violations"]:
+        raise typer.Exit(1)
