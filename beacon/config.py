@@ -267,3 +267,19 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process's settings, read once."""
     return Settings()
+
+
+def settings_markdown() -> str:
+    """Every setting as a Markdown table (variable, default, meaning): the README embeds it."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        if isinstance(default, SecretStr):
+            shown = "(secret, dev placeholder)" if default.get_secret_value() else "(secret)"
+        elif default is None:
+            shown = "(unset)"
+        else:
+            shown = f"`{default}`"
+        meaning = (info.description or "").replace("|", "\\|")
+        rows.append(f"| `BEACON_{name.upper()}` | {shown} | {meaning} |")
+    return "\n".join(rows)

@@ -38,7 +38,9 @@ def e2e(
     seconds: float = typer.Option(20.0, help="Seconds of the throughput run."),
     latency_rate: float = typer.Option(100.0, help="Messages/s of the latency run."),
     latency_seconds: float = typer.Option(15.0, help="Seconds of the latency run."),
-    users: int = typer.Option(200, help="Simulated users writing in turn."),
+    users: int = typer.Option(
+        2000, help="Simulated users writing in turn (many, so no user exceeds the Cloud API pair limit)."
+    ),
     fake_url: str = typer.Option(None, help="The fake Cloud API (default http://127.0.0.1:BEACON_FAKE_WHATSAPP_PORT)."),
     gateway_url: str = typer.Option(None, help="The gateway (default http://127.0.0.1:BEACON_GATEWAY_PORT)."),
     out: str = typer.Option(None, help="Where to write the plot and table (default <data dir>/bench/e2e)."),

@@ -119,7 +119,7 @@ async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users:
     order: dict[str, list[int]] = defaultdict(list)
     tokens: asyncio.Queue[None] = asyncio.Queue()
     stop = asyncio.Event()
-    limits = httpx.Limits(max_connections=users + 8, max_keepalive_connections=users + 8)
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
         await stack.check(client)
         after = int((await client.get(f"{stack.fake_url}/_fake/stats")).json()["last_seq"])

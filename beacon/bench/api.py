@@ -1,0 +1,175 @@
+"""``beacon bench api``: requests/s and latency of the processing endpoint against a real server.
+
+Starts ``beacon api`` as its own process on a free port (a fresh SQLite file, or the database URL
+given), then drives it over HTTP with aiohttp: first ``/healthz`` (the baseline: HTTP and framework
+cost alone), then ``POST /v1/messages/process`` with new inbound messages at full speed, then at a
+fixed rate to measure latency percentiles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from beacon.messages import BeaconMessage
+
+TOKEN = "bench-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Run:
+    name: str
+    requests: int
+    seconds: float
+    latencies: list[float]
+    errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def pct(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        values = sorted(self.latencies)
+        return values[min(len(values) - 1, int(p / 100 * len(values)))] * 1000
+
+
+def message(account: str, n: int) -> bytes:
+    msg = BeaconMessage.inbound_text(
+        channel="whatsapp",
+        account=account,
+        user_id=f"4477{n % 500:05d}",
+        text=f"hello {n}",
+        channel_message_id=f"wamid.{uuid.uuid4().hex}",
+    )
+    return orjson.dumps(msg.model_dump(mode="json"))
+
+
+async def _drive(url: str, bodies: list[bytes] | None, total: int, concurrency: int, rate: float | None) -> Run:
+    latencies: list[float] = []
+    errors = 0
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    counter = iter(range(total))
+    started = time.perf_counter()
+
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            t0 = time.perf_counter()
+            if bodies is None:
+                resp = await http.get(url)
+            else:
+                resp = await http.post(url, data=bodies[i], headers=headers)
+            await resp.read()
+            latencies.append(time.perf_counter() - t0)
+            if resp.status != 200:
+                errors += 1
+
+        async def worker() -> None:
+            for i in counter:
+                await one(i)
+
+        if rate is None:
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        else:
+            tasks = []
+            for i in range(total):
+                delay = started + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(i)))
+            await asyncio.gather(*tasks)
+    return Run("", total, time.perf_counter() - started, latencies, errors)
+
+
+def _start_server(database_url: str, port: int, workers: int, workdir: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "BEACON_DATA_DIR": str(workdir),
+        "BEACON_DATABASE_URL": database_url,
+        "BEACON_API_TOKEN": TOKEN,
+        "BEACON_LOG_LEVEL": "WARNING",
+        "BEACON_DB_AUTO_MIGRATE": "true",
+        "BEACON_API_WORKERS": str(workers),
+    }
+    env.pop("BEACON_LLM_BASE_URL", None)
+    env.pop("BEACON_HOOK_URL", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "beacon", "api", "--port", str(port)],
+        env=env,
+        cwd=workdir,
+    )
+
+
+async def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"beacon api exited with code {proc.returncode} before it was ready")
+            try:
+                async with http.get(base + "/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"beacon api not ready at {base} after {timeout:.0f}s")
+
+
+async def bench(database_url: str | None, requests: int, concurrency: int, latency_rate: float, workers: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="beacon-bench-api-") as tmp:
+        workdir = Path(tmp)
+        url = database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = _start_server(url, port, workers, workdir)
+        try:
+            await _wait_ready(base, proc)
+            account = f"bench{uuid.uuid4().hex[:8]}"
+            warm = [message(account, i) for i in range(min(500, requests))]
+            await _drive(base + "/v1/messages/process", warm, len(warm), concurrency, None)
+            baseline = await _drive(base + "/healthz", None, requests, concurrency, None)
+            bodies = [message(account, i) for i in range(requests)]
+            full = await _drive(base + "/v1/messages/process", bodies, requests, concurrency, None)
+            n_lat = int(latency_rate * 5)
+            lat_bodies = [message(account, i) for i in range(n_lat)]
+            paced = await _drive(base + "/v1/messages/process", lat_bodies, n_lat, concurrency, latency_rate)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+    kind = url.split(":", 1)[0]
+    print(f"beacon bench api — database {kind}, {workers} server process(es), {concurrency} concurrent clients")
+    print(
+        f"  baseline GET /healthz:          {baseline.rate:8.0f} req/s  p50 {baseline.pct(50):6.2f} ms  "
+        f"p99 {baseline.pct(99):6.2f} ms  errors {baseline.errors}"
+    )
+    print(
+        f"  POST /v1/messages/process new:  {full.rate:8.0f} req/s  p50 {full.pct(50):6.2f} ms  "
+        f"p99 {full.pct(99):6.2f} ms  errors {full.errors}"
+    )
+    print(f"  ratio process / baseline:       {full.rate / baseline.rate:8.2f}")
+    print(
+        f"  at {latency_rate:.0f} req/s paced:            p50 {paced.pct(50):6.2f} ms  p99 {paced.pct(99):6.2f} ms  "
+        f"errors {paced.errors}"
+    )
