@@ -16,7 +16,7 @@ from beacon.fakes.whatsapp.cli import fake_whatsapp_app
 from beacon.gateway.cli import gateway_app
 from beacon.logs import setup_logging
 from beacon.ops.cli import kafka_app, registry_app, schemas_app, topics_app
-from beacon.ops.commands import dlq_app, lag, replay
+from beacon.ops.commands import dev, dlq_app, lag, replay
 
 app = typer.Typer(
     help="Beacon: a queue-based backend for chat bots (gateways -> Kafka -> Faust workers -> API).",
@@ -34,6 +34,7 @@ app.add_typer(api_app, name="api")
 app.command("replay")(replay)
 app.command("lag")(lag)
 app.add_typer(dlq_app, name="dlq")
+app.command("dev")(dev)
 
 
 def main() -> None:

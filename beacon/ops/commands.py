@@ -259,3 +259,19 @@ def dlq_redrive(
     typer.echo(f"redrove {sent} of {len(letters)} record(s) to their source topics.")
     if problems:
         raise typer.Exit(1)
+
+
+def dev(
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default BEACON_DEV_WORKERS).")] = None,
+    keep_services: Annotated[
+        bool, typer.Option("--keep-services", help="Leave Kafka and the registry running on exit.")
+    ] = False,
+) -> None:
+    """The whole stack, supervised: Kafka, registry, API, workers, fake Cloud API, WhatsApp gateway."""
+    from beacon.ops import dev as dev_mod
+
+    try:
+        code = dev_mod.run(get_settings(), workers=workers, keep_services=keep_services)
+    except BeaconError as exc:
+        raise _fail(exc) from exc
+    raise typer.Exit(code)

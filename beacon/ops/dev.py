@@ -1,0 +1,165 @@
+"""``beacon dev``: the whole stack on one machine, supervised, on the embedded defaults.
+
+Order: Kafka and the schema registry (background services from ``ops/``), topics, the
+BeaconMessage schema registered, database migrations; then, supervised, the API layer, the
+workers (``BEACON_DEV_WORKERS``, each with its own web port), the fake Cloud API and the WhatsApp
+gateway pointed at it — or, when real Cloud API credentials are set, the gateway alone, talking to
+Meta. Each process logs to ``<data dir>/logs/<name>.log``; a crash is reported and restarted.
+Ctrl-C stops everything, including Kafka and the registry when this command started them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from beacon.config import DEV_PLACEHOLDER_SECRETS, Settings
+from beacon.errors import ServiceError
+from beacon.ops.process import port_open
+from beacon.ops.supervisor import ProcessSpec, Supervisor
+
+#: Development credentials shared by the fake Cloud API and the gateway (see CONTRACTS.md).
+DEV_ACCESS_TOKEN = "dev-access-token"
+DEV_APP_SECRET = "dev-secret"
+DEV_VERIFY_TOKEN = "dev-verify-token"
+SAMPLE_USER = "447700900123"
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class DevPlan:
+    """The supervised processes ``beacon dev`` runs and the addresses it announces."""
+
+    specs: list[ProcessSpec]
+    endpoints: list[tuple[str, str]] = field(default_factory=list)
+    uses_fake: bool = True
+
+
+def has_real_credentials(settings: Settings) -> bool:
+    """True when a real Cloud API access token is configured (then the gateway talks to Meta)."""
+    token = settings.whatsapp_access_token
+    return token is not None and token.get_secret_value() not in DEV_PLACEHOLDER_SECRETS | {DEV_ACCESS_TOKEN}
+
+
+def beacon_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "beacon", *args]
+
+
+def dev_plan(settings: Settings, workers: int | None = None) -> DevPlan:
+    """Which processes to run, with which environment (a pure function of the settings)."""
+    n = settings.dev_workers if workers is None else workers
+    fake = not has_real_credentials(settings)
+    gateway_url = f"http://127.0.0.1:{settings.gateway_port}"
+    fake_url = f"http://127.0.0.1:{settings.fake_whatsapp_port}"
+    common: dict[str, str] = {"BEACON_API_URL": f"http://127.0.0.1:{settings.api_port}"}
+    whatsapp: dict[str, str] = {}
+    if fake:
+        whatsapp = {
+            "BEACON_WHATSAPP_GRAPH_URL": fake_url,
+            "BEACON_WHATSAPP_ACCESS_TOKEN": DEV_ACCESS_TOKEN,
+            "BEACON_WHATSAPP_APP_SECRET": DEV_APP_SECRET,
+            "BEACON_WHATSAPP_VERIFY_TOKEN": DEV_VERIFY_TOKEN,
+            "BEACON_GATEWAY_URL": gateway_url,
+        }
+    specs = [ProcessSpec("api", beacon_argv("api"), env=common)]
+    endpoints = [("API layer", f"http://127.0.0.1:{settings.api_port}  (docs at /docs, metrics at /metrics)")]
+    for i in range(n):
+        port = settings.worker_web_port + i
+        specs.append(ProcessSpec(f"worker-{i + 1}", beacon_argv("worker"),
+                                 env={**common, "BEACON_WORKER_WEB_PORT": str(port)}))
+        endpoints.append((f"worker {i + 1}", f"http://127.0.0.1:{port}  (metrics at /metrics)"))
+    if fake:
+        specs.append(ProcessSpec("fake-whatsapp", beacon_argv("fake-whatsapp"), env={**common, **whatsapp}))
+        endpoints.append(("fake Cloud API", fake_url))
+    specs.append(ProcessSpec("gateway-whatsapp", beacon_argv("gateway", "whatsapp"), env={**common, **whatsapp}))
+    endpoints.append(("WhatsApp gateway", f"{gateway_url}/webhooks/whatsapp  (metrics at /metrics)"))
+    return DevPlan(specs, endpoints, fake)
+
+
+def _how(took: float | None) -> str:
+    return f"  (started in {took:.1f}s)" if took is not None else "  (already running)"
+
+
+def prepare(settings: Settings, say: Say) -> list[Callable[[], object]]:
+    """Start Kafka and the registry, ensure topics, register the schema, migrate the database.
+
+    Returns the stop functions of the services this call started (to undo on Ctrl-C).
+    """
+    from beacon.codec import MessageCodec
+    from beacon.kafka import ensure_topics
+    from beacon.ops import kafka_local, registry_local
+
+    started: list[Callable[[], object]] = []
+    kst, took = kafka_local.start(settings)
+    say(f"Kafka          {kst.bootstrap}{_how(took)}")
+    if took is not None:
+        started.append(lambda: kafka_local.stop(settings))
+    rst, took = registry_local.start(settings)
+    say(f"Registry       {rst.url}{_how(took)}")
+    if took is not None:
+        started.append(lambda: registry_local.stop(settings))
+    report = ensure_topics(settings)
+    say(f"Topics         {settings.topic_in}, {settings.topic_out}, {settings.topic_dlq}"
+        + (f"  (created {', '.join(report.created)})" if report.created else ""))
+    for problem in report.mismatches:
+        say(f"  warning: {problem}")
+    MessageCodec(settings).prepare([settings.topic_in, settings.topic_out])
+    say("Schemas        BeaconMessage registered for " + ", ".join(
+        f"{t}-value" for t in (settings.topic_in, settings.topic_out)))
+    result = subprocess.run(beacon_argv("api", "migrate"), capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise ServiceError(f"`beacon api migrate` failed (exit {result.returncode}):\n{result.stdout}{result.stderr}")
+    say(f"Database       migrated ({settings.resolved_database_url.split('://', 1)[0]})")
+    return started
+
+
+def wait_listening(sup: Supervisor, ports: list[int], timeout: float) -> list[int]:
+    """Supervise while waiting for ``ports`` to accept connections; returns those still closed."""
+    deadline = time.monotonic() + timeout
+    waiting = list(ports)
+    while waiting and time.monotonic() < deadline and not sup.stopping.is_set():
+        sup.poll()
+        waiting = [p for p in waiting if not port_open("127.0.0.1", p)]
+        time.sleep(0.2)
+    return waiting
+
+
+def run(settings: Settings, *, workers: int | None = None, keep_services: bool = False, say: Say = print) -> int:
+    """Run the stack until SIGINT/SIGTERM; returns the exit code."""
+    plan = dev_plan(settings, workers)
+    sup = Supervisor(settings.log_dir.resolve(), report=lambda line: say(f"[supervisor] {line}"))
+    sup.install_signal_handlers()
+    started = prepare(settings, say)
+    try:
+        for spec in plan.specs:
+            sup.add(spec)
+        ports = [settings.api_port, settings.gateway_port] + ([settings.fake_whatsapp_port] if plan.uses_fake else [])
+        closed = wait_listening(sup, ports, timeout=90)
+        say("")
+        say("Beacon is running:")
+        for name, where in plan.endpoints:
+            say(f"  {name:<17} {where}")
+        say(f"  {'logs':<17} {settings.log_dir.resolve()}/<process>.log")
+        if closed:
+            say(f"  (still not listening on port(s) {', '.join(map(str, closed))}: see the logs)")
+        say("")
+        if plan.uses_fake:
+            say("Talk to the bot (in another terminal):")
+            say(f'  beacon fake-whatsapp say --from {SAMPLE_USER} "hello"')
+            say(f'  beacon fake-whatsapp say --from {SAMPLE_USER} "/help"')
+        else:
+            say("Real Cloud API credentials are set: the gateway talks to Meta. Point your app's webhook at "
+                f"the gateway's /webhooks/whatsapp (port {settings.gateway_port}).")
+        say("Ctrl-C stops everything.")
+        sup.run()
+    finally:
+        sup.stop()
+        if not keep_services:
+            for stop in reversed(started):
+                stop()
+        say("Beacon stopped.")
+    return 0

@@ -1,0 +1,41 @@
+"""What `beacon dev` runs: the fake Cloud API unless real credentials are set, distinct worker ports, real settings."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from beacon.config import Settings
+from beacon.ops.dev import dev_plan, has_real_credentials
+
+
+def _settings(**kw: object) -> Settings:
+    return Settings(_env_file=None, **kw)  # type: ignore[arg-type]
+
+
+def test_dev_plan_uses_the_fake_with_dev_credentials_and_one_port_per_worker() -> None:
+    plan = dev_plan(_settings(dev_workers=3, worker_web_port=7000, fake_whatsapp_port=8999, gateway_port=8181))
+    names = [s.name for s in plan.specs]
+    assert names == ["api", "worker-1", "worker-2", "worker-3", "fake-whatsapp", "gateway-whatsapp"]
+    ports = [s.env["BEACON_WORKER_WEB_PORT"] for s in plan.specs if s.name.startswith("worker")]
+    assert ports == ["7000", "7001", "7002"]
+    gateway = next(s for s in plan.specs if s.name == "gateway-whatsapp")
+    assert gateway.env["BEACON_WHATSAPP_GRAPH_URL"] == "http://127.0.0.1:8999"
+    assert gateway.env["BEACON_WHATSAPP_APP_SECRET"] == "dev-secret"
+    fake = next(s for s in plan.specs if s.name == "fake-whatsapp")
+    assert fake.env["BEACON_GATEWAY_URL"] == "http://127.0.0.1:8181"
+    assert list(gateway.argv[-3:]) == ["beacon", "gateway", "whatsapp"]
+
+
+def test_real_credentials_send_the_gateway_to_meta_without_a_fake() -> None:
+    settings = _settings(whatsapp_access_token=SecretStr("EAAG-real-token"))
+    assert has_real_credentials(settings)
+    plan = dev_plan(settings, workers=1)
+    assert [s.name for s in plan.specs] == ["api", "worker-1", "gateway-whatsapp"]
+    assert "BEACON_WHATSAPP_GRAPH_URL" not in plan.specs[-1].env
+    assert not has_real_credentials(_settings(whatsapp_access_token=SecretStr("dev-access-token")))
+
+
+def test_every_variable_beacon_dev_sets_is_a_setting() -> None:
+    fields = {f"BEACON_{name.upper()}" for name in Settings.model_fields}
+    for spec in dev_plan(_settings()).specs:
+        assert set(spec.env) <= fields, set(spec.env) - fields
