@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from beacon.api.store import HotPath
 from beacon.config import Settings
 
 if TYPE_CHECKING:
@@ -25,6 +28,16 @@ class ApiState:
     handlers: list[Handler]
     token: bytes
     extras: dict[str, Any] = field(default_factory=dict)
+    hot: HotPath = field(init=False)
+    read_engine: AsyncEngine = field(init=False)
+    write_lock: AbstractAsyncContextManager[Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.hot = HotPath(self.engine.dialect.name)
+        # Single reads need no transaction: no BEGIN/ROLLBACK round trips.
+        self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # SQLite has one writer at a time: queue writers here instead of in its busy-wait loop.
+        self.write_lock = asyncio.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
 
 
 def get_state(request: Request) -> ApiState:

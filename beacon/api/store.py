@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from beacon.api.models import Conversation, DeliveryState, Message, Processed, User
 from beacon.messages import STATUS_ORDER, BeaconMessage, stable_id
@@ -71,34 +71,55 @@ def _message_row(msg: BeaconMessage, conversation_id: str, seq: int, now: dateti
     }
 
 
-async def record_turn(session: AsyncSession, turn: TurnRecord, now: datetime) -> None:
-    """Store the processed id, the user, the inbound message and its replies in one transaction.
+class HotPath:
+    """Statements of the processing hot path, built once per dialect so every request hits the
+    compiled-statement cache; executed on a bare connection (no ORM unit of work)."""
+
+    def __init__(self, dialect: str) -> None:
+        ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self.select_processed = select(Processed.replies).where(Processed.message_id == bindparam("mid"))
+        self.insert_processed = ins(Processed)
+        upsert = ins(User)
+        self.upsert_user = upsert.on_conflict_do_update(
+            index_elements=[User.user_key],
+            set_={
+                "last_seen": upsert.excluded.last_seen,
+                "last_inbound_at": func.coalesce(upsert.excluded.last_inbound_at, User.last_inbound_at),
+                "profile_name": func.coalesce(upsert.excluded.profile_name, User.profile_name),
+            },
+        ).returning(User.conversation_id, User.first_seen)
+        self.insert_conversation = ins(Conversation).on_conflict_do_nothing()
+        self.insert_messages = ins(Message).on_conflict_do_nothing()
+
+
+async def find_processed_fast(conn: AsyncConnection, hot: HotPath, message_id: str) -> bytes | None:
+    value = (await conn.execute(hot.select_processed, {"mid": message_id})).scalar()
+    return value.encode() if value is not None else None
+
+
+async def record_turn(conn: AsyncConnection, hot: HotPath, turn: TurnRecord, now: datetime) -> None:
+    """Store the processed id, the user, the inbound message and its replies (caller's transaction).
 
     Raises IntegrityError when the id was processed meanwhile (the caller then returns the stored replies).
     """
     msg = turn.inbound
-    await session.execute(
-        _insert(session, Processed).values(message_id=msg.id, processed_at=now, replies=turn.replies_json.decode())
+    await conn.execute(
+        hot.insert_processed, {"message_id": msg.id, "processed_at": now, "replies": turn.replies_json.decode()}
     )
-    conversation_id = await touch_user(session, msg, now, inbound=True)
+    conversation_id = await upsert_user(conn, hot, msg, now, inbound=True)
     rows = [_message_row(msg, conversation_id, 0, now)]
     rows += [_message_row(r, conversation_id, i + 1, now) for i, r in enumerate(turn.replies)]
-    await session.execute(_insert(session, Message).on_conflict_do_nothing(), rows)
+    await conn.execute(hot.insert_messages, rows)
     if turn.reset_conversation:
         new_id = stable_id("conversation", msg.user_key, msg.id)
-        await session.execute(update(Conversation).where(Conversation.id == conversation_id).values(ended_at=now))
-        await session.execute(
-            _insert(session, Conversation)
-            .values(id=new_id, user_key=msg.user_key, started_at=now)
-            .on_conflict_do_nothing()
-        )
-        await session.execute(update(User).where(User.user_key == msg.user_key).values(conversation_id=new_id))
+        await conn.execute(update(Conversation).where(Conversation.id == conversation_id).values(ended_at=now))
+        await conn.execute(hot.insert_conversation, {"id": new_id, "user_key": msg.user_key, "started_at": now})
+        await conn.execute(update(User).where(User.user_key == msg.user_key).values(conversation_id=new_id))
 
 
-async def touch_user(session: AsyncSession, msg: BeaconMessage, now: datetime, *, inbound: bool) -> str:
+async def upsert_user(conn: AsyncConnection, hot: HotPath, msg: BeaconMessage, now: datetime, *, inbound: bool) -> str:
     """Create or update the user of ``msg``; returns the user's current conversation id."""
-    conversation_id = first_conversation_id(msg.user_key)
-    values: dict[str, Any] = {
+    params = {
         "user_key": msg.user_key,
         "channel": msg.channel,
         "account": msg.account,
@@ -108,25 +129,20 @@ async def touch_user(session: AsyncSession, msg: BeaconMessage, now: datetime, *
         "last_seen": now,
         "last_inbound_at": now if inbound else None,
         "opted_out": False,
-        "conversation_id": conversation_id,
+        "conversation_id": first_conversation_id(msg.user_key),
     }
-    stmt = _insert(session, User).values(**values)
-    changes: dict[str, Any] = {"last_seen": now}
-    if inbound:
-        changes["last_inbound_at"] = now
-    if msg.profile_name:
-        changes["profile_name"] = msg.profile_name
-    stmt = stmt.on_conflict_do_update(index_elements=[User.user_key], set_=changes).returning(
-        User.conversation_id, User.first_seen
-    )
-    row = (await session.execute(stmt)).one()
+    row = (await conn.execute(hot.upsert_user, params)).one()
     if utc(row.first_seen) == now:
-        await session.execute(
-            _insert(session, Conversation)
-            .values(id=row.conversation_id, user_key=msg.user_key, started_at=now)
-            .on_conflict_do_nothing()
+        await conn.execute(
+            hot.insert_conversation, {"id": row.conversation_id, "user_key": msg.user_key, "started_at": now}
         )
     return str(row.conversation_id)
+
+
+async def touch_user(session: AsyncSession, msg: BeaconMessage, now: datetime, *, inbound: bool) -> str:
+    """``upsert_user`` inside an ORM session's transaction."""
+    conn = await session.connection()
+    return await upsert_user(conn, HotPath(conn.dialect.name), msg, now, inbound=inbound)
 
 
 async def record_status(session: AsyncSession, msg: BeaconMessage, now: datetime) -> bool:

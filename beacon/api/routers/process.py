@@ -76,8 +76,9 @@ async def _process_status(state: StateDep, msg: BeaconMessage) -> Response:
 
 
 async def _process_inbound(state: StateDep, msg: BeaconMessage) -> Response:
-    async with state.sessions() as session:
-        stored = await store.find_processed(session, msg.id)
+    hot = state.hot
+    async with state.read_engine.connect() as conn:
+        stored = await store.find_processed_fast(conn, hot, msg.id)
     if stored is not None:
         metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
         return _result(msg.id, True, stored)
@@ -92,12 +93,12 @@ async def _process_inbound(state: StateDep, msg: BeaconMessage) -> Response:
     replies_json = store.dump_messages(replies)
     record = store.TurnRecord(msg, replies, replies_json, reset_conversation=turn.reset_conversation)
     try:
-        async with state.sessions.begin() as session:
-            await store.record_turn(session, record, now)
+        async with state.write_lock, state.engine.begin() as conn:
+            await store.record_turn(conn, hot, record, now)
     except IntegrityError:
         # A concurrent duplicate won the processed-id constraint: answer what it stored.
-        async with state.sessions() as session:
-            stored = await store.find_processed(session, msg.id)
+        async with state.read_engine.connect() as conn:
+            stored = await store.find_processed_fast(conn, hot, msg.id)
         if stored is None:
             raise
         metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
