@@ -16,7 +16,7 @@ from beacon.fakes.whatsapp.cli import fake_whatsapp_app
 from beacon.gateway.cli import gateway_app
 from beacon.logs import setup_logging
 from beacon.ops.cli import kafka_app, registry_app, schemas_app, topics_app
-from beacon.ops.commands import dev, dlq_app, lag, replay
+from beacon.ops.commands import dev, dlq_app, lag, replay, scale
 
 app = typer.Typer(
     help="Beacon: a queue-based backend for chat bots (gateways -> Kafka -> Faust workers -> API).",
@@ -35,6 +35,7 @@ app.command("replay")(replay)
 app.command("lag")(lag)
 app.add_typer(dlq_app, name="dlq")
 app.command("dev")(dev)
+app.command("scale")(scale)
 
 
 def main() -> None:

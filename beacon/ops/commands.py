@@ -275,3 +275,24 @@ def dev(
     except BeaconError as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code)
+
+
+def scale(
+    min_workers: Annotated[int, typer.Option("--min", help="Fewest workers (0 allows scaling to zero).")] = 1,
+    max_workers: Annotated[int, typer.Option("--max", help="Most workers (never above the partition count).")] = 4,
+    up_lag: Annotated[int, typer.Option(help="Add a worker when lag per worker exceeds this.")] = 500,
+    down_lag: Annotated[int, typer.Option(help="Remove one when the rest would each carry less than this.")] = 50,
+    cooldown: Annotated[float, typer.Option(help="Seconds after a change before the next one.")] = 30.0,
+    interval: Annotated[float, typer.Option(help="Seconds between lag checks.")] = 5.0,
+) -> None:
+    """A local autoscaler: runs `beacon worker` processes, more or fewer following the workers' lag on bm_in."""
+    from beacon.ops.scale import ScalePolicy, Scaler
+
+    try:
+        policy = ScalePolicy(min_workers, max_workers, up_lag, down_lag, cooldown)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    settings = get_settings()
+    typer.echo(f"scaling workers of group {settings.worker_group} on {settings.topic_in} between {min_workers} "
+               f"and {max_workers}; logs in {settings.log_dir.resolve()}; Ctrl-C stops all.")
+    Scaler(settings, policy).run(interval)
