@@ -1,0 +1,175 @@
+"""API-layer fixtures: a fresh database per backend (SQLite and PostgreSQL) and real ``beacon api``
+servers on free ports, driven over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from beacon.api import migrate
+from beacon.messages import BeaconMessage
+from tests.conftest import make_settings, unavailable
+
+TOKEN = "test-api-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pg_admin(url: str, sql: str) -> None:
+    import asyncpg
+
+    base = url.replace("postgresql+asyncpg://", "postgresql://")
+
+    async def run() -> None:
+        conn = await asyncpg.connect(base, timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An empty database of each backend, for this session only."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('api-db') / 'beacon.db'}"
+        return
+    base = os.environ.get("BEACON_TEST_DATABASE_URL")
+    if not base:
+        unavailable('BEACON_TEST_DATABASE_URL is not set: run `eval "$(./scripts/postgres)"` first')
+    name = f"beacon_api_{uuid.uuid4().hex[:10]}"
+    try:
+        _pg_admin(base, f"CREATE DATABASE {name}")
+    except OSError as exc:
+        unavailable(f"PostgreSQL at {base} not reachable: {exc}")
+    yield base.rsplit("/", 1)[0] + "/" + name
+    _pg_admin(base, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def migrated_url(database_url: str) -> str:
+    """The session database at the newest migration."""
+    asyncio.run(migrate.upgrade(make_settings(), url=database_url))
+    return database_url
+
+
+@dataclass
+class ApiServer:
+    """A running ``beacon api`` process."""
+
+    base_url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    database_url: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    def client(self, token: str | None = TOKEN) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(database_url: str, workdir: Path, **env: str) -> ApiServer:
+    port = free_port()
+    log_path = workdir / f"api-{port}.log"
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_") or k == "BEACON_TEST_DATABASE_URL"}
+    full_env.update(
+        {
+            "BEACON_DATA_DIR": str(workdir),
+            "BEACON_DATABASE_URL": database_url,
+            "BEACON_API_TOKEN": TOKEN,
+            "BEACON_API_PORT": str(port),
+            "BEACON_LOG_LEVEL": "INFO",
+            **env,
+        }
+    )
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "beacon", "api"], env=full_env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT
+        )
+    server = ApiServer(f"http://127.0.0.1:{port}", proc, log_path, database_url, env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"beacon api exited with {proc.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(server.base_url + "/readyz", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.terminate()
+    raise RuntimeError(f"beacon api not ready after 60s:\n{server.log()}")
+
+
+def stop_server(server: ApiServer) -> None:
+    server.proc.terminate()
+    try:
+        server.proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def api_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ApiServer]]:
+    """Start a ``beacon api`` with extra BEACON_* settings; all are stopped at the end of the session."""
+    servers: list[ApiServer] = []
+
+    def factory(database_url: str, **env: str) -> ApiServer:
+        server = start_server(database_url, tmp_path_factory.mktemp("api"), **env)
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in servers:
+        stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def api(migrated_url: str, api_factory: Callable[..., ApiServer]) -> ApiServer:
+    """The API with default settings on the session database of each backend."""
+    return api_factory(migrated_url)
+
+
+def inbound(
+    text: str = "hello", *, user: str | None = None, account: str = "106540352242922", **extra: Any
+) -> BeaconMessage:
+    """A new inbound WhatsApp text from a user no other test uses (unless ``user`` is given)."""
+    return BeaconMessage.inbound_text(
+        channel="whatsapp",
+        account=account,
+        user_id=user or f"44{uuid.uuid4().int % 10**10:010d}",
+        text=text,
+        channel_message_id=f"wamid.{uuid.uuid4().hex}",
+        profile_name="Test User",
+        **extra,
+    )
+
+
+def as_json(msg: BeaconMessage) -> dict[str, Any]:
+    return msg.model_dump(mode="json")
+
+
+async def process(client: httpx.AsyncClient, msg: BeaconMessage) -> httpx.Response:
+    return await client.post("/v1/messages/process", json=as_json(msg), headers={"Idempotency-Key": msg.id})
