@@ -6,8 +6,9 @@ Control endpoints (``/_fake/...``) are not part of the Cloud API:
 - ``POST /_fake/say`` ``{"from", "text", "name"}``: a signed text webhook to the gateway.
 - ``POST /_fake/faults`` ``{"code", "to"?, "phone_number_id"?, "count"?}``: answer the next ``count``
   (default: every) matching sends with that error; ``DELETE /_fake/faults`` clears them.
-- ``POST /_fake/config`` ``{"access_token"?, "rate_limit"?, "statuses"?}``: rotate the token (sends
-  with the old one get 190), answer 130429 above ``rate_limit`` sends/s per number, post status webhooks.
+- ``POST /_fake/config`` ``{"access_token"?, "rate_limit"?, "statuses"?, "latency"?}``: rotate the token
+  (sends with the old one get 190), answer 130429 above ``rate_limit`` sends/s per number, post status
+  webhooks back, answer each send after ``latency`` seconds.
 - ``GET /_fake/stats``: counts of accepted and rejected sends by code; ``POST /_fake/reset``.
 """
 
@@ -63,6 +64,7 @@ class FakeState:
     phone_number_id: str = p.DEFAULT_PHONE_NUMBER_ID
     rate_limit: float | None = None
     statuses: bool = False
+    latency: float = 0.0
     sent: list[Json] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     accepted: int = 0
@@ -130,6 +132,8 @@ class FakeCloudApi:
 
     async def send(self, request: web.Request) -> web.Response:
         received_at = time.time()
+        if self.state.latency:
+            await asyncio.sleep(self.state.latency)
         if not self._authorised(request):
             return self._reject(190, "Invalid OAuth access token")
         phone_number_id = request.match_info["phone_number_id"]
@@ -286,6 +290,8 @@ class FakeCloudApi:
             self.state.access_token = str(data["access_token"])
         if "rate_limit" in data:
             self.state.rate_limit = float(data["rate_limit"]) if data["rate_limit"] else None
+        if "latency" in data:
+            self.state.latency = float(data["latency"] or 0)
         if "statuses" in data:
             self.state.statuses = bool(data["statuses"])
         return _json({"ok": True})

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from beacon.codec import MessageCodec
 from beacon.config import Settings
-from beacon.errors import BeaconError
+from beacon.errors import BeaconError, ConfigError
 from beacon.gateway.whatsapp import CHANNEL
 from beacon.gateway.whatsapp.metrics import PRODUCE_SECONDS, WEBHOOK_MESSAGES, WEBHOOKS
 from beacon.gateway.whatsapp.signature import HEADER, SignatureError, check_signature
@@ -34,6 +34,11 @@ class Inbound:
         self.codec = codec
         self.topic = settings.topic_in
         self.secret = settings.whatsapp_app_secret.get_secret_value() if settings.whatsapp_app_secret else None
+        if not self.secret:
+            if not settings.whatsapp_allow_unsigned:
+                raise ConfigError("no BEACON_WHATSAPP_APP_SECRET: refusing to accept unsigned webhooks "
+                                  "(BEACON_WHATSAPP_ALLOW_UNSIGNED=true allows it, for development only)")
+            self.secret = None
         self.verify_token = (settings.whatsapp_verify_token.get_secret_value()
                              if settings.whatsapp_verify_token else None)
         self.accepting = True

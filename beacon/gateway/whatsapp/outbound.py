@@ -1,0 +1,311 @@
+"""bm_out to the Cloud API: the gateway's sender.
+
+One consumer (group BEACON_GATEWAY_GROUP) feeds a queue per user key; each key's messages are sent
+strictly in order while keys run concurrently (bounded by BEACON_GATEWAY_MAX_IN_FLIGHT). Errors
+are handled by Cloud API code: 131056 backs off that user, throughput errors slow the number, 190
+pauses the number and alerts, permanent errors go to bm_dlq with a ``failed`` status on bm_in.
+Each id is settled once in the durable SentStore; offsets are committed only up to settled records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from beacon.codec import MessageCodec, retry_registry
+from beacon.config import Settings
+from beacon.dlq import dead_letter
+from beacon.errors import BadMessageError, BeaconError, KafkaError, RegistryUnavailableError
+from beacon.gateway.whatsapp import CHANNEL
+from beacon.gateway.whatsapp.client import CloudApiClient
+from beacon.gateway.whatsapp.errors import Action, CloudApiError
+from beacon.gateway.whatsapp.limiter import Gate, TokenBucket, sleep_unless_stopped, wait_for_gate
+from beacon.gateway.whatsapp.metrics import LIMITER_WAIT, POSSIBLE_DUPLICATES, SEND_ERRORS, SEND_SECONDS, SENDS
+from beacon.gateway.whatsapp.offsets import TP, OffsetTracker
+from beacon.gateway.whatsapp.requests import UnsendableMessageError, build_request
+from beacon.gateway.whatsapp.store import FAILED, SENDING, SENT, SentStore
+from beacon.kafka import AsyncProducer, Consumer, KafkaException, Message, TopicPartition, make_consumer
+from beacon.messages import OUTBOUND, STATUS, BeaconMessage, StatusError, stable_id
+
+log = logging.getLogger("beacon.gateway.whatsapp.outbound")
+
+ORIGIN = "gateway-whatsapp"
+COMMIT_INTERVAL = 0.2  # seconds between offset commits while records settle
+
+
+class Abandoned(Exception):
+    """Shutting down while a message waited: leave it unsettled, it is redelivered at the next start."""
+
+
+class Outbound:
+    """The sending half of the gateway."""
+
+    def __init__(self, settings: Settings, producer: AsyncProducer, codec: MessageCodec, store: SentStore,
+                 client: CloudApiClient) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.codec = codec
+        self.store = store
+        self.client = client
+        self.topic = settings.topic_out
+        self.tracker = OffsetTracker()
+        self.stop_event = asyncio.Event()
+        self.slots = asyncio.Semaphore(settings.gateway_max_in_flight)
+        self._queues: dict[bytes, deque[Message]] = {}
+        self._workers: dict[bytes, asyncio.Task[None]] = {}
+        self._numbers: dict[str, Gate] = {}
+        self._users: dict[str, Gate] = {}
+        self._consumer: Consumer | None = None
+        self._paused = False
+        self.finished = asyncio.Event()
+
+    # --- consuming ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Consume bm_out until ``stop()``; then finish in-flight sends and commit."""
+        consumer = make_consumer(self.settings, self.settings.gateway_group)
+        self._consumer = consumer
+        consumer.subscribe([self.topic], on_revoke=self._on_revoke, on_lost=self._on_lost)
+        last_commit = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                self._apply_backpressure(consumer)
+                records = await asyncio.to_thread(consumer.consume, 500, 0.1)
+                for record in records:
+                    err = record.error()
+                    if err is not None:
+                        log.warning("consuming %s: %s", self.topic, err)
+                        continue
+                    self._dispatch(record)
+                if time.monotonic() - last_commit >= COMMIT_INTERVAL:
+                    self._commit(consumer, asynchronous=True)
+                    last_commit = time.monotonic()
+        finally:
+            await self._drain()
+            self._commit(consumer, asynchronous=False)
+            await asyncio.to_thread(consumer.close)
+            self.finished.set()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _apply_backpressure(self, consumer: Consumer) -> None:
+        over = self.tracker.in_flight >= self.settings.gateway_max_pending
+        if over != self._paused:
+            assignment = consumer.assignment()
+            (consumer.pause if over else consumer.resume)(assignment)
+            self._paused = over
+
+    async def _drain(self) -> None:
+        workers = list(self._workers.values())
+        if not workers:
+            return
+        _done, pending = await asyncio.wait(workers, timeout=self.settings.gateway_shutdown_timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("shutdown: %d user queue(s) did not finish in %.0fs; their messages are redelivered at the "
+                        "next start", len(pending), self.settings.gateway_shutdown_timeout)
+
+    def _commit(self, consumer: Consumer, *, asynchronous: bool, tps: list[TP] | None = None) -> None:
+        offsets = self.tracker.committable(tps)
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                            asynchronous=asynchronous)
+            self.tracker.mark_committed(offsets)
+        except KafkaException as exc:  # the next commit carries the same offsets
+            log.warning("committing offsets of %s failed (%s); will retry", self.topic, exc)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(p.topic, p.partition) for p in partitions]
+        self._commit(consumer, asynchronous=False, tps=tps)
+        self.tracker.forget(tps)
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.tracker.forget([(p.topic, p.partition) for p in partitions])
+
+    def _dispatch(self, record: Message) -> None:
+        self.tracker.add((record.topic(), record.partition()), record.offset())
+        key = record.key() or b""
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = deque()
+        queue.append(record)
+        if key not in self._workers:
+            self._workers[key] = asyncio.create_task(self._key_worker(key, queue))
+
+    async def _key_worker(self, key: bytes, queue: deque[Message]) -> None:
+        """Send one user's messages strictly in order."""
+        try:
+            while queue:
+                record = queue[0]
+                try:
+                    await self._handle(record)
+                except Abandoned:
+                    return
+                queue.popleft()
+                self.tracker.done((record.topic(), record.partition()), record.offset())
+        finally:
+            del self._workers[key]
+            if self._queues.get(key) is queue and (not queue or self.stop_event.is_set()):
+                del self._queues[key]
+            user = self._users.get(key.decode(errors="replace"))
+            if user is not None and user.idle:
+                del self._users[key.decode(errors="replace")]
+
+    # --- one message ------------------------------------------------------------------------------
+
+    async def _decode(self, record: Message) -> BeaconMessage:
+        kw: dict[str, Any] = {"topic": record.topic(), "partition": record.partition(), "offset": record.offset()}
+        try:
+            return self.codec.decode(record.value(), **kw)
+        except RegistryUnavailableError:
+            return await retry_registry(self.codec.decode, record.value(), **kw)
+
+    async def _handle(self, record: Message) -> None:
+        try:
+            msg = await self._decode(record)
+        except BadMessageError as exc:
+            await self._dead_letter(record, exc, attempts=1)
+            SENDS.labels(CHANNEL, "undecodable", "").inc()
+            return
+        if msg.channel != CHANNEL or msg.direction != OUTBOUND:
+            return  # another channel's message: its own gateway sends it
+        seen = self.store.get(msg.id)
+        if seen is not None and seen[0] in {SENT, FAILED}:
+            SENDS.labels(CHANNEL, "duplicate", "").inc()
+            log.info("message %s was already %s; not sending it again", msg.id, seen[0])
+            return
+        if seen is not None and seen[0] == SENDING:
+            POSSIBLE_DUPLICATES.labels(CHANNEL).inc()
+            log.warning("message %s was in flight when the gateway stopped: sending it again (the Cloud API may have "
+                        "accepted the first attempt)", msg.id)
+        try:
+            body = build_request(msg)
+        except UnsendableMessageError as exc:
+            await self._fail(record, msg, exc, attempts=1)
+            return
+        await self._send_with_retries(record, msg, body)
+
+    def _number(self, phone_number_id: str) -> Gate:
+        gate = self._numbers.get(phone_number_id)
+        if gate is None:
+            rate = self.settings.whatsapp_rate_limit
+            gate = self._numbers[phone_number_id] = Gate(TokenBucket(rate, rate))
+        return gate
+
+    def _user(self, user_key: str) -> Gate:
+        gate = self._users.get(user_key)
+        if gate is None:
+            gate = self._users[user_key] = Gate(
+                TokenBucket(self.settings.whatsapp_user_rate, self.settings.whatsapp_user_burst))
+        return gate
+
+    async def _wait(self, gate: Gate, scope: str, *, use_token: bool = True) -> None:
+        waited = await wait_for_gate(gate, self.stop_event, use_token=use_token)
+        if waited is None:
+            raise Abandoned
+        if waited > 0:
+            LIMITER_WAIT.labels(CHANNEL, scope).observe(waited)
+
+    async def _send_with_retries(self, record: Message, msg: BeaconMessage, body: dict[str, Any]) -> None:
+        s = self.settings
+        number = self._number(msg.account)
+        user = self._user(msg.user_key)
+        attempt = 0
+        while True:
+            attempt += 1
+            await self._wait(user, "user", use_token=msg.kind != "read_receipt")
+            await self._wait(number, "number")
+            async with self.slots:
+                self.store.begin(msg.id)
+                started = time.perf_counter()
+                try:
+                    answer = await self.client.send(msg.account, body)
+                    error = None
+                except CloudApiError as exc:
+                    error = exc
+                SEND_SECONDS.labels(CHANNEL).observe(time.perf_counter() - started)
+            if error is None:
+                wamid = (answer.get("messages") or [{}])[0].get("id") if isinstance(answer, dict) else None
+                self.store.settle(msg.id, SENT, wamid)
+                number.streak = 0
+                user.streak = 0
+                SENDS.labels(CHANNEL, "sent", "").inc()
+                return
+            SEND_ERRORS.labels(CHANNEL, error.code_label, error.action.value).inc()
+            action = error.action
+            if action is Action.RETRY_FEW and attempt >= s.whatsapp_retry_max_attempts:
+                action = Action.PERMANENT
+            if action is Action.PERMANENT:
+                await self._fail(record, msg, error, attempts=attempt)
+                return
+            if action is Action.BACKOFF_USER:
+                user.streak += 1
+                delay = min(s.whatsapp_user_backoff_base * 4 ** (user.streak - 1), 24 * 3600.0)
+                user.block(delay)
+                log.info("131056 for %s: backing off that user for %.1fs", msg.user_key, delay)
+            elif action is Action.THROTTLE_NUMBER:
+                if not number.blocked:
+                    number.streak += 1
+                delay = min(s.whatsapp_retry_base_delay * 2 ** (number.streak - 1), s.whatsapp_retry_max_delay)
+                number.block(delay)
+                log.warning("throughput error %s on number %s: slowing the whole number for %.1fs", error.code,
+                            msg.account, delay)
+            elif action is Action.PAUSE_NUMBER:
+                if not number.blocked:
+                    log.critical("ALERT: the Cloud API refused the access token of number %s (%s). Sending for this "
+                                 "number is paused for %.0fs; renew BEACON_WHATSAPP_ACCESS_TOKEN(S) and restart the "
+                                 "gateway. Messages wait in bm_out, none are dead-lettered.", msg.account, error,
+                                 s.whatsapp_auth_pause)
+                number.block(s.whatsapp_auth_pause)
+            else:
+                delay = min(s.whatsapp_retry_base_delay * 2 ** (attempt - 1), s.whatsapp_retry_max_delay)
+                log.warning("sending %s failed (%s); retry %d in %.1fs", msg.id, error, attempt, delay)
+                if await sleep_unless_stopped(delay, self.stop_event):
+                    raise Abandoned
+
+    async def _fail(self, record: Message, msg: BeaconMessage, error: BaseException, attempts: int) -> None:
+        """Permanent failure: the original record to bm_dlq, a ``failed`` status to bm_in, then settled."""
+        await self._dead_letter(record, error, attempts)
+        code = error.code if isinstance(error, CloudApiError) else None
+        status = BeaconMessage(
+            id=stable_id(CHANNEL, msg.account, "send-failed", msg.id),
+            user_key=msg.user_key, channel=CHANNEL, account=msg.account, user_id=msg.user_id,
+            direction=STATUS, kind="status", status="failed", reply_to_id=msg.id, trace_id=msg.trace_id,
+            error=StatusError(code=code, title=getattr(error, "title", None), message=str(error),
+                              details=getattr(error, "details", None)),
+            metadata={"origin": ORIGIN, "failed_kind": msg.kind},
+        )
+        await self._produce(self.settings.topic_in, self.codec.encode(status, self.settings.topic_in),
+                            msg.user_key.encode())
+        self.store.settle(msg.id, FAILED, code=code)
+        SENDS.labels(CHANNEL, "failed", str(code) if code is not None else type(error).__name__).inc()
+
+    async def _dead_letter(self, record: Message, error: BaseException, attempts: int) -> None:
+        while True:
+            try:
+                await dead_letter(self.producer, self.settings, key=record.key(), value=record.value(),
+                                  topic=record.topic(), partition=record.partition(), offset=record.offset(),
+                                  error=error, attempts=attempts, origin=ORIGIN)
+                return
+            except KafkaError as exc:
+                log.error("dead-lettering %s[%d]@%d failed (%s); retrying", record.topic(), record.partition(),
+                          record.offset(), exc)
+                if await sleep_unless_stopped(1.0, self.stop_event):
+                    raise Abandoned from exc
+
+    async def _produce(self, topic: str, value: bytes, key: bytes) -> None:
+        while True:
+            try:
+                await self.producer.produce(topic, value, key=key)
+                return
+            except BeaconError as exc:
+                log.error("producing a failed status to %s failed (%s); retrying", topic, exc)
+                if await sleep_unless_stopped(1.0, self.stop_event):
+                    raise Abandoned from exc
