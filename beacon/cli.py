@@ -17,6 +17,7 @@ from beacon.gateway.cli import gateway_app
 from beacon.logs import setup_logging
 from beacon.ops.cli import kafka_app, registry_app, schemas_app, topics_app
 from beacon.ops.commands import dev, dlq_app, lag, replay, scale
+from beacon.streams.cli import worker
 
 app = typer.Typer(
     help="Beacon: a queue-based backend for chat bots (gateways -> Kafka -> Faust workers -> API).",
@@ -36,6 +37,7 @@ app.command("lag")(lag)
 app.add_typer(dlq_app, name="dlq")
 app.command("dev")(dev)
 app.command("scale")(scale)
+app.command("worker")(worker)
 
 
 def main() -> None:

@@ -1,0 +1,194 @@
+"""The Faust app of Beacon's workers: one agent on bm_in, manual acknowledgement, keyed dispatch.
+
+The agent reads raw records (key and value bytes) with ``stream.noack()`` and hands each to the
+:class:`~beacon.streams.dispatcher.KeyedDispatcher`: strictly sequential per user key, concurrent
+across keys up to ``BEACON_WORKER_MAX_IN_FLIGHT``. A record is acknowledged (``event.ack()``)
+only after its replies were acknowledged on bm_out or it went to bm_dlq, and only once every
+earlier record of its partition is done, so Faust's committer never commits past unfinished work.
+
+Decoding happens in the processor, not in a Faust codec, so undecodable bytes are dead-lettered
+with their partition and offset instead of being skipped by Faust.
+
+Revocation and shutdown: Faust calls ``_consumer_wait_empty`` while partitions are being revoked
+and while stopping (after fetching stopped). Beacon's app finishes in-flight work there within
+``BEACON_WORKER_REBALANCE_TIMEOUT`` / ``BEACON_WORKER_SHUTDOWN_TIMEOUT``, abandons the rest
+(processed again by the next owner, same reply ids) and commits what is finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+from faust.types import TP
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from beacon.codec import MessageCodec, retry_registry
+from beacon.config import Settings
+from beacon.kafka import AsyncProducer
+from beacon.streams.dispatcher import Job, KeyedDispatcher
+from beacon.streams.metrics import WorkerMetrics
+from beacon.streams.processor import MessageProcessor, Record, echo_pipeline
+
+log = logging.getLogger("beacon.streams")
+
+AGENT_NAME = "beacon.streams.process"
+
+
+class WorkerRuntime:
+    """What one worker process holds: codec, producer, processor and dispatcher."""
+
+    def __init__(self, settings: Settings, metrics: WorkerMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.codec = MessageCodec(settings)
+        self.producer = AsyncProducer(settings)
+        pipeline = echo_pipeline if settings.worker_pipeline == "echo" else None
+        self.processor = MessageProcessor(settings, self.codec, self.producer, metrics, pipeline=pipeline)
+        self.dispatcher = KeyedDispatcher(
+            self._handle, self._ack, settings.worker_max_in_flight, on_change=metrics.in_flight.set
+        )
+        self.started = False
+
+    async def start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        # Registry outage at start-up: wait it out (logged) rather than fail every message.
+        await retry_registry(self.codec.prepare, [self.settings.topic_out])
+        log.info("worker ready: %s -> API %s -> %s (max %d in flight, pipeline %s)",
+                 self.settings.topic_in, self.settings.api_url, self.settings.topic_out,
+                 self.settings.worker_max_in_flight, self.settings.worker_pipeline)
+
+    async def _handle(self, job: Job) -> None:
+        message = job.payload.message
+        record = Record(message.topic, message.partition, message.offset, message.key, message.value)
+        await self.processor.handle(record, job.started)
+
+    @staticmethod
+    def _ack(job: Job) -> None:
+        job.payload.ack()
+
+    async def drain(self, app: BeaconApp, timeout: float) -> None:
+        """Finish in-flight work within ``timeout``, abandon the rest, commit what is finished."""
+        in_flight = self.dispatcher.in_flight
+        if in_flight:
+            log.info("finishing %d in-flight message(s) (up to %.0fs)", in_flight, timeout)
+        offsets = await self.dispatcher.drain(None, timeout)
+        consumer = app.consumer
+        assigned = consumer.assignment()
+        committable = {tp: off for tp, off in offsets.items() if tp in assigned}
+        if committable:
+            try:
+                await consumer._commit(committable)
+            except Exception as exc:  # the group may have moved on; the next owner reprocesses (idempotent)
+                log.warning("committing finished offsets failed (%s); those messages will be processed again", exc)
+
+    async def close(self) -> None:
+        await self.processor.close()
+        self.producer.close()
+
+
+class BeaconApp(faust.App):
+    """faust.App with Beacon's bounded drain on revocation and shutdown."""
+
+    runtime: WorkerRuntime | None = None
+    beacon_settings: Settings
+
+    async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
+        runtime = self.runtime
+        if runtime is None or not runtime.started:
+            return
+        s = self.beacon_settings
+        timeout = s.worker_shutdown_timeout if self.should_stop else s.worker_rebalance_timeout
+        await runtime.drain(self, timeout)
+
+
+def create_app(settings: Settings) -> BeaconApp:
+    """The worker app for ``settings``: broker, group, topics, ports and limits all come from there."""
+    datadir = (settings.data_dir / "faust").resolve()
+    datadir.mkdir(parents=True, exist_ok=True)
+    brokers = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",") if server.strip()]
+    app = BeaconApp(
+        settings.worker_group,
+        broker=brokers,
+        key_serializer="raw",
+        value_serializer="raw",
+        web_port=settings.worker_web_port,
+        web_bind=settings.worker_web_host,
+        web_host=settings.worker_web_host,
+        datadir=str(datadir),
+        broker_session_timeout=settings.worker_session_timeout,
+        broker_heartbeat_interval=max(1.0, settings.worker_session_timeout / 5),
+        broker_commit_interval=settings.worker_commit_interval,
+        broker_request_timeout=max(settings.kafka_request_timeout * 6, settings.worker_session_timeout * 3),
+        stream_wait_empty=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+    )
+    app.beacon_settings = settings
+    metrics = WorkerMetrics()
+    topic = app.topic(settings.topic_in, key_type=bytes, value_type=bytes,
+                      key_serializer="raw", value_serializer="raw")
+
+    def runtime() -> WorkerRuntime:
+        if app.runtime is None:
+            app.runtime = WorkerRuntime(settings, metrics)
+        return app.runtime
+
+    @app.agent(topic, name=AGENT_NAME)
+    async def process(stream: faust.StreamT[bytes]) -> None:
+        rt = runtime()
+        await rt.start()
+        submit = rt.dispatcher.submit
+        async for event in stream.noack().events():
+            message = event.message
+            key = message.key if message.key is not None else (message.tp, message.offset)
+            await submit(Job(key, message.tp, message.offset, event, time.monotonic()))
+
+    @app.on_before_shutdown.connect
+    async def close_runtime(sender: Any, **kwargs: Any) -> None:
+        if app.runtime is not None:
+            await app.runtime.close()
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        _update_lag(app, metrics)
+        return web.bytes(generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok", "in_flight": app.runtime.dispatcher.in_flight if app.runtime else 0})
+
+    return app
+
+
+def _update_lag(app: BeaconApp, metrics: WorkerMetrics) -> None:
+    """Lag per assigned partition: high watermark minus the lowest unfinished offset."""
+    try:
+        assigned: set[TP] = set(app.consumer.assignment())
+    except Exception:  # consumer not started yet
+        return
+    metrics.assigned.set(len(assigned))
+    metrics.lag.clear()
+    trackers = app.runtime.dispatcher.trackers() if app.runtime else {}
+    for tp in assigned:
+        try:
+            high = app.consumer.highwater(tp)
+        except Exception:
+            continue
+        if high is None:
+            continue
+        tracker = trackers.get(tp)
+        low = None
+        if tracker is not None:
+            low = tracker.lowest_unfinished
+            if low is None and tracker.last_offset is not None:
+                low = tracker.last_offset + 1
+        if low is None:
+            low = app.consumer._committed_offset.get(tp) or high
+        metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - low))

@@ -1,0 +1,28 @@
+"""``beacon worker``: one worker process, the same as ``faust -A beacon.streams worker``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def worker(
+    web_port: Annotated[int | None, typer.Option(help="Web port (metrics); default BEACON_WORKER_WEB_PORT.")] = None,
+    ensure: Annotated[bool, typer.Option(help="Create missing topics first (`beacon topics ensure`).")] = True,
+) -> None:
+    """Consume bm_in, call the API for each message, produce replies to bm_out (until SIGTERM)."""
+    import faust
+
+    from beacon.config import get_settings
+    from beacon.kafka import ensure_topics
+    from beacon.streams.app import create_app
+
+    settings = get_settings()
+    if web_port is not None:
+        settings = settings.model_copy(update={"worker_web_port": web_port})
+    if ensure:
+        ensure_topics(settings)
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower())
+    worker.execute_from_commandline()

@@ -1,0 +1,223 @@
+"""Per-key sequential, cross-key concurrent dispatch with a bound on work in flight, and
+in-order acknowledgement per partition.
+
+Jobs with the same key run one after another in arrival order; jobs with different keys run
+concurrently, at most ``max_in_flight`` at once (``submit`` waits for a free slot: that is the
+worker's backpressure). A partition's jobs finish out of order, but they are *acknowledged* in
+offset order: a job is acked only once every earlier job of its partition is done. So whatever
+offset the committer commits, every message below it is finished.
+
+Why not lean on Faust's committer for the ordering: in faust-streaming 0.15.3
+``Consumer._new_offset`` checks ``min(acked) - committed > 1`` (an off-by-one: an ack of
+``committed + 1`` with ``committed`` still in flight passes) and skips the check entirely when
+nothing was committed yet, so out-of-order acks can commit past unfinished messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("beacon.streams")
+
+
+@dataclass(eq=False)
+class Job:
+    """One message to process: its key (ordering scope), partition and offset, and the payload."""
+
+    key: Hashable
+    partition: Hashable
+    offset: int
+    payload: Any
+    started: float = 0.0
+    done: bool = False
+    tracker: PartitionTracker | None = field(default=None, repr=False)
+
+
+class PartitionTracker:
+    """The unfinished jobs of one partition, in offset order; acks the finished prefix."""
+
+    def __init__(self, partition: Hashable, ack: Callable[[Job], None]) -> None:
+        self.partition = partition
+        self._ack = ack
+        self._pending: dict[int, Job] = {}
+        self.closed = False
+        #: Offset to commit: every message below it is finished (None until one is).
+        self.committable: int | None = None
+        #: Last offset submitted (for lag).
+        self.last_offset: int | None = None
+
+    def add(self, job: Job) -> None:
+        self._pending[job.offset] = job
+        self.last_offset = job.offset
+        job.tracker = self
+
+    def complete(self, job: Job) -> None:
+        job.done = True
+        if self.closed:
+            return
+        pending = self._pending
+        while pending:
+            offset = next(iter(pending))
+            head = pending[offset]
+            if not head.done:
+                break
+            del pending[offset]
+            self.committable = offset + 1
+            self._ack(head)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    @property
+    def lowest_unfinished(self) -> int | None:
+        return next(iter(self._pending), None)
+
+
+class KeyedDispatcher:
+    """Runs ``handle(job)`` per key in order, across keys concurrently, acking per partition in order.
+
+    ``handle`` must settle the job (processed or dead-lettered) and not raise; if it raises, the
+    job stays unfinished (its partition stops committing) and the error is logged.
+    """
+
+    def __init__(
+        self,
+        handle: Callable[[Job], Awaitable[None]],
+        ack: Callable[[Job], None],
+        max_in_flight: int,
+        on_change: Callable[[int], None] | None = None,
+    ) -> None:
+        self._handle = handle
+        self._ack = ack
+        self._max = max_in_flight
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._queues: dict[Hashable, deque[Job]] = {}
+        self._runners: dict[Hashable, asyncio.Task[None]] = {}
+        self._trackers: dict[Hashable, PartitionTracker] = {}
+        self._in_flight = 0
+        self._on_change = on_change
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._epoch = 0
+
+    # --- submitting ------------------------------------------------------------------------
+
+    async def submit(self, job: Job) -> None:
+        """Queue ``job`` behind earlier jobs of its key; waits while ``max_in_flight`` are running."""
+        epoch = self._epoch
+        await self._slots.acquire()
+        if epoch != self._epoch:
+            # Partitions were revoked while we waited: this job belongs to the old assignment and
+            # will be fetched again from the committed offset.
+            self._slots.release()
+            return
+        tracker = self._trackers.get(job.partition)
+        if tracker is None:
+            tracker = self._trackers[job.partition] = PartitionTracker(job.partition, self._ack)
+        tracker.add(job)
+        self._set_in_flight(self._in_flight + 1)
+        queue = self._queues.get(job.key)
+        if queue is None:
+            queue = self._queues[job.key] = deque((job,))
+            self._runners[job.key] = asyncio.create_task(self._run_key(job.key, queue))
+        else:
+            queue.append(job)
+
+    async def _run_key(self, key: Hashable, queue: deque[Job]) -> None:
+        try:
+            while queue:
+                job = queue[0]
+                tracker = job.tracker
+                try:
+                    await self._handle(job)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception(
+                        "processing message at partition %s offset %s failed unexpectedly; its partition will "
+                        "not commit past it until the worker restarts. This is a bug: please report it.",
+                        job.partition, job.offset,
+                    )
+                else:
+                    if tracker is not None:
+                        tracker.complete(job)
+                queue.popleft()
+                self._slots.release()
+                self._set_in_flight(self._in_flight - 1)
+        finally:
+            if self._queues.get(key) is queue:
+                del self._queues[key]
+                self._runners.pop(key, None)
+
+    def _set_in_flight(self, value: int) -> None:
+        self._in_flight = value
+        if value == 0:
+            self._idle.set()
+        else:
+            self._idle.clear()
+        if self._on_change is not None:
+            self._on_change(value)
+
+    # --- observing -------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def trackers(self) -> dict[Hashable, PartitionTracker]:
+        return dict(self._trackers)
+
+    def committable(self, partitions: Iterable[Hashable] | None = None) -> dict[Hashable, int]:
+        """Offsets safe to commit, per partition (every message below is finished)."""
+        wanted = None if partitions is None else set(partitions)
+        return {
+            p: t.committable
+            for p, t in self._trackers.items()
+            if t.committable is not None and (wanted is None or p in wanted)
+        }
+
+    # --- draining --------------------------------------------------------------------------
+
+    async def drain(self, partitions: Iterable[Hashable] | None, timeout: float) -> dict[Hashable, int]:
+        """Finish in-flight work of ``partitions`` (all when None) within ``timeout``, then abandon
+        the rest. Returns the offsets safe to commit for those partitions. Jobs submitted later
+        for these partitions start a fresh tracker (a new assignment)."""
+        self._epoch += 1
+        wanted = None if partitions is None else set(partitions)
+
+        def busy() -> bool:
+            return any(len(t) for p, t in self._trackers.items() if wanted is None or p in wanted)
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while busy() and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        abandoned = 0
+        for key, queue in list(self._queues.items()):
+            if queue and (wanted is None or queue[0].partition in wanted):
+                runner = self._runners.pop(key, None)
+                del self._queues[key]
+                if runner is not None:
+                    runner.cancel()
+                abandoned += len(queue)
+                for _ in queue:
+                    self._slots.release()
+                self._set_in_flight(self._in_flight - len(queue))
+        if abandoned:
+            log.warning(
+                "abandoned %d unfinished message(s) after %.1fs; they will be processed again from the last "
+                "committed offset (the API's idempotency keeps their replies the same)", abandoned, timeout,
+            )
+        result: dict[Hashable, int] = {}
+        for p in list(self._trackers):
+            if wanted is None or p in wanted:
+                tracker = self._trackers.pop(p)
+                tracker.closed = True
+                if tracker.committable is not None:
+                    result[p] = tracker.committable
+        return result

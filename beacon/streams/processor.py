@@ -1,0 +1,181 @@
+"""What a worker does with one inbound record: decode, have the API process it, produce the
+replies to bm_out and wait for the broker's acknowledgement; or dead-letter it with the reason.
+
+Never raises for a message's own problems: bad bytes, API rejections and exhausted retries go to
+bm_dlq. Outages that are not the message's fault (registry, Kafka) are retried without limit,
+so the record stays unacknowledged (and uncommitted) until they pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from beacon.codec import MessageCodec, retry_registry
+from beacon.config import Settings
+from beacon.dlq import dead_letter
+from beacon.errors import BadMessageError, KafkaError, RegistryUnavailableError
+from beacon.kafka import AsyncProducer
+from beacon.messages import INBOUND, BeaconMessage
+from beacon.streams.client import ApiClient, ApiError, backoff_delay
+from beacon.streams.metrics import WorkerMetrics
+
+log = logging.getLogger("beacon.streams")
+
+ORIGIN = "worker"
+Pipeline = Callable[[BeaconMessage], Awaitable[list[BeaconMessage]]]
+
+
+@dataclass(frozen=True)
+class Record:
+    """An inbound Kafka record as the worker received it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+async def echo_pipeline(msg: BeaconMessage) -> list[BeaconMessage]:
+    """In-process stand-in for the API (benchmarks): ``You said: <text>``, nothing for statuses."""
+    if msg.direction != INBOUND:
+        return []
+    return [msg.reply_text(f"You said: {msg.text or ''}")]
+
+
+class MessageProcessor:
+    """Settles records: processed with replies acknowledged on bm_out, or dead-lettered."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        codec: MessageCodec,
+        producer: AsyncProducer,
+        metrics: WorkerMetrics,
+        pipeline: Pipeline | None = None,
+    ) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.producer = producer
+        self.metrics = metrics
+        self.client: ApiClient | None = None
+        if pipeline is None:
+            self.client = ApiClient(settings)
+            pipeline = self.client.process
+        self.pipeline = pipeline
+        self._max_attempts = max(1, settings.worker_retry_max_attempts)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+
+    async def handle(self, record: Record, started: float) -> None:
+        """Settle one record (see the module doc)."""
+        reason = await self._settle(record)
+        self.metrics.latency.observe(time.monotonic() - started)
+        if reason is None:
+            self.metrics.messages.labels("replied", "").inc()
+        else:
+            self.metrics.messages.labels("dead_lettered", reason).inc()
+
+    async def _settle(self, record: Record) -> str | None:
+        try:
+            msg = await self._decode(record)
+        except BadMessageError as exc:
+            log.warning("%s; dead-lettering it", exc)
+            await self._dead_letter(record, exc, attempts=0)
+            return "bad_message"
+        try:
+            replies = await self._call(msg)
+        except ApiError as exc:
+            attempts = exc.attempts
+            reason = "exhausted" if exc.retryable else "rejected"
+            log.warning(
+                "message %s (user %s, %s partition %d offset %d) dead-lettered after %d attempt(s): %s",
+                msg.id, msg.user_key, record.topic, record.partition, record.offset, attempts, exc,
+            )
+            await self._dead_letter(record, exc, attempts=attempts)
+            return reason
+        except Exception as exc:  # a bug or a malformed reply: dead-letter rather than stall the partition
+            log.exception("processing message %s failed unexpectedly; dead-lettering it", msg.id)
+            await self._dead_letter(record, exc, attempts=1)
+            return "unexpected"
+        if replies:
+            await self._produce_replies(msg, replies)
+        return None
+
+    async def _decode(self, record: Record) -> BeaconMessage:
+        kw = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+        try:
+            return self.codec.decode(record.value, **kw)
+        except RegistryUnavailableError:
+            return await retry_registry(self.codec.decode, record.value, **kw)
+
+    async def _call(self, msg: BeaconMessage) -> list[BeaconMessage]:
+        """The pipeline's replies; retryable failures retried with backoff and jitter up to the limit."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self.pipeline(msg)
+            except ApiError as exc:
+                if not exc.retryable or attempt >= self._max_attempts:
+                    exc.attempts = attempt
+                    raise
+                delay = backoff_delay(attempt, self.settings.worker_retry_base_delay,
+                                      self.settings.worker_retry_max_delay)
+                self.metrics.api_retries.inc()
+                log.info("message %s: %s; attempt %d of %d, retrying in %.2fs",
+                         msg.id, exc, attempt, self._max_attempts, delay)
+                await asyncio.sleep(delay)
+
+    async def _encode(self, reply: BeaconMessage, topic: str) -> bytes:
+        try:
+            return self.codec.encode(reply, topic)
+        except RegistryUnavailableError:
+            return await retry_registry(self.codec.encode, reply, topic)
+
+    async def _produce_replies(self, msg: BeaconMessage, replies: list[BeaconMessage]) -> None:
+        """Produce replies in order, keyed by user, and wait until the broker acknowledged all."""
+        topic = self.settings.topic_out
+        values = [await self._encode(r, topic) for r in replies]
+        attempt = 0
+        while True:
+            attempt += 1
+            futures = [self.producer.produce_nowait(topic, v, key=r.user_key) for r, v in
+                       zip(replies, values, strict=True)]
+            try:
+                for fut in futures:
+                    await fut
+            except KafkaError as exc:
+                for fut in futures:
+                    fut.cancel()
+                delay = backoff_delay(attempt, 0.5, 10.0)
+                log.warning("replies to message %s not acknowledged by Kafka (%s); producing them again in %.1fs "
+                            "(same ids, so the gateway drops duplicates)", msg.id, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            self.metrics.replies.inc(len(futures))
+            return
+
+    async def _dead_letter(self, record: Record, error: BaseException, attempts: int) -> None:
+        """Dead-letter the original bytes; Kafka trouble is retried: the record must not be lost."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await dead_letter(
+                    self.producer, self.settings, key=record.key, value=record.value, topic=record.topic,
+                    partition=record.partition, offset=record.offset, error=error, attempts=attempts,
+                    origin=ORIGIN,
+                )
+                return
+            except KafkaError as exc:
+                delay = backoff_delay(attempt, 0.5, 10.0)
+                log.warning("dead-lettering %s partition %d offset %d failed (%s); retrying in %.1fs",
+                            record.topic, record.partition, record.offset, exc, delay)
+                await asyncio.sleep(delay)

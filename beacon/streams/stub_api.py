@@ -1,0 +1,86 @@
+"""A small HTTP server honouring the API's processing contract, for worker tests and benchmarks.
+
+``python -m beacon.streams.stub_api --port 8765 [--latency-min 0 --latency-max 0.005]``
+
+``POST /v1/messages/process`` checks the bearer token and the idempotency key, answers
+``You said: <text>`` with deterministic reply ids (``inbound.reply_text``), remembers each id
+(a repeat returns the same replies with ``duplicate: true``) and obeys a few test commands in the
+text: ``reject`` -> 422; ``poison`` -> 500 every time; ``fail:N`` -> 500 for the first N calls of
+that message; ``sleep:S`` -> wait S seconds first. Statuses get ``replies: []``.
+``GET /_stub/stats`` -> ``{"calls": n, "distinct": n}``; ``GET /healthz`` -> 200.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+from collections import Counter
+
+from aiohttp import web
+
+from beacon.messages import INBOUND, BeaconMessage
+
+
+def make_stub_app(token: str, latency_min: float = 0.0, latency_max: float = 0.0) -> web.Application:
+    """The stub API as an aiohttp application."""
+    seen: dict[str, list[dict[str, object]]] = {}
+    calls: Counter[str] = Counter()
+
+    async def process(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {token}":
+            return web.json_response({"detail": "bad or missing service token"}, status=401)
+        try:
+            msg = BeaconMessage.model_validate_json(await request.read())
+        except ValueError as exc:
+            return web.json_response({"detail": str(exc)[:300]}, status=422)
+        if request.headers.get("Idempotency-Key") != msg.id:
+            return web.json_response({"detail": "Idempotency-Key must be the message id"}, status=400)
+        calls[msg.id] += 1
+        text = msg.text or ""
+        if text.startswith("sleep:"):
+            await asyncio.sleep(float(text.split()[0].split(":", 1)[1]))
+        if text.startswith("reject"):
+            return web.json_response({"detail": "rejected by the stub"}, status=422)
+        if text.startswith("poison"):
+            return web.json_response({"detail": "the stub always fails this one"}, status=500)
+        if text.startswith("fail:") and calls[msg.id] <= int(text.split()[0].split(":", 1)[1]):
+            return web.json_response({"detail": "transient stub failure"}, status=503)
+        if latency_max > 0:
+            await asyncio.sleep(random.uniform(latency_min, latency_max))
+        duplicate = msg.id in seen
+        if not duplicate:
+            replies = [msg.reply_text(f"You said: {text}")] if msg.direction == INBOUND else []
+            seen[msg.id] = [r.model_dump(mode="json") for r in replies]
+        body = {"message_id": msg.id, "duplicate": duplicate, "replies": seen[msg.id]}
+        return web.Response(body=json.dumps(body), content_type="application/json")
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response({"calls": sum(calls.values()), "distinct": len(seen)})
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_post("/v1/messages/process", process)
+    app.router.add_get("/_stub/stats", stats)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--token", default="dev-token")
+    parser.add_argument("--latency-min", type=float, default=0.0)
+    parser.add_argument("--latency-max", type=float, default=0.0)
+    args = parser.parse_args()
+    app = make_stub_app(args.token, args.latency_min, args.latency_max)
+    web.run_app(app, host=args.host, port=args.port, print=lambda *_: print("stub api ready", flush=True),
+                access_log=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""Real worker processes, a real stub API process, and Kafka helpers for the worker tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from beacon.codec import MessageCodec
+from beacon.config import Settings
+from beacon.dlq import DeadLetterInfo, read_dlq_headers
+from beacon.kafka import TopicPartition, ensure_topics, make_consumer, make_producer, topic_specs
+from beacon.messages import BeaconMessage
+
+ROOT = Path(__file__).resolve().parents[2]
+BEACON = str(ROOT / ".venv" / "bin" / "beacon")
+TOKEN = "test-service-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class Topics:
+    """Fresh bm_in / bm_out / bm_dlq for one test, and settings that point at them."""
+
+    settings: Settings
+    group: str
+
+    @classmethod
+    def create(cls, base: Settings, unique: Callable[[str], str], partitions: int = 6) -> Topics:
+        settings = base.model_copy(update={
+            "topic_in": unique("in"), "topic_out": unique("out"), "topic_dlq": unique("dlq"),
+            "topic_partitions": partitions, "api_token": TOKEN,
+        })
+        ensure_topics(settings, topic_specs(settings), strict=True)
+        return cls(settings, unique("workers"))
+
+
+class StubApi:
+    """``python -m beacon.streams.stub_api`` in its own process; can go down and come back."""
+
+    def __init__(self, log_dir: Path, latency: tuple[float, float] = (0.0, 0.0), port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.latency = latency
+        self.log_dir = log_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> StubApi:
+        log = open(self.log_dir / f"stub-{self.port}.log", "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "beacon.streams.stub_api", "--port", str(self.port), "--token", TOKEN,
+             "--latency-min", str(self.latency[0]), "--latency-max", str(self.latency[1])],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.log_dir,
+        )
+        wait_until(self._healthy, 15, "the stub API to answer")
+        return self
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def stats(self) -> dict[str, int]:
+        return dict(httpx.get(self.url + "/_stub/stats", timeout=5).json())
+
+
+@dataclass
+class Worker:
+    """``beacon worker`` in its own process, configured only through BEACON_* variables."""
+
+    settings: Settings
+    group: str
+    api_url: str
+    log_dir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    web_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def env(self) -> dict[str, str]:
+        s = self.settings
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
+        env.update({
+            "BEACON_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+            "BEACON_SCHEMA_REGISTRY_URL": s.schema_registry_url,
+            "BEACON_DATA_DIR": str(self.log_dir / "data"),
+            "BEACON_TOPIC_IN": s.topic_in,
+            "BEACON_TOPIC_OUT": s.topic_out,
+            "BEACON_TOPIC_DLQ": s.topic_dlq,
+            "BEACON_TOPIC_PARTITIONS": str(s.topic_partitions),
+            "BEACON_WORKER_GROUP": self.group,
+            "BEACON_WORKER_WEB_PORT": str(self.web_port),
+            "BEACON_API_URL": self.api_url,
+            "BEACON_API_TOKEN": TOKEN,
+            "BEACON_WORKER_SESSION_TIMEOUT": "6",
+            "BEACON_LOG_LEVEL": "INFO",
+        })
+        env.update(self.extra_env)
+        return env
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"worker-{self.web_port}.log"
+
+    def start(self) -> Worker:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen([BEACON, "worker"], env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+                                     cwd=self.log_dir)
+        return self
+
+    def metrics(self) -> dict[str, float]:
+        """The worker's Prometheus samples as ``name{labels}`` -> value ({} when not up)."""
+        try:
+            text = httpx.get(f"http://127.0.0.1:{self.web_port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            return {}
+        samples = {}
+        for line in text.splitlines():
+            m = re.match(r"^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$", line)
+            if m:
+                samples[m.group(1)] = float(m.group(2))
+        return samples
+
+    def metric(self, name: str) -> float:
+        return self.metrics().get(name, 0.0)
+
+    def wait_assigned(self, timeout: float = 60) -> None:
+        wait_until(lambda: self.metric("beacon_worker_assigned_partitions") > 0, timeout,
+                   f"worker on port {self.web_port} to get partitions (log: {self.log_path})", interval=0.3)
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def produce(settings: Settings, messages: Iterable[BeaconMessage], codec: MessageCodec) -> int:
+    """Produce BeaconMessages to bm_in keyed by user, in order; returns how many."""
+    producer = make_producer(settings, **{"linger.ms": 5})
+    n = 0
+    for msg in messages:
+        producer.produce(settings.topic_in, codec.encode(msg, settings.topic_in), key=msg.user_key)
+        n += 1
+        if n % 5000 == 0:
+            producer.poll(0)
+    assert producer.flush(30) == 0
+    return n
+
+
+def produce_raw(settings: Settings, key: bytes, value: bytes) -> None:
+    producer = make_producer(settings)
+    producer.produce(settings.topic_in, value, key=key)
+    assert producer.flush(10) == 0
+
+
+class Collector:
+    """Reads a topic from the beginning and keeps what it saw (replies decoded, DLQ records raw)."""
+
+    def __init__(self, settings: Settings, topic: str, codec: MessageCodec | None) -> None:
+        self.topic = topic
+        self.codec = codec
+        self.consumer = make_consumer(settings, f"collector-{topic}")
+        self.consumer.subscribe([topic])
+        self.replies: list[BeaconMessage] = []
+        self.dead: list[tuple[bytes | None, bytes | None, DeadLetterInfo | None]] = []
+
+    def poll(self, seconds: float = 0.5) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            batch = self.consumer.consume(5000, 0.1)
+            for rec in batch:
+                if rec.error():
+                    continue
+                if self.codec is not None:
+                    self.replies.append(self.codec.decode(rec.value(), topic=self.topic))
+                else:
+                    self.dead.append((rec.key(), rec.value(), read_dlq_headers(rec.headers())))
+
+    def unique_replies(self) -> list[BeaconMessage]:
+        """Replies deduplicated by id, first occurrence kept (the gateway does the same)."""
+        seen: set[str] = set()
+        out = []
+        for r in self.replies:
+            if r.id not in seen:
+                seen.add(r.id)
+                out.append(r)
+        return out
+
+    def wait_replies(self, count: int, timeout: float, workers: list[Worker] | None = None) -> list[BeaconMessage]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.poll(0.3)
+            if len({r.reply_to_id for r in self.replies}) >= count:
+                return self.unique_replies()
+            dead = [w for w in workers or [] if w.proc is not None and w.proc.poll() is not None]
+            if dead:
+                raise AssertionError(f"worker exited with {dead[0].proc.returncode}: {dead[0].log()[-3000:]}")
+        logs = "\n".join(w.log()[-3000:] for w in workers or [])
+        raise AssertionError(
+            f"only {len({r.reply_to_id for r in self.replies})} of {count} messages answered; logs:\n{logs}"
+        )
+
+    def wait_dead(self, count: int, timeout: float) -> None:
+        wait_until(lambda: (self.poll(0.3), len(self.dead) >= count)[1], timeout, f"{count} dead letters")
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def committed_and_end(settings: Settings, group: str) -> tuple[int, int]:
+    """Sum of the group's committed offsets on bm_in, and sum of its end offsets."""
+    consumer = make_consumer(settings, group)
+    try:
+        md = consumer.list_topics(settings.topic_in, timeout=10)
+        tps = [TopicPartition(settings.topic_in, p) for p in md.topics[settings.topic_in].partitions]
+        committed = consumer.committed(tps, timeout=10)
+        total_committed = sum(max(tp.offset, 0) for tp in committed)
+        total_end = sum(consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps)
+        return total_committed, total_end
+    finally:
+        consumer.close()
