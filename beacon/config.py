@@ -9,14 +9,31 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Secrets shipped as defaults for local development; refused when ``BEACON_ENV=production``.
 DEV_PLACEHOLDER_SECRETS = frozenset({"dev-token", "dev-secret", "dev-verify-token", "changeme", ""})
+
+
+class McpServerSpec(BaseModel):
+    """An MCP server whose tools the agent may call: a command (stdio) or a URL (streamable HTTP)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="Prefix of its tools' names as the LLM sees them.")
+    command: str | None = Field(None, description="Executable started with stdio transport.")
+    args: tuple[str, ...] = Field((), description="Arguments of the command.")
+    url: str | None = Field(None, description="Streamable HTTP endpoint, e.g. http://127.0.0.1:8000/mcp.")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSpec:
+        if (self.command is None) == (self.url is None):
+            raise ValueError(f"MCP server {self.name!r} needs exactly one of `command` (stdio) or `url` (HTTP)")
+        return self
 
 
 class Settings(BaseSettings):
@@ -184,16 +201,16 @@ class Settings(BaseSettings):
         "Sorry, I can't answer right now. Please try again in a moment.",
         description="Reply sent when the LLM fails or times out.",
     )
-    mcp_servers: list[dict[str, Any]] = Field(
-        default_factory=list,
+    mcp_servers: tuple[McpServerSpec, ...] = Field(
+        (),
         description='MCP servers whose tools the agent may call, as JSON: [{"name": "calc", "command": "python", '
         '"args": ["server.py"]} (stdio) or {"name": "web", "url": "http://host/mcp"} (streamable HTTP)].',
     )
     mcp_timeout: float = Field(10.0, description="Seconds for connecting to an MCP server or one tool call.")
 
     # --- API layer: pipeline, window, hook -------------------------------------------------
-    api_pipeline: list[str] = Field(
-        default_factory=lambda: ["commands", "agent", "hook", "fallback"],
+    api_pipeline: tuple[str, ...] = Field(
+        ("commands", "agent", "hook", "fallback"),
         description="Ordered handlers of the API pipeline (commands, agent, hook, fallback); agent runs only "
         "with BEACON_LLM_BASE_URL, hook only with BEACON_HOOK_URL.",
     )

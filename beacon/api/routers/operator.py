@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -14,10 +15,14 @@ from beacon.api import metrics, store
 from beacon.api.deps import ApiState, Authorized, StateDep
 from beacon.api.schemas import MessagePage, SendRequest, SendResult, StoredMessage, UserOut
 from beacon.api.window import apply_window, window_open
+from beacon.errors import KafkaError
 from beacon.messages import OUTBOUND, BeaconMessage, make_user_key, utcnow
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["operators"], dependencies=[Authorized])
+
+#: Seconds a proactive send waits for the schema registry before answering 503.
+_REGISTRY_WAIT = 15.0
 
 
 @router.get("/v1/users/{user_key}", response_model=UserOut, summary="Look a user up by user key.")
@@ -114,7 +119,7 @@ async def _producer(state: ApiState) -> object:
 )
 async def send_message(req: SendRequest, state: StateDep) -> SendResult:
     _validate(req)
-    from beacon.codec import get_codec, retry_registry
+    from beacon.codec import MessageCodec, retry_registry
 
     settings = state.settings
     user_key = make_user_key(req.channel, req.account, req.user_id)
@@ -142,10 +147,25 @@ async def send_message(req: SendRequest, state: StateDep) -> SendResult:
         metrics.PROACTIVE.labels("refused").inc()
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"not sent to {user_key}: {refused[0].reason}")
     msg = allowed[0]
-    codec = get_codec(settings)
-    value = await retry_registry(codec.encode, msg, settings.topic_out)
+    codec = state.extras.get("codec")
+    if codec is None:
+        # Our own instance: get_codec caches on the settings' hash, which not every Settings has.
+        codec = state.extras["codec"] = MessageCodec(settings)
+    try:
+        value = await asyncio.wait_for(retry_registry(codec.encode, msg, settings.topic_out), _REGISTRY_WAIT)
+    except TimeoutError as exc:
+        metrics.PROACTIVE.labels("failed").inc()
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"schema registry {settings.schema_registry_url} did not answer within {_REGISTRY_WAIT:g}s; "
+            "message not sent, retry",
+        ) from exc
     producer = await _producer(state)
-    record = await producer.produce(settings.topic_out, value, key=user_key)  # type: ignore[attr-defined]
+    try:
+        record = await producer.produce(settings.topic_out, value, key=user_key)  # type: ignore[attr-defined]
+    except KafkaError as exc:
+        metrics.PROACTIVE.labels("failed").inc()
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"message not sent, retry: {exc}") from exc
     async with state.sessions.begin() as session:
         await store.touch_user(session, msg, now, inbound=False)
         await store.record_outbound(session, msg, now)

@@ -1,0 +1,124 @@
+"""Operator endpoints: user lookup, paged history, proactive sends produced to a real bm_out, and the
+template that replaces free-form replies outside the 24-hour window."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+
+from beacon.codec import MessageCodec
+from beacon.config import Settings
+from beacon.kafka import make_consumer
+from beacon.messages import BeaconMessage, utcnow
+from tests.api.conftest import ApiServer, inbound, process
+
+TEMPLATE = json.dumps({"name": "hello_again", "language": {"code": "en"}})
+
+
+@pytest.fixture
+def kafka_api(
+    migrated_url: str,
+    api_factory: Callable[..., ApiServer],
+    registry_settings: Settings,
+    new_topic: Callable[..., str],
+) -> tuple[ApiServer, str]:
+    topic = new_topic(partitions=3, prefix="bm_out")
+    server = api_factory(
+        migrated_url,
+        BEACON_TOPIC_OUT=topic,
+        BEACON_KAFKA_BOOTSTRAP=registry_settings.kafka_bootstrap,
+        BEACON_SCHEMA_REGISTRY_URL=registry_settings.schema_registry_url,
+    )
+    return server, topic
+
+
+def consume_one(settings: Settings, topic: str) -> tuple[bytes | None, BeaconMessage]:
+    consumer = make_consumer(settings, f"api-test-{topic}", **{"auto.offset.reset": "earliest"})
+    try:
+        consumer.subscribe([topic])
+        for _ in range(60):
+            record = consumer.poll(1.0)
+            if record is not None and record.error() is None:
+                return record.key(), MessageCodec(settings).decode(record.value(), topic=topic)
+    finally:
+        consumer.close()
+    raise AssertionError(f"nothing arrived on {topic}")
+
+
+async def test_user_lookup_and_paged_history(api: ApiServer) -> None:
+    first = inbound("one")
+    async with api.client() as client:
+        for n, text in enumerate(["one", "two", "three"]):
+            msg = first if n == 0 else inbound(text, user=first.user_id)
+            assert (await process(client, msg)).status_code == 200
+        user = (await client.get(f"/v1/users/{first.user_key}")).json()
+        assert user["profile_name"] == "Test User" and user["window_open"] is True
+        assert user["user_id"] == first.user_id and user["opted_out"] is False
+        texts: list[str] = []
+        params: dict[str, str | int] = {"limit": 4}
+        while True:
+            page = (await client.get(f"/v1/users/{first.user_key}/messages", params=params)).json()
+            texts += [m["message"]["text"] for m in page["messages"]]
+            if page["next_before"] is None:
+                break
+            params = {"limit": 4, "before": page["next_before"]}
+        assert (await client.get("/v1/users/whatsapp:1:nobody")).status_code == 404
+    assert texts == ["You said: three", "three", "You said: two", "two", "You said: one", "one"]
+
+
+async def test_proactive_send_is_produced_to_bm_out(
+    kafka_api: tuple[ApiServer, str], registry_settings: Settings
+) -> None:
+    server, topic = kafka_api
+    msg = inbound("hi")
+    async with server.client() as client:
+        await process(client, msg)
+        resp = await client.post(
+            "/v1/messages/send",
+            json={"account": msg.account, "user_id": msg.user_id, "text": "Your order shipped", "id": "order-1-x"},
+        )
+        assert resp.status_code == 202, resp.text
+        assert resp.json()["topic"] == topic
+        page = (await client.get(f"/v1/users/{msg.user_key}/messages")).json()
+    key, sent = consume_one(registry_settings, topic)
+    assert key == msg.user_key.encode()
+    assert (sent.id, sent.text, sent.direction, sent.user_key) == (
+        "order-1-x",
+        "Your order shipped",
+        "outbound",
+        msg.user_key,
+    )
+    assert page["messages"][0]["message"]["id"] == "order-1-x"
+
+
+async def test_proactive_send_is_validated_and_respects_the_window(kafka_api: tuple[ApiServer, str]) -> None:
+    server, _ = kafka_api
+    async with server.client() as client:
+        resp = await client.post("/v1/messages/send", json={"account": "1", "user_id": "2", "kind": "text"})
+        assert resp.status_code == 422 and "needs `text`" in resp.json()["detail"]
+        resp = await client.post(
+            "/v1/messages/send", json={"account": "1", "user_id": "2", "kind": "template", "payload": "{"}
+        )
+        assert resp.status_code == 422 and "not JSON" in resp.json()["detail"]
+        resp = await client.post("/v1/messages/send", json={"account": "1", "user_id": "never-wrote", "text": "hi"})
+        assert resp.status_code == 409 and "window" in resp.json()["detail"]
+        resp = await client.post(
+            "/v1/messages/send",
+            json={"account": "1", "user_id": "never-wrote", "kind": "template", "payload": TEMPLATE},
+        )
+        assert resp.status_code == 202, resp.text
+
+
+async def test_reply_outside_the_window_becomes_the_template(
+    migrated_url: str, api_factory: Callable[..., ApiServer]
+) -> None:
+    server = api_factory(migrated_url, BEACON_WINDOW_TEMPLATE=TEMPLATE)
+    old = inbound("from two days ago", channel_timestamp=utcnow() - timedelta(hours=48))
+    async with server.client() as client:
+        body = (await process(client, old)).json()
+    [reply] = body["replies"]
+    assert reply["kind"] == "template" and json.loads(reply["payload"])["name"] == "hello_again"
+    assert reply["text"] is None and body["refused"] == []
