@@ -1,0 +1,135 @@
+"""Failures: retries with backoff, dead letters with reasons, outages waited out without loss."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+from beacon.codec import MessageCodec
+from beacon.dlq import DeadLetterInfo
+from beacon.messages import BeaconMessage
+from tests.conftest import TEST_REGISTRY_PORT
+from tests.streams.harness import (
+    Collector,
+    StubApi,
+    TcpProxy,
+    Topics,
+    Worker,
+    committed_and_end,
+    produce,
+    produce_raw,
+    wait_until,
+)
+from tests.streams.test_order import assert_in_order, conversation
+
+BAD_BYTES = b"\x01 this is not Confluent-framed Avro"
+FAST_RETRIES = {"worker_retry_max_attempts": "3", "worker_retry_base_delay": "0.05",
+                "worker_retry_max_delay": "0.2", "worker_api_timeout": "1"}
+
+
+def text(user: str, n: int, body: str) -> BeaconMessage:
+    return BeaconMessage.inbound_text(channel="whatsapp", account="100", user_id=user, text=body,
+                                      channel_message_id=f"wamid.{user}.{n}")
+
+
+def texts_by_user(replies: list[BeaconMessage]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for r in replies:
+        out[r.user_id].append(r.text or "")
+    return out
+
+
+def test_poison_rejected_slow_and_undecodable_messages_are_dead_lettered_and_block_no_one(
+    topics: Topics, codec: MessageCodec, start_stub: Callable[..., StubApi], start_worker: Callable[..., Worker],
+    replies: Collector, dead_letters: Collector,
+) -> None:
+    stub = start_stub()
+    worker = start_worker(stub.url, **FAST_RETRIES)
+    status = BeaconMessage.status_update(channel="whatsapp", account="100", user_id="s", channel_message_id="w.1",
+                                         status="delivered")
+    special = [
+        text("p", 0, "before poison"), text("p", 1, "poison pill"), text("p", 2, "after poison"),
+        text("r", 0, "reject this"), text("r", 1, "after reject"),
+        text("f", 0, "fail:2 flaky"), text("f", 1, "after flaky"),
+        text("t", 0, "sleep:3 too slow"), text("t", 1, "after slow"),
+        status,
+    ]
+    produce_raw(topics.settings, b"whatsapp:100:bad", BAD_BYTES)
+    produce(topics.settings, special + conversation(50, 5, "ok"), codec)
+
+    got = replies.wait_replies(250 + 6, timeout=60, workers=[worker])
+    dead_letters.wait_dead(4, timeout=30)
+
+    by_user = texts_by_user(got)
+    assert by_user.pop("p") == ["You said: before poison", "You said: after poison"]
+    assert by_user.pop("r") == ["You said: after reject"]
+    assert by_user.pop("f") == ["You said: fail:2 flaky", "You said: after flaky"]
+    assert by_user.pop("t") == ["You said: after slow"]
+    assert "s" not in by_user  # statuses go to the API and produce no reply
+    assert_in_order([r for r in got if r.user_id.startswith("ok")], 50, 5)
+
+    infos = [info for _, _, info in dead_letters.dead]
+    assert all(info is not None and info.origin == "worker" and info.topic == topics.settings.topic_in
+               for info in infos)
+    by_class: dict[str, list[tuple[bytes | None, bytes | None, DeadLetterInfo]]] = defaultdict(list)
+    for key, value, info in dead_letters.dead:
+        assert info is not None
+        by_class[info.error_class].append((key, value, info))
+    assert set(by_class) == {"ApiError", "BadMessageError"}, by_class
+    ((bad_key, bad_value, bad_info),) = by_class["BadMessageError"]
+    assert bad_value == BAD_BYTES and bad_key == b"whatsapp:100:bad"
+    assert bad_info.offset >= 0 and bad_info.partition >= 0 and "magic" in bad_info.error_text
+    api_errors = sorted((i.attempts, i.error_text) for _, _, i in by_class["ApiError"])
+    assert [a for a, _ in api_errors] == [1, 3, 3]
+    assert "422" in api_errors[0][1]
+    assert any("500" in t for _, t in api_errors[1:]) and any("did not answer" in t for _, t in api_errors[1:])
+
+    wait_until(lambda: (lambda c, e: c == e)(*committed_and_end(topics.settings, topics.group)), 30,
+               "offsets committed past the dead-lettered messages")
+    metrics = worker.metrics()
+    assert metrics['beacon_worker_messages_total{outcome="dead_lettered",reason="bad_message"}'] == 1
+    assert metrics['beacon_worker_messages_total{outcome="dead_lettered",reason="rejected"}'] == 1
+    assert metrics['beacon_worker_messages_total{outcome="dead_lettered",reason="exhausted"}'] == 2
+    assert metrics["beacon_worker_api_retries_total"] >= 6
+
+
+def test_api_down_then_back_loses_nothing(
+    topics: Topics, codec: MessageCodec, start_stub: Callable[..., StubApi], start_worker: Callable[..., Worker],
+    replies: Collector, dead_letters: Collector,
+) -> None:
+    stub = start_stub(run=False)
+    worker = start_worker(stub.url, worker_retry_max_attempts="30", worker_retry_max_delay="1")
+    produce(topics.settings, conversation(100, 3, "d"), codec)
+    wait_until(lambda: worker.metric("beacon_worker_api_retries_total") >= 100, 60,
+               "the worker to retry against the missing API")
+    stub.start()
+
+    got = replies.wait_replies(300, timeout=60, workers=[worker])
+
+    assert_in_order(got, 100, 3)
+    dead_letters.poll(1.0)
+    assert dead_letters.dead == []
+
+
+def test_registry_outage_is_waited_out_not_dead_lettered(
+    topics: Topics, codec: MessageCodec, start_stub: Callable[..., StubApi], start_worker: Callable[..., Worker],
+    replies: Collector, dead_letters: Collector,
+) -> None:
+    stub = start_stub()
+    proxy = TcpProxy(TEST_REGISTRY_PORT)
+    worker = start_worker(stub.url, schema_registry_url=f"http://127.0.0.1:{proxy.port}/apis/ccompat/v7")
+    produce(topics.settings, conversation(20, 2, "g"), codec)
+    wait_until(lambda: "registry" in worker.log().lower() and "retrying" in worker.log(), 60,
+               "the worker to report the registry unreachable")
+    time.sleep(1.0)
+    assert replies.unique_replies() == []
+    proxy.start()
+    try:
+        got = replies.wait_replies(40, timeout=60, workers=[worker])
+    finally:
+        proxy.stop()
+
+    assert_in_order(got, 20, 2)
+    dead_letters.poll(1.0)
+    assert dead_letters.dead == []
