@@ -43,7 +43,7 @@ def _compose() -> dict[str, Any]:
 
 
 def _manifests() -> list[tuple[str, dict[str, Any]]]:
-    docs = []
+    docs: list[tuple[str, dict[str, Any]]] = []
     for path in sorted(K8S.glob("*.yaml")):
         docs.extend((path.name, doc) for doc in yaml.safe_load_all(path.read_text()) if doc)
     return docs
