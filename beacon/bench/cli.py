@@ -79,3 +79,22 @@ def e2e(
     typer.echo(f"plot: {target.with_suffix('.png')}, table: {target.with_suffix('.md')}")
     if s["lost"] or s["duplicates"] or s["order_violations"]:
         raise typer.Exit(1)
+
+
+@bench_app.command("gateway")
+def gateway(
+    seconds: float = typer.Option(5.0, help="Seconds per inbound run."),
+    concurrency: int = typer.Option(64, help="Concurrent webhook connections at full speed."),
+    paced_rate: float = typer.Option(500.0, help="Webhooks/s of the latency run."),
+    sends: int = typer.Option(10000, help="Replies put on bm_out for the outbound run."),
+    users: int = typer.Option(1000, help="Distinct users the messages spread over."),
+) -> None:
+    """One WhatsApp gateway process: webhooks/s into bm_in and sends/s out, vs raw Kafka and raw HTTP."""
+    import asyncio
+
+    from beacon.bench.gateway import bench, report
+    from beacon.config import get_settings
+
+    figures = asyncio.run(bench(get_settings(), seconds=seconds, concurrency=concurrency, paced_rate=paced_rate,
+                                sends=sends, users=users))
+    typer.echo(report(figures, seconds=seconds, concurrency=concurrency))

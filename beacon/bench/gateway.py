@@ -1,0 +1,276 @@
+"""``beacon bench gateway``: one WhatsApp gateway process, inbound and outbound, against baselines
+measured in the same run on the same broker.
+
+Inbound: signed webhook POSTs/s accepted (200 after the broker's ack) at full speed, and the
+p50/p99 time to the 200 at a paced rate (default 500/s), vs raw ``AsyncProducer`` produce+ack of
+the same records. Outbound: sends/s from bm_out to the fake Cloud API with the limiters off, vs
+raw HTTP POSTs from this process straight to the fake. Uses fresh topics (deleted afterwards).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from beacon.codec import MessageCodec
+from beacon.config import Settings
+from beacon.errors import BeaconError
+from beacon.fakes.whatsapp import payloads as p
+from beacon.fakes.whatsapp.server import FakeCloudApi, running
+from beacon.gateway.whatsapp.signature import HEADER, sign
+from beacon.gateway.whatsapp.webhook import parse_webhook
+from beacon.kafka import AsyncProducer, KafkaException, TopicSpec, ensure_topics, make_admin
+from beacon.messages import BeaconMessage
+
+SECRET = "bench-secret"
+TOKEN = "bench-token"
+
+
+@dataclass
+class Figures:
+    """Everything the benchmark measured."""
+
+    raw_produce: float = 0.0
+    webhooks: float = 0.0
+    webhook_errors: int = 0
+    paced_rate: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    raw_http: float = 0.0
+    sends: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _bodies(count: int, users: int) -> list[tuple[bytes, str]]:
+    out = []
+    for i in range(count):
+        body = p.encode(p.text_webhook(f"4477005{i % users:05d}", f"bench message {i} café"))
+        out.append((body, sign(body, SECRET)))
+    return out
+
+
+async def _raw_produce(settings: Settings, topic: str, seconds: float, concurrency: int) -> float:
+    codec = MessageCodec(settings)
+    codec.prepare([topic])
+    msgs = parse_webhook(_bodies(1, 1)[0][0])
+    value = codec.encode(msgs[0], topic)
+    producer = AsyncProducer(settings)
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(i: int) -> None:
+        nonlocal done
+        key = f"whatsapp:1:{i}".encode()
+        while time.perf_counter() < deadline:
+            await producer.produce(topic, value, key=key)
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*[worker(i) for i in range(concurrency)])
+    took = time.perf_counter() - started
+    await asyncio.to_thread(producer.close)
+    return done / took
+
+
+async def _webhooks(url: str, bodies: list[tuple[bytes, str]], seconds: float, concurrency: int) -> tuple[float, int]:
+    ok = errors = 0
+    index = 0
+    deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            nonlocal ok, errors, index
+            while time.perf_counter() < deadline:
+                body, sig = bodies[index % len(bodies)]
+                index += 1
+                async with session.post(url, data=body, headers={HEADER: sig,
+                                                                 "Content-Type": "application/json"}) as r:
+                    await r.read()
+                    if r.status == 200:
+                        ok += 1
+                    else:
+                        errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*[worker() for _ in range(concurrency)])
+        took = time.perf_counter() - started
+    return ok / took, errors
+
+
+async def _paced(url: str, bodies: list[tuple[bytes, str]], rate: float, seconds: float) -> list[float]:
+    latencies: list[float] = []
+    total = int(rate * seconds)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+
+        async def one(body: bytes, sig: str) -> None:
+            t0 = time.perf_counter()
+            async with session.post(url, data=body, headers={HEADER: sig, "Content-Type": "application/json"}) as r:
+                await r.read()
+                if r.status == 200:
+                    latencies.append(time.perf_counter() - t0)
+
+        tasks = []
+        started = time.perf_counter()
+        for i in range(total):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            body, sig = bodies[i % len(bodies)]
+            tasks.append(asyncio.create_task(one(body, sig)))
+        await asyncio.gather(*tasks)
+    return sorted(latencies)
+
+
+async def _raw_http(fake_url: str, seconds: float, concurrency: int) -> float:
+    done = 0
+    url = f"{fake_url}/v23.0/{p.DEFAULT_PHONE_NUMBER_ID}/messages"
+    body = {"messaging_product": "whatsapp", "to": "+447700900123", "type": "text", "text": {"body": "hi"}}
+    deadline = time.perf_counter() + seconds
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as session:
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                async with session.post(url, json=body) as r:
+                    await r.read()
+                    done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*[worker() for _ in range(concurrency)])
+        took = time.perf_counter() - started
+    return done / took
+
+
+async def _sends(settings: Settings, fake: FakeCloudApi, topic: str, count: int, users: int) -> float:
+    codec = MessageCodec(settings)
+    codec.prepare([topic])
+    producer = AsyncProducer(settings, **{"linger.ms": 20})
+    first = len(fake.state.sent)
+    msgs = [BeaconMessage.inbound_text(channel="whatsapp", account=p.DEFAULT_PHONE_NUMBER_ID,
+                                       user_id=f"4477006{i % users:05d}", text="x",
+                                       channel_message_id=f"bench-{uuid.uuid4().hex}").reply_text(f"reply {i}")
+            for i in range(count)]
+    await asyncio.gather(*[producer.produce(topic, codec.encode(m, topic), key=m.user_key.encode()) for m in msgs])
+    await asyncio.to_thread(producer.close)
+    deadline = time.monotonic() + max(60.0, count / 100)
+    while len(fake.state.sent) - first < count:
+        if time.monotonic() > deadline:
+            raise BeaconError(f"only {len(fake.state.sent) - first} of {count} sends arrived at the fake")
+        await asyncio.sleep(0.05)
+    stamps = [s["received_at"] for s in fake.state.sent[first:]]
+    return count / max(max(stamps) - min(stamps), 1e-6)
+
+
+def _start_gateway(settings: Settings, topics: dict[str, str], port: int, graph_url: str, data_dir: Path,
+                   log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update({
+        "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "BEACON_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
+        "BEACON_DATA_DIR": str(data_dir), "BEACON_TOPIC_IN": topics["in"], "BEACON_TOPIC_OUT": topics["out"],
+        "BEACON_TOPIC_DLQ": topics["dlq"], "BEACON_GATEWAY_GROUP": f"bench-gw-{uuid.uuid4().hex[:8]}",
+        "BEACON_GATEWAY_PORT": str(port), "BEACON_GATEWAY_HOST": "127.0.0.1", "BEACON_WHATSAPP_GRAPH_URL": graph_url,
+        "BEACON_WHATSAPP_ACCESS_TOKEN": TOKEN, "BEACON_WHATSAPP_APP_SECRET": SECRET,
+        "BEACON_WHATSAPP_RATE_LIMIT": "0", "BEACON_WHATSAPP_USER_RATE": "0", "BEACON_LOG_LEVEL": "WARNING",
+    })
+    return subprocess.Popen([sys.executable, "-m", "beacon", "gateway", "whatsapp"], env=env, cwd=data_dir,
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+async def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 90
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BeaconError(f"the gateway exited during start-up; see {log}")
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise BeaconError(f"the gateway did not become healthy in 90s; see {log}")
+
+
+async def bench(settings: Settings, *, seconds: float, concurrency: int, paced_rate: float, sends: int,
+                users: int) -> Figures:
+    """Run every measurement; topics and the gateway process are cleaned up afterwards."""
+    figures = Figures(paced_rate=paced_rate)
+    run = uuid.uuid4().hex[:8]
+    topics = {"in": f"bench_gw_{run}_in", "out": f"bench_gw_{run}_out", "dlq": f"bench_gw_{run}_dlq"}
+    ensure_topics(settings, [TopicSpec(t, settings.topic_partitions, settings.topic_replication_factor, {})
+                             for t in topics.values()])
+    bodies = _bodies(20000, users)
+    port = _free_port()
+    fake = FakeCloudApi(access_token=TOKEN, app_secret=SECRET, gateway_url=f"http://127.0.0.1:{port}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="beacon-bench-gw-") as tmp:
+            data_dir = Path(tmp)
+            log = data_dir / "gateway.log"
+            async with running(fake) as fake_url:
+                proc = _start_gateway(settings, topics, port, fake_url, data_dir, log)
+                try:
+                    await _wait_healthy(port, proc, log)
+                    url = f"http://127.0.0.1:{port}/webhooks/whatsapp"
+                    await _webhooks(url, bodies, 1.0, concurrency)  # warm-up: connections, schema ids
+                    figures.raw_produce = await _raw_produce(settings, topics["in"], seconds, concurrency)
+                    figures.webhooks, figures.webhook_errors = await _webhooks(url, bodies, seconds, concurrency)
+                    latencies = await _paced(url, bodies, paced_rate, seconds)
+                    if latencies:
+                        figures.p50_ms = latencies[len(latencies) // 2] * 1000
+                        figures.p99_ms = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+                    figures.raw_http = await _raw_http(fake_url, min(seconds, 3.0), 64)
+                    figures.sends = await _sends(settings, fake, topics["out"], sends, users)
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    try:
+                        proc.wait(30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        figures.notes.append("the gateway did not stop within 30s of SIGTERM")
+    finally:
+        admin = make_admin(settings)
+        futures = admin.delete_topics(list(topics.values()), operation_timeout=10)
+        for fut in futures.values():
+            try:
+                fut.result(timeout=15)
+            except KafkaException as exc:
+                figures.notes.append(f"could not delete a bench topic: {exc}")
+    return figures
+
+
+def report(f: Figures, *, seconds: float, concurrency: int) -> str:
+    lines = [
+        f"inbound, {concurrency} concurrent connections, {seconds:.0f}s per run:",
+        f"  raw produce+ack baseline:     {f.raw_produce:10,.0f} msg/s",
+        f"  signed webhooks -> bm_in:     {f.webhooks:10,.0f} webhooks/s "
+        f"({f.webhooks / f.raw_produce if f.raw_produce else 0:.2f}x baseline; target >= 2,000)"
+        + (f", {f.webhook_errors} non-200" if f.webhook_errors else ""),
+        f"  time to 200 at {f.paced_rate:.0f}/s:        p50 {f.p50_ms:.1f} ms, p99 {f.p99_ms:.1f} ms "
+        "(target p99 <= 50)",
+        "outbound, limiters off:",
+        f"  raw HTTP POSTs to the fake:   {f.raw_http:10,.0f} req/s",
+        f"  bm_out -> Cloud API sends:    {f.sends:10,.0f} sends/s "
+        f"({f.sends / f.raw_http if f.raw_http else 0:.2f}x raw HTTP)",
+    ]
+    lines.extend(f"note: {n}" for n in f.notes)
+    return "\n".join(lines)
