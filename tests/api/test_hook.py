@@ -1,0 +1,78 @@
+"""The external pipeline hook over real HTTP: replies, passing on, and failures the worker retries."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.api.conftest import ApiServer, free_port, inbound, process
+
+HOOK_TOKEN = "hook-secret"
+
+
+async def hook(request: Request) -> Response:
+    if request.headers.get("authorization") != f"Bearer {HOOK_TOKEN}":
+        return JSONResponse({"error": "unauthorized"}, status_code=401)
+    message: dict[str, Any] = (await request.json())["message"]
+    text = message.get("text") or ""
+    if text == "pass":
+        return Response(status_code=204)
+    if text == "broken":
+        return JSONResponse({"error": "boom"}, status_code=500)
+    return JSONResponse({"replies": [f"hook saw: {text}", {"kind": "image", "media": {"link": "https://x/y.png"}}]})
+
+
+@pytest.fixture(scope="session")
+def hook_url() -> Iterator[str]:
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            Starlette(routes=[Route("/hook", hook, methods=["POST"])]), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/hook"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def hook_api(migrated_url: str, api_factory: Callable[..., ApiServer], hook_url: str) -> ApiServer:
+    return api_factory(migrated_url, BEACON_HOOK_URL=hook_url, BEACON_HOOK_TOKEN=HOOK_TOKEN)
+
+
+async def test_hook_replies_become_outbound_messages(hook_api: ApiServer) -> None:
+    msg = inbound("order status?")
+    async with hook_api.client() as client:
+        body = (await process(client, msg)).json()
+    text, image = body["replies"]
+    assert text["text"] == "hook saw: order status?" and text["id"] == msg.reply_text("", index=0).id
+    assert image["kind"] == "image" and image["media"]["link"] == "https://x/y.png"
+    assert image["reply_to_id"] == msg.id and image["user_key"] == msg.user_key and image["direction"] == "outbound"
+
+
+async def test_hook_can_pass_to_the_fallback_and_commands_come_first(hook_api: ApiServer) -> None:
+    async with hook_api.client() as client:
+        assert (await process(client, inbound("pass"))).json()["replies"][0]["text"] == "You said: pass"
+        assert (await process(client, inbound("/ping"))).json()["replies"][0]["text"] == "pong"
+
+
+async def test_hook_failure_is_a_503_and_nothing_is_stored(hook_api: ApiServer) -> None:
+    msg = inbound("broken")
+    async with hook_api.client() as client:
+        resp = await process(client, msg)
+        assert resp.status_code == 503 and "HTTP 500" in resp.json()["detail"]
+        assert (await client.get(f"/v1/users/{msg.user_key}")).status_code == 404
