@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, MetaData, String, Text, false
+from sqlalchemy import Boolean, DateTime, Index, Integer, MetaData, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -80,7 +80,7 @@ class DeliveryState(Base):
     user_key: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16))
     rank: Mapped[int] = mapped_column(Integer)
-    error: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text, doc="JSON of the channel's error, if any.")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -90,6 +90,32 @@ class HotPath:
         ).returning(User.conversation_id, User.first_seen)
         self.insert_conversation = ins(Conversation).on_conflict_do_nothing()
         self.insert_messages = ins(Message).on_conflict_do_nothing()
+        self.insert_processed_once = ins(Processed).on_conflict_do_nothing().returning(Processed.message_id)
+        delivery = ins(DeliveryState)
+        self.upsert_delivery = delivery.on_conflict_do_update(
+            index_elements=[DeliveryState.channel_message_id],
+            set_={
+                "status": delivery.excluded.status,
+                "rank": delivery.excluded.rank,
+                "error": delivery.excluded.error,
+                "updated_at": delivery.excluded.updated_at,
+            },
+            where=DeliveryState.rank < delivery.excluded.rank,
+        )
+        forward = (
+            update(Message)
+            .where(Message.delivery_rank < bindparam("rank"))
+            .values(
+                delivery_status=bindparam("status"),
+                delivery_rank=bindparam("rank"),
+                delivery_updated_at=bindparam("now"),
+            )
+        )
+        self.update_delivery_by_cmid = forward.where(Message.channel_message_id == bindparam("cmid"))
+        self.update_delivery_by_id = forward.where(Message.id == bindparam("rid"))
+        self.update_delivery_both = forward.where(
+            or_(Message.channel_message_id == bindparam("cmid"), Message.id == bindparam("rid"))
+        )
 
 
 async def find_processed_fast(conn: AsyncConnection, hot: HotPath, message_id: str) -> bytes | None:
@@ -145,50 +171,35 @@ async def touch_user(session: AsyncSession, msg: BeaconMessage, now: datetime, *
     return await upsert_user(conn, HotPath(conn.dialect.name), msg, now, inbound=inbound)
 
 
-async def record_status(session: AsyncSession, msg: BeaconMessage, now: datetime) -> bool:
+async def record_status(conn: AsyncConnection, hot: HotPath, msg: BeaconMessage, now: datetime) -> bool:
     """Apply a delivery status; the state only moves forward. Returns False when already processed."""
-    inserted = await session.execute(
-        _insert(session, Processed)
-        .values(message_id=msg.id, processed_at=now, replies="[]")
-        .on_conflict_do_nothing()
-        .returning(Processed.message_id)
+    inserted = await conn.execute(
+        hot.insert_processed_once, {"message_id": msg.id, "processed_at": now, "replies": "[]"}
     )
     if inserted.first() is None:
         return False
     status = msg.status or "unknown"
     rank = STATUS_ORDER.get(status, 0)
-    error = msg.error.model_dump(mode="json") if msg.error else None
     if msg.channel_message_id:
-        stmt = _insert(session, DeliveryState).values(
-            channel_message_id=msg.channel_message_id,
-            user_key=msg.user_key,
-            status=status,
-            rank=rank,
-            error=error,
-            updated_at=now,
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[DeliveryState.channel_message_id],
-            set_={
-                "status": stmt.excluded.status,
-                "rank": stmt.excluded.rank,
-                "error": stmt.excluded.error,
-                "updated_at": stmt.excluded.updated_at,
+        error = orjson.dumps(msg.error.model_dump(mode="json")).decode() if msg.error else None
+        await conn.execute(
+            hot.upsert_delivery,
+            {
+                "channel_message_id": msg.channel_message_id,
+                "user_key": msg.user_key,
+                "status": status,
+                "rank": rank,
+                "error": error,
+                "updated_at": now,
             },
-            where=DeliveryState.rank < stmt.excluded.rank,
         )
-        await session.execute(stmt)
-    targets = []
-    if msg.channel_message_id:
-        targets.append(Message.channel_message_id == msg.channel_message_id)
-    if msg.reply_to_id:
-        targets.append(Message.id == msg.reply_to_id)
-    if targets:
-        await session.execute(
-            update(Message)
-            .where(and_(or_(*targets), Message.delivery_rank < rank))
-            .values(delivery_status=status, delivery_rank=rank, delivery_updated_at=now)
-        )
+    params = {"status": status, "rank": rank, "now": now}
+    if msg.channel_message_id and msg.reply_to_id:
+        await conn.execute(hot.update_delivery_both, {**params, "cmid": msg.channel_message_id, "rid": msg.reply_to_id})
+    elif msg.channel_message_id:
+        await conn.execute(hot.update_delivery_by_cmid, {**params, "cmid": msg.channel_message_id})
+    elif msg.reply_to_id:
+        await conn.execute(hot.update_delivery_by_id, {**params, "rid": msg.reply_to_id})
     return True
 
 

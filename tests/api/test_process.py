@@ -155,3 +155,30 @@ async def test_health_ready_and_metrics(api: ApiServer) -> None:
     async with api.client() as client:
         openapi = (await client.get("/openapi.json")).json()
     assert "/v1/messages/process" in openapi["paths"]
+
+
+async def test_status_for_an_unknown_message_keeps_the_furthest_state(api: ApiServer) -> None:
+    from beacon.api import store
+    from beacon.api.db import make_engine, make_sessionmaker
+    from beacon.messages import StatusError
+    from tests.conftest import make_settings
+
+    msg = inbound()
+    wamid = f"wamid.only.{msg.id}"
+    async with api.client() as client:
+        for state in ("delivered", "sent", "failed", "read"):
+            st = BeaconMessage.status_update(
+                channel="whatsapp",
+                account=msg.account,
+                user_id=msg.user_id,
+                channel_message_id=wamid,
+                status=state,
+                error=StatusError(code=131047, title="Re-engagement message") if state == "failed" else None,
+            )
+            assert (await process(client, st)).status_code == 200
+    engine = make_engine(make_settings(), api.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            assert await store.delivery_state(session, wamid) == "failed"
+    finally:
+        await engine.dispose()

@@ -69,8 +69,8 @@ async def process_message(
 
 
 async def _process_status(state: StateDep, msg: BeaconMessage) -> Response:
-    async with state.sessions.begin() as session:
-        fresh = await store.record_status(session, msg, utcnow())
+    async with state.write_lock, state.engine.begin() as conn:
+        fresh = await store.record_status(conn, state.hot, msg, utcnow())
     metrics.PROCESSED.labels(STATUS, "new" if fresh else "duplicate").inc()
     return _result(msg.id, not fresh, b"[]")
 

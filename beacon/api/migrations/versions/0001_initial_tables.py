@@ -34,7 +34,7 @@ def upgrade() -> None:
         sa.Column("user_key", sa.String(length=255), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("rank", sa.Integer(), nullable=False),
-        sa.Column("error", sa.JSON(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("channel_message_id", name=op.f("pk_delivery_states")),
     )
