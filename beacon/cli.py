@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from beacon.api.cli import api_app
+from beacon.api.cli import api_app, fake_openai_app
 from beacon.bench.cli import bench_app
 from beacon.config import get_settings
 from beacon.fakes.whatsapp.cli import fake_whatsapp_app
@@ -32,6 +32,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(fake_whatsapp_app, name="fake-whatsapp")
 app.add_typer(api_app, name="api")
+app.add_typer(fake_openai_app, name="fake-openai")
 app.command("replay")(replay)
 app.command("lag")(lag)
 app.add_typer(dlq_app, name="dlq")

@@ -79,3 +79,21 @@ def migrate(
     else:
         current = asyncio.run(migrations.upgrade(settings, revision))
     typer.echo(f"database {settings.resolved_database_url} at migration {current or 'base'}")
+
+
+fake_openai_app = typer.Typer(
+    help="A local fake OpenAI-compatible chat-completions server (for the agent in dev and tests).",
+    invoke_without_command=True,
+)
+
+
+@fake_openai_app.callback()
+def fake_openai(
+    host: str = typer.Option("127.0.0.1", help="Interface."),
+    port: int = typer.Option(8095, help="Port; point BEACON_LLM_BASE_URL at http://HOST:PORT/v1."),
+    api_key: str = typer.Option(None, help="Require this bearer key (default: accept any)."),
+) -> None:
+    """Serve the fake: echoes text, calls tools on `!tool NAME {json}`, fails on `!fail`."""
+    from beacon.fakes.openai import serve
+
+    serve(host, port, api_key)

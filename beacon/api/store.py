@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 import orjson
 from sqlalchemy import bindparam, func, or_, select, update
@@ -16,16 +16,15 @@ from beacon.api.models import Conversation, DeliveryState, Message, Processed, U
 from beacon.messages import STATUS_ORDER, BeaconMessage, stable_id
 
 
+@overload
+def utc(value: datetime) -> datetime: ...
+@overload
+def utc(value: None) -> None: ...
 def utc(value: datetime | None) -> datetime | None:
     """Datetimes from SQLite come back naive: they are UTC."""
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
-
-
-def _insert(session: AsyncSession, table: Any) -> Any:
-    dialect = session.bind.dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 def first_conversation_id(user_key: str) -> str:
@@ -246,8 +245,7 @@ async def count_messages(session: AsyncSession, user_key: str) -> int:
 
 
 async def record_outbound(session: AsyncSession, msg: BeaconMessage, now: datetime) -> None:
-    """Store a proactive outbound message (the user row must exist)."""
+    """Store a proactive outbound message (after ``touch_user`` in the same transaction)."""
+    conn = await session.connection()
     conversation_id = await session.scalar(select(User.conversation_id).where(User.user_key == msg.user_key))
-    await session.execute(
-        _insert(session, Message).values(**_message_row(msg, conversation_id or "", 0, now)).on_conflict_do_nothing()
-    )
+    await conn.execute(HotPath(conn.dialect.name).insert_messages, [_message_row(msg, conversation_id or "", 0, now)])

@@ -46,15 +46,22 @@ def _pg_admin(url: str, sql: str) -> None:
     asyncio.run(run())
 
 
+def pg_base_url() -> str:
+    """The test PostgreSQL from scripts/postgres, or unavailable()."""
+    base = os.environ.get("BEACON_TEST_DATABASE_URL")
+    if not base:
+        unavailable('BEACON_TEST_DATABASE_URL is not set: run `eval "$(./scripts/postgres)"` first')
+        raise AssertionError("unreachable")
+    return base
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An empty database of each backend, for this session only."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('api-db') / 'beacon.db'}"
         return
-    base = os.environ.get("BEACON_TEST_DATABASE_URL")
-    if not base:
-        unavailable('BEACON_TEST_DATABASE_URL is not set: run `eval "$(./scripts/postgres)"` first')
+    base = pg_base_url()
     name = f"beacon_api_{uuid.uuid4().hex[:10]}"
     try:
         _pg_admin(base, f"CREATE DATABASE {name}")

@@ -14,8 +14,8 @@ from sqlalchemy import inspect
 
 from beacon.api import migrate
 from beacon.api.db import make_engine
-from tests.api.conftest import _pg_admin
-from tests.conftest import make_settings, unavailable
+from tests.api.conftest import _pg_admin, pg_base_url
+from tests.conftest import make_settings
 
 TABLES = {"users", "conversations", "messages", "delivery_states", "processed"}
 
@@ -25,9 +25,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
         return
-    base = os.environ.get("BEACON_TEST_DATABASE_URL")
-    if not base:
-        unavailable('BEACON_TEST_DATABASE_URL is not set: run `eval "$(./scripts/postgres)"` first')
+    base = pg_base_url()
     name = f"beacon_mig_{uuid.uuid4().hex[:10]}"
     _pg_admin(base, f"CREATE DATABASE {name}")
     yield base.rsplit("/", 1)[0] + "/" + name

@@ -38,8 +38,8 @@ async def get_user(user_key: str, state: StateDep) -> UserOut:
         account=user.account,
         user_id=user.user_id,
         profile_name=user.profile_name,
-        first_seen=store.utc(user.first_seen),  # type: ignore[arg-type]
-        last_seen=store.utc(user.last_seen),  # type: ignore[arg-type]
+        first_seen=store.utc(user.first_seen),
+        last_seen=store.utc(user.last_seen),
         last_inbound_at=last_inbound,
         opted_out=user.opted_out,
         conversation_id=user.conversation_id,
@@ -62,7 +62,7 @@ async def user_messages(
         StoredMessage(message=BeaconMessage.model_validate_json(r.body), delivery_status=r.delivery_status)
         for r in rows
     ]
-    next_before = store.utc(rows[-1].created_at).isoformat() if more and rows else None  # type: ignore[union-attr]
+    next_before = store.utc(rows[-1].created_at).isoformat() if more and rows else None
     return MessagePage(user_key=user_key, messages=messages, next_before=next_before)
 
 
