@@ -253,6 +253,10 @@ class Settings(BaseSettings):
             problems.append("BEACON_API_TOKEN is a development placeholder")
         if self.whatsapp_allow_unsigned:
             problems.append("BEACON_WHATSAPP_ALLOW_UNSIGNED must be false")
+        if self.whatsapp_app_secret is not None and (
+            self.whatsapp_app_secret.get_secret_value() in DEV_PLACEHOLDER_SECRETS
+        ):
+            problems.append("BEACON_WHATSAPP_APP_SECRET is a development placeholder")
         if problems:
             raise ValueError("refusing production settings: " + "; ".join(problems))
         return self

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +95,14 @@ def new_topic(kafka_settings: Settings, unique: Callable[[str], str]) -> Callabl
         return name
 
     return create
+
+
+@pytest.fixture
+async def fake_whatsapp() -> AsyncIterator[tuple[Any, str]]:
+    """The fake WhatsApp Cloud API on a free port: ``(fake, base_url)``; token "dev-access-token",
+    app secret "dev-secret"; set ``fake.state.gateway_url`` to drive webhooks into a gateway."""
+    from beacon.fakes.whatsapp.server import FakeCloudApi, running
+
+    fake = FakeCloudApi(access_token="dev-access-token", app_secret="dev-secret", gateway_url="http://127.0.0.1:9")
+    async with running(fake) as url:
+        yield fake, url

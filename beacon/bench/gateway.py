@@ -176,7 +176,7 @@ async def _sends(settings: Settings, fake: FakeCloudApi, topic: str, count: int,
         if time.monotonic() > deadline:
             raise BeaconError(f"only {len(fake.state.sent) - first} of {count} sends arrived at the fake")
         await asyncio.sleep(0.05)
-    stamps = [s["received_at"] for s in fake.state.sent[first:]]
+    stamps = [float(s["received_at"]) for s in fake.state.sent[first:]]
     return count / max(max(stamps) - min(stamps), 1e-6)
 
 

@@ -135,3 +135,51 @@ async def test_say_and_driver_post_signed_webhooks_and_retry_non_200() -> None:
                 await driver.send_status(wamid, "read", "447700900123")
     finally:
         await runner.cleanup()
+
+
+async def test_statuses_batches_duplicates_and_shuffles_reach_the_gateway() -> None:
+    bodies: list[bytes] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        check_signature(body, request.headers.get(HEADER), SECRET)
+        bodies.append(body)
+        return web.Response(status=200)
+
+    gw = web.Application()
+    gw.add_routes([web.post("/webhooks/whatsapp", hook)])
+    runner = web.AppRunner(gw)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    gw_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        api = FakeCloudApi(access_token=TOKEN, app_secret=SECRET, gateway_url=gw_url)
+        api.state.statuses = True
+        async with running(api) as url, httpx.AsyncClient(base_url=url,
+                                                          headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+            body = {**_text(), "biz_opaque_callback_data": "beacon-1"}
+            wamid = (await c.post(f"/v23.0/{PNID}/messages", json=body)).json()["messages"][0]["id"]
+            for _ in range(100):
+                if len(bodies) == 3:
+                    break
+                await asyncio.sleep(0.02)
+        statuses = [m for b in bodies for m in parse_webhook(b)]
+        assert [s.status for s in statuses] == ["sent", "delivered", "read"]
+        assert all(s.channel_message_id == wamid and s.reply_to_id == "beacon-1" for s in statuses)
+        bodies.clear()
+        values = [p.value(messages=[p.text_message("447700900123", f"m{i}")]) for i in range(10)]
+        async with WebhookDriver(gw_url, SECRET) as driver:
+            posts = await driver.deliver(values, batch=3, duplicates=1.0, shuffle=True, seed=1)
+        assert posts == 8 and len(bodies) == 8
+        texts = [m.text for b in bodies for m in parse_webhook(b)]
+        assert sorted(set(texts)) == sorted(f"m{i}" for i in range(10)) and len(texts) == 20
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_shared_fixture_serves_the_fake(fake_whatsapp: tuple[FakeCloudApi, str]) -> None:
+    fake, url = fake_whatsapp
+    async with httpx.AsyncClient(base_url=url) as c:
+        assert (await c.get("/healthz")).status_code == 200
+        r = await c.post(f"/v23.0/{PNID}/messages", json=_text(), headers={"Authorization": "Bearer dev-access-token"})
+        assert r.status_code == 200 and fake.state.accepted == 1

@@ -17,6 +17,7 @@ from beacon.gateway.whatsapp.inbound import Inbound
 from beacon.gateway.whatsapp.signature import HEADER, sign
 from beacon.gateway.whatsapp.webhook import parse_webhook
 from beacon.kafka import AsyncProducer
+from beacon.messages import BeaconMessage
 from tests.gateway.conftest import aread_topic, free_port, serve
 
 SECRET = "test-secret"
@@ -31,7 +32,7 @@ class Gateway:
     def driver(self, **kw: object) -> WebhookDriver:
         return WebhookDriver(self.url, SECRET, **kw)  # type: ignore[arg-type]
 
-    async def records(self, count: int) -> list[tuple[bytes, object]]:
+    async def records(self, count: int) -> list[tuple[bytes | None, BeaconMessage]]:
         msgs = await aread_topic(self.settings, self.settings.topic_in, count)
         return [(m.key(), self.codec.decode(m.value(), topic=self.settings.topic_in)) for m in msgs]
 

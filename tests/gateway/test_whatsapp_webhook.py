@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from beacon.fakes.whatsapp import payloads as p
 from beacon.gateway.whatsapp.signature import SignatureError, check_signature, sign
 from beacon.gateway.whatsapp.webhook import MalformedWebhookError, message_id, parse_webhook, status_id
+from beacon.messages import BeaconMessage
 
 PNID = p.DEFAULT_PHONE_NUMBER_ID
 USER = "447700900123"
 
 
-def _one(mtype: str, body: object, **kw: object) -> object:
+def _one(mtype: str, body: Any, **kw: Any) -> BeaconMessage:
     payload = p.envelope([p.value(contacts=[p.contact(USER, "Ann")], messages=[p.message(USER, mtype, body, **kw)])])
     (msg,) = parse_webhook(p.encode(payload))
     return msg
@@ -40,21 +43,22 @@ def test_media_messages_keep_id_mime_caption_filename(mtype: str) -> None:
 
 
 def test_location_contacts_reaction_button_and_interactive_replies() -> None:
-    loc = _one("location", p.EXAMPLE_BODIES["location"])
-    assert loc.location.latitude == 51.5072 and loc.location.name == "London"
+    loc = _one("location", p.EXAMPLE_BODIES["location"]).location
+    assert loc is not None and loc.latitude == 51.5072 and loc.name == "London"
     contacts = _one("contacts", p.EXAMPLE_BODIES["contacts"])
-    assert contacts.kind == "contacts" and "Ada Lovelace" in contacts.payload
-    reaction = _one("reaction", p.EXAMPLE_BODIES["reaction"])
-    assert reaction.reaction.emoji == "👍" and reaction.reaction.target_id.startswith("wamid.")
-    removed = _one("reaction", {"message_id": "wamid.X"})
-    assert removed.reaction.emoji == ""
-    button = _one("button", p.EXAMPLE_BODIES["button"])
-    assert button.interactive_reply.type == "button" and button.interactive_reply.id == "STOP_PROMOS"
+    assert contacts.kind == "contacts" and "Ada Lovelace" in (contacts.payload or "")
+    reaction = _one("reaction", p.EXAMPLE_BODIES["reaction"]).reaction
+    assert reaction is not None and reaction.emoji == "👍" and reaction.target_id.startswith("wamid.")
+    removed = _one("reaction", {"message_id": "wamid.X"}).reaction
+    assert removed is not None and removed.emoji == ""
+    button = _one("button", p.EXAMPLE_BODIES["button"]).interactive_reply
+    assert button is not None and button.type == "button" and button.id == "STOP_PROMOS"
     br = _one("interactive", p.EXAMPLE_BODIES["interactive"], context={"from": "15550783881", "id": "wamid.Q"})
-    assert br.interactive_reply.type == "button_reply" and br.interactive_reply.title == "Yes"
+    assert br.interactive_reply is not None and br.interactive_reply.type == "button_reply"
+    assert br.interactive_reply.title == "Yes"
     assert br.quoted_channel_message_id == "wamid.Q" and br.metadata["context_from"] == "15550783881"
-    lr = _one("interactive", p.LIST_REPLY)
-    assert lr.interactive_reply.type == "list_reply" and lr.interactive_reply.description == "Second"
+    lr = _one("interactive", p.LIST_REPLY).interactive_reply
+    assert lr is not None and lr.type == "list_reply" and lr.description == "Second"
 
 
 @pytest.mark.parametrize("mtype", ["order", "system", "brand_new_type"])
@@ -67,7 +71,8 @@ def test_unsupported_message_keeps_its_error() -> None:
     m = p.message(USER, "unsupported", None)
     m["errors"] = p.UNSUPPORTED_MESSAGE_ERRORS
     (msg,) = parse_webhook(p.encode(p.envelope([p.value(messages=[m])])))
-    assert msg.kind == "unsupported" and msg.raw_type == "unsupported" and msg.error.code == 131051
+    assert msg.kind == "unsupported" and msg.raw_type == "unsupported"
+    assert msg.error is not None and msg.error.code == 131051
 
 
 def test_statuses_with_errors_and_ids_from_wamid_and_status() -> None:
@@ -82,7 +87,8 @@ def test_statuses_with_errors_and_ids_from_wamid_and_status() -> None:
     read, delivered, failed = parse_webhook(p.encode(payload))
     assert read.direction == "status" and read.status == "read" and read.reply_to_id == "beacon-id-1"
     assert read.id == status_id(PNID, wamid, "read") != delivered.id
-    assert failed.error.code == 131047 and failed.error.details.startswith("More than 24")
+    assert failed.error is not None and failed.error.code == 131047
+    assert (failed.error.details or "").startswith("More than 24")
     assert read.user_key == f"whatsapp:{PNID}:{USER}"
 
 

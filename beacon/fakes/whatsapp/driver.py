@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from types import TracebackType
 from typing import Any
 
@@ -126,3 +127,16 @@ class WebhookDriver:
         """A delivery status of a message the business sent."""
         return await self.post(p.status_webhook(wamid, status, recipient, phone_number_id=self.phone_number_id,
                                                 errors=errors, opaque=opaque))
+
+    async def deliver(self, values: list[dict[str, Any]], *, batch: int = 1, duplicates: float = 0.0,
+                      shuffle: bool = False, seed: int | None = None) -> int:
+        """Deliver change values like Meta: ``batch`` per POST, a share ``duplicates`` of POSTs
+        redelivered, in shuffled order if asked. Returns the number of POSTs made."""
+        rng = random.Random(seed)
+        bodies = [p.encode(p.envelope(values[i:i + batch])) for i in range(0, len(values), batch)]
+        bodies += [b for b in bodies if rng.random() < duplicates]
+        if shuffle:
+            rng.shuffle(bodies)
+        for body in bodies:
+            await self.post(body)
+        return len(bodies)

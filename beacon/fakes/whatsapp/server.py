@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from beacon.config import Settings
 from beacon.fakes.whatsapp import payloads as p
@@ -196,12 +196,14 @@ class FakeCloudApi:
             return self._reject(190)
         reader = await request.multipart()
         data, mime = b"", "application/octet-stream"
-        async for part in reader:
-            if getattr(part, "name", None) == "file":
-                data = await part.read()  # type: ignore[union-attr]
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "file":
+                data = await part.read()
                 mime = part.headers.get("Content-Type", mime)
-            elif getattr(part, "name", None) == "type":
-                mime = await part.text()  # type: ignore[union-attr]
+            elif part.name == "type":
+                mime = await part.text()
         media_id = str(secrets.randbelow(10**15) + 10**15)
         self.state.media[media_id] = (data, mime)
         return _json({"id": media_id})

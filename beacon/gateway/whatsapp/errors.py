@@ -78,7 +78,8 @@ class CloudApiError(BeaconError):
         if not isinstance(err, dict):
             return cls(f"Cloud API answered HTTP {http_status} without an error body", http_status=http_status)
         code = err.get("code")
-        data = err.get("error_data") if isinstance(err.get("error_data"), dict) else {}
+        raw_data = err.get("error_data")
+        data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
         return cls(
             f"Cloud API error {code}: {err.get('message')}",
             code=int(code) if isinstance(code, int) else None,

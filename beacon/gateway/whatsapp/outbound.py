@@ -36,6 +36,13 @@ ORIGIN = "gateway-whatsapp"
 COMMIT_INTERVAL = 0.2  # seconds between offset commits while records settle
 
 
+def where(record: Message) -> tuple[str, int, int]:
+    """Topic, partition and offset of a consumed record (always set on records from consume())."""
+    topic, partition, offset = record.topic(), record.partition(), record.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return topic, partition, offset
+
+
 class Abandoned(Exception):
     """Shutting down while a message waited: leave it unsettled, it is redelivered at the next start."""
 
@@ -115,8 +122,11 @@ class Outbound:
         if not offsets:
             return
         try:
-            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                            asynchronous=asynchronous)
+            commits = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+            if asynchronous:
+                consumer.commit(offsets=commits, asynchronous=True)
+            else:
+                consumer.commit(offsets=commits, asynchronous=False)
             self.tracker.mark_committed(offsets)
         except KafkaException as exc:  # the next commit carries the same offsets
             log.warning("committing offsets of %s failed (%s); will retry", self.topic, exc)
@@ -130,7 +140,8 @@ class Outbound:
         self.tracker.forget([(p.topic, p.partition) for p in partitions])
 
     def _dispatch(self, record: Message) -> None:
-        self.tracker.add((record.topic(), record.partition()), record.offset())
+        topic, partition, offset = where(record)
+        self.tracker.add((topic, partition), offset)
         key = record.key() or b""
         queue = self._queues.get(key)
         if queue is None:
@@ -149,7 +160,8 @@ class Outbound:
                 except Abandoned:
                     return
                 queue.popleft()
-                self.tracker.done((record.topic(), record.partition()), record.offset())
+                topic, partition, offset = where(record)
+                self.tracker.done((topic, partition), offset)
         finally:
             del self._workers[key]
             if self._queues.get(key) is queue and (not queue or self.stop_event.is_set()):
@@ -161,7 +173,8 @@ class Outbound:
     # --- one message ------------------------------------------------------------------------------
 
     async def _decode(self, record: Message) -> BeaconMessage:
-        kw: dict[str, Any] = {"topic": record.topic(), "partition": record.partition(), "offset": record.offset()}
+        topic, partition, offset = where(record)
+        kw: dict[str, Any] = {"topic": topic, "partition": partition, "offset": offset}
         try:
             return self.codec.decode(record.value(), **kw)
         except RegistryUnavailableError:
@@ -288,15 +301,15 @@ class Outbound:
         SENDS.labels(CHANNEL, "failed", str(code) if code is not None else type(error).__name__).inc()
 
     async def _dead_letter(self, record: Message, error: BaseException, attempts: int) -> None:
+        topic, partition, offset = where(record)
         while True:
             try:
                 await dead_letter(self.producer, self.settings, key=record.key(), value=record.value(),
-                                  topic=record.topic(), partition=record.partition(), offset=record.offset(),
+                                  topic=topic, partition=partition, offset=offset,
                                   error=error, attempts=attempts, origin=ORIGIN)
                 return
             except KafkaError as exc:
-                log.error("dead-lettering %s[%d]@%d failed (%s); retrying", record.topic(), record.partition(),
-                          record.offset(), exc)
+                log.error("dead-lettering %s[%d]@%d failed (%s); retrying", topic, partition, offset, exc)
                 if await sleep_unless_stopped(1.0, self.stop_event):
                     raise Abandoned from exc
 

@@ -190,7 +190,8 @@ def _parse_message(m: Any, account: str, names: dict[str, str], only_contact: An
         fields["payload"] = orjson.dumps(body if body is not None else []).decode()
     elif mtype == "interactive":
         itype = str(obj.get("type") or "unknown")
-        reply = obj.get(itype) if isinstance(obj.get(itype), dict) else {}
+        raw_reply = obj.get(itype)
+        reply: Json = raw_reply if isinstance(raw_reply, dict) else {}
         fields["interactive_reply"] = InteractiveReply(
             type=itype,
             id=_str(reply.get("id")),
