@@ -240,3 +240,16 @@ async def test_expired_token_pauses_the_number_without_dead_lettering(harness: H
     sent = await harness.sent(3)
     assert _ids(sent) == [m.id for m in msgs]
     assert await aread_topic(harness.settings, harness.settings.topic_dlq, 1, timeout=1) == []
+
+
+async def test_transient_errors_are_retried_and_unknown_ones_only_a_few_times(harness: Harness) -> None:
+    await harness.fault(code=131016, to="447700900050", count=2)
+    await harness.fault(code=131000, to="447700900051")
+    retried, given_up = reply("447700900050", "eventually"), reply("447700900051", "never")
+    harness.start()
+    await harness.produce([retried, given_up])
+    assert _ids(await harness.sent(1)) == [retried.id]
+    (dlq,) = await aread_topic(harness.settings, harness.settings.topic_dlq, 1)
+    info = read_dlq_headers(dlq.headers())  # type: ignore[arg-type]
+    assert info is not None and info.attempts == harness.settings.whatsapp_retry_max_attempts
+    assert harness.fake.state.rejected["131016"] == 2
