@@ -154,3 +154,27 @@ async def test_broker_down_gives_503_and_a_later_retry_loses_nothing(gateway: Ga
         assert await d.post(body) == 200
     records = await gateway.records(1)
     assert [m.text for _, m in records] == ["while the broker was down"]
+
+
+async def test_unsigned_webhooks_only_when_explicitly_allowed(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    from beacon.errors import ConfigError
+    from beacon.gateway.whatsapp.service import check_settings
+
+    unsigned = gateway.settings.model_copy(update={"whatsapp_app_secret": None})
+    producer = AsyncProducer(unsigned)
+    try:
+        with pytest.raises(ConfigError):
+            Inbound(unsigned, producer, gateway.codec)
+        with pytest.raises(ConfigError):
+            check_settings(unsigned)
+        allowed = unsigned.model_copy(update={"whatsapp_allow_unsigned": True})
+        check_settings(allowed)
+        assert "UNSIGNED WEBHOOKS ACCEPTED" in caplog.text
+        async with serve(Inbound(allowed, producer, gateway.codec).app) as url, httpx.AsyncClient() as c:
+            body = p.encode(p.text_webhook("447700900123", "no signature"))
+            assert (await c.post(url + "/webhooks/whatsapp", content=body)).status_code == 200
+    finally:
+        producer.close()
+    assert [m.text for _, m in await gateway.records(1)] == ["no signature"]
