@@ -24,6 +24,9 @@ from typing import Any
 
 log = logging.getLogger("beacon.streams")
 
+#: Marker for "drain every partition".
+_ALL = object()
+
 
 @dataclass(eq=False)
 class Job:
@@ -104,6 +107,7 @@ class KeyedDispatcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._epoch = 0
+        self._draining: set[Hashable] | object | None = None
 
     # --- submitting ------------------------------------------------------------------------
 
@@ -130,7 +134,7 @@ class KeyedDispatcher:
 
     async def _run_key(self, key: Hashable, queue: deque[Job]) -> None:
         try:
-            while queue:
+            while queue and not self._draining_for(queue[0].partition):
                 job = queue[0]
                 tracker = job.tracker
                 try:
@@ -150,9 +154,14 @@ class KeyedDispatcher:
                 self._slots.release()
                 self._set_in_flight(self._in_flight - 1)
         finally:
-            if self._queues.get(key) is queue:
+            # A runner stopped by a drain leaves its queue for ``drain`` to abandon.
+            if not queue and self._queues.get(key) is queue:
                 del self._queues[key]
                 self._runners.pop(key, None)
+
+    def _draining_for(self, partition: Hashable) -> bool:
+        draining = self._draining
+        return draining is not None and (draining is _ALL or partition in draining)
 
     def _set_in_flight(self, value: int) -> None:
         self._in_flight = value
@@ -184,34 +193,40 @@ class KeyedDispatcher:
     # --- draining --------------------------------------------------------------------------
 
     async def drain(self, partitions: Iterable[Hashable] | None, timeout: float) -> dict[Hashable, int]:
-        """Finish in-flight work of ``partitions`` (all when None) within ``timeout``, then abandon
-        the rest. Returns the offsets safe to commit for those partitions. Jobs submitted later
-        for these partitions start a fresh tracker (a new assignment)."""
+        """Let the jobs of ``partitions`` (all when None) that are running finish within ``timeout``;
+        abandon them after that, and abandon at once the jobs still queued behind them (they are
+        fetched again from the committed offset by whoever owns the partition next). Returns the
+        offsets safe to commit for those partitions. Later jobs for them start fresh trackers."""
         self._epoch += 1
-        wanted = None if partitions is None else set(partitions)
+        wanted: set[Hashable] | None = None if partitions is None else set(partitions)
+        self._draining = _ALL if wanted is None else wanted
 
-        def busy() -> bool:
-            return any(len(t) for p, t in self._trackers.items() if wanted is None or p in wanted)
+        def mine(queue: deque[Job]) -> bool:
+            return bool(queue) and (wanted is None or queue[0].partition in wanted)
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while busy() and loop.time() < deadline:
-            await asyncio.sleep(0.02)
-        abandoned = 0
-        for key, queue in list(self._queues.items()):
-            if queue and (wanted is None or queue[0].partition in wanted):
+        try:
+            running = [self._runners[k] for k, q in self._queues.items() if mine(q) and k in self._runners]
+            running = [t for t in running if not t.done()]
+            if running:
+                await asyncio.wait(running, timeout=timeout)
+            abandoned = 0
+            for key, queue in list(self._queues.items()):
+                if not mine(queue):
+                    continue
                 runner = self._runners.pop(key, None)
                 del self._queues[key]
-                if runner is not None:
+                if runner is not None and not runner.done():
                     runner.cancel()
                 abandoned += len(queue)
                 for _ in queue:
                     self._slots.release()
                 self._set_in_flight(self._in_flight - len(queue))
+        finally:
+            self._draining = None
         if abandoned:
-            log.warning(
-                "abandoned %d unfinished message(s) after %.1fs; they will be processed again from the last "
-                "committed offset (the API's idempotency keeps their replies the same)", abandoned, timeout,
+            log.info(
+                "left %d unfinished message(s) of revoked partitions; they will be processed again from the last "
+                "committed offset (the API's idempotency keeps their replies the same)", abandoned,
             )
         result: dict[Hashable, int] = {}
         for p in list(self._trackers):

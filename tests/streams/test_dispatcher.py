@@ -1,0 +1,101 @@
+"""The keyed dispatcher on its own: order per key, concurrency across keys, in-order acks, drains."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+
+from beacon.streams.dispatcher import Job, KeyedDispatcher
+
+
+async def test_keys_run_in_order_concurrently_and_in_flight_stays_bounded() -> None:
+    done: dict[str, list[int]] = defaultdict(list)
+    running: set[str] = set()
+    peak = 0
+
+    async def handle(job: Job) -> None:
+        nonlocal peak
+        assert job.key not in running, "two jobs of one key ran at once"
+        running.add(job.key)  # type: ignore[arg-type]
+        peak = max(peak, len(running))
+        await asyncio.sleep(random.uniform(0, 0.003))
+        running.discard(job.key)  # type: ignore[arg-type]
+        done[job.key].append(job.payload)  # type: ignore[index]
+
+    acked: list[Job] = []
+    dispatcher = KeyedDispatcher(handle, acked.append, max_in_flight=20)
+    offsets: dict[int, int] = defaultdict(int)
+    for i in range(50):
+        for key in range(40):
+            partition = key % 4
+            await dispatcher.submit(Job(f"k{key}", partition, offsets[partition], i))
+            offsets[partition] += 1
+            assert dispatcher.in_flight <= 20
+    while dispatcher.in_flight:
+        await asyncio.sleep(0.01)
+
+    assert all(seq == list(range(50)) for seq in done.values()) and len(done) == 40
+    assert 1 < peak <= 20
+    for partition in range(4):
+        assert [j.offset for j in acked if j.partition == partition] == list(range(offsets[partition]))
+    assert dispatcher.committable() == {p: offsets[p] for p in range(4)}
+
+
+async def test_a_partition_is_acked_only_up_to_its_lowest_unfinished_message() -> None:
+    gates = {k: asyncio.Event() for k in "abc"}
+
+    async def handle(job: Job) -> None:
+        await gates[job.key].wait()  # type: ignore[index]
+
+    acked: list[int] = []
+    dispatcher = KeyedDispatcher(handle, lambda j: acked.append(j.offset), max_in_flight=10)
+    for offset, key in enumerate("abc"):
+        await dispatcher.submit(Job(key, 0, offset, None))
+    gates["c"].set()
+    gates["b"].set()
+    await asyncio.sleep(0.01)
+    assert acked == [] and dispatcher.committable() == {}
+    gates["a"].set()
+    await asyncio.sleep(0.01)
+    assert acked == [0, 1, 2] and dispatcher.committable() == {0: 3}
+
+
+async def test_drain_finishes_running_work_abandons_queued_work_and_reports_safe_offsets() -> None:
+    release = asyncio.Event()
+    handled: list[int] = []
+
+    async def handle(job: Job) -> None:
+        if job.offset in (1, 3):
+            await release.wait()
+        handled.append(job.offset)
+
+    dispatcher = KeyedDispatcher(handle, lambda j: None, max_in_flight=3)
+    await dispatcher.submit(Job("a", 0, 0, None))
+    await asyncio.sleep(0.01)
+    await dispatcher.submit(Job("b", 0, 1, None))  # running, blocked
+    await dispatcher.submit(Job("b", 0, 2, None))  # queued behind it
+    await dispatcher.submit(Job("c", 0, 3, None))  # running, blocked
+    blocked = asyncio.create_task(dispatcher.submit(Job("d", 0, 4, None)))  # waits for a slot
+    await asyncio.sleep(0.01)
+
+    asyncio.get_running_loop().call_later(0.05, release.set)
+    safe = await dispatcher.drain(None, timeout=5)
+    await blocked
+
+    assert sorted(handled) == [0, 1, 3]  # 2 was queued (abandoned), 4 arrived during the drain (dropped)
+    assert safe == {0: 2}  # 0 and 1 done, 2 not: commit up to 2
+    assert dispatcher.in_flight == 0
+
+
+async def test_drain_abandons_work_that_outlives_the_timeout() -> None:
+    async def handle(job: Job) -> None:
+        await asyncio.sleep(10)
+
+    dispatcher = KeyedDispatcher(handle, lambda j: None, max_in_flight=5)
+    await dispatcher.submit(Job("a", 0, 0, None))
+    await asyncio.sleep(0.01)
+    assert await dispatcher.drain([0], timeout=0.05) == {}
+    assert dispatcher.in_flight == 0
+    await dispatcher.submit(Job("a", 0, 0, None))  # a new assignment starts afresh
+    assert dispatcher.in_flight == 1
