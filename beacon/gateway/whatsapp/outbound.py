@@ -34,6 +34,7 @@ log = logging.getLogger("beacon.gateway.whatsapp.outbound")
 
 ORIGIN = "gateway-whatsapp"
 COMMIT_INTERVAL = 0.2  # seconds between offset commits while records settle
+PRUNE_INTERVAL = 3600.0  # seconds between prunes of settled ids older than bm_out's retention
 
 
 def where(record: Message) -> tuple[str, int, int]:
@@ -76,7 +77,7 @@ class Outbound:
         consumer = make_consumer(self.settings, self.settings.gateway_group)
         self._consumer = consumer
         consumer.subscribe([self.topic], on_revoke=self._on_revoke, on_lost=self._on_lost)
-        last_commit = time.monotonic()
+        last_commit = last_prune = time.monotonic()
         try:
             while not self.stop_event.is_set():
                 self._apply_backpressure(consumer)
@@ -90,6 +91,9 @@ class Outbound:
                 if time.monotonic() - last_commit >= COMMIT_INTERVAL:
                     self._commit(consumer, asynchronous=True)
                     last_commit = time.monotonic()
+                if time.monotonic() - last_prune >= PRUNE_INTERVAL:
+                    self.store.prune(self.settings.topic_retention_ms / 1000)
+                    last_prune = time.monotonic()
         finally:
             await self._drain()
             self._commit(consumer, asynchronous=False)

@@ -1,20 +1,21 @@
 """``beacon gateway whatsapp``: both halves in one process, with a clean SIGTERM.
 
-SIGTERM / SIGINT: stop accepting webhooks (503, so Meta redelivers elsewhere or later), finish
-in-flight sends, commit, exit.
+SIGTERM / SIGINT (see ``beacon.gateway.base``): stop accepting webhooks (503, so Meta redelivers
+elsewhere or later), finish in-flight sends, commit, exit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 from aiohttp import web
 
 from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
 from beacon.errors import ConfigError, KafkaError
+from beacon.gateway.base import run_gateway
+from beacon.gateway.whatsapp import CHANNEL
 from beacon.gateway.whatsapp.client import CloudApiClient
 from beacon.gateway.whatsapp.inbound import Inbound
 from beacon.gateway.whatsapp.outbound import Outbound
@@ -40,7 +41,9 @@ def check_settings(settings: Settings) -> None:
 
 
 class Gateway:
-    """The running WhatsApp gateway."""
+    """The running WhatsApp gateway (a ChannelGateway)."""
+
+    name = CHANNEL
 
     def __init__(self, settings: Settings) -> None:
         check_settings(settings)
@@ -52,6 +55,9 @@ class Gateway:
         self.inbound = Inbound(settings, self.producer, self.codec)
         self.outbound = Outbound(settings, self.producer, self.codec, self.store, self.client)
         self.stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self.stopping.set()
 
     async def serve(self) -> None:
         s = self.settings
@@ -88,13 +94,5 @@ class Gateway:
 
 
 def run(settings: Settings) -> None:
-    """Run the gateway until SIGTERM / SIGINT."""
-
-    async def main() -> None:
-        gateway = Gateway(settings)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, gateway.stopping.set)
-        await gateway.serve()
-
-    asyncio.run(main())
+    """Run the WhatsApp gateway until SIGTERM / SIGINT."""
+    run_gateway(Gateway, settings)

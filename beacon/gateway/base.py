@@ -1,0 +1,39 @@
+"""The small interface every channel gateway implements, and the process runner they share.
+
+A channel is a folder in ``beacon/gateway/`` whose gateway takes the settings, serves webhooks
+into ``bm_in`` and sends its own channel's messages from ``bm_out`` until ``stop()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from typing import Protocol
+
+from beacon.config import Settings
+
+
+class ChannelGateway(Protocol):
+    """One channel's gateway: both halves in one process."""
+
+    name: str
+
+    async def serve(self) -> None:
+        """Run until ``stop()``; then stop accepting webhooks, finish in-flight sends, commit, return."""
+
+    def stop(self) -> None:
+        """Ask ``serve()`` to wind down (called from a signal handler)."""
+
+
+def run_gateway(factory: Callable[[Settings], ChannelGateway], settings: Settings) -> None:
+    """Run a channel's gateway until SIGTERM / SIGINT."""
+
+    async def main() -> None:
+        gateway = factory(settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, gateway.stop)
+        await gateway.serve()
+
+    asyncio.run(main())
