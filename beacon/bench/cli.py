@@ -98,3 +98,27 @@ def gateway(
     figures = asyncio.run(bench(get_settings(), seconds=seconds, concurrency=concurrency, paced_rate=paced_rate,
                                 sends=sends, users=users))
     typer.echo(report(figures, seconds=seconds, concurrency=concurrency))
+
+
+@bench_app.command("worker")
+def worker(
+    messages: int = typer.Option(30000, help="Messages in the backlog of the fast runs."),
+    users: int = typer.Option(1000, help="Users the messages come from (per-user order is checked)."),
+    modes: str = typer.Option("api,echo,slow", help="Comma-separated runs: api, echo, slow."),
+    slow_latency: float = typer.Option(1.0, help="Seconds the stub API takes in the slow run."),
+    slow_messages: int = typer.Option(10000, help="Messages in the backlog of the slow run."),
+    max_in_flight: int = typer.Option(1000, help="BEACON_WORKER_MAX_IN_FLIGHT of the worker."),
+    partitions: int = typer.Option(12, help="Partitions of the benchmark's topics."),
+) -> None:
+    """Messages/s through one worker process (HTTP stub API, in-process echo, slow API) vs raw Kafka."""
+    import os
+    import platform
+
+    from beacon.bench.worker import bench, report
+    from beacon.config import get_settings
+
+    results = bench(get_settings(), messages=messages, users=users, modes=modes.split(","),
+                    slow_latency=slow_latency, slow_messages=slow_messages, max_in_flight=max_in_flight,
+                    partitions=partitions)
+    typer.echo(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    typer.echo(report(results))

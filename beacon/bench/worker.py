@@ -1,0 +1,242 @@
+"""``beacon bench worker``: messages/s through one real worker process, vs raw Kafka.
+
+A backlog of inbound texts from many users is put on fresh topics; then one ``beacon worker``
+process drains it. Throughput is measured from the broker timestamps of the first and last reply
+(so start-up and the group join are not counted). Modes: ``api`` (the worker calls a stub of
+the API over HTTP, answering at once), ``echo`` (the worker answers in process, no HTTP), and
+``slow`` (the stub answers after ``--slow-latency`` seconds: an LLM-like API). The baseline is
+a plain confluent-kafka consume+produce loop over the same backlog on the same broker. Each run
+also checks that every message was answered and every user's replies came in order, and samples
+the worker's resident memory.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from beacon.codec import MessageCodec
+from beacon.config import Settings
+from beacon.errors import BeaconError
+from beacon.kafka import TopicSpec, ensure_topics, make_consumer, make_producer, topic_specs
+from beacon.messages import BeaconMessage
+
+BEACON = str(Path(sys.executable).with_name("beacon"))
+
+
+@dataclass
+class RunResult:
+    name: str
+    messages: int
+    seconds: float
+    answered: int
+    in_order: bool
+    peak_rss_mb: float | None
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _fresh(settings: Settings, partitions: int) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    fresh = settings.model_copy(update={
+        "topic_in": f"bench-in-{tag}", "topic_out": f"bench-out-{tag}", "topic_dlq": f"bench-dlq-{tag}",
+        "topic_partitions": partitions, "worker_group": f"bench-workers-{tag}",
+    })
+    ensure_topics(fresh, topic_specs(fresh), strict=True)
+    return fresh
+
+
+def backlog(settings: Settings, codec: MessageCodec, users: int, per_user: int) -> int:
+    """Put ``users * per_user`` texts on bm_in, interleaved across users."""
+    producer = make_producer(settings, **{"linger.ms": 20, "batch.num.messages": 10000})
+    n = 0
+    for i in range(per_user):
+        for u in range(users):
+            msg = BeaconMessage.inbound_text(channel="whatsapp", account="100", user_id=f"b{u}", text=f"m{i}",
+                                             channel_message_id=f"wamid.b{u}.{i}")
+            producer.produce(settings.topic_in, codec.encode(msg, settings.topic_in), key=msg.user_key)
+            n += 1
+            if n % 10000 == 0:
+                producer.poll(0)
+    if producer.flush(60):
+        raise BeaconError("the backlog was not acknowledged by the broker within 60s")
+    return n
+
+
+def baseline(settings: Settings, total: int) -> RunResult:
+    """Raw confluent-kafka: consume the backlog and produce each value to another topic."""
+    sink = f"{settings.topic_out}-raw"
+    ensure_topics(settings, [TopicSpec(sink, settings.topic_partitions, settings.topic_replication_factor, {})])
+    consumer = make_consumer(settings, f"{settings.worker_group}-raw")
+    consumer.subscribe([settings.topic_in])
+    producer = make_producer(settings)
+    seen = 0
+    start: float | None = None
+    deadline = time.monotonic() + 120
+    while seen < total and time.monotonic() < deadline:
+        for rec in consumer.consume(1000, 0.2):
+            if rec.error():
+                continue
+            if start is None:
+                start = time.monotonic()
+            producer.produce(sink, rec.value(), key=rec.key())
+            seen += 1
+        producer.poll(0)
+        consumer.commit(asynchronous=True)
+    producer.flush(30)
+    elapsed = time.monotonic() - (start or time.monotonic())
+    consumer.close()
+    return RunResult("raw confluent-kafka consume+produce", seen, elapsed, seen, True, None)
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+class _Stub:
+    def __init__(self, latency: float, logdir: Path) -> None:
+        self.port = _free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "beacon.streams.stub_api", "--port", str(self.port), "--token", "bench-token",
+             "--latency-min", str(latency), "--latency-max", str(latency)],
+            stdout=open(logdir / "stub.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise BeaconError("the stub API did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, users: int, *, pipeline: str,
+               api_url: str, logdir: Path, max_in_flight: int, timeout: float = 300.0) -> RunResult:
+    """Start one worker on the backlog, wait for every reply, measure."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
+    env.update({
+        "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "BEACON_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
+        "BEACON_DATA_DIR": str(logdir / "data"),
+        "BEACON_TOPIC_IN": settings.topic_in, "BEACON_TOPIC_OUT": settings.topic_out,
+        "BEACON_TOPIC_DLQ": settings.topic_dlq, "BEACON_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "BEACON_WORKER_GROUP": f"{settings.worker_group}-{name.split()[0]}",
+        "BEACON_WORKER_WEB_PORT": str(_free_port()),
+        "BEACON_WORKER_PIPELINE": pipeline, "BEACON_WORKER_MAX_IN_FLIGHT": str(max_in_flight),
+        "BEACON_API_URL": api_url, "BEACON_API_TOKEN": "bench-token", "BEACON_LOG_LEVEL": "WARNING",
+    })
+    if os.environ.get("BEACON_BENCH_PROFILE"):
+        env["BEACON_WORKER_PROFILE"] = str(logdir / f"{name.split()[0]}.prof")
+    consumer = make_consumer(settings, f"bench-reader-{uuid.uuid4().hex[:8]}")
+    consumer.subscribe([settings.topic_out])
+    log = open(logdir / f"worker-{name.split()[0]}.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen([BEACON, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    replies: dict[str, list[str]] = defaultdict(list)
+    seen_ids: set[str] = set()
+    first_ts = last_ts = None
+    peak_rss = 0.0
+    deadline = time.monotonic() + timeout
+    try:
+        while len(seen_ids) < total and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BeaconError(f"the worker exited with {proc.returncode}; see {log.name}")
+            for rec in consumer.consume(5000, 0.2):
+                if rec.error():
+                    continue
+                reply = codec.decode(rec.value(), topic=settings.topic_out)
+                if reply.id in seen_ids:
+                    continue
+                seen_ids.add(reply.id)
+                replies[reply.user_id].append(reply.text or "")
+                ts = rec.timestamp()[1] / 1000
+                first_ts = ts if first_ts is None else min(first_ts, ts)
+                last_ts = ts if last_ts is None else max(last_ts, ts)
+            peak_rss = max(peak_rss, _rss_mb(proc.pid) or 0.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        consumer.close()
+    per_user = total // users
+    expected = [f"You said: m{i}" for i in range(per_user)]
+    in_order = len(replies) == users and all(texts == expected for texts in replies.values())
+    seconds = (last_ts - first_ts) if first_ts is not None and last_ts is not None else 0.0
+    return RunResult(name, len(seen_ids), seconds, len(seen_ids), in_order, peak_rss)
+
+
+def bench(settings: Settings, *, messages: int, users: int, modes: list[str], slow_latency: float,
+          slow_messages: int, max_in_flight: int, partitions: int) -> list[RunResult]:
+    """Run the baseline and the requested modes; every mode gets fresh topics and the same backlog."""
+    logdir = Path(tempfile.mkdtemp(prefix="beacon-bench-worker-"))
+    codec = MessageCodec(settings)
+    results = []
+    per_user = max(1, messages // users)
+    fresh = _fresh(settings, partitions)
+    total = backlog(fresh, codec, users, per_user)
+    results.append(baseline(fresh, total))
+    for mode in modes:
+        fresh = _fresh(settings, partitions)
+        if mode == "slow":
+            slow_per_user = max(1, slow_messages // users)
+            total = backlog(fresh, codec, users, slow_per_user)
+        else:
+            total = backlog(fresh, codec, users, per_user)
+        stub = None if mode == "echo" else _Stub(slow_latency if mode == "slow" else 0.0, logdir)
+        try:
+            name = {"api": "api  (worker -> HTTP stub API, 0 ms)", "echo": "echo (in-process pipeline, no HTTP)",
+                    "slow": f"slow (HTTP stub API answering in {slow_latency:.1f} s)"}[mode]
+            results.append(worker_run(name, fresh, codec, total, users, pipeline="echo" if mode == "echo" else "api",
+                                      api_url=stub.url if stub else "http://127.0.0.1:9", logdir=logdir,
+                                      max_in_flight=max_in_flight))
+        finally:
+            if stub is not None:
+                stub.stop()
+    print(f"logs: {logdir}")
+    return results
+
+
+def report(results: list[RunResult]) -> str:
+    base = results[0].rate
+    lines = [f"{'run':<48} {'messages':>9} {'seconds':>8} {'msg/s':>9} {'vs raw':>7} {'order':>6} {'peak RSS':>9}"]
+    for r in results:
+        rss = f"{r.peak_rss_mb:.0f} MB" if r.peak_rss_mb else "-"
+        ratio = f"{r.rate / base:.2f}x" if base else "-"
+        lines.append(f"{r.name:<48} {r.messages:>9,} {r.seconds:>8.2f} {r.rate:>9,.0f} {ratio:>7} "
+                     f"{'ok' if r.in_order else 'BROKEN':>6} {rss:>9}")
+    return "\n".join(lines)
