@@ -80,6 +80,16 @@ def dev_plan(settings: Settings, workers: int | None = None) -> DevPlan:
     return DevPlan(specs, endpoints, fake)
 
 
+def registry_answers(url: str) -> bool:
+    """True when a schema registry (ours or anyone's) answers at ``url``: then it is used as it is."""
+    import httpx
+
+    try:
+        return httpx.get(f"{url.rstrip('/')}/subjects", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def _how(took: float | None) -> str:
     return f"  (started in {took:.1f}s)" if took is not None else "  (already running)"
 
@@ -87,21 +97,29 @@ def _how(took: float | None) -> str:
 def prepare(settings: Settings, say: Say) -> list[Callable[[], object]]:
     """Start Kafka and the registry, ensure topics, register the schema, migrate the database.
 
-    Returns the stop functions of the services this call started (to undo on Ctrl-C).
+    A broker or registry that already answers at the configured address (started earlier, or in
+    Docker) is used as it is. Returns the stop functions of the services this call started (to undo
+    on Ctrl-C).
     """
     from beacon.codec import MessageCodec
-    from beacon.kafka import ensure_topics
+    from beacon.kafka import broker_ready, ensure_topics
     from beacon.ops import kafka_local, registry_local
 
     started: list[Callable[[], object]] = []
-    kst, took = kafka_local.start(settings)
-    say(f"Kafka          {kst.bootstrap}{_how(took)}")
-    if took is not None:
-        started.append(lambda: kafka_local.stop(settings))
-    rst, took = registry_local.start(settings)
-    say(f"Registry       {rst.url}{_how(took)}")
-    if took is not None:
-        started.append(lambda: registry_local.stop(settings))
+    if broker_ready(settings.kafka_bootstrap):
+        say(f"Kafka          {settings.kafka_bootstrap}  (already running)")
+    else:
+        kst, took = kafka_local.start(settings)
+        say(f"Kafka          {kst.bootstrap}{_how(took)}")
+        if took is not None:
+            started.append(lambda: kafka_local.stop(settings))
+    if registry_answers(settings.schema_registry_url):
+        say(f"Registry       {settings.schema_registry_url}  (already running)")
+    else:
+        rst, took = registry_local.start(settings)
+        say(f"Registry       {rst.url}{_how(took)}")
+        if took is not None:
+            started.append(lambda: registry_local.stop(settings))
     report = ensure_topics(settings)
     say(f"Topics         {settings.topic_in}, {settings.topic_out}, {settings.topic_dlq}"
         + (f"  (created {', '.join(report.created)})" if report.created else ""))

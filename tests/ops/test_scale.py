@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -58,7 +59,7 @@ def test_policy_rejects_thresholds_without_hysteresis() -> None:
 
 
 def test_scaler_follows_real_lag_with_dummy_workers(
-    kafka_settings: Settings, new_topic: Callable[..., str], unique: Callable[[str], str]
+    kafka_settings: Settings, new_topic: Callable[..., str], unique: Callable[[str], str], tmp_path: Path
 ) -> None:
     topic = new_topic(3)
     group = unique("scale")
@@ -69,7 +70,7 @@ def test_scaler_follows_real_lag_with_dummy_workers(
     lines: list[str] = []
     now = [0.0]
     scaler = Scaler(
-        kafka_settings.model_copy(update={"worker_web_port": 47000}),
+        kafka_settings.model_copy(update={"worker_web_port": 47000, "data_dir": tmp_path}),
         ScalePolicy(min_workers=1, max_workers=5, up_lag=50, down_lag=5, cooldown=10),
         worker_argv=[sys.executable, "-c", "import time; time.sleep(600)"],
         group=group, topic=topic, say=lines.append, clock=lambda: now[0],
@@ -93,3 +94,4 @@ def test_scaler_follows_real_lag_with_dummy_workers(
     finally:
         scaler.supervisor.stop()
     assert any("0 -> 3 worker(s)" in line for line in lines), lines
+    assert (tmp_path / "logs" / "worker-3.log").exists()

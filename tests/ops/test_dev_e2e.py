@@ -1,0 +1,105 @@
+"""End to end through real processes: `beacon dev` answers a user and stops cleanly on Ctrl-C, and
+replaying bm_in through the workers sends no reply twice (idempotent API, gateway's sent-id record)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from beacon.codec import MessageCodec
+from beacon.config import Settings
+from beacon.kafka import describe_group, ensure_topics, list_topic_offsets, topic_partitions
+from beacon.ops.lag import group_lag, total_lag
+from beacon.ops.process import port_open
+from beacon.ops.supervisor import Supervisor
+from tests.ops.stack import Stack, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_beacon_dev_runs_the_stack_answers_and_stops_on_ctrl_c(
+    registry_settings: Settings, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    stack = Stack.create(registry_settings, unique, tmp_path, workers=1)
+    out = tmp_path / "dev.out"
+    with out.open("w") as fh:
+        dev = subprocess.Popen([sys.executable, "-m", "beacon", "dev", "--keep-services"], env=stack.env,
+                               stdout=fh, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: "Ctrl-C stops everything." in out.read_text() or dev.poll() is not None,
+                 "beacon dev to announce the stack", timeout=120)
+        assert dev.poll() is None, out.read_text()
+        text = out.read_text()
+        assert f"http://127.0.0.1:{stack.settings.api_port}" in text and "fake-whatsapp say --from" in text
+        said = stack.beacon("fake-whatsapp", "say", "--from", "447700900123", "/ping", "--timeout", "60")
+        assert said.returncode == 0, said.stderr + out.read_text()
+        assert said.stdout.strip() == "pong"
+        dev.send_signal(signal.SIGINT)
+        assert dev.wait(timeout=60) == 0
+    finally:
+        if dev.poll() is None:
+            dev.kill()
+    text = out.read_text()
+    assert "SIGINT received" in text and "Beacon stopped." in text
+    for name in ("api", "worker-1", "fake-whatsapp", "gateway-whatsapp"):
+        assert (tmp_path / "logs" / f"{name}.log").stat().st_size > 0
+    s = stack.settings
+    assert not any(port_open("127.0.0.1", p) for p in (s.api_port, s.gateway_port, s.fake_whatsapp_port))
+
+
+def test_replaying_bm_in_through_the_workers_sends_no_reply_twice(
+    registry_settings: Settings, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    stack = Stack.create(registry_settings, unique, tmp_path, workers=1)
+    s = stack.settings
+    ensure_topics(s)
+    MessageCodec(s).prepare([s.topic_in, s.topic_out])
+    migrated = stack.beacon("api", "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    sup = Supervisor(tmp_path / "logs", report=print)
+    specs = {spec.name: spec for spec in stack.specs()}
+    try:
+        for spec in specs.values():
+            sup.add(spec)
+        wait_for(stack.listening, "the API, gateway and fake to listen", step=sup.poll)
+        users = ["447700900001", "447700900002", "447700900003"]
+        texts = [f"message {i}" for i in range(12)]
+        with httpx.Client(timeout=30) as client:
+            for i, text in enumerate(texts):
+                stack.say(client, users[i % len(users)], text)
+            wait_for(lambda: len(stack.sent(client)) >= len(texts), "every first reply", step=sup.poll)
+            first = stack.sent(client)
+            assert sorted(i["body"]["text"]["body"] for i in first) == sorted(f"You said: {t}" for t in texts)
+
+            out_end = sum(list_topic_offsets(s, s.topic_out, topic_partitions(s, s.topic_out), "latest").values())
+            wait_for(lambda: total_lag(group_lag(s, s.worker_group, s.topic_in)) == 0, "the workers to commit",
+                     step=sup.poll)
+            sup.remove("worker-1")
+            wait_for(lambda: not describe_group(s, s.worker_group).active, "the worker group to empty", step=sup.poll)
+
+            replay = stack.beacon("replay", "--group", s.worker_group, "--topic", s.topic_in, "--to-earliest")
+            assert replay.returncode == 0, replay.stderr
+            assert "moved" in replay.stdout
+            assert total_lag(group_lag(s, s.worker_group, s.topic_in)) == len(texts)
+
+            sup.add(specs["worker-1"])
+            wait_for(lambda: total_lag(group_lag(s, s.worker_group, s.topic_in)) == 0, "the replay to be processed",
+                     step=sup.poll)
+
+            def replies_reproduced() -> bool:
+                end = list_topic_offsets(s, s.topic_out, topic_partitions(s, s.topic_out), "latest")
+                return sum(end.values()) >= 2 * out_end
+
+            wait_for(replies_reproduced, "the replayed replies on bm_out", step=sup.poll)
+            wait_for(lambda: total_lag(group_lag(s, s.gateway_group, s.topic_out)) == 0,
+                     "the gateway to settle the replayed replies", step=sup.poll)
+            again = stack.sent(client)
+        assert len(again) == len(texts), [i["body"]["text"]["body"] for i in again]
+    finally:
+        sup.stop()
