@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             token=settings.api_token.get_secret_value().encode(),
         )
         app.state.beacon = state
+        state.writer.start()
         for handler in handlers:
             start = getattr(handler, "start", None)
             if start is not None:
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 close = getattr(handler, "close", None)
                 if close is not None:
                     await close()
+            await state.writer.close()
             producer = state.extras.get("producer")
             if producer is not None:
                 producer.close()

@@ -12,6 +12,7 @@ from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from beacon.api.store import HotPath
+from beacon.api.writer import TurnWriter
 from beacon.config import Settings
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class ApiState:
     hot: HotPath = field(init=False)
     read_engine: AsyncEngine = field(init=False)
     write_lock: AbstractAsyncContextManager[Any] = field(init=False)
+    writer: TurnWriter = field(init=False)
 
     def __post_init__(self) -> None:
         self.hot = HotPath(self.engine.dialect.name)
@@ -38,9 +40,10 @@ class ApiState:
         self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         # SQLite has one writer at a time: queue writers here instead of in its busy-wait loop.
         self.write_lock = asyncio.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
+        self.writer = TurnWriter(self.engine, self.hot, self.write_lock)
 
 
-def get_state(request: Request) -> ApiState:
+async def get_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.beacon
     return state
 
@@ -48,7 +51,7 @@ def get_state(request: Request) -> ApiState:
 StateDep = Annotated[ApiState, Depends(get_state)]
 
 
-def require_token(request: Request, state: StateDep) -> None:
+async def require_token(request: Request, state: StateDep) -> None:
     """401 unless ``Authorization: Bearer <BEACON_API_TOKEN>``."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

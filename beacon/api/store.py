@@ -87,6 +87,10 @@ class HotPath:
                 "profile_name": func.coalesce(upsert.excluded.profile_name, User.profile_name),
             },
         ).returning(User.conversation_id, User.first_seen)
+        self.upsert_users = self.upsert_user.returning(User.user_key)
+        self.select_processed_many = select(Processed.message_id, Processed.replies).where(
+            Processed.message_id.in_(bindparam("mids", expanding=True))
+        )
         self.insert_conversation = ins(Conversation).on_conflict_do_nothing()
         self.insert_messages = ins(Message).on_conflict_do_nothing()
         self.insert_processed_once = ins(Processed).on_conflict_do_nothing().returning(Processed.message_id)

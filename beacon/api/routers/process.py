@@ -8,7 +8,6 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Header, HTTPException, Response, status
-from sqlalchemy.exc import IntegrityError
 
 from beacon.api import metrics, store
 from beacon.api.deps import Authorized, StateDep
@@ -92,15 +91,9 @@ async def _process_inbound(state: StateDep, msg: BeaconMessage) -> Response:
         log.warning("reply %s to message %s not sent: %s", refusal.message_id, msg.id, refusal.reason)
     replies_json = store.dump_messages(replies)
     record = store.TurnRecord(msg, replies, replies_json, reset_conversation=turn.reset_conversation)
-    try:
-        async with state.write_lock, state.engine.begin() as conn:
-            await store.record_turn(conn, hot, record, now)
-    except IntegrityError:
-        # A concurrent duplicate won the processed-id constraint: answer what it stored.
-        async with state.read_engine.connect() as conn:
-            stored = await store.find_processed_fast(conn, hot, msg.id)
-        if stored is None:
-            raise
+    stored = await state.writer.write(record, now)
+    if stored is not None:
+        # Processed meanwhile (a concurrent duplicate won the processed-id constraint): its replies.
         metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
         return _result(msg.id, True, stored)
     metrics.PROCESSED.labels(INBOUND, "new").inc()
