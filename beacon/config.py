@@ -105,8 +105,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default SQLite at <data dir>/beacon.db."
     )
-    db_pool_size: int = Field(10, description="Database connection pool size (PostgreSQL).")
-    db_max_overflow: int = Field(20, description="Extra connections allowed above the pool size.")
+    db_pool_size: int = Field(20, description="Database connections kept open per API process.")
+    db_max_overflow: int = Field(
+        0,
+        description="Extra connections above the pool size, opened and closed under load (connection churn "
+        "costs more than queueing for a pooled one, hence 0).",
+    )
     db_pool_timeout: float = Field(10.0, description="Seconds to wait for a pooled connection.")
 
     # --- WhatsApp gateway -----------------------------------------------------------------
