@@ -20,7 +20,6 @@ import random
 import struct
 import threading
 from collections.abc import Callable, Iterable
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -241,14 +240,18 @@ class MessageCodec:
         return record
 
 
-@lru_cache(maxsize=8)
-def _codec_for(settings: Settings) -> MessageCodec:
-    return MessageCodec(settings)
+_codecs: dict[tuple[str, bool], MessageCodec] = {}
+_codecs_lock = threading.Lock()
 
 
 def get_codec(settings: Settings) -> MessageCodec:
-    """The process's codec for these settings (one instance, so caches are shared)."""
-    return _codec_for(settings)
+    """The process's codec for this registry (one instance per registry URL, so caches are shared)."""
+    key = (settings.schema_registry_url, settings.schema_auto_register)
+    with _codecs_lock:
+        codec = _codecs.get(key)
+        if codec is None:
+            codec = _codecs[key] = MessageCodec(settings)
+        return codec
 
 
 async def retry_registry(call: Callable[..., T], *args: Any, max_delay: float = 10.0, **kwargs: Any) -> T:
