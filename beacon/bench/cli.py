@@ -95,8 +95,15 @@ def gateway(
     from beacon.bench.gateway import bench, report
     from beacon.config import get_settings
 
-    figures = asyncio.run(bench(get_settings(), seconds=seconds, concurrency=concurrency, paced_rate=paced_rate,
-                                sends=sends, users=users))
+    coro = bench(get_settings(), seconds=seconds, concurrency=concurrency, paced_rate=paced_rate, sends=sends,
+                 users=users)
+    try:
+        import uvloop  # the client side should not be the bottleneck
+    except ImportError:
+        figures = asyncio.run(coro)
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            figures = runner.run(coro)
     typer.echo(report(figures, seconds=seconds, concurrency=concurrency))
 
 

@@ -36,4 +36,10 @@ def run_gateway(factory: Callable[[Settings], ChannelGateway], settings: Setting
             loop.add_signal_handler(sig, gateway.stop)
         await gateway.serve()
 
-    asyncio.run(main())
+    try:
+        import uvloop  # faster event loop when installed (it comes with uvicorn[standard])
+    except ImportError:
+        asyncio.run(main())
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
