@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
 from beacon.config import Settings
+
+T = TypeVar("T")
 
 
 class ChannelGateway(Protocol):
@@ -36,10 +38,15 @@ def run_gateway(factory: Callable[[Settings], ChannelGateway], settings: Setting
             loop.add_signal_handler(sig, gateway.stop)
         await gateway.serve()
 
+    run_fast(main())
+
+
+def run_fast(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on uvloop when it is installed (it comes with uvicorn[standard]): HTTP-heavy
+    processes such as gateways and the fake Cloud API serve about half again as many requests."""
     try:
-        import uvloop  # faster event loop when installed (it comes with uvicorn[standard])
+        import uvloop
     except ImportError:
-        asyncio.run(main())
-    else:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(main())
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)

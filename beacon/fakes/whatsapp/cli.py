@@ -34,8 +34,10 @@ def serve(
             typer.echo(f"fake Cloud API at {url}; webhooks go to {fake.state.gateway_url}")
             await asyncio.Event().wait()
 
+    from beacon.gateway.base import run_fast
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+        run_fast(main())
 
 
 @fake_whatsapp_app.command("say")
