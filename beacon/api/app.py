@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.beacon = state
         state.writer.start()
+        state.lookup.start()
         for handler in handlers:
             start = getattr(handler, "start", None)
             if start is not None:
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if close is not None:
                     await close()
             await state.writer.close()
+            await state.lookup.close()
             producer = state.extras.get("producer")
             if producer is not None:
                 producer.close()

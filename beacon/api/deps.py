@@ -12,7 +12,7 @@ from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from beacon.api.store import HotPath
-from beacon.api.writer import TurnWriter
+from beacon.api.writer import ProcessedLookup, TurnWriter
 from beacon.config import Settings
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ class ApiState:
     read_engine: AsyncEngine = field(init=False)
     write_lock: AbstractAsyncContextManager[Any] = field(init=False)
     writer: TurnWriter = field(init=False)
+    lookup: ProcessedLookup = field(init=False)
 
     def __post_init__(self) -> None:
         self.hot = HotPath(self.engine.dialect.name)
@@ -41,6 +42,7 @@ class ApiState:
         # SQLite has one writer at a time: queue writers here instead of in its busy-wait loop.
         self.write_lock = asyncio.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
         self.writer = TurnWriter(self.engine, self.hot, self.write_lock)
+        self.lookup = ProcessedLookup(self.read_engine, self.hot)
 
 
 async def get_state(request: Request) -> ApiState:

@@ -173,3 +173,47 @@ def _fail(batch: list[_Pending], exc: BaseException) -> None:
     for pending in batch:
         if not pending.future.done():
             pending.future.set_exception(exc)
+
+
+class ProcessedLookup:
+    """``await find(message_id)``: the stored replies of a processed message, or None. Lookups queued
+    while one query runs are answered together by the next (one ``IN (...)`` query per batch)."""
+
+    def __init__(self, engine: AsyncEngine, hot: HotPath) -> None:
+        self.engine = engine
+        self.hot = hot
+        self._queue: asyncio.Queue[tuple[str, asyncio.Future[bytes | None]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="beacon-api-processed-lookup")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def find(self, message_id: str) -> bytes | None:
+        if self._task is None or self._task.done():
+            raise RuntimeError("ProcessedLookup is not running (start() not called or it stopped)")
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((message_id, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                async with self.engine.connect() as conn:
+                    result = await conn.execute(self.hot.select_processed_many, {"mids": sorted({m for m, _ in batch})})
+                    found = {row.message_id: row.replies.encode() for row in result}
+            except Exception as exc:  # each waiting request answers 503 with it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for mid, future in batch:
+                if not future.done():
+                    future.set_result(found.get(mid))

@@ -75,9 +75,7 @@ async def _process_status(state: StateDep, msg: BeaconMessage) -> Response:
 
 
 async def _process_inbound(state: StateDep, msg: BeaconMessage) -> Response:
-    hot = state.hot
-    async with state.read_engine.connect() as conn:
-        stored = await store.find_processed_fast(conn, hot, msg.id)
+    stored = await state.lookup.find(msg.id)
     if stored is not None:
         metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
         return _result(msg.id, True, stored)
