@@ -183,7 +183,9 @@ class Settings(BaseSettings):
     )
     worker_commit_interval: float = Field(1.0, description="Seconds between a worker's offset commits.")
     worker_web_host: str = Field("127.0.0.1", description="Interface a worker's web server (metrics) binds.")
-    worker_api_connections: int = Field(100, description="HTTP connections a worker keeps open to the API.")
+    worker_api_connections: int = Field(
+        0, description="Most HTTP connections a worker opens to the API (0 = BEACON_WORKER_MAX_IN_FLIGHT)."
+    )
     worker_pipeline: Literal["api", "echo"] = Field(
         "api",
         description="`api` calls the API layer; `echo` answers `You said: <text>` in process (benchmarks only).",

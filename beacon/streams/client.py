@@ -45,7 +45,7 @@ class ApiClient:
         self._url = settings.api_url.rstrip("/") + PROCESS_PATH
         self._token = settings.api_token.get_secret_value()
         self._timeout = aiohttp.ClientTimeout(total=settings.worker_api_timeout)
-        self._limit = settings.worker_api_connections
+        self._limit = settings.worker_api_connections or settings.worker_max_in_flight
         self._session: aiohttp.ClientSession | None = None
 
     def _ensure_session(self) -> aiohttp.ClientSession:
