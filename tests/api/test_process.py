@@ -182,3 +182,12 @@ async def test_status_for_an_unknown_message_keeps_the_furthest_state(api: ApiSe
             assert await store.delivery_state(session, wamid) == "failed"
     finally:
         await engine.dispose()
+
+
+async def test_values_too_long_for_the_database_are_422(api: ApiServer) -> None:
+    msg = inbound("x").model_copy(update={"id": "i" * 65})
+    async with api.client() as client:
+        resp = await process(client, msg)
+        ok = await process(client, inbound("fine"))
+    assert resp.status_code == 422 and "id (65 > 64)" in resp.json()["detail"]
+    assert ok.status_code == 200

@@ -19,6 +19,21 @@ from beacon.messages import INBOUND, STATUS, BeaconMessage, utcnow
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["processing"])
 
+#: Longest values the tables store (see beacon.api.models).
+FIELD_LIMITS = {
+    "id": 64,
+    "user_key": 255,
+    "channel": 32,
+    "account": 128,
+    "user_id": 128,
+    "direction": 16,
+    "kind": 32,
+    "channel_message_id": 255,
+    "reply_to_id": 64,
+    "status": 16,
+    "profile_name": 255,
+}
+
 
 def _result(message_id: str, duplicate: bool, replies_json: bytes, refused: list[Refusal] = ()) -> Response:  # type: ignore[assignment]
     body = b'{"message_id":%b,"duplicate":%b,"replies":%b,"refused":%b}' % (
@@ -51,6 +66,16 @@ async def process_message(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_ENTITY,
             detail=f"Idempotency-Key {idempotency_key!r} differs from the message id {msg.id!r}; send the message id",
+        )
+    too_long = [
+        f"{name} ({len(value)} > {limit})"
+        for name, limit in FIELD_LIMITS.items()
+        if (value := getattr(msg, name)) is not None and len(value) > limit
+    ]
+    if too_long:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            detail=f"message {msg.id[:80]!r}: fields longer than the database stores: {', '.join(too_long)}",
         )
     started = time.perf_counter()
     if msg.direction == STATUS:
