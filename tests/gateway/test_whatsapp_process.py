@@ -99,7 +99,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_double_sends_only_counted_in
             while len(fake.state.sent) < 150:
                 await asyncio.sleep(0.01)
             proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
+            await asyncio.to_thread(proc.wait, 10)
             killed_at = len(fake.state.sent)
             proc = start(env, tmp_path, "gw2.log")
             await wait_healthy(port, proc)
@@ -128,9 +128,54 @@ async def test_sigkill_mid_stream_loses_nothing_and_double_sends_only_counted_in
             async with WebhookDriver(f"http://127.0.0.1:{port}", SECRET, max_attempts=1) as d:
                 await d.send_text("447700800001", "after restart")
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0
+            assert await asyncio.to_thread(proc.wait, 30) == 0
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
+            producer.close()
+
+
+async def test_sigterm_mid_stream_finishes_in_flight_sends_and_a_restart_sends_no_duplicates(
+    registry_settings: Settings, new_topic: Callable[..., str], unique: Callable[[str], str], tmp_path: Path,
+) -> None:
+    settings = registry_settings.model_copy(update={
+        "topic_in": new_topic(4, "bm_in"), "topic_out": new_topic(4, "bm_out"), "topic_dlq": new_topic(1, "dlq"),
+        "gateway_group": unique("gw"),
+    })
+    fake = FakeCloudApi(access_token=TOKEN, app_secret=SECRET, gateway_url="http://127.0.0.1:9")
+    fake.state.latency = 0.01
+    codec = MessageCodec(settings)
+    codec.prepare([settings.topic_out])
+    producer = AsyncProducer(settings)
+    port = free_port()
+    async with running(fake) as graph_url:
+        env = gateway_env(settings, tmp_path, port, graph_url)
+        proc = start(env, tmp_path, "gw1.log")
+        try:
+            await wait_healthy(port, proc)
+            msgs = [BeaconMessage.inbound_text(channel="whatsapp", account="106540352242922",
+                                               user_id=f"44770070{u:04d}", text="x",
+                                               channel_message_id=f"t-{u}-{i}").reply_text(f"r{i}")
+                    for i in range(10) for u in range(30)]
+            await asyncio.gather(*[producer.produce(settings.topic_out, codec.encode(m, settings.topic_out),
+                                                    key=m.user_key.encode()) for m in msgs])
+            while len(fake.state.sent) < 100:
+                await asyncio.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(proc.wait, 30) == 0  # the fake shares this loop: keep it serving
+            stopped_at = len(fake.state.sent)
+            proc = start(env, tmp_path, "gw2.log")
+            await wait_healthy(port, proc)
+            deadline = time.monotonic() + 60
+            while len(fake.state.sent) < len(msgs) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)
+            ids = [s["body"]["biz_opaque_callback_data"] for s in fake.state.sent]
+            print(f"stopped after {stopped_at} sends; {len(ids)} sends in all")
+            assert sorted(ids) == sorted(m.id for m in msgs)  # each exactly once
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.to_thread(proc.wait, 30)
             producer.close()

@@ -157,7 +157,7 @@ class Outbound:
     async def _key_worker(self, key: bytes, queue: deque[Message]) -> None:
         """Send one user's messages strictly in order."""
         try:
-            while queue:
+            while queue and not self.stop_event.is_set():  # stopping: finish the send in flight, start no more
                 record = queue[0]
                 try:
                     await self._handle(record)
