@@ -186,6 +186,10 @@ class Settings(BaseSettings):
     worker_api_connections: int = Field(
         0, description="Most HTTP connections a worker opens to the API (0 = BEACON_WORKER_MAX_IN_FLIGHT)."
     )
+    worker_uvloop: bool = Field(True, description="Run the worker's event loop on uvloop (when installed).")
+    worker_profile: Path | None = Field(
+        None, description="Write a cProfile of the worker process to this file when it exits (benchmarks)."
+    )
     worker_pipeline: Literal["api", "echo"] = Field(
         "api",
         description="`api` calls the API layer; `echo` answers `You said: <text>` in process (benchmarks only).",

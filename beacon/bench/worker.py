@@ -43,6 +43,8 @@ class RunResult:
     answered: int
     in_order: bool
     peak_rss_mb: float | None
+    worker_cpu: float | None = None
+    stub_cpu: float | None = None
 
     @property
     def rate(self) -> float:
@@ -108,6 +110,15 @@ def baseline(settings: Settings, total: int) -> RunResult:
     return RunResult("raw confluent-kafka consume+produce", seen, elapsed, seen, True, None)
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a running process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -145,7 +156,8 @@ class _Stub:
 
 
 def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, users: int, *, pipeline: str,
-               api_url: str, logdir: Path, max_in_flight: int, timeout: float = 300.0) -> RunResult:
+               api_url: str, logdir: Path, max_in_flight: int, stub_pid: int | None = None,
+               timeout: float = 300.0) -> RunResult:
     """Start one worker on the backlog, wait for every reply, measure."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
     env.update({
@@ -169,6 +181,8 @@ def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, u
     seen_ids: set[str] = set()
     first_ts = last_ts = None
     peak_rss = 0.0
+    stub_cpu0 = _cpu_seconds(stub_pid) if stub_pid else None
+    worker_cpu = stub_cpu = None
     deadline = time.monotonic() + timeout
     try:
         while len(seen_ids) < total and time.monotonic() < deadline:
@@ -186,6 +200,9 @@ def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, u
                 first_ts = ts if first_ts is None else min(first_ts, ts)
                 last_ts = ts if last_ts is None else max(last_ts, ts)
             peak_rss = max(peak_rss, _rss_mb(proc.pid) or 0.0)
+        worker_cpu = _cpu_seconds(proc.pid)
+        if stub_pid and stub_cpu0 is not None:
+            stub_cpu = (_cpu_seconds(stub_pid) or 0.0) - stub_cpu0
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -197,7 +214,7 @@ def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, u
     expected = [f"You said: m{i}" for i in range(per_user)]
     in_order = len(replies) == users and all(texts == expected for texts in replies.values())
     seconds = (last_ts - first_ts) if first_ts is not None and last_ts is not None else 0.0
-    return RunResult(name, len(seen_ids), seconds, len(seen_ids), in_order, peak_rss)
+    return RunResult(name, len(seen_ids), seconds, len(seen_ids), in_order, peak_rss, worker_cpu, stub_cpu)
 
 
 def bench(settings: Settings, *, messages: int, users: int, modes: list[str], slow_latency: float,
@@ -219,11 +236,11 @@ def bench(settings: Settings, *, messages: int, users: int, modes: list[str], sl
             total = backlog(fresh, codec, users, per_user)
         stub = None if mode == "echo" else _Stub(slow_latency if mode == "slow" else 0.0, logdir)
         try:
-            name = {"api": "api  (worker -> HTTP stub API, 0 ms)", "echo": "echo (in-process pipeline, no HTTP)",
-                    "slow": f"slow (HTTP stub API answering in {slow_latency:.1f} s)"}[mode]
+            name = {"api": "api (worker -> HTTP stub API, 0 ms)", "echo": "echo (in-process pipeline, no HTTP)",
+                    "slow": f"slow (HTTP stub API, {slow_latency:.1f} s per call)"}[mode]
             results.append(worker_run(name, fresh, codec, total, users, pipeline="echo" if mode == "echo" else "api",
                                       api_url=stub.url if stub else "http://127.0.0.1:9", logdir=logdir,
-                                      max_in_flight=max_in_flight))
+                                      max_in_flight=max_in_flight, stub_pid=stub.proc.pid if stub else None))
         finally:
             if stub is not None:
                 stub.stop()
@@ -233,10 +250,14 @@ def bench(settings: Settings, *, messages: int, users: int, modes: list[str], sl
 
 def report(results: list[RunResult]) -> str:
     base = results[0].rate
-    lines = [f"{'run':<48} {'messages':>9} {'seconds':>8} {'msg/s':>9} {'vs raw':>7} {'order':>6} {'peak RSS':>9}"]
+    lines = [f"{'run':<44} {'messages':>8} {'seconds':>7} {'msg/s':>9} {'of raw':>7} {'order':>5} {'RSS':>7} "
+             f"{'CPU s worker/stub':>17}"]
     for r in results:
         rss = f"{r.peak_rss_mb:.0f} MB" if r.peak_rss_mb else "-"
-        ratio = f"{r.rate / base:.2f}x" if base else "-"
-        lines.append(f"{r.name:<48} {r.messages:>9,} {r.seconds:>8.2f} {r.rate:>9,.0f} {ratio:>7} "
-                     f"{'ok' if r.in_order else 'BROKEN':>6} {rss:>9}")
+        share = f"{100 * r.rate / base:.2f}%" if base else "-"
+        cpu = "-" if r.worker_cpu is None else f"{r.worker_cpu:.1f}/" + ("-" if r.stub_cpu is None else
+                                                                         f"{r.stub_cpu:.1f}")
+        lines.append(f"{r.name:<44} {r.messages:>8,} {r.seconds:>7.2f} {r.rate:>9,.0f} {share:>7} "
+                     f"{'ok' if r.in_order else 'NO':>5} {rss:>7} {cpu:>17}")
+    lines.append("worker CPU includes its start-up; stub CPU is measured over the run.")
     return "\n".join(lines)

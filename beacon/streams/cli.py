@@ -23,6 +23,30 @@ def worker(
         settings = settings.model_copy(update={"worker_web_port": web_port})
     if ensure:
         ensure_topics(settings)
+    if settings.worker_uvloop:
+        _use_uvloop()
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower())
-    worker.execute_from_commandline()
+    if settings.worker_profile is None:
+        worker.execute_from_commandline()
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        profiler.disable()
+        profiler.dump_stats(settings.worker_profile)
+
+
+def _use_uvloop() -> None:
+    """uvloop roughly halves the event loop's share of a worker's CPU (what `faust -L uvloop` does)."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    import asyncio
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -78,6 +78,12 @@ def main() -> None:
     parser.add_argument("--latency-max", type=float, default=0.0)
     args = parser.parse_args()
     app = make_stub_app(args.token, args.latency_min, args.latency_max)
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
     web.run_app(app, host=args.host, port=args.port, print=lambda *_: print("stub api ready", flush=True),
                 access_log=None)
 
