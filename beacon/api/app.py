@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.beacon = state
         state.writer.start()
         state.lookup.start()
+        state.statuses.start()
         for handler in handlers:
             start = getattr(handler, "start", None)
             if start is not None:
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await close()
             await state.writer.close()
             await state.lookup.close()
+            await state.statuses.close()
             producer = state.extras.get("producer")
             if producer is not None:
                 producer.close()

@@ -12,7 +12,7 @@ from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from beacon.api.store import HotPath
-from beacon.api.writer import ProcessedLookup, TurnWriter
+from beacon.api.writer import ProcessedLookup, StatusWriter, TurnWriter
 from beacon.config import Settings
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ class ApiState:
     write_lock: AbstractAsyncContextManager[Any] = field(init=False)
     writer: TurnWriter = field(init=False)
     lookup: ProcessedLookup = field(init=False)
+    statuses: StatusWriter = field(init=False)
 
     def __post_init__(self) -> None:
         self.hot = HotPath(self.engine.dialect.name)
@@ -43,6 +44,7 @@ class ApiState:
         self.write_lock = asyncio.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
         self.writer = TurnWriter(self.engine, self.hot, self.write_lock)
         self.lookup = ProcessedLookup(self.read_engine, self.hot)
+        self.statuses = StatusWriter(self.engine, self.hot, self.write_lock)
 
 
 async def get_state(request: Request) -> ApiState:

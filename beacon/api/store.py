@@ -1,5 +1,5 @@
-"""Persistence as plain functions over an AsyncSession. The processing hot path costs one read
-(``find_processed``) and one write transaction (``record_turn``)."""
+"""Persistence as plain functions, and the prebuilt statements of the processing hot path (run in
+batches by ``beacon.api.writer``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from beacon.api.models import Conversation, DeliveryState, Message, Processed, User
-from beacon.messages import STATUS_ORDER, BeaconMessage, stable_id
+from beacon.messages import BeaconMessage, stable_id
 
 
 @overload
@@ -33,12 +33,6 @@ def first_conversation_id(user_key: str) -> str:
 
 def dump_messages(messages: list[BeaconMessage]) -> bytes:
     return orjson.dumps([m.model_dump(mode="json") for m in messages])
-
-
-async def find_processed(session: AsyncSession, message_id: str) -> bytes | None:
-    """The stored replies (JSON list) of an already processed message, or None."""
-    value = await session.scalar(select(Processed.replies).where(Processed.message_id == message_id))
-    return value.encode() if value is not None else None
 
 
 @dataclass
@@ -121,31 +115,6 @@ class HotPath:
         )
 
 
-async def find_processed_fast(conn: AsyncConnection, hot: HotPath, message_id: str) -> bytes | None:
-    value = (await conn.execute(hot.select_processed, {"mid": message_id})).scalar()
-    return value.encode() if value is not None else None
-
-
-async def record_turn(conn: AsyncConnection, hot: HotPath, turn: TurnRecord, now: datetime) -> None:
-    """Store the processed id, the user, the inbound message and its replies (caller's transaction).
-
-    Raises IntegrityError when the id was processed meanwhile (the caller then returns the stored replies).
-    """
-    msg = turn.inbound
-    await conn.execute(
-        hot.insert_processed, {"message_id": msg.id, "processed_at": now, "replies": turn.replies_json.decode()}
-    )
-    conversation_id = await upsert_user(conn, hot, msg, now, inbound=True)
-    rows = [_message_row(msg, conversation_id, 0, now)]
-    rows += [_message_row(r, conversation_id, i + 1, now) for i, r in enumerate(turn.replies)]
-    await conn.execute(hot.insert_messages, rows)
-    if turn.reset_conversation:
-        new_id = stable_id("conversation", msg.user_key, msg.id)
-        await conn.execute(update(Conversation).where(Conversation.id == conversation_id).values(ended_at=now))
-        await conn.execute(hot.insert_conversation, {"id": new_id, "user_key": msg.user_key, "started_at": now})
-        await conn.execute(update(User).where(User.user_key == msg.user_key).values(conversation_id=new_id))
-
-
 async def upsert_user(conn: AsyncConnection, hot: HotPath, msg: BeaconMessage, now: datetime, *, inbound: bool) -> str:
     """Create or update the user of ``msg``; returns the user's current conversation id."""
     params = {
@@ -172,38 +141,6 @@ async def touch_user(session: AsyncSession, msg: BeaconMessage, now: datetime, *
     """``upsert_user`` inside an ORM session's transaction."""
     conn = await session.connection()
     return await upsert_user(conn, HotPath(conn.dialect.name), msg, now, inbound=inbound)
-
-
-async def record_status(conn: AsyncConnection, hot: HotPath, msg: BeaconMessage, now: datetime) -> bool:
-    """Apply a delivery status; the state only moves forward. Returns False when already processed."""
-    inserted = await conn.execute(
-        hot.insert_processed_once, {"message_id": msg.id, "processed_at": now, "replies": "[]"}
-    )
-    if inserted.first() is None:
-        return False
-    status = msg.status or "unknown"
-    rank = STATUS_ORDER.get(status, 0)
-    if msg.channel_message_id:
-        error = orjson.dumps(msg.error.model_dump(mode="json")).decode() if msg.error else None
-        await conn.execute(
-            hot.upsert_delivery,
-            {
-                "channel_message_id": msg.channel_message_id,
-                "user_key": msg.user_key,
-                "status": status,
-                "rank": rank,
-                "error": error,
-                "updated_at": now,
-            },
-        )
-    params = {"status": status, "rank": rank, "now": now}
-    if msg.channel_message_id and msg.reply_to_id:
-        await conn.execute(hot.update_delivery_both, {**params, "cmid": msg.channel_message_id, "rid": msg.reply_to_id})
-    elif msg.channel_message_id:
-        await conn.execute(hot.update_delivery_by_cmid, {**params, "cmid": msg.channel_message_id})
-    elif msg.reply_to_id:
-        await conn.execute(hot.update_delivery_by_id, {**params, "rid": msg.reply_to_id})
-    return True
 
 
 async def delivery_state(session: AsyncSession, channel_message_id: str) -> str | None:
@@ -242,10 +179,6 @@ async def message_page(
         stmt = stmt.where(Message.created_at < before)
     stmt = stmt.order_by(Message.created_at.desc(), Message.seq.desc()).limit(limit)
     return list(await session.scalars(stmt))
-
-
-async def count_messages(session: AsyncSession, user_key: str) -> int:
-    return int(await session.scalar(select(func.count()).select_from(Message).where(Message.user_key == user_key)) or 0)
 
 
 async def record_outbound(session: AsyncSession, msg: BeaconMessage, now: datetime) -> None:

@@ -1,66 +1,69 @@
-"""Group commit for processed messages: concurrent requests' writes share one transaction.
+"""Group commit for the processing endpoint: concurrent requests' reads and writes share queries.
 
-Each request queues its turn; one task takes whatever is queued (up to a batch) and writes it in one
-transaction with a handful of multi-row statements. Under load this turns N transactions into one
-(the database's commit cost is paid once per batch); with a single request in flight the batch is
-just that request. Duplicates are settled by the processed-id primary key (``ON CONFLICT DO NOTHING
-RETURNING``): a request whose id was already stored gets the stored replies.
+Each request queues its work and awaits a future; one task per kind of work takes whatever is
+queued (up to a batch) and does it with a handful of multi-row statements in one transaction.
+Under load this turns N transactions into one (the commit cost is paid once per batch); with a
+single request in flight the batch is that request alone. Duplicates are settled by the
+processed-id primary key (``ON CONFLICT DO NOTHING RETURNING``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+import orjson
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from beacon.api.models import Conversation, User
 from beacon.api.store import HotPath, TurnRecord, _message_row, first_conversation_id, utc
-from beacon.messages import stable_id
+from beacon.messages import STATUS_ORDER, BeaconMessage, stable_id
 
 log = logging.getLogger(__name__)
 
-#: Most turns written in one transaction.
+#: Most requests served by one batch.
 MAX_BATCH = 200
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
-class _Pending:
-    record: TurnRecord
-    now: datetime
-    future: asyncio.Future[bytes | None]
+class Job(Generic[T, R]):
+    item: T
+    future: asyncio.Future[R]
 
 
-class TurnWriter:
-    """``await write(record, now)`` returns None when stored, or the stored replies (JSON) when the
-    message id was processed before."""
+class Batcher(Generic[T, R]):
+    """Runs queued jobs in batches in one background task. A failing batch of several jobs is
+    retried one job at a time, so one bad job fails alone."""
 
-    def __init__(self, engine: AsyncEngine, hot: HotPath, lock: AbstractAsyncContextManager[Any]) -> None:
+    name = "batcher"
+
+    def __init__(self, engine: AsyncEngine, hot: HotPath) -> None:
         self.engine = engine
         self.hot = hot
-        self.lock = lock
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._queue: asyncio.Queue[Job[T, R]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="beacon-api-turn-writer")
+        self._task = asyncio.create_task(self._run(), name=f"beacon-api-{self.name}")
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def write(self, record: TurnRecord, now: datetime) -> bytes | None:
+    async def submit(self, item: T) -> R:
         if self._task is None or self._task.done():
-            raise RuntimeError("TurnWriter is not running (start() not called or it stopped)")
-        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(record, now, future))
+            raise RuntimeError(f"the API's {self.name} is not running (start() not called or it stopped)")
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(Job(item, future))
         return await future
 
     async def _run(self) -> None:
@@ -69,72 +72,124 @@ class TurnWriter:
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._write(batch)
-            except Exception as exc:  # settled per request below; logged by the request's error handler
+                await self._process(batch)
+            except Exception as exc:  # settled on the jobs: each request answers with its error
                 if len(batch) == 1:
                     _fail(batch, exc)
                     continue
-                # One bad turn must not fail its neighbours: write them one by one.
-                for pending in batch:
+                for job in batch:
                     try:
-                        await self._write([pending])
-                    except Exception as single:  # this request answers 5xx/4xx with the error
-                        _fail([pending], single)
+                        await self._process([job])
+                    except Exception as single:  # this job's request answers with the error
+                        _fail([job], single)
 
-    async def _write(self, batch: list[_Pending]) -> None:
-        firsts: dict[str, _Pending] = {}
-        repeats: list[_Pending] = []
-        for pending in batch:
-            mid = pending.record.inbound.id
-            if mid in firsts:
-                repeats.append(pending)  # the same id twice in one batch: concurrent duplicates
-            else:
-                firsts[mid] = pending
+    async def _process(self, batch: list[Job[T, R]]) -> None:
+        raise NotImplementedError
+
+
+def _settle(job: Job[Any, R], value: R) -> None:
+    if not job.future.done():
+        job.future.set_result(value)
+
+
+def _fail(batch: list[Job[Any, Any]], exc: BaseException) -> None:
+    for job in batch:
+        if not job.future.done():
+            job.future.set_exception(exc)
+
+
+def _split_repeats(batch: list[Job[T, R]], key: Any) -> tuple[dict[str, Job[T, R]], list[Job[T, R]]]:
+    """The first job per message id, and the later ones (concurrent duplicates in one batch)."""
+    firsts: dict[str, Job[T, R]] = {}
+    repeats: list[Job[T, R]] = []
+    for job in batch:
+        mid = key(job.item)
+        if mid in firsts:
+            repeats.append(job)
+        else:
+            firsts[mid] = job
+    return firsts, repeats
+
+
+class ProcessedLookup(Batcher[str, "bytes | None"]):
+    """``await submit(message_id)``: the stored replies (JSON) of a processed message, or None."""
+
+    name = "processed-lookup"
+
+    async def _process(self, batch: list[Job[str, bytes | None]]) -> None:
+        found = await stored_replies(self.engine, self.hot, {job.item for job in batch})
+        for job in batch:
+            _settle(job, found.get(job.item))
+
+
+async def stored_replies(engine: AsyncEngine, hot: HotPath, ids: set[str]) -> dict[str, bytes]:
+    async with engine.connect() as conn:
+        result = await conn.execute(hot.select_processed_many, {"mids": sorted(ids)})
+        return {row.message_id: row.replies.encode() for row in result}
+
+
+@dataclass
+class TurnJob:
+    record: TurnRecord
+    now: datetime
+
+
+class TurnWriter(Batcher[TurnJob, "bytes | None"]):
+    """``await submit(TurnJob)``: None when stored, or the stored replies (JSON) when the message id
+    was processed before."""
+
+    name = "turn-writer"
+
+    def __init__(self, engine: AsyncEngine, hot: HotPath, lock: AbstractAsyncContextManager[Any]) -> None:
+        super().__init__(engine, hot)
+        self.lock = lock
+
+    async def write(self, record: TurnRecord, now: datetime) -> bytes | None:
+        return await self.submit(TurnJob(record, now))
+
+    async def _process(self, batch: list[Job[TurnJob, bytes | None]]) -> None:
+        firsts, repeats = _split_repeats(batch, lambda item: item.record.inbound.id)
         async with self.lock, self.engine.begin() as conn:
-            inserted = await self._insert_processed(conn, firsts.values())
-            fresh = [p for mid, p in firsts.items() if mid in inserted]
+            rows = [
+                {"message_id": mid, "processed_at": j.item.now, "replies": j.item.record.replies_json.decode()}
+                for mid, j in firsts.items()
+            ]
+            inserted = {row[0] for row in await conn.execute(self.hot.insert_processed_once, rows)}
+            fresh = [j.item for mid, j in firsts.items() if mid in inserted]
             if fresh:
                 await self._store_turns(conn, fresh)
-        for pending in fresh:
-            _settle(pending, None)
-        stale = [p for mid, p in firsts.items() if mid not in inserted]
-        stored = await self._stored_replies({p.record.inbound.id for p in stale}) if stale else {}
-        for pending in stale + repeats:
-            mid = pending.record.inbound.id
-            replies = firsts[mid].record.replies_json if mid in inserted else stored.get(mid)
+        stale = [j for mid, j in firsts.items() if mid not in inserted]
+        stored = await stored_replies(self.engine, self.hot, {j.item.record.inbound.id for j in stale}) if stale else {}
+        for mid, job in firsts.items():
+            if mid in inserted:
+                _settle(job, None)
+        for job in stale + repeats:
+            mid = job.item.record.inbound.id
+            replies = firsts[mid].item.record.replies_json if mid in inserted else stored.get(mid)
             if replies is None:
-                _fail([pending], RuntimeError(f"message {mid} was neither stored nor found stored"))
+                _fail([job], RuntimeError(f"message {mid} was neither stored nor found stored"))
             else:
-                _settle(pending, replies)
+                _settle(job, replies)
 
-    async def _insert_processed(self, conn: AsyncConnection, pendings: Iterable[_Pending]) -> set[str]:
-        rows = [
-            {"message_id": p.record.inbound.id, "processed_at": p.now, "replies": p.record.replies_json.decode()}
-            for p in pendings
-        ]
-        result = await conn.execute(self.hot.insert_processed_once, rows)
-        return {row[0] for row in result}
-
-    async def _store_turns(self, conn: AsyncConnection, fresh: list[_Pending]) -> None:
+    async def _store_turns(self, conn: AsyncConnection, fresh: list[TurnJob]) -> None:
         users: dict[str, dict[str, Any]] = {}
-        for p in fresh:
-            msg = p.record.inbound
+        for turn in fresh:
+            msg = turn.record.inbound
             users[msg.user_key] = {
                 "user_key": msg.user_key,
                 "channel": msg.channel,
                 "account": msg.account,
                 "user_id": msg.user_id,
                 "profile_name": msg.profile_name or (users.get(msg.user_key) or {}).get("profile_name"),
-                "first_seen": p.now,
-                "last_seen": p.now,
-                "last_inbound_at": p.now,
+                "first_seen": turn.now,
+                "last_seen": turn.now,
+                "last_inbound_at": turn.now,
                 "opted_out": False,
                 "conversation_id": first_conversation_id(msg.user_key),
             }
-        result = await conn.execute(self.hot.upsert_users, list(users.values()))
         conversations: dict[str, str] = {}
         new_conversations = []
-        for row in result:
+        for row in await conn.execute(self.hot.upsert_users, list(users.values())):
             conversations[row.user_key] = row.conversation_id
             if utc(row.first_seen) == users[row.user_key]["first_seen"]:
                 new_conversations.append(
@@ -143,77 +198,85 @@ class TurnWriter:
         if new_conversations:
             await conn.execute(self.hot.insert_conversation, new_conversations)
         rows = []
-        for p in fresh:
-            msg, conversation_id = p.record.inbound, conversations[p.record.inbound.user_key]
-            rows.append(_message_row(msg, conversation_id, 0, p.now))
-            rows += [_message_row(r, conversation_id, i + 1, p.now) for i, r in enumerate(p.record.replies)]
+        for turn in fresh:
+            msg, conversation_id = turn.record.inbound, conversations[turn.record.inbound.user_key]
+            rows.append(_message_row(msg, conversation_id, 0, turn.now))
+            rows += [_message_row(r, conversation_id, i + 1, turn.now) for i, r in enumerate(turn.record.replies)]
         await conn.execute(self.hot.insert_messages, rows)
-        for p in fresh:
-            if p.record.reset_conversation:
-                msg, old = p.record.inbound, conversations[p.record.inbound.user_key]
+        for turn in fresh:
+            if turn.record.reset_conversation:
+                msg, old = turn.record.inbound, conversations[turn.record.inbound.user_key]
                 new_id = stable_id("conversation", msg.user_key, msg.id)
-                await conn.execute(update(Conversation).where(Conversation.id == old).values(ended_at=p.now))
+                await conn.execute(update(Conversation).where(Conversation.id == old).values(ended_at=turn.now))
                 await conn.execute(
-                    self.hot.insert_conversation, {"id": new_id, "user_key": msg.user_key, "started_at": p.now}
+                    self.hot.insert_conversation, {"id": new_id, "user_key": msg.user_key, "started_at": turn.now}
                 )
                 await conn.execute(update(User).where(User.user_key == msg.user_key).values(conversation_id=new_id))
 
-    async def _stored_replies(self, ids: set[str]) -> dict[str, bytes]:
-        async with self.engine.connect() as conn:
-            result = await conn.execute(self.hot.select_processed_many, {"mids": sorted(ids)})
-            return {row.message_id: row.replies.encode() for row in result}
+
+@dataclass
+class StatusJob:
+    message: BeaconMessage
+    now: datetime
 
 
-def _settle(pending: _Pending, value: bytes | None) -> None:
-    if not pending.future.done():
-        pending.future.set_result(value)
+class StatusWriter(Batcher[StatusJob, bool]):
+    """``await submit(StatusJob)``: True when applied, False when the status id was processed before.
+    Delivery state only moves forward (STATUS_ORDER), however late a status arrives."""
 
+    name = "status-writer"
 
-def _fail(batch: list[_Pending], exc: BaseException) -> None:
-    for pending in batch:
-        if not pending.future.done():
-            pending.future.set_exception(exc)
+    def __init__(self, engine: AsyncEngine, hot: HotPath, lock: AbstractAsyncContextManager[Any]) -> None:
+        super().__init__(engine, hot)
+        self.lock = lock
 
+    async def _process(self, batch: list[Job[StatusJob, bool]]) -> None:
+        firsts, repeats = _split_repeats(batch, lambda item: item.message.id)
+        async with self.lock, self.engine.begin() as conn:
+            rows = [{"message_id": mid, "processed_at": j.item.now, "replies": "[]"} for mid, j in firsts.items()]
+            inserted = {row[0] for row in await conn.execute(self.hot.insert_processed_once, rows)}
+            fresh = [j.item for mid, j in firsts.items() if mid in inserted]
+            if fresh:
+                await self._apply(conn, fresh)
+        for mid, job in firsts.items():
+            _settle(job, mid in inserted)
+        for job in repeats:
+            _settle(job, False)
 
-class ProcessedLookup:
-    """``await find(message_id)``: the stored replies of a processed message, or None. Lookups queued
-    while one query runs are answered together by the next (one ``IN (...)`` query per batch)."""
-
-    def __init__(self, engine: AsyncEngine, hot: HotPath) -> None:
-        self.engine = engine
-        self.hot = hot
-        self._queue: asyncio.Queue[tuple[str, asyncio.Future[bytes | None]]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="beacon-api-processed-lookup")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def find(self, message_id: str) -> bytes | None:
-        if self._task is None or self._task.done():
-            raise RuntimeError("ProcessedLookup is not running (start() not called or it stopped)")
-        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((message_id, future))
-        return await future
-
-    async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                async with self.engine.connect() as conn:
-                    result = await conn.execute(self.hot.select_processed_many, {"mids": sorted({m for m, _ in batch})})
-                    found = {row.message_id: row.replies.encode() for row in result}
-            except Exception as exc:  # each waiting request answers 503 with it
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for mid, future in batch:
-                if not future.done():
-                    future.set_result(found.get(mid))
+    async def _apply(self, conn: AsyncConnection, fresh: list[StatusJob]) -> None:
+        furthest: dict[str, dict[str, Any]] = {}
+        by_cmid: list[dict[str, Any]] = []
+        by_id: list[dict[str, Any]] = []
+        both: list[dict[str, Any]] = []
+        for job in fresh:
+            msg = job.message
+            status = msg.status or "unknown"
+            rank = STATUS_ORDER.get(status, 0)
+            cmid = msg.channel_message_id
+            if cmid and rank >= (furthest.get(cmid) or {}).get("rank", -1):
+                error = orjson.dumps(msg.error.model_dump(mode="json")).decode() if msg.error else None
+                furthest[cmid] = {
+                    "channel_message_id": cmid,
+                    "user_key": msg.user_key,
+                    "status": status,
+                    "rank": rank,
+                    "error": error,
+                    "updated_at": job.now,
+                }
+            params = {"status": status, "rank": rank, "now": job.now, "cmid": cmid, "rid": msg.reply_to_id}
+            if cmid and msg.reply_to_id:
+                both.append(params)
+            elif cmid:
+                by_cmid.append(params)
+            elif msg.reply_to_id:
+                by_id.append(params)
+        if furthest:
+            await conn.execute(self.hot.upsert_delivery, list(furthest.values()))
+        # Order does not matter: each update only raises the state (rank < new rank).
+        for statement, many in (
+            (self.hot.update_delivery_both, both),
+            (self.hot.update_delivery_by_cmid, by_cmid),
+            (self.hot.update_delivery_by_id, by_id),
+        ):
+            if many:
+                await conn.execute(statement, many)

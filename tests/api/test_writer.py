@@ -42,7 +42,7 @@ async def test_a_bad_turn_fails_alone_and_duplicates_in_a_batch_are_stored_once(
         if engine.dialect.name == "postgresql":
             assert isinstance(results[7], DBAPIError)
         for record in good:
-            assert await lookup.find(record.inbound.id) == record.replies_json
+            assert await lookup.submit(record.inbound.id) == record.replies_json
     finally:
         await writer.close()
         await lookup.close()

@@ -14,6 +14,7 @@ from beacon.api.deps import Authorized, StateDep
 from beacon.api.pipeline import Turn, run_pipeline
 from beacon.api.schemas import ProcessResult
 from beacon.api.window import Refusal, apply_window
+from beacon.api.writer import StatusJob
 from beacon.messages import INBOUND, STATUS, BeaconMessage, utcnow
 
 log = logging.getLogger(__name__)
@@ -93,14 +94,13 @@ async def process_message(
 
 
 async def _process_status(state: StateDep, msg: BeaconMessage) -> Response:
-    async with state.write_lock, state.engine.begin() as conn:
-        fresh = await store.record_status(conn, state.hot, msg, utcnow())
+    fresh = await state.statuses.submit(StatusJob(msg, utcnow()))
     metrics.PROCESSED.labels(STATUS, "new" if fresh else "duplicate").inc()
     return _result(msg.id, not fresh, b"[]")
 
 
 async def _process_inbound(state: StateDep, msg: BeaconMessage) -> Response:
-    stored = await state.lookup.find(msg.id)
+    stored = await state.lookup.submit(msg.id)
     if stored is not None:
         metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
         return _result(msg.id, True, stored)
