@@ -39,6 +39,10 @@ class UserOut(BaseModel):
     window_open: bool
 
 
+class OptOut(BaseModel):
+    opted_out: bool = Field(description="True: refuse proactive messages to this user.")
+
+
 class StoredMessage(BaseModel):
     message: BeaconMessage
     delivery_status: str | None = None

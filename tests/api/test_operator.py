@@ -103,6 +103,13 @@ async def test_proactive_send_is_validated_and_respects_the_window(kafka_api: tu
             "/v1/messages/send", json={"account": "1", "user_id": "2", "kind": "template", "payload": "{"}
         )
         assert resp.status_code == 422 and "not JSON" in resp.json()["detail"]
+        msg = inbound("opting out")
+        await process(client, msg)
+        assert (await client.put(f"/v1/users/{msg.user_key}/opt-out", json={"opted_out": True})).json()["opted_out"]
+        resp = await client.post(
+            "/v1/messages/send", json={"account": msg.account, "user_id": msg.user_id, "text": "sale!"}
+        )
+        assert resp.status_code == 409 and "opted out" in resp.json()["detail"]
         resp = await client.post("/v1/messages/send", json={"account": "1", "user_id": "never-wrote", "text": "hi"})
         assert resp.status_code == 409 and "window" in resp.json()["detail"]
         resp = await client.post(

@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from beacon.api import metrics, store
 from beacon.api.deps import ApiState, Authorized, StateDep
-from beacon.api.schemas import MessagePage, SendRequest, SendResult, StoredMessage, UserOut
+from beacon.api.schemas import MessagePage, OptOut, SendRequest, SendResult, StoredMessage, UserOut
 from beacon.api.window import apply_window, window_open
 from beacon.errors import KafkaError
 from beacon.messages import OUTBOUND, BeaconMessage, make_user_key, utcnow
@@ -45,6 +45,21 @@ async def get_user(user_key: str, state: StateDep) -> UserOut:
         conversation_id=user.conversation_id,
         window_open=window_open(state.settings, last_inbound, utcnow()),
     )
+
+
+@router.put(
+    "/v1/users/{user_key}/opt-out",
+    response_model=UserOut,
+    summary="Opt a user out of (or back in to) proactive messages.",
+)
+async def set_opt_out(user_key: str, body: OptOut, state: StateDep) -> UserOut:
+    async with state.write_lock, state.sessions.begin() as session:
+        user = await store.get_user(session, user_key)
+        if user is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no user with key {user_key!r}")
+        user.opted_out = body.opted_out
+    log.info("user %s opted %s", user_key, "out" if body.opted_out else "back in")
+    return await get_user(user_key, state)
 
 
 @router.get("/v1/users/{user_key}/messages", response_model=MessagePage, summary="A user's messages, paged.")
@@ -166,7 +181,7 @@ async def send_message(req: SendRequest, state: StateDep) -> SendResult:
     except KafkaError as exc:
         metrics.PROACTIVE.labels("failed").inc()
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"message not sent, retry: {exc}") from exc
-    async with state.sessions.begin() as session:
+    async with state.write_lock, state.sessions.begin() as session:
         await store.touch_user(session, msg, now, inbound=False)
         await store.record_outbound(session, msg, now)
     metrics.PROACTIVE.labels("sent").inc()
