@@ -163,6 +163,12 @@ class Outbound:
                     await self._handle(record)
                 except Abandoned:
                     return
+                except Exception:
+                    # a bug or an unforeseen failure: keep the record (its offset is not committed) and retry it
+                    log.exception("sending %s[%s]@%s failed unexpectedly; retrying in 1s", *where(record))
+                    if await sleep_unless_stopped(1.0, self.stop_event):
+                        return
+                    continue
                 queue.popleft()
                 topic, partition, offset = where(record)
                 self.tracker.done((topic, partition), offset)
