@@ -90,20 +90,18 @@ def gateway(
     users: int = typer.Option(1000, help="Distinct users the messages spread over."),
 ) -> None:
     """One WhatsApp gateway process: webhooks/s into bm_in and sends/s out, vs raw Kafka and raw HTTP."""
-    import asyncio
-
     from beacon.bench.gateway import bench, report
     from beacon.config import get_settings
+    from beacon.errors import BeaconError
+    from beacon.gateway.base import run_fast
 
     coro = bench(get_settings(), seconds=seconds, concurrency=concurrency, paced_rate=paced_rate, sends=sends,
                  users=users)
     try:
-        import uvloop  # the client side should not be the bottleneck
-    except ImportError:
-        figures = asyncio.run(coro)
-    else:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            figures = runner.run(coro)
+        figures = run_fast(coro)  # uvloop when installed: the client side should not be the bottleneck
+    except BeaconError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     typer.echo(report(figures, seconds=seconds, concurrency=concurrency))
 
 
