@@ -64,6 +64,9 @@ def dev_plan(settings: Settings, workers: int | None = None) -> DevPlan:
             "BEACON_WHATSAPP_APP_SECRET": DEV_APP_SECRET,
             "BEACON_WHATSAPP_VERIFY_TOKEN": DEV_VERIFY_TOKEN,
             "BEACON_GATEWAY_URL": gateway_url,
+            # The fake applies no throughput limit; Meta's default 80 msg/s per number would cap the stack.
+            # With real credentials the setting (default 80) applies.
+            "BEACON_WHATSAPP_RATE_LIMIT": "0",
         }
     specs = [ProcessSpec("api", beacon_argv("api"), env=common)]
     endpoints = [("API layer", f"http://127.0.0.1:{settings.api_port}  (docs at /docs, metrics at /metrics)")]
