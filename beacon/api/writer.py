@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from beacon.api.models import Conversation, User
@@ -40,8 +41,8 @@ class Job(Generic[T, R]):
 
 
 class Batcher(Generic[T, R]):
-    """Runs queued jobs in batches in one background task. A failing batch of several jobs is
-    retried one job at a time, so one bad job fails alone."""
+    """Runs queued jobs in batches in one background task. A batch that fails for anything but an
+    unreachable database is retried one job at a time, so one bad job fails alone."""
 
     name = "batcher"
 
@@ -74,8 +75,8 @@ class Batcher(Generic[T, R]):
             try:
                 await self._process(batch)
             except Exception as exc:  # settled on the jobs: each request answers with its error
-                if len(batch) == 1:
-                    _fail(batch, exc)
+                if len(batch) == 1 or _unreachable(exc):
+                    _fail(batch, exc)  # e.g. the database is unreachable: all fail (503), workers retry
                     continue
                 for job in batch:
                     try:
@@ -85,6 +86,13 @@ class Batcher(Generic[T, R]):
 
     async def _process(self, batch: list[Job[T, R]]) -> None:
         raise NotImplementedError
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The database could not be reached or used at all (not a problem of one job's data)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError, TimeoutError, OSError))
 
 
 def _settle(job: Job[Any, R], value: R) -> None:

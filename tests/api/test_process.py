@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 from beacon.messages import BeaconMessage, Media, utcnow
 from tests.api.conftest import ApiServer, as_json, inbound, process
@@ -191,3 +194,20 @@ async def test_values_too_long_for_the_database_are_422(api: ApiServer) -> None:
         ok = await process(client, inbound("fine"))
     assert resp.status_code == 422 and "id (65 > 64)" in resp.json()["detail"]
     assert ok.status_code == 200
+
+
+async def test_a_database_failure_is_a_503_the_worker_retries(
+    tmp_path: Path, api_factory: Callable[..., ApiServer]
+) -> None:
+    from beacon.api import migrate
+    from tests.conftest import make_settings
+
+    path = tmp_path / "broken.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    await migrate.upgrade(make_settings(), url=url)
+    server = api_factory(url)
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE processed")
+    async with server.client() as client:
+        resp = await process(client, inbound("hello"))
+    assert resp.status_code == 503 and "database unavailable, retry" in resp.json()["detail"]
