@@ -2,17 +2,18 @@
 
 The agent reads raw records (key and value bytes) with ``stream.noack()`` and hands each to the
 :class:`~beacon.streams.dispatcher.KeyedDispatcher`: strictly sequential per user key, concurrent
-across keys up to ``BEACON_WORKER_MAX_IN_FLIGHT``. A record is acknowledged (``event.ack()``)
-only after its replies were acknowledged on bm_out or it went to bm_dlq, and only once every
-earlier record of its partition is done, so Faust's committer never commits past unfinished work.
+across keys up to ``BEACON_WORKER_MAX_IN_FLIGHT``. A record is done only after its replies were
+acknowledged on bm_out or it went to bm_dlq; the dispatcher then acks events in offset order per
+partition, and Faust's committer (every ``BEACON_WORKER_COMMIT_INTERVAL``) commits the offset the
+dispatcher reports as safe: up to the lowest unfinished message, never past it.
 
 Decoding happens in the processor, not in a Faust codec, so undecodable bytes are dead-lettered
 with their partition and offset instead of being skipped by Faust.
 
 Revocation and shutdown: Faust calls ``_consumer_wait_empty`` while partitions are being revoked
-and while stopping (after fetching stopped). Beacon's app finishes in-flight work there within
+and while stopping (after fetching stopped). Beacon's app lets running work finish there within
 ``BEACON_WORKER_REBALANCE_TIMEOUT`` / ``BEACON_WORKER_SHUTDOWN_TIMEOUT``, abandons the rest
-(processed again by the next owner, same reply ids) and commits what is finished.
+(processed again by the next owner, with the same reply ids) and commits what is finished.
 """
 
 from __future__ import annotations
@@ -92,10 +93,32 @@ class WorkerRuntime:
 
 
 class BeaconApp(faust.App):
-    """faust.App with Beacon's bounded drain on revocation and shutdown."""
+    """faust.App with Beacon's commit offsets and its bounded drain on revocation and shutdown."""
 
     runtime: WorkerRuntime | None = None
     beacon_settings: Settings
+
+    def _new_consumer(self) -> Any:
+        consumer = super()._new_consumer()
+
+        def filter_committable_offsets(tps: Any) -> dict[TP, int]:
+            # Faust's committer asks which offset to commit per partition; the dispatcher's
+            # trackers answer (every message below is finished). Faust's own scan of acked
+            # offsets is bypassed: it has an off-by-one against the committed offset, and it
+            # counts messages Faust skipped (and auto-acked) during a rebalance as done.
+            runtime = self.runtime
+            safe = runtime.dispatcher.committable() if runtime is not None else {}
+            offsets = {}
+            for tp in tps:
+                consumer._acked.pop(tp, None)
+                consumer._acked_index.pop(tp, None)
+                offset = safe.get(tp)
+                if offset is not None and consumer._should_commit(tp, offset):
+                    offsets[tp] = offset
+            return offsets
+
+        consumer._filter_committable_offsets = filter_committable_offsets
+        return consumer
 
     async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
         runtime = self.runtime

@@ -7,10 +7,11 @@ worker's backpressure). A partition's jobs finish out of order, but they are *ac
 offset order: a job is acked only once every earlier job of its partition is done. So whatever
 offset the committer commits, every message below it is finished.
 
-Why not lean on Faust's committer for the ordering: in faust-streaming 0.15.3
-``Consumer._new_offset`` checks ``min(acked) - committed > 1`` (an off-by-one: an ack of
-``committed + 1`` with ``committed`` still in flight passes) and skips the check entirely when
-nothing was committed yet, so out-of-order acks can commit past unfinished messages.
+Why Faust's own acked-offset scan is not trusted with this (``beacon.streams.app`` has the
+committer ask the trackers instead): in faust-streaming 0.15.3 ``Consumer._new_offset`` checks
+``min(acked) - committed > 1`` (an off-by-one: an ack of ``committed + 1`` while ``committed`` is
+still in flight passes), skips the check when nothing was committed yet, and Faust auto-acks
+messages it skips during a rebalance, so its scan can commit past unfinished messages.
 """
 
 from __future__ import annotations
