@@ -75,6 +75,10 @@ def common_config(settings: Settings) -> dict[str, Any]:
         "error_cb": _error_cb,
         "socket.connection.setup.timeout.ms": int(settings.kafka_request_timeout * 1000),
         "reconnect.backoff.max.ms": 2000,
+        # librdkafka's own lines go through logging (one format) rather than raw stderr; only its critical
+        # ones: error_cb above already reports errors (broker down, ...) in words, once.
+        "logger": logging.getLogger("beacon.librdkafka"),
+        "log_level": 2,
     }
 
 
@@ -118,7 +122,9 @@ def make_admin(settings: Settings) -> AdminClient:
 
 def broker_ready(bootstrap: str, timeout: float = 2.0) -> bool:
     """True when a broker at ``bootstrap`` answers a metadata request within ``timeout``."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": int(timeout * 1000)})
+    # A probe expects refusals while a broker starts: it says nothing (log_level 0), it only answers.
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": int(timeout * 1000),
+                         "log_level": 0})
     try:
         md = admin.list_topics(timeout=timeout)
     except KafkaException:
