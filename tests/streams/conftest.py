@@ -43,9 +43,11 @@ def start_stub(processes: list[Worker | StubApi], tmp_path: Path) -> Callable[..
 
 @pytest.fixture
 def start_worker(processes: list[Worker | StubApi], tmp_path: Path, topics: Topics) -> Callable[..., Worker]:
-    def start(api_url: str, **env: str) -> Worker:
-        worker = Worker(topics.settings, topics.group, api_url, tmp_path, {f"BEACON_{k.upper()}": v
-                                                                           for k, v in env.items()})
+    def start(api_url: str, command: list[str] | None = None, **env: str) -> Worker:
+        worker = Worker(topics.settings, topics.group, api_url, tmp_path,
+                        {f"BEACON_{k.upper()}": v for k, v in env.items()})
+        if command is not None:
+            worker.command = command
         processes.append(worker)
         return worker.start()
 

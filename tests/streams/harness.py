@@ -24,7 +24,8 @@ from beacon.kafka import TopicPartition, ensure_topics, make_consumer, make_prod
 from beacon.messages import BeaconMessage
 
 ROOT = Path(__file__).resolve().parents[2]
-BEACON = str(ROOT / ".venv" / "bin" / "beacon")
+BEACON = str(Path(sys.executable).with_name("beacon"))
+FAUST = str(Path(sys.executable).with_name("faust"))
 TOKEN = "test-service-token"
 
 
@@ -109,6 +110,7 @@ class Worker:
     log_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     web_port: int = field(default_factory=free_port)
+    command: list[str] = field(default_factory=lambda: [BEACON, "worker"])
     proc: subprocess.Popen[bytes] | None = None
 
     def env(self) -> dict[str, str]:
@@ -138,7 +140,7 @@ class Worker:
 
     def start(self) -> Worker:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen([BEACON, "worker"], env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(self.command, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
                                      cwd=self.log_dir)
         return self
 
@@ -332,3 +334,29 @@ class TcpProxy:
         if self._thread is not None:
             self._thread.join(5)
         self._loop = self._server = None
+
+
+def committed_offsets(settings: Settings, group: str) -> dict[int, int]:
+    """The group's committed offset per partition of bm_in (-1 when none)."""
+    consumer = make_consumer(settings, group)
+    try:
+        md = consumer.list_topics(settings.topic_in, timeout=10)
+        tps = [TopicPartition(settings.topic_in, p) for p in md.topics[settings.topic_in].partitions]
+        return {tp.partition: (tp.offset if tp.offset >= 0 else -1) for tp in consumer.committed(tps, timeout=10)}
+    finally:
+        consumer.close()
+
+
+def find_record(settings: Settings, key: bytes) -> tuple[int, int]:
+    """Partition and offset of the first record on bm_in with ``key``."""
+    consumer = make_consumer(settings, f"finder-{time.monotonic_ns()}")
+    consumer.subscribe([settings.topic_in])
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for rec in consumer.consume(1000, 0.5):
+                if not rec.error() and rec.key() == key:
+                    return rec.partition(), rec.offset()
+        raise AssertionError(f"no record with key {key!r} on {settings.topic_in}")
+    finally:
+        consumer.close()

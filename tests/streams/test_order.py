@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable
 
 from beacon.codec import MessageCodec
 from beacon.messages import BeaconMessage
-from tests.streams.harness import Collector, StubApi, Topics, Worker, committed_and_end, produce, wait_until
+from tests.streams.harness import (
+    FAUST,
+    Collector,
+    StubApi,
+    Topics,
+    Worker,
+    committed_and_end,
+    committed_offsets,
+    find_record,
+    produce,
+    wait_until,
+)
 
 USERS = 1000
 PER_USER = 20
@@ -55,3 +67,39 @@ def test_thousand_users_get_their_replies_in_order_and_offsets_are_committed(
     assert metrics["beacon_worker_processing_seconds_count"] == USERS * PER_USER
     lags = [v for k, v in metrics.items() if k.startswith("beacon_worker_lag{")]
     assert lags and all(v == 0 for v in lags)
+
+
+def test_offsets_are_never_committed_past_an_unfinished_message(
+    topics: Topics, codec: MessageCodec, start_stub: Callable[..., StubApi], start_worker: Callable[..., Worker],
+    replies: Collector,
+) -> None:
+    stub = start_stub()
+    worker = start_worker(stub.url, worker_api_timeout="30")
+    slow = BeaconMessage.inbound_text(channel="whatsapp", account="100", user_id="slow", text="sleep:5 slow one",
+                                      channel_message_id="wamid.slow")
+    produce(topics.settings, [slow, *conversation(300, 2, "q")], codec)
+    partition, offset = find_record(topics.settings, slow.user_key.encode())
+
+    replies.wait_replies(600, timeout=30, workers=[worker])  # everyone else, including later offsets of its partition
+    time.sleep(2 * topics.settings.worker_commit_interval)  # give the committer its chances to get it wrong
+    committed = committed_and_end(topics.settings, topics.group)[0]
+    assert committed_offsets(topics.settings, topics.group)[partition] <= offset
+    assert committed > 0  # the other partitions did commit
+
+    replies.wait_replies(601, timeout=30, workers=[worker])
+    wait_until(lambda: (lambda c, e: c == e)(*committed_and_end(topics.settings, topics.group)), 30,
+               "everything committed once the slow message is done")
+
+
+def test_faust_command_line_runs_the_same_worker(
+    topics: Topics, codec: MessageCodec, start_stub: Callable[..., StubApi], start_worker: Callable[..., Worker],
+    replies: Collector,
+) -> None:
+    stub = start_stub()
+    worker = start_worker(stub.url, command=[FAUST, "-A", "beacon.streams", "worker", "-l", "info"])
+    produce(topics.settings, conversation(50, 3, "f"), codec)
+
+    got = replies.wait_replies(150, timeout=60, workers=[worker])
+
+    assert_in_order(got, 50, 3)
+    assert worker.metric('beacon_worker_messages_total{outcome="replied",reason=""}') == 150
