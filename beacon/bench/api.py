@@ -52,6 +52,15 @@ class Run:
         return values[min(len(values) - 1, int(p / 100 * len(values)))] * 1000
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of a process so far, from /proc (Linux); None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def message(account: str, n: int) -> bytes:
     msg = BeaconMessage.inbound_text(
         channel="whatsapp",
@@ -149,9 +158,12 @@ async def bench(database_url: str | None, requests: int, concurrency: int, laten
             account = f"bench{uuid.uuid4().hex[:8]}"
             warm = [message(account, i) for i in range(min(500, requests))]
             await _drive(base + "/v1/messages/process", warm, len(warm), concurrency, None)
+            cpu0 = _cpu_seconds(proc.pid)
             baseline = await _drive(base + "/healthz", None, requests, concurrency, None)
+            cpu1 = _cpu_seconds(proc.pid)
             bodies = [message(account, i) for i in range(requests)]
             full = await _drive(base + "/v1/messages/process", bodies, requests, concurrency, None)
+            cpu2 = _cpu_seconds(proc.pid)
             n_lat = int(latency_rate * 5)
             lat_bodies = [message(account, i) for i in range(n_lat)]
             paced = await _drive(base + "/v1/messages/process", lat_bodies, n_lat, concurrency, latency_rate)
@@ -168,6 +180,11 @@ async def bench(database_url: str | None, requests: int, concurrency: int, laten
         f"  POST /v1/messages/process new:  {full.rate:8.0f} req/s  p50 {full.pct(50):6.2f} ms  "
         f"p99 {full.pct(99):6.2f} ms  errors {full.errors}"
     )
+    if workers == 1 and cpu0 is not None and cpu1 is not None and cpu2 is not None:
+        print(
+            f"  server CPU per request:         healthz {(cpu1 - cpu0) / requests * 1000:.3f} ms, "
+            f"process {(cpu2 - cpu1) / requests * 1000:.3f} ms (the client shares this machine's cores)"
+        )
     print(f"  ratio process / baseline:       {full.rate / baseline.rate:8.2f}")
     print(
         f"  at {latency_rate:.0f} req/s paced:            p50 {paced.pct(50):6.2f} ms  p99 {paced.pct(99):6.2f} ms  "
