@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import typer
 
 from beacon.config import get_settings
+
+
+def _quiet_alembic() -> None:
+    """Alembic logs every plugin at INFO when imported; keep its warnings only."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
 
 api_app = typer.Typer(help="The API layer (FastAPI): business logic, database, LLM agent.", invoke_without_command=True)
 
@@ -21,7 +28,10 @@ def serve(
     """Serve the API layer under uvicorn (refuses to start when the database is not migrated)."""
     if ctx.invoked_subcommand is not None:
         return
+    _quiet_alembic()
     import uvicorn
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import DBAPIError
 
     from beacon.api import migrate
     from beacon.api.db import make_engine
@@ -43,8 +53,9 @@ def serve(
     except BeaconError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from exc
-    except OSError as exc:
-        typer.echo(f"error: cannot reach the database {settings.resolved_database_url!r}: {exc}", err=True)
+    except (OSError, DBAPIError) as exc:
+        url = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+        typer.echo(f"error: cannot use the database {url}: {exc}", err=True)
         raise SystemExit(2) from exc
     n = workers or settings.api_workers
     common = {
@@ -68,8 +79,7 @@ def migrate(
     down: bool = typer.Option(False, "--down", help="Downgrade to REVISION instead (e.g. base)."),
 ) -> None:
     """Apply (or roll back) database migrations."""
-    import logging
-
+    _quiet_alembic()
     from beacon.api import migrate as migrations
 
     logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
@@ -78,7 +88,10 @@ def migrate(
         current = asyncio.run(migrations.downgrade(settings, revision))
     else:
         current = asyncio.run(migrations.upgrade(settings, revision))
-    typer.echo(f"database {settings.resolved_database_url} at migration {current or 'base'}")
+    from sqlalchemy import make_url
+
+    url = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+    typer.echo(f"database {url} at migration {current or 'base'}")
 
 
 fake_openai_app = typer.Typer(
