@@ -129,3 +129,34 @@ async def test_wrong_llm_key_gives_the_fallback(
     )
     assert await _reply(api, "hello") == FALLBACK
     assert "HTTP 401" in api.log()
+
+
+async def test_fake_openai_answers_like_the_real_api(fake_llm: str) -> None:
+    url = fake_llm + "/chat/completions"
+    auth = {"Authorization": f"Bearer {LLM_KEY}"}
+    async with httpx.AsyncClient() as client:
+        wrong = await client.post(
+            url,
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": "Bearer nope"},
+        )
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+        no_model = await client.post(url, json={"messages": [{"role": "user", "content": "hi"}]}, headers=auth)
+        assert no_model.status_code == 400 and no_model.json()["error"]["param"] == "model"
+        orphan = await client.post(
+            url,
+            headers=auth,
+            json={"model": "m", "messages": [{"role": "tool", "tool_call_id": "call_1", "content": "42"}]},
+        )
+        assert orphan.status_code == 400 and "tool_calls" in orphan.json()["error"]["message"]
+        tools = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
+        asked = await client.post(
+            url,
+            headers=auth,
+            json={"model": "m", "tools": tools, "messages": [{"role": "user", "content": '!tool add {"a": 1}'}]},
+        )
+        body = asked.json()
+        assert body["object"] == "chat.completion" and body["choices"][0]["finish_reason"] == "tool_calls"
+        [call] = body["choices"][0]["message"]["tool_calls"]
+        assert call["type"] == "function" and call["function"] == {"name": "add", "arguments": '{"a": 1}'}
+        assert set(body["usage"]) == {"prompt_tokens", "completion_tokens", "total_tokens"}
