@@ -78,7 +78,9 @@ class McpToolbox:
     async def start(self) -> None:
         for spec in self.settings.mcp_servers:
             try:
-                await asyncio.wait_for(self._connect(spec), self.settings.mcp_timeout)
+                # asyncio.timeout keeps the connection in this task (its anyio scopes must exit here too).
+                async with asyncio.timeout(self.settings.mcp_timeout):
+                    await self._connect(spec)
             except Exception as exc:  # one broken server must not stop the API; reported, not swallowed
                 log.error(
                     "MCP server %r (%s) unavailable, the agent runs without its tools: %s: %s",
@@ -102,7 +104,8 @@ class McpToolbox:
         timeout = self.settings.mcp_timeout
 
         async def call(args: dict[str, Any], turn: Turn) -> str:
-            result = await asyncio.wait_for(client.call_tool(tool.name, args), timeout)
+            async with asyncio.timeout(timeout):
+                result = await client.call_tool(tool.name, args)
             text = "\n".join(getattr(block, "text", "") or "" for block in result.content)
             if not text and result.structured_content is not None:
                 text = json.dumps(result.structured_content)
