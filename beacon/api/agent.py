@@ -81,7 +81,7 @@ class AgentHandler:
                 self.url,
                 msg.id,
                 type(exc).__name__,
-                exc,
+                str(exc) or f"no answer within {s.llm_timeout:g}s",
             )
             return [s.llm_fallback_reply]
 
