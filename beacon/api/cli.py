@@ -35,11 +35,13 @@ def serve(
 
     from beacon.api import migrate
     from beacon.api.db import make_engine
+    from beacon.api.pipeline import build_pipeline
     from beacon.errors import BeaconError
 
     settings = get_settings()
 
     async def check() -> None:
+        build_pipeline(settings)  # unknown handler names fail here, before the server starts
         engine = make_engine(settings)
         try:
             if settings.db_auto_migrate:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,3 +80,21 @@ async def test_hook_failure_is_a_503_and_nothing_is_stored(hook_api: ApiServer) 
         resp = await process(client, msg)
         assert resp.status_code == 503 and "HTTP 500" in resp.json()["detail"]
         assert (await client.get(f"/v1/users/{msg.user_key}")).status_code == 404
+
+
+async def test_the_pipeline_comes_from_settings(migrated_url: str, api_factory: Callable[..., ApiServer]) -> None:
+    commands_only = api_factory(migrated_url, BEACON_API_PIPELINE='["commands"]')
+    msg = inbound("nobody answers this")
+    async with commands_only.client() as client:
+        assert (await process(client, msg)).json()["replies"] == []
+        assert (await process(client, inbound("/ping"))).json()["replies"][0]["text"] == "pong"
+        assert (await process(client, msg)).json()["duplicate"] is True
+
+
+def test_an_unknown_handler_stops_the_start_with_its_name(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
+    env.update({"BEACON_DATA_DIR": str(tmp_path), "BEACON_API_PIPELINE": '["commands", "magic"]'})
+    done = subprocess.run(
+        [sys.executable, "-m", "beacon", "api"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2 and "unknown handler 'magic' in BEACON_API_PIPELINE" in done.stderr
