@@ -78,7 +78,7 @@ class WorkerRuntime:
         if in_flight:
             log.info("finishing %d in-flight message(s) (up to %.0fs)", in_flight, timeout)
         offsets = await self.dispatcher.drain(None, timeout)
-        consumer = app.consumer
+        consumer: Any = app.consumer  # Faust's driver consumer: _commit commits exact offsets
         assigned = consumer.assignment()
         committable = {tp: off for tp, off in offsets.items() if tp in assigned}
         if committable:
@@ -99,7 +99,7 @@ class BeaconApp(faust.App):
     beacon_settings: Settings
 
     def _new_consumer(self) -> Any:
-        consumer = super()._new_consumer()
+        consumer: Any = super()._new_consumer()
 
         def filter_committable_offsets(tps: Any) -> dict[TP, int]:
             # Faust's committer asks which offset to commit per partition; the dispatcher's
@@ -164,7 +164,7 @@ def create_app(settings: Settings) -> BeaconApp:
         return app.runtime
 
     @app.agent(topic, name=AGENT_NAME)
-    async def process(stream: faust.StreamT[bytes]) -> None:
+    async def process(stream: Any) -> None:
         rt = runtime()
         await rt.start()
         submit = rt.dispatcher.submit
@@ -173,10 +173,11 @@ def create_app(settings: Settings) -> BeaconApp:
             key = message.key if message.key is not None else (message.tp, message.offset)
             await submit(Job(key, message.tp, message.offset, event, time.monotonic()))
 
-    @app.on_before_shutdown.connect
-    async def close_runtime(sender: Any, **kwargs: Any) -> None:
+    async def close_runtime(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         if app.runtime is not None:
             await app.runtime.close()
+
+    app.on_before_shutdown.connect(close_runtime)  # type: ignore[arg-type]  # mode's stub rejects async def
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -192,8 +193,9 @@ def create_app(settings: Settings) -> BeaconApp:
 
 def _update_lag(app: BeaconApp, metrics: WorkerMetrics) -> None:
     """Lag per assigned partition: high watermark minus the lowest unfinished offset."""
+    consumer: Any = app.consumer
     try:
-        assigned: set[TP] = set(app.consumer.assignment())
+        assigned: set[TP] = set(consumer.assignment())
     except Exception:  # consumer not started yet
         return
     metrics.assigned.set(len(assigned))
@@ -201,7 +203,7 @@ def _update_lag(app: BeaconApp, metrics: WorkerMetrics) -> None:
     trackers = app.runtime.dispatcher.trackers() if app.runtime else {}
     for tp in assigned:
         try:
-            high = app.consumer.highwater(tp)
+            high = consumer.highwater(tp)
         except Exception:
             continue
         if high is None:
@@ -213,5 +215,5 @@ def _update_lag(app: BeaconApp, metrics: WorkerMetrics) -> None:
             if low is None and tracker.last_offset is not None:
                 low = tracker.last_offset + 1
         if low is None:
-            low = app.consumer._committed_offset.get(tp) or high
+            low = consumer._committed_offset.get(tp) or high
         metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - low))

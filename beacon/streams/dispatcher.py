@@ -25,9 +25,6 @@ from typing import Any
 
 log = logging.getLogger("beacon.streams")
 
-#: Marker for "drain every partition".
-_ALL = object()
-
 
 @dataclass(eq=False)
 class Job:
@@ -108,7 +105,8 @@ class KeyedDispatcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._epoch = 0
-        self._draining: set[Hashable] | object | None = None
+        self._draining: set[Hashable] | None = None
+        self._draining_all = False
 
     # --- submitting ------------------------------------------------------------------------
 
@@ -161,8 +159,7 @@ class KeyedDispatcher:
                 self._runners.pop(key, None)
 
     def _draining_for(self, partition: Hashable) -> bool:
-        draining = self._draining
-        return draining is not None and (draining is _ALL or partition in draining)
+        return self._draining_all or (self._draining is not None and partition in self._draining)
 
     def _set_in_flight(self, value: int) -> None:
         self._in_flight = value
@@ -200,7 +197,8 @@ class KeyedDispatcher:
         offsets safe to commit for those partitions. Later jobs for them start fresh trackers."""
         self._epoch += 1
         wanted: set[Hashable] | None = None if partitions is None else set(partitions)
-        self._draining = _ALL if wanted is None else wanted
+        self._draining_all = wanted is None
+        self._draining = wanted
 
         def mine(queue: deque[Job]) -> bool:
             return bool(queue) and (wanted is None or queue[0].partition in wanted)
@@ -224,6 +222,7 @@ class KeyedDispatcher:
                 self._set_in_flight(self._in_flight - len(queue))
         finally:
             self._draining = None
+            self._draining_all = False
         if abandoned:
             log.info(
                 "left %d unfinished message(s) of revoked partitions; they will be processed again from the last "

@@ -109,11 +109,12 @@ class MessageProcessor:
         return None
 
     async def _decode(self, record: Record) -> BeaconMessage:
-        kw = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+        topic, partition, offset = record.topic, record.partition, record.offset
         try:
-            return self.codec.decode(record.value, **kw)
+            return self.codec.decode(record.value, topic=topic, partition=partition, offset=offset)
         except RegistryUnavailableError:
-            return await retry_registry(self.codec.decode, record.value, **kw)
+            return await retry_registry(self.codec.decode, record.value, topic=topic, partition=partition,
+                                        offset=offset)
 
     async def _call(self, msg: BeaconMessage) -> list[BeaconMessage]:
         """The pipeline's replies; retryable failures retried with backoff and jitter up to the limit."""

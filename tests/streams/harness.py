@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import httpx
 
@@ -23,7 +24,6 @@ from beacon.dlq import DeadLetterInfo, read_dlq_headers
 from beacon.kafka import TopicPartition, ensure_topics, make_consumer, make_producer, topic_specs
 from beacon.messages import BeaconMessage
 
-ROOT = Path(__file__).resolve().parents[2]
 BEACON = str(Path(sys.executable).with_name("beacon"))
 FAUST = str(Path(sys.executable).with_name("faust"))
 TOKEN = "test-service-token"
@@ -225,7 +225,8 @@ class Collector:
                 if self.codec is not None:
                     self.replies.append(self.codec.decode(rec.value(), topic=self.topic))
                 else:
-                    self.dead.append((rec.key(), rec.value(), read_dlq_headers(rec.headers())))
+                    headers = cast(list[tuple[str, bytes | None]] | None, rec.headers())
+                    self.dead.append((rec.key(), rec.value(), read_dlq_headers(headers)))
 
     def unique_replies(self) -> list[BeaconMessage]:
         """Replies deduplicated by id, first occurrence kept (the gateway does the same)."""
@@ -243,16 +244,25 @@ class Collector:
             self.poll(0.3)
             if len({r.reply_to_id for r in self.replies}) >= count:
                 return self.unique_replies()
-            dead = [w for w in workers or [] if w.proc is not None and w.proc.poll() is not None]
-            if dead:
-                raise AssertionError(f"worker exited with {dead[0].proc.returncode}: {dead[0].log()[-3000:]}")
+            for w in workers or []:
+                if w.proc is not None and w.proc.poll() is not None:
+                    raise AssertionError(f"worker exited with {w.proc.returncode}: {w.log()[-3000:]}")
         logs = "\n".join(w.log()[-3000:] for w in workers or [])
         raise AssertionError(
             f"only {len({r.reply_to_id for r in self.replies})} of {count} messages answered; logs:\n{logs}"
         )
 
+    def answered(self) -> int:
+        """How many inbound messages have at least one reply so far."""
+        self.poll(0.2)
+        return len({r.reply_to_id for r in self.replies})
+
     def wait_dead(self, count: int, timeout: float) -> None:
-        wait_until(lambda: (self.poll(0.3), len(self.dead) >= count)[1], timeout, f"{count} dead letters")
+        def enough() -> bool:
+            self.poll(0.3)
+            return len(self.dead) >= count
+
+        wait_until(enough, timeout, f"{count} dead letters")
 
     def close(self) -> None:
         self.consumer.close()
@@ -266,7 +276,7 @@ def committed_and_end(settings: Settings, group: str) -> tuple[int, int]:
         tps = [TopicPartition(settings.topic_in, p) for p in md.topics[settings.topic_in].partitions]
         committed = consumer.committed(tps, timeout=10)
         total_committed = sum(max(tp.offset, 0) for tp in committed)
-        total_end = sum(consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps)
+        total_end = sum(int(consumer.get_watermark_offsets(tp, timeout=10)[1] or 0) for tp in tps)
         return total_committed, total_end
     finally:
         consumer.close()
@@ -336,6 +346,12 @@ class TcpProxy:
         self._loop = self._server = None
 
 
+def all_committed(settings: Settings, group: str) -> bool:
+    """True when the group's committed offsets reached the end of every partition of bm_in."""
+    committed, end = committed_and_end(settings, group)
+    return committed == end
+
+
 def committed_offsets(settings: Settings, group: str) -> dict[int, int]:
     """The group's committed offset per partition of bm_in (-1 when none)."""
     consumer = make_consumer(settings, group)
@@ -356,7 +372,7 @@ def find_record(settings: Settings, key: bytes) -> tuple[int, int]:
         while time.monotonic() < deadline:
             for rec in consumer.consume(1000, 0.5):
                 if not rec.error() and rec.key() == key:
-                    return rec.partition(), rec.offset()
+                    return int(rec.partition() or 0), int(rec.offset() or 0)
         raise AssertionError(f"no record with key {key!r} on {settings.topic_in}")
     finally:
         consumer.close()

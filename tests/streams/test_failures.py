@@ -16,7 +16,7 @@ from tests.streams.harness import (
     TcpProxy,
     Topics,
     Worker,
-    committed_and_end,
+    all_committed,
     produce,
     produce_raw,
     wait_until,
@@ -85,7 +85,7 @@ def test_poison_rejected_slow_and_undecodable_messages_are_dead_lettered_and_blo
     assert "422" in api_errors[0][1]
     assert any("500" in t for _, t in api_errors[1:]) and any("did not answer" in t for _, t in api_errors[1:])
 
-    wait_until(lambda: (lambda c, e: c == e)(*committed_and_end(topics.settings, topics.group)), 30,
+    wait_until(lambda: all_committed(topics.settings, topics.group), 30,
                "offsets committed past the dead-lettered messages")
     metrics = worker.metrics()
     assert metrics['beacon_worker_messages_total{outcome="dead_lettered",reason="bad_message"}'] == 1

@@ -14,6 +14,7 @@ from tests.streams.harness import (
     StubApi,
     Topics,
     Worker,
+    all_committed,
     committed_and_end,
     committed_offsets,
     find_record,
@@ -58,7 +59,7 @@ def test_thousand_users_get_their_replies_in_order_and_offsets_are_committed(
     assert len(got) == USERS * PER_USER
     assert_in_order(got, USERS, PER_USER)
     assert all(r.reply_to_id and r.direction == "outbound" for r in got)
-    wait_until(lambda: (lambda c, e: c == e)(*committed_and_end(topics.settings, topics.group)), 30,
+    wait_until(lambda: all_committed(topics.settings, topics.group), 30,
                "the group's offsets to reach the end of bm_in")
     metrics = worker.metrics()
     assert metrics['beacon_worker_messages_total{outcome="replied",reason=""}'] == USERS * PER_USER
@@ -87,7 +88,7 @@ def test_offsets_are_never_committed_past_an_unfinished_message(
     assert committed > 0  # the other partitions did commit
 
     replies.wait_replies(601, timeout=30, workers=[worker])
-    wait_until(lambda: (lambda c, e: c == e)(*committed_and_end(topics.settings, topics.group)), 30,
+    wait_until(lambda: all_committed(topics.settings, topics.group), 30,
                "everything committed once the slow message is done")
 
 
