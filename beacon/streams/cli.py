@@ -15,6 +15,7 @@ def worker(
     import faust
 
     from beacon.config import get_settings
+    from beacon.errors import BeaconError
     from beacon.kafka import ensure_topics
     from beacon.streams.app import create_app
 
@@ -22,7 +23,11 @@ def worker(
     if web_port is not None:
         settings = settings.model_copy(update={"worker_web_port": web_port})
     if ensure:
-        ensure_topics(settings)
+        try:
+            ensure_topics(settings)
+        except BeaconError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
     if settings.worker_uvloop:
         _use_uvloop()
     app = create_app(settings)
