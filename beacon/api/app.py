@@ -65,6 +65,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             producer = state.extras.get("producer")
             if producer is not None:
                 producer.close()
+            codec = state.extras.get("codec")
+            if codec is not None:
+                codec.client.close()
             await engine.dispose()
 
     app = FastAPI(

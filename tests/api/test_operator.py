@@ -37,14 +37,16 @@ def kafka_api(
 
 def consume_one(settings: Settings, topic: str) -> tuple[bytes | None, BeaconMessage]:
     consumer = make_consumer(settings, f"api-test-{topic}", **{"auto.offset.reset": "earliest"})
+    codec = MessageCodec(settings)
     try:
         consumer.subscribe([topic])
         for _ in range(60):
             record = consumer.poll(1.0)
             if record is not None and record.error() is None:
-                return record.key(), MessageCodec(settings).decode(record.value(), topic=topic)
+                return record.key(), codec.decode(record.value(), topic=topic)
     finally:
         consumer.close()
+        codec.client.close()
     raise AssertionError(f"nothing arrived on {topic}")
 
 
