@@ -100,7 +100,7 @@ async def _collect(client: httpx.AsyncClient, fake_url: str, after: int, prefix:
             if marker < 0:
                 continue
             token = text[marker:].split()[0]
-            _, _, user, number = token.split(":")
+            _, user, number = token.split(":")
             replies[token].append(float(sent["received_at"]))
             order[user].append(int(number))
 
