@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from beacon.codec import MessageCodec
+from beacon.codec import MessageCodec, get_codec
 from beacon.config import Settings
 from beacon.errors import BeaconError
 from beacon.kafka import TopicSpec, ensure_topics, make_consumer, make_producer, topic_specs
@@ -132,11 +132,12 @@ def _rss_mb(pid: int) -> float | None:
 class _Stub:
     def __init__(self, latency: float, logdir: Path) -> None:
         self.port = _free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "beacon.streams.stub_api", "--port", str(self.port), "--token", "bench-token",
-             "--latency-min", str(latency), "--latency-max", str(latency)],
-            stdout=open(logdir / "stub.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
-        )
+        with open(logdir / "stub.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "beacon.streams.stub_api", "--port", str(self.port), "--token",
+                 "bench-token", "--latency-min", str(latency), "--latency-max", str(latency)],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
@@ -175,8 +176,9 @@ def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, u
         env["BEACON_WORKER_PROFILE"] = str(logdir / f"{name.split()[0]}.prof")
     consumer = make_consumer(settings, f"bench-reader-{uuid.uuid4().hex[:8]}")
     consumer.subscribe([settings.topic_out])
-    log = open(logdir / f"worker-{name.split()[0]}.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen([BEACON, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    log_path = logdir / f"worker-{name.split()[0]}.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([BEACON, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
     replies: dict[str, list[str]] = defaultdict(list)
     seen_ids: set[str] = set()
     first_ts = last_ts = None
@@ -187,7 +189,7 @@ def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, u
     try:
         while len(seen_ids) < total and time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise BeaconError(f"the worker exited with {proc.returncode}; see {log.name}")
+                raise BeaconError(f"the worker exited with {proc.returncode}; see {log_path}")
             for rec in consumer.consume(5000, 0.2):
                 if rec.error():
                     continue
@@ -221,7 +223,7 @@ def bench(settings: Settings, *, messages: int, users: int, modes: list[str], sl
           slow_messages: int, max_in_flight: int, partitions: int) -> list[RunResult]:
     """Run the baseline and the requested modes; every mode gets fresh topics and the same backlog."""
     logdir = Path(tempfile.mkdtemp(prefix="beacon-bench-worker-"))
-    codec = MessageCodec(settings)
+    codec = get_codec(settings)
     results = []
     per_user = max(1, messages // users)
     fresh = _fresh(settings, partitions)

@@ -26,7 +26,7 @@ import faust
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from beacon.codec import MessageCodec, retry_registry
+from beacon.codec import get_codec, retry_registry
 from beacon.config import Settings
 from beacon.kafka import AsyncProducer
 from beacon.streams.dispatcher import Job, KeyedDispatcher
@@ -44,7 +44,7 @@ class WorkerRuntime:
     def __init__(self, settings: Settings, metrics: WorkerMetrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.codec = MessageCodec(settings)
+        self.codec = get_codec(settings)
         self.producer = AsyncProducer(settings)
         pipeline = echo_pipeline if settings.worker_pipeline == "echo" else None
         self.processor = MessageProcessor(settings, self.codec, self.producer, metrics, pipeline=pipeline)

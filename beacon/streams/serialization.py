@@ -13,7 +13,7 @@ from typing import Any
 
 from faust.serializers import codecs
 
-from beacon.codec import MessageCodec
+from beacon.codec import MessageCodec, get_codec
 from beacon.config import Settings
 from beacon.messages import BeaconMessage
 
@@ -41,7 +41,7 @@ def codec_name(topic: str) -> str:
 
 def register_codecs(settings: Settings) -> dict[str, BeaconMessageCodec]:
     """Register one codec per Beacon topic (bm_in, bm_out) with Faust; returns them by name."""
-    codec = MessageCodec(settings)
+    codec = get_codec(settings)
     made = {}
     for topic in (settings.topic_in, settings.topic_out):
         name = codec_name(topic)

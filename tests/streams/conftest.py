@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from beacon.codec import MessageCodec
+from beacon.codec import MessageCodec, get_codec
 from beacon.config import Settings
 from tests.streams.harness import Collector, StubApi, Topics, Worker
 
@@ -19,7 +19,7 @@ def topics(registry_settings: Settings, unique: Callable[[str], str]) -> Topics:
 
 @pytest.fixture
 def codec(registry_settings: Settings) -> MessageCodec:
-    return MessageCodec(registry_settings)
+    return get_codec(registry_settings)
 
 
 @pytest.fixture

@@ -75,12 +75,12 @@ class StubApi:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> StubApi:
-        log = open(self.log_dir / f"stub-{self.port}.log", "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "beacon.streams.stub_api", "--port", str(self.port), "--token", TOKEN,
-             "--latency-min", str(self.latency[0]), "--latency-max", str(self.latency[1])],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.log_dir,
-        )
+        with open(self.log_dir / f"stub-{self.port}.log", "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "beacon.streams.stub_api", "--port", str(self.port), "--token", TOKEN,
+                 "--latency-min", str(self.latency[0]), "--latency-max", str(self.latency[1])],
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.log_dir,
+            )
         wait_until(self._healthy, 15, "the stub API to answer")
         return self
 
@@ -139,9 +139,9 @@ class Worker:
         return self.log_dir / f"worker-{self.web_port}.log"
 
     def start(self) -> Worker:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(self.command, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=self.log_dir)
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(self.command, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+                                         cwd=self.log_dir)
         return self
 
     def metrics(self) -> dict[str, float]:

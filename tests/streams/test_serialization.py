@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from faust.serializers import codecs
 
-from beacon.codec import MessageCodec
+from beacon.codec import get_codec
 from beacon.config import Settings
 from beacon.messages import BeaconMessage
 from beacon.streams.serialization import codec_name, register_codecs
@@ -17,6 +17,6 @@ def test_registered_codec_round_trips_a_message_in_the_wire_format(registry_sett
     data = codecs.dumps(codec_name(registry_settings.topic_out), msg)
 
     assert data[0] == 0  # Confluent magic byte
-    assert MessageCodec(registry_settings).decode(data, topic=registry_settings.topic_out) == msg
+    assert get_codec(registry_settings).decode(data, topic=registry_settings.topic_out) == msg
     assert codecs.loads(codec_name(registry_settings.topic_out), data) == msg
     assert set(made) == {codec_name(registry_settings.topic_in), codec_name(registry_settings.topic_out)}
