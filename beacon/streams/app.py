@@ -74,9 +74,10 @@ class WorkerRuntime:
 
     async def drain(self, app: BeaconApp, timeout: float) -> None:
         """Finish in-flight work within ``timeout``, abandon the rest, commit what is finished."""
-        in_flight = self.dispatcher.in_flight
+        running, in_flight = self.dispatcher.running, self.dispatcher.in_flight
         if in_flight:
-            log.info("finishing %d in-flight message(s) (up to %.0fs)", in_flight, timeout)
+            log.info("finishing %d running message(s) (up to %.0fs); %d queued behind them are left to be "
+                     "fetched again", running, timeout, in_flight - running)
         offsets = await self.dispatcher.drain(None, timeout)
         consumer: Any = app.consumer  # Faust's driver consumer: _commit commits exact offsets
         assigned = consumer.assignment()

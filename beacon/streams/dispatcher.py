@@ -174,7 +174,13 @@ class KeyedDispatcher:
 
     @property
     def in_flight(self) -> int:
+        """Jobs submitted and not settled: running ones plus those queued behind their key."""
         return self._in_flight
+
+    @property
+    def running(self) -> int:
+        """Jobs being handled right now (one per key with work)."""
+        return len(self._queues)
 
     def trackers(self) -> dict[Hashable, PartitionTracker]:
         return dict(self._trackers)

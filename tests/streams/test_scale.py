@@ -66,7 +66,7 @@ def test_sigterm_finishes_in_flight_work_commits_and_exits(
     code = worker.wait(30)
 
     assert code == 0, worker.log()[-3000:]
-    assert "finishing 200 in-flight message(s)" in worker.log()
+    assert "finishing 200 running message(s)" in worker.log()
     replies.poll(1.0)
     assert len(replies.unique_replies()) == 200
     committed, end = committed_and_end(topics.settings, topics.group)
