@@ -27,7 +27,7 @@ from beacon.gateway.whatsapp.metrics import LIMITER_WAIT, POSSIBLE_DUPLICATES, S
 from beacon.gateway.whatsapp.offsets import TP, OffsetTracker
 from beacon.gateway.whatsapp.requests import UnsendableMessageError, build_request
 from beacon.gateway.whatsapp.store import FAILED, SENDING, SENT, SentStore
-from beacon.kafka import AsyncProducer, Consumer, KafkaException, Message, TopicPartition, make_consumer
+from beacon.kafka import AsyncProducer, Consumer, KafkaException, Message, TopicPartition, fetch_batch, make_consumer
 from beacon.messages import OUTBOUND, STATUS, BeaconMessage, StatusError, stable_id
 
 log = logging.getLogger("beacon.gateway.whatsapp.outbound")
@@ -81,7 +81,7 @@ class Outbound:
         try:
             while not self.stop_event.is_set():
                 self._apply_backpressure(consumer)
-                records = await asyncio.to_thread(consumer.consume, 500, 0.1)
+                records = await asyncio.to_thread(fetch_batch, consumer, 500, 0.1)
                 for record in records:
                     err = record.error()
                     if err is not None:
