@@ -125,7 +125,7 @@ async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users:
         after = int((await client.get(f"{stack.fake_url}/_fake/stats")).json()["last_seq"])
         collector = asyncio.create_task(_collect(client, stack.fake_url, after, prefix, replies, order, stop))
         driver = WebhookDriver(stack.gateway_url, secret.get_secret_value() if secret else None,
-                               stack.settings.whatsapp_phone_number_id, client=client, max_attempts=3)
+                               stack.settings.whatsapp_phone_number_id, max_attempts=3)
 
         async def pace() -> None:
             started = time.perf_counter()
@@ -164,6 +164,7 @@ async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users:
             await asyncio.sleep(0.2)
         await asyncio.sleep(1.0)  # late duplicates would show up here
         stop.set()
+        await driver.aclose()
         collector.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await collector
