@@ -25,6 +25,26 @@ class ProcessResult(BaseModel):
     )
 
 
+#: Most messages one batch request may carry.
+MAX_BATCH = 500
+
+
+class BatchRequest(BaseModel):
+    """Messages of different users to process in one request."""
+
+    messages: list[BeaconMessage] = Field(max_length=MAX_BATCH, description="At most one message per user.")
+
+
+class BatchItem(BaseModel):
+    status: int = Field(description="What /v1/messages/process would have answered: 200, 422 or 503.")
+    result: ProcessResult | None = Field(None, description="Set when status is 200.")
+    detail: str | None = Field(None, description="Why not, when status is not 200.")
+
+
+class BatchResult(BaseModel):
+    results: list[BatchItem] = Field(description="One per message, in request order.")
+
+
 class UserOut(BaseModel):
     user_key: str
     channel: str

@@ -1,8 +1,16 @@
-"""The worker's client of the API layer: ``POST /v1/messages/process`` (see CONTRACTS.md).
+"""The worker's client of the API layer: ``POST /v1/messages/process`` and ``/process-batch``.
 
-One aiohttp session with a bounded connection pool; each call carries the service token and the
-message id as idempotency key. Failures are classified: 4xx (except 408/429) are permanent and the
-message is dead-lettered at once; 5xx, 408, 429, timeouts and connection errors are retryable.
+One aiohttp session with a bounded connection pool; each call carries the service token (and, for
+one message, its id as idempotency key). Failures are classified: 4xx (except 408/429) are
+permanent and the message is dead-lettered at once; 5xx, 408, 429, timeouts and connection errors
+are retryable.
+
+Batching (group commit): calls wait in a queue that up to ``BEACON_WORKER_API_BATCH_REQUESTS``
+senders drain, each taking everything queued (up to ``BEACON_WORKER_API_BATCH`` messages) into one
+request. With light traffic a message leaves at once, alone; under load, messages that arrive while
+requests are in flight share the next one, which saves most of the per-request HTTP cost on both
+sides. The dispatcher keeps one message per user in flight, so a batch never holds two messages
+of one user and per-user order is unaffected.
 """
 
 from __future__ import annotations
@@ -10,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections import deque
+from collections.abc import Awaitable
 
 import aiohttp
 from pydantic import ValidationError
@@ -19,6 +29,7 @@ from beacon.errors import BeaconError
 from beacon.messages import BeaconMessage
 
 PROCESS_PATH = "/v1/messages/process"
+BATCH_PATH = "/v1/messages/process-batch"
 RETRYABLE_4XX = frozenset({408, 425, 429})
 
 
@@ -46,6 +57,11 @@ class ApiClient:
         self._token = settings.api_token.get_secret_value()
         self._timeout = aiohttp.ClientTimeout(total=settings.worker_api_timeout)
         self._limit = settings.worker_api_connections or settings.worker_max_in_flight
+        self._batch_url = settings.api_url.rstrip("/") + BATCH_PATH
+        self._batch_max = max(1, settings.worker_api_batch)
+        self._senders_max = max(1, settings.worker_api_batch_requests)
+        self._senders = 0
+        self._queue: deque[tuple[BeaconMessage, asyncio.Future[list[BeaconMessage]]]] = deque()
         self._session: aiohttp.ClientSession | None = None
 
     def _ensure_session(self) -> aiohttp.ClientSession:
@@ -58,23 +74,68 @@ class ApiClient:
 
     async def process(self, msg: BeaconMessage) -> list[BeaconMessage]:
         """Have the API process ``msg``; raises ApiError (retryable or not)."""
-        session = self._ensure_session()
-        headers = {
-            "Authorization": f"Bearer {self._token}",
-            "Idempotency-Key": msg.id,
-            "Content-Type": "application/json",
-        }
+        if self._batch_max == 1:
+            return await self.process_one(msg)
+        future: asyncio.Future[list[BeaconMessage]] = asyncio.get_running_loop().create_future()
+        self._queue.append((msg, future))
+        if self._senders < self._senders_max:
+            self._senders += 1
+            asyncio.create_task(self._send_queued())  # noqa: RUF006  (it settles futures the callers await)
+        return await future
+
+    async def _send_queued(self) -> None:
         try:
-            async with session.post(self._url, data=msg.model_dump_json(), headers=headers) as resp:
-                status = resp.status
-                body = await resp.read()
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self._batch_max))]
+                batch = [(msg, future) for msg, future in batch if not future.done()]  # cancelled callers
+                if len(batch) == 1:
+                    msg, future = batch[0]
+                    await _settle_from(future, self.process_one(msg))
+                elif batch:
+                    await self._send_batch(batch)
+        finally:
+            self._senders -= 1
+
+    async def _send_batch(self, batch: list[tuple[BeaconMessage, asyncio.Future[list[BeaconMessage]]]]) -> None:
+        body = b'{"messages":[%b]}' % b",".join(msg.model_dump_json().encode() for msg, _ in batch)
+        try:
+            status, data = await self._post(self._batch_url, body, {})
+            if status != 200:
+                detail = data[:300].decode("utf-8", "replace")
+                retryable = status >= 500 or status in RETRYABLE_4XX
+                raise ApiError(f"the API answered {status} to a batch: {detail}", retryable=retryable, status=status)
+            results = json.loads(data)["results"]
+            if len(results) != len(batch):
+                raise ApiError(f"the API answered {len(results)} results for {len(batch)} messages", retryable=True)
+        except (ApiError, ValueError, KeyError, TypeError) as exc:
+            error = exc if isinstance(exc, ApiError) else ApiError(
+                f"the API answered a batch with a body that is not a batch result: {exc}", retryable=True)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (_, future), item in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            try:
+                future.set_result(_replies(item))
+            except ApiError as exc:
+                future.set_exception(exc)
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        session = self._ensure_session()
+        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json", **headers}
+        try:
+            async with session.post(url, data=body, headers=headers) as resp:
+                return resp.status, await resp.read()
         except TimeoutError as exc:
-            raise ApiError(f"the API at {self._url} did not answer within {self._timeout.total}s",
-                           retryable=True) from exc
+            raise ApiError(f"the API at {url} did not answer within {self._timeout.total}s", retryable=True) from exc
         except aiohttp.ClientError as exc:
-            raise ApiError(f"cannot reach the API at {self._url}: {exc}", retryable=True) from exc
-        except asyncio.CancelledError:
-            raise
+            raise ApiError(f"cannot reach the API at {url}: {exc}", retryable=True) from exc
+
+    async def process_one(self, msg: BeaconMessage) -> list[BeaconMessage]:
+        """``msg`` alone through ``/v1/messages/process``; raises ApiError (retryable or not)."""
+        status, body = await self._post(self._url, msg.model_dump_json().encode(), {"Idempotency-Key": msg.id})
         if status == 200:
             try:
                 data = json.loads(body)
@@ -87,5 +148,36 @@ class ApiClient:
         raise ApiError(f"the API answered {status}: {detail}", retryable=retryable, status=status)
 
     async def close(self) -> None:
+        for _, future in self._queue:
+            if not future.done():
+                future.set_exception(ApiError("the worker is shutting down", retryable=True))
+        self._queue.clear()
         if self._session is not None:
             await self._session.close()
+
+
+def _replies(item: dict[str, object]) -> list[BeaconMessage]:
+    """The replies in one result of a batch answer, or the ApiError the single endpoint would have caused."""
+    status = item.get("status")
+    if status == 200 and isinstance(item.get("result"), dict):
+        result = item["result"]
+        assert isinstance(result, dict)
+        try:
+            return [BeaconMessage.model_validate(r) for r in result.get("replies", [])]
+        except (ValidationError, AttributeError) as exc:
+            raise ApiError(f"the API answered 200 with a result that is not a process result: {exc}",
+                           retryable=True, status=200) from exc
+    code = status if isinstance(status, int) else 502
+    retryable = code >= 500 or code in RETRYABLE_4XX
+    raise ApiError(f"the API answered {code}: {str(item.get('detail'))[:300]}", retryable=retryable, status=code)
+
+
+async def _settle_from(future: asyncio.Future[list[BeaconMessage]], call: Awaitable[list[BeaconMessage]]) -> None:
+    try:
+        result = await call
+    except ApiError as exc:
+        if not future.done():
+            future.set_exception(exc)
+        return
+    if not future.done():
+        future.set_result(result)

@@ -2,12 +2,13 @@
 
 ``python -m beacon.streams.stub_api --port 8765 [--latency-min 0 --latency-max 0.005]``
 
-``POST /v1/messages/process`` checks the bearer token and the idempotency key, answers
+``POST /v1/messages/process`` (and ``/process-batch``, one result per message) checks the bearer
+token and the idempotency key, answers
 ``You said: <text>`` with deterministic reply ids (``inbound.reply_text``), remembers each id
 (a repeat returns the same replies with ``duplicate: true``) and obeys a few test commands in the
 text: ``reject`` -> 422; ``poison`` -> 500 every time; ``fail:N`` -> 500 for the first N calls of
 that message; ``sleep:S`` -> wait S seconds first. Statuses get ``replies: []``.
-``GET /_stub/stats`` -> ``{"calls": n, "distinct": n}``; ``GET /healthz`` -> 200.
+``GET /_stub/stats`` -> ``{"calls": n, "distinct": n, "batches": {size: requests}}``; ``GET /healthz`` -> 200.
 """
 
 from __future__ import annotations
@@ -27,9 +28,33 @@ def make_stub_app(token: str, latency_min: float = 0.0, latency_max: float = 0.0
     """The stub API as an aiohttp application."""
     seen: dict[str, list[dict[str, object]]] = {}
     calls: Counter[str] = Counter()
+    batches: Counter[int] = Counter()  # batch size -> requests
+    shared_user_batches: list[int] = []  # batches holding two messages of one user (must stay empty)
+
+    async def handle(msg: BeaconMessage) -> tuple[int, dict[str, object]]:
+        calls[msg.id] += 1
+        text = msg.text or ""
+        if text.startswith("sleep:"):
+            await asyncio.sleep(float(text.split()[0].split(":", 1)[1]))
+        if text.startswith("reject"):
+            return 422, {"detail": "rejected by the stub"}
+        if text.startswith("poison"):
+            return 500, {"detail": "the stub always fails this one"}
+        if text.startswith("fail:") and calls[msg.id] <= int(text.split()[0].split(":", 1)[1]):
+            return 503, {"detail": "transient stub failure"}
+        if latency_max > 0:
+            await asyncio.sleep(random.uniform(latency_min, latency_max))
+        duplicate = msg.id in seen
+        if not duplicate:
+            replies = [msg.reply_text(f"You said: {text}")] if msg.direction == INBOUND else []
+            seen[msg.id] = [r.model_dump(mode="json") for r in replies]
+        return 200, {"message_id": msg.id, "duplicate": duplicate, "replies": seen[msg.id]}
+
+    def authorised(request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {token}"
 
     async def process(request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != f"Bearer {token}":
+        if not authorised(request):
             return web.json_response({"detail": "bad or missing service token"}, status=401)
         try:
             msg = BeaconMessage.model_validate_json(await request.read())
@@ -37,33 +62,35 @@ def make_stub_app(token: str, latency_min: float = 0.0, latency_max: float = 0.0
             return web.json_response({"detail": str(exc)[:300]}, status=422)
         if request.headers.get("Idempotency-Key") != msg.id:
             return web.json_response({"detail": "Idempotency-Key must be the message id"}, status=400)
-        calls[msg.id] += 1
-        text = msg.text or ""
-        if text.startswith("sleep:"):
-            await asyncio.sleep(float(text.split()[0].split(":", 1)[1]))
-        if text.startswith("reject"):
-            return web.json_response({"detail": "rejected by the stub"}, status=422)
-        if text.startswith("poison"):
-            return web.json_response({"detail": "the stub always fails this one"}, status=500)
-        if text.startswith("fail:") and calls[msg.id] <= int(text.split()[0].split(":", 1)[1]):
-            return web.json_response({"detail": "transient stub failure"}, status=503)
-        if latency_max > 0:
-            await asyncio.sleep(random.uniform(latency_min, latency_max))
-        duplicate = msg.id in seen
-        if not duplicate:
-            replies = [msg.reply_text(f"You said: {text}")] if msg.direction == INBOUND else []
-            seen[msg.id] = [r.model_dump(mode="json") for r in replies]
-        body = {"message_id": msg.id, "duplicate": duplicate, "replies": seen[msg.id]}
-        return web.Response(body=json.dumps(body), content_type="application/json")
+        status, body = await handle(msg)
+        return web.Response(body=json.dumps(body), content_type="application/json", status=status)
+
+    async def process_batch(request: web.Request) -> web.Response:
+        if not authorised(request):
+            return web.json_response({"detail": "bad or missing service token"}, status=401)
+        try:
+            messages = [BeaconMessage.model_validate(m) for m in json.loads(await request.read())["messages"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            return web.json_response({"detail": str(exc)[:300]}, status=422)
+        batches[len(messages)] += 1
+        if len({m.user_key for m in messages}) < len(messages):
+            shared_user_batches.append(len(messages))
+        answers = await asyncio.gather(*(handle(m) for m in messages))
+        results = [{"status": 200, "result": body} if status == 200 else {"status": status, **body}
+                   for status, body in answers]
+        return web.Response(body=json.dumps({"results": results}), content_type="application/json")
 
     async def stats(request: web.Request) -> web.Response:
-        return web.json_response({"calls": sum(calls.values()), "distinct": len(seen)})
+        return web.json_response({"calls": sum(calls.values()), "distinct": len(seen),
+                                  "batches": {str(k): v for k, v in sorted(batches.items())},
+                                  "shared_user_batches": len(shared_user_batches)})
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     app = web.Application()
     app.router.add_post("/v1/messages/process", process)
+    app.router.add_post("/v1/messages/process-batch", process_batch)
     app.router.add_get("/_stub/stats", stats)
     app.router.add_get("/healthz", healthz)
     return app

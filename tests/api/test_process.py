@@ -211,3 +211,30 @@ async def test_a_database_failure_is_a_503_the_worker_retries(
     async with server.client() as client:
         resp = await process(client, inbound("hello"))
     assert resp.status_code == 503 and "database unavailable, retry" in resp.json()["detail"]
+
+
+async def test_a_batch_answers_each_message_as_the_single_endpoint_would(api: ApiServer) -> None:
+    good = [inbound(f"batch {i}") for i in range(5)]
+    too_long = inbound("x").model_copy(update={"profile_name": "n" * 300})
+    outbound = good[0].reply_text("not inbound")
+    already = inbound("processed before")
+    async with api.client() as client:
+        single = (await process(client, already)).json()
+        batch = [*good, too_long, already, outbound]
+        resp = await client.post("/v1/messages/process-batch", json={"messages": [as_json(m) for m in batch]})
+        assert resp.status_code == 200, resp.text
+        results = resp.json()["results"]
+        again = (await process(client, good[2])).json()
+        unauthorised = await api.client(token="wrong").post("/v1/messages/process-batch", json={"messages": []})
+    assert len(results) == len(batch)
+    for msg, item in zip(good, results[:5], strict=True):
+        assert item["status"] == 200
+        assert item["result"]["message_id"] == msg.id and item["result"]["duplicate"] is False
+        assert [r["text"] for r in item["result"]["replies"]] == [f"You said: {msg.text}"]
+    assert results[5]["status"] == 422 and "longer than the database stores" in results[5]["detail"]
+    assert results[6]["status"] == 200 and results[6]["result"]["duplicate"] is True
+    assert results[6]["result"]["replies"] == single["replies"]
+    assert results[7]["status"] == 422 and "direction 'outbound'" in results[7]["detail"]
+    # the single endpoint sees what the batch stored: same replies, same ids
+    assert again["duplicate"] is True and again["replies"] == results[2]["result"]["replies"]
+    assert unauthorised.status_code == 401

@@ -68,6 +68,10 @@ def test_thousand_users_get_their_replies_in_order_and_offsets_are_committed(
     assert metrics["beacon_worker_processing_seconds_count"] == USERS * PER_USER
     lags = [v for k, v in metrics.items() if k.startswith("beacon_worker_lag{")]
     assert lags and all(v == 0 for v in lags)
+    # Under this load, messages of different users shared API requests (group commit), never one user twice.
+    stats = stub.stats()
+    assert max(int(size) for size in stats["batches"]) > 1
+    assert stats["shared_user_batches"] == 0
 
 
 def test_offsets_are_never_committed_past_an_unfinished_message(

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Header, HTTPException, Response, status
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from beacon.api import metrics, store
 from beacon.api.deps import Authorized, StateDep
 from beacon.api.pipeline import Turn, run_pipeline
-from beacon.api.schemas import ProcessResult
+from beacon.api.schemas import BatchRequest, BatchResult, ProcessResult
 from beacon.api.window import Refusal, apply_window
 from beacon.api.writer import StatusJob
+from beacon.errors import BeaconError
 from beacon.messages import INBOUND, STATUS, BeaconMessage, utcnow
 
 log = logging.getLogger(__name__)
@@ -36,14 +39,22 @@ FIELD_LIMITS = {
 }
 
 
-def _result(message_id: str, duplicate: bool, replies_json: bytes, refused: list[Refusal] = ()) -> Response:  # type: ignore[assignment]
-    body = b'{"message_id":%b,"duplicate":%b,"replies":%b,"refused":%b}' % (
+class Rejected(Exception):
+    """A message the endpoint refuses (permanent: the worker dead-letters it)."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+
+
+def _result(message_id: str, duplicate: bool, replies_json: bytes, refused: list[Refusal] = ()) -> bytes:  # type: ignore[assignment]
+    return b'{"message_id":%b,"duplicate":%b,"replies":%b,"refused":%b}' % (
         orjson.dumps(message_id),
         b"true" if duplicate else b"false",
         replies_json,
         orjson.dumps([{"message_id": r.message_id, "reason": r.reason} for r in refused]),
     )
-    return Response(content=body, media_type="application/json")
 
 
 @router.post(
@@ -54,6 +65,7 @@ def _result(message_id: str, duplicate: bool, replies_json: bytes, refused: list
     responses={
         401: {"description": "Missing or wrong service token."},
         422: {"description": "Not a valid inbound BeaconMessage or status (permanent: dead-letter it)."},
+        503: {"description": "Database unavailable (retry)."},
     },
 )
 async def process_message(
@@ -68,15 +80,50 @@ async def process_message(
             status.HTTP_422_UNPROCESSABLE_ENTITY,
             detail=f"Idempotency-Key {idempotency_key!r} differs from the message id {msg.id!r}; send the message id",
         )
+    try:
+        body = await process_one(state, msg)
+    except Rejected as exc:
+        raise HTTPException(exc.status_code, detail=exc.detail) from exc
+    return Response(content=body, media_type="application/json")
+
+
+@router.post(
+    "/v1/messages/process-batch",
+    response_model=BatchResult,
+    dependencies=[Authorized],
+    summary="Process several inbound messages or statuses of different users in one request.",
+    responses={401: {"description": "Missing or wrong service token."}},
+)
+async def process_batch(batch: BatchRequest, state: StateDep) -> Response:
+    """Each message is processed exactly as by ``/v1/messages/process`` (idempotent on its id); the
+    answer holds one result per message, in order, each with the status the single endpoint would
+    have answered (200, 422, 503), so one bad message fails alone. Messages of one user must not
+    share a batch: their order would not be kept (workers send one message per user at a time)."""
+    results = await asyncio.gather(*(_batch_item(state, msg) for msg in batch.messages))
+    return Response(content=b'{"results":[%b]}' % b",".join(results), media_type="application/json")
+
+
+async def _batch_item(state: StateDep, msg: BeaconMessage) -> bytes:
+    try:
+        return b'{"status":200,"result":%b}' % await process_one(state, msg)
+    except Rejected as exc:
+        return b'{"status":%d,"detail":%b}' % (exc.status_code, orjson.dumps(exc.detail))
+    except (OperationalError, DBAPIError, BeaconError) as exc:
+        log.warning("message %s of a batch not processed (answering 503 for it, the worker retries): %s", msg.id, exc)
+        return b'{"status":503,"detail":%b}' % orjson.dumps(f"unavailable, retry: {type(exc).__name__}")
+
+
+async def process_one(state: StateDep, msg: BeaconMessage) -> bytes:
+    """Process one message; the JSON of its ProcessResult. Raises Rejected for a permanent refusal."""
     too_long = [
         f"{name} ({len(value)} > {limit})"
         for name, limit in FIELD_LIMITS.items()
         if (value := getattr(msg, name)) is not None and len(value) > limit
     ]
     if too_long:
-        raise HTTPException(
+        raise Rejected(
             status.HTTP_422_UNPROCESSABLE_ENTITY,
-            detail=f"message {msg.id[:80]!r}: fields longer than the database stores: {', '.join(too_long)}",
+            f"message {msg.id[:80]!r}: fields longer than the database stores: {', '.join(too_long)}",
         )
     started = time.perf_counter()
     if msg.direction == STATUS:
@@ -84,22 +131,22 @@ async def process_message(
     elif msg.direction == INBOUND:
         response = await _process_inbound(state, msg)
     else:
-        raise HTTPException(
+        raise Rejected(
             status.HTTP_422_UNPROCESSABLE_ENTITY,
-            detail=f"message {msg.id} has direction {msg.direction!r}: the processing endpoint takes inbound "
+            f"message {msg.id} has direction {msg.direction!r}: the processing endpoint takes inbound "
             "messages and statuses (send proactive messages with POST /v1/messages/send)",
         )
     metrics.PROCESS_SECONDS.labels(msg.direction).observe(time.perf_counter() - started)
     return response
 
 
-async def _process_status(state: StateDep, msg: BeaconMessage) -> Response:
+async def _process_status(state: StateDep, msg: BeaconMessage) -> bytes:
     fresh = await state.statuses.submit(StatusJob(msg, utcnow()))
     metrics.PROCESSED.labels(STATUS, "new" if fresh else "duplicate").inc()
     return _result(msg.id, not fresh, b"[]")
 
 
-async def _process_inbound(state: StateDep, msg: BeaconMessage) -> Response:
+async def _process_inbound(state: StateDep, msg: BeaconMessage) -> bytes:
     stored = await state.lookup.submit(msg.id)
     if stored is not None:
         metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
