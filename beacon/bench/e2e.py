@@ -159,8 +159,16 @@ async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users:
         for task in senders:
             task.cancel()
         await asyncio.gather(*senders, return_exceptions=True)
-        deadline = time.monotonic() + max(30.0, seconds)
-        while time.monotonic() < deadline and sum(1 for t in sent_at if t in replies) < len(sent_at):
+        # Wait while replies keep coming (an overloaded stack drains its backlog late, it does not lose it);
+        # give up 15 s after the last one, or after 5 minutes in all.
+        last_progress, answered = time.monotonic(), -1
+        give_up = time.monotonic() + 300
+        while time.monotonic() < give_up and time.monotonic() - last_progress < 15:
+            now_answered = sum(1 for t in sent_at if t in replies)
+            if now_answered == len(sent_at):
+                break
+            if now_answered != answered:
+                answered, last_progress = now_answered, time.monotonic()
             await asyncio.sleep(0.2)
         await asyncio.sleep(1.0)  # late duplicates would show up here
         stop.set()
