@@ -140,7 +140,7 @@ class MessageCodec:
             if self.settings.schema_auto_register:
                 schema_id = self.client.register_schema(subject, schema)
             else:
-                schema_id = self.client.lookup_schema(subject, schema).schema_id
+                schema_id = self.client.lookup_schema(subject, schema).schema_id or 0
         except SchemaRegistryError as exc:
             if exc.http_status_code >= 500:
                 raise self._unavailable(exc) from exc
@@ -154,6 +154,9 @@ class MessageCodec:
                 from exc
         except _TRANSPORT_ERRORS as exc:
             raise self._unavailable(exc) from exc
+        if not schema_id:
+            raise RegistryUnavailableError(
+                f"registry answered no schema id for {subject}; is it a Confluent-compatible registry?")
         with self._lock:
             self._ids[topic] = schema_id
             self._writers.setdefault(schema_id, None)

@@ -9,6 +9,7 @@ when, and which process gave up. ``beacon dlq`` lists, shows and redrives from t
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -72,9 +73,16 @@ def dlq_headers(
     ]
 
 
-def read_dlq_headers(headers: list[tuple[str, bytes | None]] | None) -> DeadLetterInfo | None:
+def read_dlq_headers(
+    headers: Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None,
+) -> DeadLetterInfo | None:
     """The dead-letter information in a record's headers, or None if it has none."""
-    values = {k: (v or b"").decode("utf-8", errors="replace") for k, v in headers or [] if k.startswith(PREFIX)}
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or []
+    values = {
+        k: v.decode("utf-8", errors="replace") if isinstance(v, bytes) else (v or "")
+        for k, v in pairs
+        if k.startswith(PREFIX)
+    }
     if H_TOPIC not in values:
         return None
 

@@ -26,7 +26,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka import KafkaError as _CKafkaError
-from confluent_kafka.admin import (
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # documented names, not in its __all__
     AdminClient,
     ConfigResource,
     NewTopic,

@@ -44,7 +44,7 @@ def make_settings(**overrides: Any) -> Settings:
         "kafka_heap": "512m",
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture(scope="session")

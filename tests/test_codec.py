@@ -103,14 +103,14 @@ def test_round_trip_through_the_broker(
     asyncio.run(produce())
     consumer = make_consumer(registry_settings, f"g-{topic}", **{"auto.offset.reset": "earliest"})
     consumer.subscribe([topic])
-    received = []
+    received: list[BeaconMessage] = []
     try:
         while len(received) < len(messages):
             record = consumer.poll(10)
             assert record is not None, "timed out waiting for records"
             assert record.error() is None
-            received.append(codec.decode(record.value(), topic=topic, partition=record.partition(),
-                                         offset=record.offset()))
+            received.append(codec.decode(record.value(), topic=topic, partition=record.partition() or 0,
+                                         offset=record.offset() or 0))
     finally:
         consumer.close()
     assert sorted(received, key=lambda m: m.kind) == messages

@@ -45,9 +45,9 @@ def test_keyed_messages_keep_their_order_per_key(
     while received < len(sequence) and time.monotonic() < deadline:
         for msg in consumer.consume(1000, timeout=1.0):
             assert msg.error() is None, msg.error()
-            key = msg.key().decode()
-            seen[key].append(int(msg.value()))
-            partitions_of_key[key].add(msg.partition())
+            key = (msg.key() or b"").decode()
+            seen[key].append(int(msg.value() or b"-1"))
+            partitions_of_key[key].add(msg.partition() or 0)
             received += 1
     consumer.close()
 
@@ -68,7 +68,8 @@ async def test_async_producer_returns_after_the_broker_acknowledged(
     finally:
         producer.close()
     assert msg.topic() == topic
-    assert msg.offset() >= 0
+    offset = msg.offset()
+    assert offset is not None and offset >= 0
 
 
 async def test_async_producer_fails_clearly_when_no_broker_answers() -> None:

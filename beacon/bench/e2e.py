@@ -208,8 +208,9 @@ def kafka_baseline(settings: Settings, rate: float, seconds: float) -> RunResult
             msg = consumer.poll(0.1)
             if consumer.assignment():
                 ready.set()
-            if msg is not None and msg.error() is None and msg.value() is not None:
-                received[int(msg.value())] = time.time()
+            value = msg.value() if msg is not None and msg.error() is None else None
+            if value is not None:
+                received[int(value)] = time.time()
 
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()

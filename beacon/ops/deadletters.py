@@ -99,7 +99,7 @@ def iter_dead_letters(settings: Settings, *, only: Iterable[tuple[int, int]] | N
             raw: Any = msg.headers() or []
             headers: list[tuple[str, bytes]] = [(k, v or b"") for k, v in raw]
             key: Any = msg.key()
-            yield DeadLetter(p, o, key, msg.value(), read_dlq_headers(headers), headers)  # type: ignore[arg-type]
+            yield DeadLetter(p, o, key, msg.value(), read_dlq_headers(headers), headers)
     finally:
         consumer.close()
 

@@ -206,7 +206,7 @@ async def test_permanent_error_dead_letters_and_reports_a_failed_status(harness:
     await harness.produce([doomed, after])
     assert _ids(await harness.sent(1)) == [after.id]
     (dlq,) = await aread_topic(harness.settings, harness.settings.topic_dlq, 1)
-    info = read_dlq_headers(dlq.headers())  # type: ignore[arg-type]
+    info = read_dlq_headers(dlq.headers())
     assert info is not None and info.origin == "gateway-whatsapp" and "131047" in info.error_text
     assert harness.codec.decode(dlq.value(), topic=harness.settings.topic_out).id == doomed.id
     (status_rec,) = await aread_topic(harness.settings, harness.settings.topic_in, 1)
@@ -222,7 +222,7 @@ async def test_undecodable_records_are_dead_lettered(harness: Harness) -> None:
     await harness.produce([ok])
     assert _ids(await harness.sent(1)) == [ok.id]
     (dlq,) = await aread_topic(harness.settings, harness.settings.topic_dlq, 1)
-    info = read_dlq_headers(dlq.headers())  # type: ignore[arg-type]
+    info = read_dlq_headers(dlq.headers())
     assert dlq.value() == b"\x00garbage" and info is not None and info.error_class == "BadMessageError"
 
 
@@ -250,6 +250,6 @@ async def test_transient_errors_are_retried_and_unknown_ones_only_a_few_times(ha
     await harness.produce([retried, given_up])
     assert _ids(await harness.sent(1)) == [retried.id]
     (dlq,) = await aread_topic(harness.settings, harness.settings.topic_dlq, 1)
-    info = read_dlq_headers(dlq.headers())  # type: ignore[arg-type]
+    info = read_dlq_headers(dlq.headers())
     assert info is not None and info.attempts == harness.settings.whatsapp_retry_max_attempts
     assert harness.fake.state.rejected["131016"] == 2

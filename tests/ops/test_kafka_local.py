@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def _beacon(settings: Settings, *args: str, timeout: float = 120) -> subprocess.
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path) -> Settings:
+def own_broker(tmp_path: Path) -> Iterator[Settings]:
     """Settings for a broker only this test uses (so stopping it disturbs nobody)."""
     settings = make_settings(
         data_dir=tmp_path / "data",
@@ -74,7 +75,7 @@ def test_acknowledged_messages_survive_stop_and_start(own_broker: Settings) -> N
     for _ in range(60):
         for msg in consumer.consume(500, timeout=1.0):
             assert msg.error() is None
-            values.add(int(msg.value()))
+            values.add(int(msg.value() or b"-1"))
         if len(values) == 500:
             break
     consumer.close()
