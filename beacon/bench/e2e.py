@@ -193,7 +193,7 @@ async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users:
 
 def kafka_baseline(settings: Settings, rate: float, seconds: float) -> RunResult:
     """confluent-kafka produce -> consume round trips on the same broker, paced like the stack run."""
-    result = RunResult("kafka baseline", rate, seconds)
+    result = RunResult(f"kafka baseline at {rate:.0f}/s", rate, seconds)
     topic = f"bench-baseline-{uuid.uuid4().hex[:8]}"
     ensure_topics(settings, [TopicSpec(topic, settings.topic_partitions, 1, {})], strict=True)
     consumer = make_consumer(settings, f"{topic}-g", **{"auto.offset.reset": "earliest", "fetch.wait.max.ms": 5})
