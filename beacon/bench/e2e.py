@@ -117,7 +117,6 @@ async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users:
     sent_at: dict[str, float] = {}
     replies: dict[str, list[float]] = defaultdict(list)
     order: dict[str, list[int]] = defaultdict(list)
-    tokens: asyncio.Queue[None] = asyncio.Queue()
     stop = asyncio.Event()
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
@@ -127,19 +126,25 @@ async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users:
         driver = WebhookDriver(stack.gateway_url, secret.get_secret_value() if secret else None,
                                stack.settings.whatsapp_phone_number_id, max_attempts=3)
 
+        # Round robin: message i goes to user i % users, so every user writes at rate/users and stays
+        # within the Cloud API's pair limit, which the gateway enforces (a user writing faster would be
+        # throttled to one message per 6 s, like on Meta).
+        queues: list[asyncio.Queue[bool | None]] = [asyncio.Queue() for _ in range(users)]
+
         async def pace() -> None:
             started = time.perf_counter()
             for i in range(total):
                 delay = started + i / rate - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                tokens.put_nowait(None)
+                queues[i % users].put_nowait(True)
+            for queue in queues:
+                queue.put_nowait(None)  # stop, after the tokens already queued
 
         async def user(index: int) -> None:
             number = f"4477009{index:05d}"
             seq = 0
-            while True:
-                await tokens.get()
+            while await queues[index].get():
                 token = f"{prefix}{number}:{seq}"
                 sent_at[token] = time.time()
                 try:
@@ -153,12 +158,7 @@ async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users:
         senders = [asyncio.create_task(user(i)) for i in range(users)]
         began = time.perf_counter()
         await pace()
-        while tokens.qsize() and time.perf_counter() - began < seconds * 3:
-            await asyncio.sleep(0.05)  # let queued tokens leave (a slow stack makes the run longer)
-        await asyncio.sleep(0.5)
-        for task in senders:
-            task.cancel()
-        await asyncio.gather(*senders, return_exceptions=True)
+        await asyncio.gather(*senders)  # every POST answered (a slow gateway makes the run longer)
         # Wait while replies keep coming (an overloaded stack drains its backlog late, it does not lose it);
         # give up 15 s after the last one, or after 5 minutes in all.
         last_progress, answered = time.monotonic(), -1
