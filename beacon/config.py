@@ -184,11 +184,15 @@ class Settings(BaseSettings):
     worker_commit_interval: float = Field(1.0, description="Seconds between a worker's offset commits.")
     worker_web_host: str = Field("127.0.0.1", description="Interface a worker's web server (metrics) binds.")
     worker_api_batch: int = Field(
-        64,
+        256,
         description="Most messages (of different users) a worker sends the API in one request; batches form only "
         "while earlier requests are in flight, so light traffic goes one by one. 1 = one request per message.",
     )
-    worker_api_batch_requests: int = Field(4, description="Batch requests a worker keeps in flight at once.")
+    worker_api_batch_requests: int = Field(
+        4,
+        description="Batch requests a worker keeps in flight at once (raised when needed so that batch requests "
+        "times batch size covers BEACON_WORKER_MAX_IN_FLIGHT: a slow API must not cap the messages in flight).",
+    )
     worker_api_connections: int = Field(
         0, description="Most HTTP connections a worker opens to the API (0 = BEACON_WORKER_MAX_IN_FLIGHT)."
     )

@@ -59,7 +59,10 @@ class ApiClient:
         self._limit = settings.worker_api_connections or settings.worker_max_in_flight
         self._batch_url = settings.api_url.rstrip("/") + BATCH_PATH
         self._batch_max = max(1, settings.worker_api_batch)
-        self._senders_max = max(1, settings.worker_api_batch_requests)
+        # Enough batch requests for every message in flight, so a slow API (an LLM taking seconds) never
+        # caps concurrency below BEACON_WORKER_MAX_IN_FLIGHT; a fast one rarely uses more than a few.
+        self._senders_max = max(1, settings.worker_api_batch_requests,
+                                -(-settings.worker_max_in_flight // self._batch_max))
         self._senders = 0
         self._queue: deque[tuple[BeaconMessage, asyncio.Future[list[BeaconMessage]]]] = deque()
         self._session: aiohttp.ClientSession | None = None
