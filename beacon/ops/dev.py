@@ -83,16 +83,6 @@ def dev_plan(settings: Settings, workers: int | None = None) -> DevPlan:
     return DevPlan(specs, endpoints, fake)
 
 
-def registry_answers(url: str) -> bool:
-    """True when a schema registry (ours or anyone's) answers at ``url``: then it is used as it is."""
-    import httpx
-
-    try:
-        return httpx.get(f"{url.rstrip('/')}/subjects", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def _how(took: float | None) -> str:
     return f"  (started in {took:.1f}s)" if took is not None else "  (already running)"
 
@@ -116,7 +106,7 @@ def prepare(settings: Settings, say: Say) -> list[Callable[[], object]]:
         say(f"Kafka          {kst.bootstrap}{_how(took)}")
         if took is not None:
             started.append(lambda: kafka_local.stop(settings))
-    if registry_answers(settings.schema_registry_url):
+    if registry_local.answers(settings):  # ours or anyone's (e.g. in Docker): used as it is
         say(f"Registry       {settings.schema_registry_url}  (already running)")
     else:
         rst, took = registry_local.start(settings)

@@ -76,7 +76,8 @@ def ensure_dist() -> Path:
     return DIST
 
 
-def _answers(settings: Settings) -> bool:
+def answers(settings: Settings) -> bool:
+    """True when a registry answers at the configured URL."""
     if not port_open("127.0.0.1", settings.registry_port):
         return False
     try:
@@ -129,7 +130,7 @@ def start(settings: Settings) -> tuple[RegistryStatus, float | None]:
         "-jar",
         str(dist / RUNNER),
     ]
-    _, took = svc.start(argv, ready=lambda: _answers(settings), timeout=settings.registry_start_timeout, cwd=data)
+    _, took = svc.start(argv, ready=lambda: answers(settings), timeout=settings.registry_start_timeout, cwd=data)
     return status(settings), took
 
 
