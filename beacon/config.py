@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     kafka_request_timeout: float = Field(
         5.0, description="Seconds before a Kafka request (admin call, produce) is reported as failed."
     )
+    kafka_linger_ms: float = Field(
+        5.0,
+        description="Milliseconds a producer waits to batch messages (gateway webhooks, worker replies): 5 ms "
+        "measured ~10% more end-to-end capacity than 2 ms on 2 cores, for a few ms of latency.",
+    )
     topic_in: str = Field("bm_in", description="Inbound topic: messages and statuses from channels.")
     topic_out: str = Field("bm_out", description="Outbound topic: replies to send through channels.")
     topic_dlq: str = Field("bm_dlq", description="Dead-letter topic.")

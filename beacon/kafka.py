@@ -89,7 +89,7 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
         **common_config(settings),
         "acks": "all",
         "enable.idempotence": True,
-        "linger.ms": 2,
+        "linger.ms": settings.kafka_linger_ms,
         "compression.type": "lz4",
         "message.timeout.ms": max(int(settings.kafka_request_timeout * 1000), 1000),
         "request.timeout.ms": max(int(settings.kafka_request_timeout * 1000), 1000),
