@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from beacon.gateway.whatsapp.signature import HEADER, sign
 from beacon.gateway.whatsapp.webhook import parse_webhook
 from beacon.kafka import AsyncProducer, KafkaException, TopicSpec, ensure_topics, make_admin
 from beacon.messages import BeaconMessage
+from beacon.ops.process import free_port
 
 SECRET = "bench-secret"
 TOKEN = "bench-token"
@@ -50,12 +50,6 @@ class Figures:
     raw_http: float = 0.0
     sends: float = 0.0
     notes: list[str] = field(default_factory=list)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _bodies(count: int, users: int) -> list[tuple[bytes, str]]:
@@ -220,7 +214,7 @@ async def bench(settings: Settings, *, seconds: float, concurrency: int, paced_r
     ensure_topics(settings, [TopicSpec(t, settings.topic_partitions, settings.topic_replication_factor, {})
                              for t in topics.values()])
     bodies = _bodies(20000, users)
-    port = _free_port()
+    port = free_port()
     fake = FakeCloudApi(access_token=TOKEN, app_secret=SECRET, gateway_url=f"http://127.0.0.1:{port}")
     try:
         with tempfile.TemporaryDirectory(prefix="beacon-bench-gw-") as tmp:

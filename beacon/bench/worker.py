@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from beacon.config import Settings
 from beacon.errors import BeaconError
 from beacon.kafka import TopicSpec, ensure_topics, make_consumer, make_producer, topic_specs
 from beacon.messages import BeaconMessage
+from beacon.ops.process import free_port
 
 BEACON = str(Path(sys.executable).with_name("beacon"))
 
@@ -49,12 +49,6 @@ class RunResult:
     @property
     def rate(self) -> float:
         return self.messages / self.seconds if self.seconds > 0 else 0.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _fresh(settings: Settings, partitions: int) -> Settings:
@@ -131,7 +125,7 @@ def _rss_mb(pid: int) -> float | None:
 
 class _Stub:
     def __init__(self, latency: float, logdir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         with open(logdir / "stub.log", "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "beacon.streams.stub_api", "--port", str(self.port), "--token",
@@ -168,7 +162,7 @@ def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, u
         "BEACON_TOPIC_IN": settings.topic_in, "BEACON_TOPIC_OUT": settings.topic_out,
         "BEACON_TOPIC_DLQ": settings.topic_dlq, "BEACON_TOPIC_PARTITIONS": str(settings.topic_partitions),
         "BEACON_WORKER_GROUP": f"{settings.worker_group}-{name.split()[0]}",
-        "BEACON_WORKER_WEB_PORT": str(_free_port()),
+        "BEACON_WORKER_WEB_PORT": str(free_port()),
         "BEACON_WORKER_PIPELINE": pipeline, "BEACON_WORKER_MAX_IN_FLIGHT": str(max_in_flight),
         "BEACON_API_URL": api_url, "BEACON_API_TOKEN": "bench-token", "BEACON_LOG_LEVEL": "WARNING",
     })

@@ -29,6 +29,13 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for tests, benchmarks, extra processes)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def tail(path: Path, lines: int = 40) -> str:
     """The last lines of a log file, or a note that there is none."""
     if not path.exists():

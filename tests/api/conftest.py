@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,15 +19,10 @@ import pytest
 
 from beacon.api import migrate
 from beacon.messages import BeaconMessage
+from beacon.ops.process import free_port
 from tests.conftest import make_settings, unavailable
 
 TOKEN = "test-api-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _pg_admin(url: str, sql: str) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.conftest import ApiServer, free_port, inbound, process
+from beacon.ops.process import free_port
+from tests.api.conftest import ApiServer, inbound, process
 
 MCP_SCRIPT = str(Path(__file__).with_name("mcp_calc.py"))
 LLM_KEY = "sk-test-fake"

@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.api.conftest import ApiServer, free_port, inbound, process
+from beacon.ops.process import free_port
+from tests.api.conftest import ApiServer, inbound, process
 
 HOOK_TOKEN = "hook-secret"
 

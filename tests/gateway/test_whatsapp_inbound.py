@@ -18,7 +18,8 @@ from beacon.gateway.whatsapp.signature import HEADER, sign
 from beacon.gateway.whatsapp.webhook import parse_webhook
 from beacon.kafka import AsyncProducer
 from beacon.messages import BeaconMessage
-from tests.gateway.conftest import aread_topic, free_port, serve
+from beacon.ops.process import free_port
+from tests.gateway.conftest import aread_topic, serve
 
 SECRET = "test-secret"
 

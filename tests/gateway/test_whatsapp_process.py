@@ -22,7 +22,7 @@ from beacon.fakes.whatsapp.driver import WebhookDriver
 from beacon.fakes.whatsapp.server import FakeCloudApi, running
 from beacon.kafka import AsyncProducer
 from beacon.messages import BeaconMessage
-from tests.gateway.conftest import free_port
+from beacon.ops.process import free_port
 
 SECRET = "proc-secret"
 TOKEN = "proc-token"

@@ -4,7 +4,6 @@ test, on the session's real broker and registry, each process started through th
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,13 +16,7 @@ import httpx
 
 from beacon.config import Settings
 from beacon.ops.dev import dev_plan
-from beacon.ops.process import port_open
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from beacon.ops.process import free_port, port_open
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0, step: Callable[[], Any] | None = None

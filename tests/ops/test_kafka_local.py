@@ -14,13 +14,8 @@ import pytest
 from beacon.config import Settings
 from beacon.kafka import TopicSpec, ensure_topics, make_consumer, make_producer
 from beacon.ops import kafka_local
+from beacon.ops.process import free_port
 from tests.conftest import make_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _beacon(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -41,8 +36,8 @@ def own_broker(tmp_path: Path) -> Iterator[Settings]:
     """Settings for a broker only this test uses (so stopping it disturbs nobody)."""
     settings = make_settings(
         data_dir=tmp_path / "data",
-        kafka_bootstrap=f"127.0.0.1:{_free_port()}",
-        kafka_controller_port=_free_port(),
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",
+        kafka_controller_port=free_port(),
         kafka_heap="256m",
     )
     yield settings
@@ -88,7 +83,7 @@ def test_start_refuses_a_port_already_in_use(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         settings = make_settings(
-            data_dir=tmp_path, kafka_bootstrap=f"127.0.0.1:{port}", kafka_controller_port=_free_port()
+            data_dir=tmp_path, kafka_bootstrap=f"127.0.0.1:{port}", kafka_controller_port=free_port()
         )
         result = _beacon(settings, "kafka", "start", timeout=60)
     assert result.returncode == 1

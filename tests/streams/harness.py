@@ -6,7 +6,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,16 +22,11 @@ from beacon.config import Settings
 from beacon.dlq import DeadLetterInfo, read_dlq_headers
 from beacon.kafka import TopicPartition, ensure_topics, make_consumer, make_producer, topic_specs
 from beacon.messages import BeaconMessage
+from beacon.ops.process import free_port
 
 BEACON = str(Path(sys.executable).with_name("beacon"))
 FAUST = str(Path(sys.executable).with_name("faust"))
 TOKEN = "test-service-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from beacon.codec import MessageCodec
 from beacon.messages import BeaconMessage
+from beacon.ops.process import free_port
 from tests.streams.harness import (
     BEACON,
     TOKEN,
@@ -19,7 +20,6 @@ from tests.streams.harness import (
     Topics,
     Worker,
     all_committed,
-    free_port,
     produce,
     wait_until,
 )
