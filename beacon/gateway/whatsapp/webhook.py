@@ -18,7 +18,6 @@ from beacon.errors import BeaconError
 from beacon.gateway.whatsapp import CHANNEL
 from beacon.messages import (
     INBOUND,
-    STATUS,
     BeaconMessage,
     InteractiveReply,
     Location,
@@ -266,19 +265,15 @@ def _parse_status(s: Any, account: str) -> BeaconMessage:
     opaque = _str(s.get("biz_opaque_callback_data"))
     if opaque:
         meta["biz_opaque_callback_data"] = opaque
-    return BeaconMessage(
-        id=status_id(account, wamid, status),
-        user_key=make_user_key(CHANNEL, account, user),
+    return BeaconMessage.status_update(
         channel=CHANNEL,
         account=account,
         user_id=user,
-        direction=STATUS,
-        kind="status",
-        status=status,
         channel_message_id=wamid,
+        status=status,
+        error=_error(s.get("errors")),
         # the gateway sends each message with its BeaconMessage id as biz_opaque_callback_data
         reply_to_id=opaque,
-        error=_error(s.get("errors")),
         channel_timestamp=parse_timestamp(s.get("timestamp")),
         metadata=meta,
     )
