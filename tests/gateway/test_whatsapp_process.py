@@ -72,9 +72,9 @@ def test_refuses_to_start_without_app_secret_unless_allowed(kafka_settings: Sett
     assert done.returncode == 1 and b"BEACON_WHATSAPP_APP_SECRET" in done.stderr
 
 
-async def test_sigkill_mid_stream_loses_nothing_and_double_sends_only_counted_in_flight_ones(
-    registry_settings: Settings, new_topic: Callable[..., str], unique: Callable[[str], str], tmp_path: Path,
-) -> None:
+def isolated(registry_settings: Settings, new_topic: Callable[..., str],
+             unique: Callable[[str], str]) -> tuple[Settings, FakeCloudApi, MessageCodec]:
+    """Fresh topics and group, a fake Cloud API answering in 10 ms, and a codec ready for bm_out."""
     settings = registry_settings.model_copy(update={
         "topic_in": new_topic(4, "bm_in"), "topic_out": new_topic(4, "bm_out"), "topic_dlq": new_topic(1, "dlq"),
         "gateway_group": unique("gw"),
@@ -83,6 +83,13 @@ async def test_sigkill_mid_stream_loses_nothing_and_double_sends_only_counted_in
     fake.state.latency = 0.01
     codec = MessageCodec(settings)
     codec.prepare([settings.topic_out])
+    return settings, fake, codec
+
+
+async def test_sigkill_mid_stream_loses_nothing_and_double_sends_only_counted_in_flight_ones(
+    registry_settings: Settings, new_topic: Callable[..., str], unique: Callable[[str], str], tmp_path: Path,
+) -> None:
+    settings, fake, codec = isolated(registry_settings, new_topic, unique)
     producer = AsyncProducer(settings)
     port = free_port()
     async with running(fake) as graph_url:
@@ -139,14 +146,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_double_sends_only_counted_in
 async def test_sigterm_mid_stream_finishes_in_flight_sends_and_a_restart_sends_no_duplicates(
     registry_settings: Settings, new_topic: Callable[..., str], unique: Callable[[str], str], tmp_path: Path,
 ) -> None:
-    settings = registry_settings.model_copy(update={
-        "topic_in": new_topic(4, "bm_in"), "topic_out": new_topic(4, "bm_out"), "topic_dlq": new_topic(1, "dlq"),
-        "gateway_group": unique("gw"),
-    })
-    fake = FakeCloudApi(access_token=TOKEN, app_secret=SECRET, gateway_url="http://127.0.0.1:9")
-    fake.state.latency = 0.01
-    codec = MessageCodec(settings)
-    codec.prepare([settings.topic_out])
+    settings, fake, codec = isolated(registry_settings, new_topic, unique)
     producer = AsyncProducer(settings)
     port = free_port()
     async with running(fake) as graph_url:
