@@ -22,7 +22,7 @@ import aiohttp
 import orjson
 
 from beacon.messages import BeaconMessage
-from beacon.ops.process import free_port
+from beacon.ops.process import cpu_seconds, free_port
 
 TOKEN = "bench-token"
 
@@ -44,15 +44,6 @@ class Run:
             return float("nan")
         values = sorted(self.latencies)
         return values[min(len(values) - 1, int(p / 100 * len(values)))] * 1000
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system) of a process so far, from /proc (Linux); None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def message(account: str, n: int) -> bytes:
@@ -152,12 +143,12 @@ async def bench(database_url: str | None, requests: int, concurrency: int, laten
             account = f"bench{uuid.uuid4().hex[:8]}"
             warm = [message(account, i) for i in range(min(500, requests))]
             await _drive(base + "/v1/messages/process", warm, len(warm), concurrency, None)
-            cpu0 = _cpu_seconds(proc.pid)
+            cpu0 = cpu_seconds(proc.pid)
             baseline = await _drive(base + "/healthz", None, requests, concurrency, None)
-            cpu1 = _cpu_seconds(proc.pid)
+            cpu1 = cpu_seconds(proc.pid)
             bodies = [message(account, i) for i in range(requests)]
             full = await _drive(base + "/v1/messages/process", bodies, requests, concurrency, None)
-            cpu2 = _cpu_seconds(proc.pid)
+            cpu2 = cpu_seconds(proc.pid)
             n_lat = int(latency_rate * 5)
             lat_bodies = [message(account, i) for i in range(n_lat)]
             paced = await _drive(base + "/v1/messages/process", lat_bodies, n_lat, concurrency, latency_rate)

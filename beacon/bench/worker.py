@@ -30,7 +30,7 @@ from beacon.config import Settings
 from beacon.errors import BeaconError
 from beacon.kafka import TopicSpec, ensure_topics, make_consumer, make_producer, topic_specs
 from beacon.messages import BeaconMessage
-from beacon.ops.process import free_port
+from beacon.ops.process import cpu_seconds, free_port, rss_bytes
 
 BEACON = str(Path(sys.executable).with_name("beacon"))
 
@@ -104,25 +104,6 @@ def baseline(settings: Settings, total: int) -> RunResult:
     return RunResult("raw confluent-kafka consume+produce", seen, elapsed, seen, True, None)
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a running process."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 class _Stub:
     def __init__(self, latency: float, logdir: Path) -> None:
         self.port = free_port()
@@ -177,7 +158,7 @@ def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, u
     seen_ids: set[str] = set()
     first_ts = last_ts = None
     peak_rss = 0.0
-    stub_cpu0 = _cpu_seconds(stub_pid) if stub_pid else None
+    stub_cpu0 = cpu_seconds(stub_pid) if stub_pid else None
     worker_cpu = stub_cpu = None
     deadline = time.monotonic() + timeout
     try:
@@ -195,10 +176,10 @@ def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, u
                 ts = rec.timestamp()[1] / 1000
                 first_ts = ts if first_ts is None else min(first_ts, ts)
                 last_ts = ts if last_ts is None else max(last_ts, ts)
-            peak_rss = max(peak_rss, _rss_mb(proc.pid) or 0.0)
-        worker_cpu = _cpu_seconds(proc.pid)
+            peak_rss = max(peak_rss, (rss_bytes(proc.pid) or 0) / 1024 / 1024)
+        worker_cpu = cpu_seconds(proc.pid)
         if stub_pid and stub_cpu0 is not None:
-            stub_cpu = (_cpu_seconds(stub_pid) or 0.0) - stub_cpu0
+            stub_cpu = (cpu_seconds(stub_pid) or 0.0) - stub_cpu0
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

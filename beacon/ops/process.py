@@ -36,6 +36,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of a process, from /proc (Linux); None when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far, from /proc (Linux); None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tail(path: Path, lines: int = 40) -> str:
     """The last lines of a log file, or a note that there is none."""
     if not path.exists():
@@ -78,12 +98,7 @@ class BackgroundService:
     def rss_bytes(self) -> int | None:
         """Resident memory of the running service, from /proc."""
         pid = self.pid()
-        if pid is None:
-            return None
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return None
+        return None if pid is None else rss_bytes(pid)
 
     def start(
         self,
