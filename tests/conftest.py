@@ -51,16 +51,13 @@ def make_settings(**overrides: Any) -> Settings:
 def kafka_settings() -> Iterator[Settings]:
     """Settings whose bootstrap points at a running real broker (started here if needed)."""
     from beacon.errors import BeaconError
-    from beacon.kafka import broker_ready
     from beacon.ops import kafka_local
 
     settings = make_settings()
-    took = None
     try:
         # A broker already answering on the test port (another checkout's, kept running) serves as well:
         # every test uses its own topics and groups.
-        if not broker_ready(settings.kafka_bootstrap):
-            _, took = kafka_local.start(settings)
+        took = kafka_local.ensure(settings)
     except BeaconError as exc:
         unavailable(f"cannot start the local Kafka broker: {exc}")
     yield settings
@@ -74,10 +71,8 @@ def registry_settings(kafka_settings: Settings) -> Iterator[Settings]:
     from beacon.errors import BeaconError
     from beacon.ops import registry_local
 
-    took = None
     try:
-        if not registry_local.answers(kafka_settings):
-            _, took = registry_local.start(kafka_settings)
+        took = registry_local.ensure(kafka_settings)
     except BeaconError as exc:
         unavailable(f"cannot start the local schema registry: {exc}")
     yield kafka_settings

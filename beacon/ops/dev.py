@@ -95,24 +95,18 @@ def prepare(settings: Settings, say: Say) -> list[Callable[[], object]]:
     on Ctrl-C).
     """
     from beacon.codec import MessageCodec
-    from beacon.kafka import broker_ready, ensure_topics
+    from beacon.kafka import ensure_topics
     from beacon.ops import kafka_local, registry_local
 
     started: list[Callable[[], object]] = []
-    if broker_ready(settings.kafka_bootstrap):
-        say(f"Kafka          {settings.kafka_bootstrap}  (already running)")
-    else:
-        kst, took = kafka_local.start(settings)
-        say(f"Kafka          {kst.bootstrap}{_how(took)}")
-        if took is not None:
-            started.append(lambda: kafka_local.stop(settings))
-    if registry_local.answers(settings):  # ours or anyone's (e.g. in Docker): used as it is
-        say(f"Registry       {settings.schema_registry_url}  (already running)")
-    else:
-        rst, took = registry_local.start(settings)
-        say(f"Registry       {rst.url}{_how(took)}")
-        if took is not None:
-            started.append(lambda: registry_local.stop(settings))
+    took = kafka_local.ensure(settings)
+    say(f"Kafka          {settings.kafka_bootstrap}{_how(took)}")
+    if took is not None:
+        started.append(lambda: kafka_local.stop(settings))
+    took = registry_local.ensure(settings)
+    say(f"Registry       {settings.schema_registry_url}{_how(took)}")
+    if took is not None:
+        started.append(lambda: registry_local.stop(settings))
     report = ensure_topics(settings)
     say(f"Topics         {settings.topic_in}, {settings.topic_out}, {settings.topic_dlq}"
         + (f"  (created {', '.join(report.created)})" if report.created else ""))

@@ -189,6 +189,17 @@ def start(settings: Settings) -> tuple[KafkaStatus, float | None]:
     return status(settings), took
 
 
+def ensure(settings: Settings) -> float | None:
+    """Make sure a broker answers at BEACON_KAFKA_BOOTSTRAP. One already answering there (ours, another
+    checkout's, one in Docker) is used as it is; otherwise the local broker is started. Returns the seconds
+    starting took, or None when nothing had to start."""
+    from beacon.kafka import broker_ready
+
+    if broker_ready(settings.kafka_bootstrap):
+        return None
+    return start(settings)[1]
+
+
 def stop(settings: Settings) -> bool:
     """Stop the broker cleanly (SIGTERM, then wait). False when it was not running."""
     return _service(settings).stop(timeout=60.0)

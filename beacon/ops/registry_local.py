@@ -134,6 +134,15 @@ def start(settings: Settings) -> tuple[RegistryStatus, float | None]:
     return status(settings), took
 
 
+def ensure(settings: Settings) -> float | None:
+    """Make sure a registry answers at BEACON_SCHEMA_REGISTRY_URL. One already answering there (ours,
+    another checkout's, one in Docker) is used as it is; otherwise the local registry is started. Returns
+    the seconds starting took, or None when nothing had to start."""
+    if answers(settings):
+        return None
+    return start(settings)[1]
+
+
 def stop(settings: Settings) -> bool:
     """Stop the registry (SIGTERM, then wait). False when it was not running."""
     return _service(settings).stop(timeout=30.0)
