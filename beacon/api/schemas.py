@@ -36,13 +36,12 @@ class BatchRequest(BaseModel):
 
 
 class BatchItem(BaseModel):
+    """One line of the batch answer."""
+
+    index: int = Field(description="Position of the message in the request.")
     status: int = Field(description="What /v1/messages/process would have answered: 200, 422 or 503.")
     result: ProcessResult | None = Field(None, description="Set when status is 200.")
     detail: str | None = Field(None, description="Why not, when status is not 200.")
-
-
-class BatchResult(BaseModel):
-    results: list[BatchItem] = Field(description="One per message, in request order.")
 
 
 class UserOut(BaseModel):

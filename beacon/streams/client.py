@@ -7,9 +7,10 @@ are retryable.
 
 Batching (group commit): calls wait in a queue that up to ``BEACON_WORKER_API_BATCH_REQUESTS``
 senders drain, each taking everything queued (up to ``BEACON_WORKER_API_BATCH`` messages) into one
-request. With light traffic a message leaves at once, alone; under load, messages that arrive while
-requests are in flight share the next one, which saves most of the per-request HTTP cost on both
-sides. The dispatcher keeps one message per user in flight, so a batch never holds two messages
+request, whose answer streams each message's result as soon as it is done (a slow message holds
+back nobody else). With light traffic a message leaves at once, alone; under load, messages that
+arrive while requests are in flight share the next one, which saves most of the per-request HTTP
+cost on both sides. The dispatcher keeps one message per user in flight, so a batch never holds two messages
 of one user and per-user order is unaffected.
 """
 
@@ -20,6 +21,7 @@ import json
 import random
 from collections import deque
 from collections.abc import Awaitable
+from typing import Any
 
 import aiohttp
 from pydantic import ValidationError
@@ -100,30 +102,43 @@ class ApiClient:
             self._senders -= 1
 
     async def _send_batch(self, batch: list[tuple[BeaconMessage, asyncio.Future[list[BeaconMessage]]]]) -> None:
+        """One request for the batch; each message's result is settled as its line arrives (the API streams
+        them as they are done), so a slow message holds back nobody else in the batch."""
+        futures = [future for _, future in batch]
         body = b'{"messages":[%b]}' % b",".join(msg.model_dump_json().encode() for msg, _ in batch)
+        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
         try:
-            status, data = await self._post(self._batch_url, body, {})
-            if status != 200:
-                detail = data[:300].decode("utf-8", "replace")
-                retryable = status >= 500 or status in RETRYABLE_4XX
-                raise ApiError(f"the API answered {status} to a batch: {detail}", retryable=retryable, status=status)
-            results = json.loads(data)["results"]
-            if len(results) != len(batch):
-                raise ApiError(f"the API answered {len(results)} results for {len(batch)} messages", retryable=True)
-        except (ApiError, ValueError, KeyError, TypeError) as exc:
-            error = exc if isinstance(exc, ApiError) else ApiError(
-                f"the API answered a batch with a body that is not a batch result: {exc}", retryable=True)
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+            async with self._ensure_session().post(self._batch_url, data=body, headers=headers) as resp:
+                if resp.status != 200:
+                    detail = (await resp.read())[:300].decode("utf-8", "replace")
+                    retryable = resp.status >= 500 or resp.status in RETRYABLE_4XX
+                    raise ApiError(f"the API answered {resp.status} to a batch: {detail}", retryable=retryable,
+                                   status=resp.status)
+                pending = b""
+                async for chunk in resp.content.iter_any():
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            _settle_item(futures, json.loads(line))
+            unanswered = sum(1 for future in futures if not future.done())
+            if unanswered:
+                raise ApiError(f"the API's batch answer ended with {unanswered} of {len(batch)} messages unanswered",
+                               retryable=True)
+        except TimeoutError:
+            error = ApiError(f"the API at {self._batch_url} did not answer within {self._timeout.total}s",
+                             retryable=True)
+        except aiohttp.ClientError as exc:
+            error = ApiError(f"cannot reach the API at {self._batch_url}: {exc}", retryable=True)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            error = ApiError(f"the API answered a batch with a line that is not a batch item: {exc}", retryable=True)
+        except ApiError as exc:
+            error = exc
+        else:
             return
-        for (_, future), item in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            try:
-                future.set_result(_replies(item))
-            except ApiError as exc:
-                future.set_exception(exc)
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         session = self._ensure_session()
@@ -157,6 +172,17 @@ class ApiClient:
         self._queue.clear()
         if self._session is not None:
             await self._session.close()
+
+
+def _settle_item(futures: list[asyncio.Future[list[BeaconMessage]]], item: dict[str, Any]) -> None:
+    """Settle the future of one streamed batch item (by its index) with its replies or its error."""
+    future = futures[item["index"]]
+    if future.done():
+        return
+    try:
+        future.set_result(_replies(item))
+    except ApiError as exc:
+        future.set_exception(exc)
 
 
 def _replies(item: dict[str, object]) -> list[BeaconMessage]:

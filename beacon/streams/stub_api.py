@@ -2,7 +2,7 @@
 
 ``python -m beacon.streams.stub_api --port 8765 [--latency-min 0 --latency-max 0.005]``
 
-``POST /v1/messages/process`` (and ``/process-batch``, one result per message) checks the bearer
+``POST /v1/messages/process`` (and ``/process-batch``, one NDJSON line per message as it is done) checks the bearer
 token and the idempotency key, answers
 ``You said: <text>`` with deterministic reply ids (``inbound.reply_text``), remembers each id
 (a repeat returns the same replies with ``duplicate: true``) and obeys a few test commands in the
@@ -65,7 +65,7 @@ def make_stub_app(token: str, latency_min: float = 0.0, latency_max: float = 0.0
         status, body = await handle(msg)
         return web.Response(body=json.dumps(body), content_type="application/json", status=status)
 
-    async def process_batch(request: web.Request) -> web.Response:
+    async def process_batch(request: web.Request) -> web.StreamResponse:
         if not authorised(request):
             return web.json_response({"detail": "bad or missing service token"}, status=401)
         try:
@@ -75,10 +75,18 @@ def make_stub_app(token: str, latency_min: float = 0.0, latency_max: float = 0.0
         batches[len(messages)] += 1
         if len({m.user_key for m in messages}) < len(messages):
             shared_user_batches.append(len(messages))
-        answers = await asyncio.gather(*(handle(m) for m in messages))
-        results = [{"status": 200, "result": body} if status == 200 else {"status": status, **body}
-                   for status, body in answers]
-        return web.Response(body=json.dumps({"results": results}), content_type="application/json")
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+
+        async def item(index: int, msg: BeaconMessage) -> dict[str, object]:
+            status, body = await handle(msg)
+            return {"index": index, "status": 200, "result": body} if status == 200 else \
+                {"index": index, "status": status, **body}
+
+        for done in asyncio.as_completed([item(i, m) for i, m in enumerate(messages)]):
+            await response.write(json.dumps(await done).encode() + b"\n")  # each as soon as it is done
+        await response.write_eof()
+        return response
 
     async def stats(request: web.Request) -> web.Response:
         return web.json_response({"calls": sum(calls.values()), "distinct": len(seen),

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from beacon.ops.process import free_port
-from tests.api.conftest import ApiServer, inbound, process
+from tests.api.conftest import ApiServer, as_json, inbound, process
 
 MCP_SCRIPT = str(Path(__file__).with_name("mcp_calc.py"))
 LLM_KEY = "sk-test-fake"
@@ -161,3 +161,16 @@ async def test_fake_openai_answers_like_the_real_api(fake_llm: str) -> None:
         [call] = body["choices"][0]["message"]["tool_calls"]
         assert call["type"] == "function" and call["function"] == {"name": "add", "arguments": '{"a": 1}'}
         assert set(body["usage"]) == {"prompt_tokens", "completion_tokens", "total_tokens"}
+
+
+async def test_a_slow_message_in_a_batch_holds_back_nobody_else(agent_api: ApiServer) -> None:
+    """The batch answer streams each result when it is done: a fast message's line comes before a slow one's."""
+    slow, fast = inbound("!slow 1.5"), inbound("/ping")  # the fake LLM answers after 1.5 s; /ping never reaches it
+    async with agent_api.client() as client, client.stream(
+        "POST", "/v1/messages/process-batch", json={"messages": [as_json(slow), as_json(fast)]}
+    ) as resp:
+        assert resp.status_code == 200
+        lines = [json.loads(line) async for line in resp.aiter_lines() if line]
+    assert [line["index"] for line in lines] == [1, 0]  # the fast one first, though it was sent second
+    assert lines[0]["result"]["replies"][0]["text"] == "pong"
+    assert lines[1]["status"] == 200 and lines[1]["result"]["replies"][0]["text"] != FALLBACK

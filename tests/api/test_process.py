@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Callable
 from datetime import timedelta
@@ -223,7 +224,10 @@ async def test_a_batch_answers_each_message_as_the_single_endpoint_would(api: Ap
         batch = [*good, too_long, already, outbound]
         resp = await client.post("/v1/messages/process-batch", json={"messages": [as_json(m) for m in batch]})
         assert resp.status_code == 200, resp.text
-        results = resp.json()["results"]
+        assert resp.headers["content-type"].startswith("application/x-ndjson")
+        lines = [json.loads(line) for line in resp.text.splitlines() if line]
+        assert sorted(line["index"] for line in lines) == list(range(len(batch)))  # one line per message
+        results = sorted(lines, key=lambda line: line["index"])
         again = (await process(client, good[2])).json()
         unauthorised = await api.client(token="wrong").post("/v1/messages/process-batch", json={"messages": []})
     assert len(results) == len(batch)
@@ -238,3 +242,4 @@ async def test_a_batch_answers_each_message_as_the_single_endpoint_would(api: Ap
     # the single endpoint sees what the batch stored: same replies, same ids
     assert again["duplicate"] is True and again["replies"] == results[2]["result"]["replies"]
     assert unauthorised.status_code == 401
+

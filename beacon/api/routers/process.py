@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Header, HTTPException, Response, status
+from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from beacon.api import metrics, store
 from beacon.api.deps import Authorized, StateDep
 from beacon.api.pipeline import Turn, run_pipeline
-from beacon.api.schemas import BatchRequest, BatchResult, ProcessResult
+from beacon.api.schemas import BatchItem, BatchRequest, ProcessResult
 from beacon.api.window import Refusal, apply_window
 from beacon.api.writer import StatusJob
 from beacon.errors import BeaconError
@@ -22,6 +24,7 @@ from beacon.messages import INBOUND, STATUS, BeaconMessage, utcnow
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["processing"])
+NDJSON = "application/x-ndjson"
 
 #: Longest values the tables store (see beacon.api.models).
 FIELD_LIMITS = {
@@ -89,28 +92,43 @@ async def process_message(
 
 @router.post(
     "/v1/messages/process-batch",
-    response_model=BatchResult,
     dependencies=[Authorized],
     summary="Process several inbound messages or statuses of different users in one request.",
-    responses={401: {"description": "Missing or wrong service token."}},
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "NDJSON: one BatchItem per line, each as soon as its message is done (any order).",
+            "content": {NDJSON: {"schema": BatchItem.model_json_schema()}},
+        },
+        401: {"description": "Missing or wrong service token."},
+    },
 )
-async def process_batch(batch: BatchRequest, state: StateDep) -> Response:
-    """Each message is processed exactly as by ``/v1/messages/process`` (idempotent on its id); the
-    answer holds one result per message, in order, each with the status the single endpoint would
-    have answered (200, 422, 503), so one bad message fails alone. Messages of one user must not
-    share a batch: their order would not be kept (workers send one message per user at a time)."""
-    results = await asyncio.gather(*(_batch_item(state, msg) for msg in batch.messages))
-    return Response(content=b'{"results":[%b]}' % b",".join(results), media_type="application/json")
+async def process_batch(batch: BatchRequest, state: StateDep) -> StreamingResponse:
+    """Each message is processed exactly as by ``/v1/messages/process`` (idempotent on its id), and
+    its result is streamed as one line the moment it is done, with its ``index`` in the request and
+    the status the single endpoint would have answered (200, 422, 503): one bad message fails alone
+    and one slow message (an LLM taking seconds) holds back nobody else's replies. Messages of one
+    user must not share a batch: their order would not be kept (workers send one per user at a time)."""
+
+    async def item(index: int, msg: BeaconMessage) -> bytes:
+        return b'{"index":%d,%b\n' % (index, await _batch_item(state, msg))
+
+    async def lines() -> AsyncIterator[bytes]:
+        for done in asyncio.as_completed([item(i, msg) for i, msg in enumerate(batch.messages)]):
+            yield await done
+
+    return StreamingResponse(lines(), media_type=NDJSON)
 
 
 async def _batch_item(state: StateDep, msg: BeaconMessage) -> bytes:
+    """The fields of one BatchItem after its index: status and result or detail, and the closing brace."""
     try:
-        return b'{"status":200,"result":%b}' % await process_one(state, msg)
+        return b'"status":200,"result":%b}' % await process_one(state, msg)
     except Rejected as exc:
-        return b'{"status":%d,"detail":%b}' % (exc.status_code, orjson.dumps(exc.detail))
+        return b'"status":%d,"detail":%b}' % (exc.status_code, orjson.dumps(exc.detail))
     except (OperationalError, DBAPIError, BeaconError) as exc:
         log.warning("message %s of a batch not processed (answering 503 for it, the worker retries): %s", msg.id, exc)
-        return b'{"status":503,"detail":%b}' % orjson.dumps(f"unavailable, retry: {type(exc).__name__}")
+        return b'"status":503,"detail":%b}' % orjson.dumps(f"unavailable, retry: {type(exc).__name__}")
 
 
 async def process_one(state: StateDep, msg: BeaconMessage) -> bytes:
