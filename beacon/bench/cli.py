@@ -47,37 +47,42 @@ def e2e(
 ) -> None:
     """Webhook POST -> reply at the fake Cloud API through the running stack (`beacon dev`), vs raw Kafka."""
     import asyncio
+    import os
     import platform
     from pathlib import Path
 
-    from beacon.bench.e2e import bench, summary, table
+    from beacon.bench.e2e import Stack, bench, process_table, summary, table
     from beacon.config import get_settings
     from beacon.errors import BeaconError
 
     settings = get_settings()
     target = Path(out) if out else settings.data_dir / "bench" / "e2e"
     try:
-        results = asyncio.run(bench(settings, rate=rate, seconds=seconds, latency_rate=latency_rate,
-                                    latency_seconds=latency_seconds, users=users, fake_url=fake_url,
-                                    gateway_url=gateway_url, out=target))
+        stack = Stack.find(settings, fake_url, gateway_url)
+        typer.echo(f"bench e2e against {stack.describe()}")
+        results = asyncio.run(bench(stack, rate=rate, seconds=seconds, latency_rate=latency_rate,
+                                    latency_seconds=latency_seconds, users=users, out=target))
     except BeaconError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    import os
 
     typer.echo(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     typer.echo(table(results))
+    typer.echo(process_table(results))
     s = summary(results)
     typer.echo(
         f"sustained end to end: {s['throughput']:,.0f} msg/s (target >= 1,000; "
         f"{s['throughput_ratio']:.2f}x of the raw Kafka round trip at the same rate)"
     )
     typer.echo(f"p99 at {latency_rate:.0f} msg/s: {s['p99_low']:.1f} ms (target <= 100; "
-               f"{s['p99_ratio']:.1f}x of raw Kafka's p99)")
+               f"{s['p99_ratio']:.1f}x of raw Kafka's p99); CPU {s['cpu_ms_low']:.1f} ms per message")
     typer.echo(f"lost {s['lost']}, duplicate replies {s['duplicates']}, per-user order violations "
                f"{s['order_violations']} (all must be 0)")
     typer.echo(f"plot: {target.with_suffix('.png')}, table: {target.with_suffix('.md')}")
-    if s["lost"] or s["duplicates"] or s["order_violations"]:
+    if s["refused"]:
+        typer.echo(f"error: the gateway refused {s['refused']} of the bench's webhooks even after retries "
+                   "(see the gateway's log): the figures above do not describe a healthy run", err=True)
+    if s["refused"] or s["lost"] or s["duplicates"] or s["order_violations"]:
         raise typer.Exit(1)
 
 

@@ -5,9 +5,17 @@ gateway sent from the fake's record (``/_fake/sent``). Every simulated user writ
 user's next message leaves after the previous POST was acknowledged, like a person typing), so
 per-user order is well defined; a token bucket paces all users together at the target rate.
 
-Per message it measures POST -> reply latency; per run, throughput, lost messages, duplicate
-replies and per-user order violations. In the same run it measures the raw Kafka baseline: a
-confluent-kafka produce -> consume round trip on the same broker, at the same rate.
+It finds the stack ``beacon dev`` runs from its card (``<data dir>/dev-stack.json``: the gateway's
+and the fake's URLs, the development app secret the gateway checks, each process's pid), and
+before measuring sends one message end to end: a gateway that refuses the bench's webhooks, or a
+stack that does not answer, stops the bench with the reason instead of a run of zeros.
+
+Per message it measures the latency from the time the message was *scheduled* to leave (not when
+a sender got to it: an overloaded stack delays the senders, and hiding that would be coordinated
+omission) to the reply at the fake; per run, throughput, lost messages, duplicate replies,
+per-user order violations, and each stack process's CPU share and peak RSS. In the same run, in a
+process of its own and for as long as the stack run it is compared with, it measures the raw Kafka
+baseline: a confluent-kafka produce -> consume round trip on the same broker, at the same rate.
 """
 
 from __future__ import annotations
@@ -15,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import multiprocessing
 import threading
 import time
 import uuid
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +38,11 @@ import httpx
 from beacon.config import Settings
 from beacon.errors import BeaconError
 from beacon.kafka import TopicSpec, ensure_topics, make_admin, make_consumer, make_producer
+from beacon.ops import stackfile
+from beacon.ops.process import cpu_seconds, rss_bytes
+
+#: Users the probe message comes from (outside the run's users, so it never counts in a run).
+PROBE_USER = "447700999999"
 
 
 @dataclass
@@ -46,6 +61,15 @@ class RunResult:
     duplicates: int = 0
     order_violations: int = 0
     window: float = 0.0
+    #: Per stack process: (CPU share in cores over the run, peak RSS in MB).
+    processes: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def cpu_ms_per_message(self) -> float:
+        """CPU milliseconds the stack's processes spent per answered message."""
+        answered = len(self.reply_times)
+        cores = sum(share for share, _ in self.processes.values())
+        return cores * self.window * 1000 / answered if answered and self.processes else float("nan")
 
     @property
     def throughput(self) -> float:
@@ -65,10 +89,35 @@ class RunResult:
 class Stack:
     """The running stack as the benchmark sees it: a gateway to post to and a fake that records sends."""
 
-    def __init__(self, settings: Settings, fake_url: str | None, gateway_url: str | None) -> None:
+    def __init__(self, settings: Settings, fake_url: str | None, gateway_url: str | None,
+                 card: stackfile.StackCard | None = None) -> None:
         self.settings = settings
+        self.card = card
         self.fake_url = (fake_url or f"http://127.0.0.1:{settings.fake_whatsapp_port}").rstrip("/")
         self.gateway_url = (gateway_url or f"http://127.0.0.1:{settings.gateway_port}").rstrip("/")
+        secret = settings.whatsapp_app_secret
+        self.app_secret = (card.whatsapp_app_secret if card is not None and card.whatsapp_app_secret
+                           else secret.get_secret_value() if secret is not None else None)
+        self.phone_number_id = card.phone_number_id if card is not None else settings.whatsapp_phone_number_id
+
+    @classmethod
+    def find(cls, settings: Settings, fake_url: str | None = None, gateway_url: str | None = None) -> Stack:
+        """The stack ``beacon dev`` runs (from its card), or the one the settings and URLs describe."""
+        card = stackfile.read(settings)
+        if card is not None and card.fake_url is None and fake_url is None:
+            raise BeaconError(
+                "the stack `beacon dev` runs talks to Meta (real Cloud API credentials are set), and the bench "
+                "needs the fake Cloud API to see the replies: run `beacon dev` without real credentials"
+            )
+        if card is not None:
+            fake_url = fake_url or card.fake_url
+            gateway_url = gateway_url or card.gateway_url
+        return cls(settings, fake_url, gateway_url, card)
+
+    def describe(self) -> str:
+        found = (f"the stack `beacon dev` runs ({stackfile.path(self.settings)})" if self.card is not None
+                 else "the stack the settings describe (no `beacon dev` card found)")
+        return f"{found}: gateway {self.gateway_url}, fake Cloud API {self.fake_url}"
 
     async def check(self, client: httpx.AsyncClient) -> None:
         for name, url in (("fake Cloud API", f"{self.fake_url}/_fake/stats"),
@@ -80,6 +129,71 @@ class Stack:
                     f"the {name} at {url} does not answer ({exc}); start the stack first with `beacon dev` "
                     "(or ./scripts/dev) and keep it running"
                 ) from exc
+
+    async def probe(self, client: httpx.AsyncClient, timeout: float = 60.0) -> float:
+        """One message end to end before measuring; returns its latency in seconds.
+
+        Raises BeaconError saying why when the gateway refuses the bench's webhook (a wrong or missing
+        app secret) or no reply comes back (workers or API not running)."""
+        from beacon.fakes.whatsapp import payloads
+        from beacon.fakes.whatsapp.driver import webhook_url
+        from beacon.gateway.whatsapp.signature import HEADER, sign
+
+        await self.check(client)
+        after = int((await client.get(f"{self.fake_url}/_fake/stats")).json()["last_seq"])
+        token = f"probe-{uuid.uuid4().hex[:8]}"
+        body = payloads.encode(payloads.text_webhook(PROBE_USER, f"bench {token}",
+                                                     phone_number_id=self.phone_number_id))
+        headers = {"Content-Type": "application/json"}
+        if self.app_secret:
+            headers[HEADER] = sign(body, self.app_secret)
+        url = webhook_url(self.gateway_url)
+        began = time.monotonic()
+        response = await client.post(url, content=body, headers=headers, timeout=10)
+        if response.status_code != 200:
+            hint = ("the bench signs with the app secret of the stack `beacon dev` runs; this gateway checks another "
+                    "one: set BEACON_WHATSAPP_APP_SECRET to the secret the gateway uses" if self.app_secret else
+                    "the bench has no app secret to sign with: run it while `beacon dev` runs (it reads the "
+                    f"stack's card, {stackfile.path(self.settings)}), or set BEACON_WHATSAPP_APP_SECRET to the "
+                    "secret the gateway uses")
+            raise BeaconError(f"the gateway at {url} refused the bench's webhook with {response.status_code} "
+                              f"({response.text.strip()[:200]}): {hint}")
+        deadline = began + timeout
+        seq = after
+        while time.monotonic() < deadline:
+            sent = (await client.get(f"{self.fake_url}/_fake/sent", params={"after": seq, "wait": 0.5},
+                                     timeout=10)).json()
+            for item in sent:
+                seq = max(seq, int(item["seq"]))
+                if token in (((item.get("body") or {}).get("text") or {}).get("body") or ""):
+                    return time.monotonic() - began
+        raise BeaconError(f"the gateway accepted the probe message, but no reply reached the fake Cloud API within "
+                          f"{timeout:.0f}s: are the workers and the API running? (see the stack's logs, "
+                          f"{self.settings.log_dir}/<process>.log)")
+
+
+class ProcessMeter:
+    """CPU share and peak RSS of the stack's processes (from its card) over one run."""
+
+    def __init__(self, processes: dict[str, int]) -> None:
+        self.processes = dict(processes)
+        self._cpu0 = {name: cpu_seconds(pid) for name, pid in self.processes.items()}
+        self._rss = {name: 0 for name in self.processes}
+        self._began = time.monotonic()
+
+    def sample(self) -> None:
+        for name, pid in self.processes.items():
+            self._rss[name] = max(self._rss[name], rss_bytes(pid) or 0)
+
+    def result(self) -> dict[str, tuple[float, float]]:
+        elapsed = max(1e-9, time.monotonic() - self._began)
+        out: dict[str, tuple[float, float]] = {}
+        for name, pid in self.processes.items():
+            before, after = self._cpu0[name], cpu_seconds(pid)
+            if before is None or after is None:
+                continue  # restarted or gone during the run: not comparable
+            out[name] = ((after - before) / elapsed, self._rss[name] / 2**20)
+        return out
 
 
 async def _collect(client: httpx.AsyncClient, fake_url: str, after: int, prefix: str,
@@ -112,7 +226,6 @@ async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users:
     result = RunResult(name, rate, seconds)
     run = uuid.uuid4().hex[:6]
     prefix = f"e2e{run}:"
-    secret = stack.settings.whatsapp_app_secret
     total = int(rate * seconds)
     sent_at: dict[str, float] = {}
     replies: dict[str, list[float]] = defaultdict(list)
@@ -123,30 +236,33 @@ async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users:
         await stack.check(client)
         after = int((await client.get(f"{stack.fake_url}/_fake/stats")).json()["last_seq"])
         collector = asyncio.create_task(_collect(client, stack.fake_url, after, prefix, replies, order, stop))
-        driver = WebhookDriver(stack.gateway_url, secret.get_secret_value() if secret else None,
-                               stack.settings.whatsapp_phone_number_id, max_attempts=3)
+        driver = WebhookDriver(stack.gateway_url, stack.app_secret, stack.phone_number_id, max_attempts=3)
+        fresh = stackfile.read(stack.settings)  # pids as they are now (a process may have restarted)
+        meter = ProcessMeter(fresh.processes if fresh is not None else {})
 
         # Round robin: message i goes to user i % users, so every user writes at rate/users and stays
         # within the Cloud API's pair limit, which the gateway enforces (a user writing faster would be
         # throttled to one message per 6 s, like on Meta).
-        queues: list[asyncio.Queue[bool | None]] = [asyncio.Queue() for _ in range(users)]
+        # Each token carries the wall-clock time its message was scheduled to leave: latency counts from
+        # there, so a sender held up by a slow gateway adds its wait to the latency instead of hiding it.
+        queues: list[asyncio.Queue[float | None]] = [asyncio.Queue() for _ in range(users)]
 
         async def pace() -> None:
-            started = time.perf_counter()
+            started, wall = time.perf_counter(), time.time()
             for i in range(total):
                 delay = started + i / rate - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                queues[i % users].put_nowait(True)
+                queues[i % users].put_nowait(wall + i / rate)
             for queue in queues:
                 queue.put_nowait(None)  # stop, after the tokens already queued
 
         async def user(index: int) -> None:
             number = f"4477009{index:05d}"
             seq = 0
-            while await queues[index].get():
+            while (scheduled := await queues[index].get()) is not None:
                 token = f"{prefix}{number}:{seq}"
-                sent_at[token] = time.time()
+                sent_at[token] = scheduled
                 try:
                     await driver.send_text(number, f"bench {token}")
                     result.sent += 1
@@ -155,7 +271,13 @@ async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users:
                     sent_at.pop(token)
                 seq += 1
 
+        async def measure() -> None:
+            while not stop.is_set():
+                meter.sample()
+                await asyncio.sleep(0.5)
+
         senders = [asyncio.create_task(user(i)) for i in range(users)]
+        sampler = asyncio.create_task(measure())
         began = time.perf_counter()
         await pace()
         await asyncio.gather(*senders)  # every POST answered (a slow gateway makes the run longer)
@@ -170,13 +292,15 @@ async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users:
             if now_answered != answered:
                 answered, last_progress = now_answered, time.monotonic()
             await asyncio.sleep(0.2)
+        result.window = time.perf_counter() - began
+        result.processes = meter.result()
         await asyncio.sleep(1.0)  # late duplicates would show up here
         stop.set()
         await driver.aclose()
-        collector.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await collector
-        result.window = time.perf_counter() - began
+        for task in (collector, sampler):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     for token, when in sorted(sent_at.items(), key=lambda item: item[1]):
         got = replies.get(token)
         if not got:
@@ -225,12 +349,12 @@ def kafka_baseline(settings: Settings, rate: float, seconds: float) -> RunResult
     time.sleep(0.5)
     received.clear()
     sent_at: dict[int, float] = {}
-    started = time.perf_counter()
+    started, wall = time.perf_counter(), time.time()
     for i in range(total):
         delay = started + i / rate - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        sent_at[i] = time.time()
+        sent_at[i] = wall + i / rate  # the scheduled time, as in the stack run
         producer.produce(topic, str(i).encode(), key=f"user-{i % 200}")
         producer.poll(0)
     producer.flush(30)
@@ -253,14 +377,33 @@ def kafka_baseline(settings: Settings, rate: float, seconds: float) -> RunResult
 
 
 def table(results: list[RunResult]) -> str:
-    head = ("| run | target rate | sent | throughput (msg/s) | p50 ms | p95 ms | p99 ms | lost | duplicates "
-            "| order violations |")
-    rows = [head, "|" + "---|" * 10]
+    head = ("| run | target rate | sent | refused | throughput (msg/s) | p50 ms | p95 ms | p99 ms | lost | duplicates "
+            "| order violations | CPU ms/msg |")
+    rows = [head, "|" + "---|" * 12]
     for r in results:
         rows.append(
-            f"| {r.name} | {r.rate:,.0f}/s | {r.sent:,} | {r.throughput:,.0f} | {r.pct(50):.1f} | {r.pct(95):.1f} | "
-            f"{r.pct(99):.1f} | {r.lost} | {r.duplicates} | {r.order_violations} |"
+            f"| {r.name} | {r.rate:,.0f}/s | {r.sent:,} | {r.send_errors:,} | {r.throughput:,.0f} | {r.pct(50):.1f} | "
+            f"{r.pct(95):.1f} | {r.pct(99):.1f} | {r.lost} | {r.duplicates} | {r.order_violations} | "
+            f"{r.cpu_ms_per_message:.1f} |"
         )
+    return "\n".join(rows)
+
+
+def process_table(results: list[RunResult]) -> str:
+    """Each stack process's CPU share (cores) and peak RSS in each stack run."""
+    runs = [r for r in results if r.processes]
+    if not runs:
+        return "(no process figures: the stack's card, written by `beacon dev`, was not found)"
+    names = sorted({name for r in runs for name in r.processes})
+    rows = ["| process | " + " | ".join(f"{r.name}: CPU cores, RSS MB" for r in runs) + " |",
+            "|---|" + "---|" * len(runs)]
+    for name in names:
+        cells = [f"{r.processes[name][0]:.2f}, {r.processes[name][1]:.0f}" if name in r.processes else "-"
+                 for r in runs]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    totals = [f"{sum(c for c, _ in r.processes.values()):.2f}, {sum(m for _, m in r.processes.values()):.0f}"
+              for r in runs]
+    rows.append("| all | " + " | ".join(totals) + " |")
     return "\n".join(rows)
 
 
@@ -291,15 +434,26 @@ def plot(results: list[RunResult], path: Path) -> None:
     plt.close(fig)
 
 
-async def bench(settings: Settings, *, rate: float, seconds: float, latency_rate: float, latency_seconds: float,
-                users: int, fake_url: str | None, gateway_url: str | None, out: Path) -> list[RunResult]:
-    stack = Stack(settings, fake_url, gateway_url)
-    results = [await asyncio.to_thread(kafka_baseline, settings, latency_rate, latency_seconds)]
+async def baseline_in_own_process(settings: Settings, rate: float, seconds: float) -> RunResult:
+    """The Kafka baseline in a process of its own (so it competes for the CPU like the stack's processes
+    do, not with the bench's event loop)."""
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return await loop.run_in_executor(pool, kafka_baseline, settings, rate, seconds)
+
+
+async def bench(stack: Stack, *, rate: float, seconds: float, latency_rate: float, latency_seconds: float,
+                users: int, out: Path) -> list[RunResult]:
+    """The probe, then baseline and stack at the latency rate, then both at the throughput rate."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        await stack.probe(client)
+    settings = stack.settings
+    results = [await baseline_in_own_process(settings, latency_rate, latency_seconds)]
     results.append(await run_stack(stack, f"stack at {latency_rate:.0f}/s", latency_rate, latency_seconds, users))
-    results.append(await asyncio.to_thread(kafka_baseline, settings, rate, min(seconds, 10)))
+    results.append(await baseline_in_own_process(settings, rate, seconds))
     results.append(await run_stack(stack, f"stack at {rate:.0f}/s", rate, seconds, users))
     plot(results, out.with_suffix(".png"))
-    out.with_suffix(".md").write_text(table(results) + "\n")
+    out.with_suffix(".md").write_text(table(results) + "\n\n" + process_table(results) + "\n")
     return results
 
 
@@ -310,6 +464,8 @@ def summary(results: list[RunResult]) -> dict[str, Any]:
         "throughput_ratio": high.throughput / base_high.throughput if base_high.throughput else float("nan"),
         "p99_low": low.pct(99),
         "p99_ratio": low.pct(99) / base_low.pct(99) if base_low.pct(99) else float("nan"),
+        "cpu_ms_low": low.cpu_ms_per_message,
+        "refused": low.send_errors + high.send_errors,
         "lost": low.lost + high.lost,
         "duplicates": low.duplicates + high.duplicates,
         "order_violations": low.order_violations + high.order_violations,

@@ -10,6 +10,7 @@ Ctrl-C stops everything, including Kafka and the registry when this command star
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -18,8 +19,9 @@ from dataclasses import dataclass, field
 
 from beacon.config import DEV_PLACEHOLDER_SECRETS, Settings
 from beacon.errors import ServiceError
+from beacon.ops import stackfile
 from beacon.ops.process import port_open
-from beacon.ops.supervisor import ProcessSpec, Supervisor
+from beacon.ops.supervisor import Child, ProcessSpec, Supervisor
 
 #: Development credentials shared by the fake Cloud API and the gateway (see CONTRACTS.md).
 DEV_ACCESS_TOKEN = "dev-access-token"
@@ -37,6 +39,8 @@ class DevPlan:
     specs: list[ProcessSpec]
     endpoints: list[tuple[str, str]] = field(default_factory=list)
     uses_fake: bool = True
+    #: What tools in another terminal need to find this stack (``beacon bench e2e``).
+    card: stackfile.StackCard | None = None
 
 
 def has_real_credentials(settings: Settings) -> bool:
@@ -80,7 +84,12 @@ def dev_plan(settings: Settings, workers: int | None = None) -> DevPlan:
         endpoints.append(("fake Cloud API", fake_url))
     specs.append(ProcessSpec("gateway-whatsapp", beacon_argv("gateway", "whatsapp"), env={**common, **whatsapp}))
     endpoints.append(("WhatsApp gateway", f"{gateway_url}/webhooks/whatsapp  (metrics at /metrics)"))
-    return DevPlan(specs, endpoints, fake)
+    card = stackfile.StackCard(
+        supervisor_pid=0, gateway_url=gateway_url, fake_url=fake_url if fake else None,
+        phone_number_id=settings.whatsapp_phone_number_id,
+        whatsapp_app_secret=DEV_APP_SECRET if fake else None, kafka_bootstrap=settings.kafka_bootstrap,
+    )
+    return DevPlan(specs, endpoints, fake, card)
 
 
 def _how(took: float | None) -> str:
@@ -136,7 +145,16 @@ def wait_listening(sup: Supervisor, ports: list[int], timeout: float) -> list[in
 def run(settings: Settings, *, workers: int | None = None, keep_services: bool = False, say: Say = print) -> int:
     """Run the stack until SIGINT/SIGTERM; returns the exit code."""
     plan = dev_plan(settings, workers)
-    sup = Supervisor(settings.log_dir.resolve(), report=lambda line: say(f"[supervisor] {line}"))
+    card = plan.card
+    if card is not None:
+        card.supervisor_pid = os.getpid()
+
+    def record_pid(child: Child) -> None:
+        if card is not None and child.proc is not None:
+            card.processes[child.spec.name] = child.proc.pid
+            stackfile.write(settings, card)
+
+    sup = Supervisor(settings.log_dir.resolve(), report=lambda line: say(f"[supervisor] {line}"), on_spawn=record_pid)
     sup.install_signal_handlers()
     started = prepare(settings, say)
     try:
@@ -163,6 +181,7 @@ def run(settings: Settings, *, workers: int | None = None, keep_services: bool =
         sup.run()
     finally:
         sup.stop()
+        stackfile.remove(settings)
         if not keep_services:
             for stop in reversed(started):
                 stop()

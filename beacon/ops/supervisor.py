@@ -68,6 +68,7 @@ class Supervisor:
         backoff_max: float = 30.0,
         stable_after: float = 30.0,
         stop_timeout: float = 15.0,
+        on_spawn: Callable[[Child], None] | None = None,
     ) -> None:
         self.log_dir = log_dir
         self.report = report
@@ -75,6 +76,8 @@ class Supervisor:
         self.backoff_max = backoff_max
         self.stable_after = stable_after
         self.stop_timeout = stop_timeout
+        #: Called after each start or restart of a child (``beacon dev`` records the new pid).
+        self.on_spawn = on_spawn
         self.children: dict[str, Child] = {}
         self.stopping = threading.Event()
 
@@ -113,6 +116,8 @@ class Supervisor:
             )
         child.started_at = time.monotonic()
         child.restart_at = None
+        if self.on_spawn is not None:
+            self.on_spawn(child)
 
     def _terminate(self, children: Sequence[Child]) -> None:
         """SIGTERM each child's process group, wait up to stop_timeout for all, then SIGKILL the rest."""

@@ -15,6 +15,7 @@ import pytest
 from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.kafka import describe_group, ensure_topics, list_topic_offsets, topic_partitions
+from beacon.ops import stackfile
 from beacon.ops.lag import group_lag, total_lag
 from beacon.ops.process import port_open
 from beacon.ops.supervisor import Supervisor
@@ -40,6 +41,28 @@ def test_beacon_dev_runs_the_stack_answers_and_stops_on_ctrl_c(
         said = stack.beacon("fake-whatsapp", "say", "--from", "447700900123", "/ping", "--timeout", "60")
         assert said.returncode == 0, said.stderr + out.read_text()
         assert said.stdout.strip() == "pong"
+
+        # `beacon bench e2e` in another terminal, as the README shows it: the plain environment has no app
+        # secret, the bench finds the running stack's card and its webhooks are accepted.
+        assert "BEACON_WHATSAPP_APP_SECRET" not in stack.env
+        card = stackfile.read(stack.settings)
+        assert card is not None and set(card.processes) == {"api", "worker-1", "fake-whatsapp", "gateway-whatsapp"}
+        bench = stack.beacon("bench", "e2e", "--rate", "20", "--seconds", "2", "--latency-rate", "10",
+                             "--latency-seconds", "2", "--users", "10", "--out", str(tmp_path / "bench" / "e2e"),
+                             timeout=300)
+        assert bench.returncode == 0, bench.stdout + bench.stderr
+        assert "| stack at 10/s | 10/s | 20 | 0 |" in bench.stdout, bench.stdout
+        assert "| stack at 20/s | 20/s | 40 | 0 |" in bench.stdout, bench.stdout
+        assert "| gateway-whatsapp |" in bench.stdout and "| worker-1 |" in bench.stdout, bench.stdout
+
+        # A gateway that refuses the bench's webhooks stops the bench with the reason, before any run.
+        card.whatsapp_app_secret = "not-the-gateway-secret"
+        stackfile.write(stack.settings, card)
+        refused = stack.beacon("bench", "e2e", "--rate", "20", "--seconds", "1", "--latency-seconds", "1",
+                               "--out", str(tmp_path / "bench" / "refused"), timeout=120)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "refused the bench's webhook with 403" in refused.stderr, refused.stderr
+        assert "kafka baseline" not in refused.stdout
         dev.send_signal(signal.SIGINT)
         assert dev.wait(timeout=60) == 0
     finally:
@@ -51,6 +74,7 @@ def test_beacon_dev_runs_the_stack_answers_and_stops_on_ctrl_c(
         assert (tmp_path / "logs" / f"{name}.log").stat().st_size > 0
     s = stack.settings
     assert not any(port_open("127.0.0.1", p) for p in (s.api_port, s.gateway_port, s.fake_whatsapp_port))
+    assert not stackfile.path(s).exists()
 
 
 def test_replaying_bm_in_through_the_workers_sends_no_reply_twice(
