@@ -322,7 +322,7 @@ def _start_cluster(settings: Settings, brokers: int) -> tuple[KafkaStatus, float
     _format_all([(n.properties_file, n.log_dirs) for n in down])
     for n in down:
         n.service().start(_node_argv(settings, n), ready=lambda: True, timeout=settings.kafka_start_timeout)
-    _wait_for_cluster(settings, members, started + settings.kafka_start_timeout)
+    _wait_for_cluster(settings, members, time.monotonic() + settings.kafka_start_timeout)
     return _cluster_status(settings, brokers), time.monotonic() - started
 
 
