@@ -1,6 +1,7 @@
-"""A local 3-broker Kafka cluster (`beacon kafka start --brokers 3`, status, stop) carrying the whole
-pipeline through the SIGKILL of the broker leading most of bm_in's partitions: every acknowledged
-webhook answered, none twice, each user's order kept, no process restarted.
+"""A local 3-broker Kafka cluster: its layout (ports, replication), refusals that name the problem, and
+(`beacon kafka start --brokers 3`, status, stop) the whole pipeline riding through the SIGKILL of the
+broker leading most of bm_in's partitions: every acknowledged webhook answered, none twice, each
+user's order kept, no process restarted.
 
 The cluster runs on free ports in the test's own data dir; the shared test broker is not touched.
 The schema registry is the shared one: Apicurio keeps schemas in its own H2 file, not in Kafka.
@@ -26,17 +27,16 @@ import pytest
 
 from beacon.codec import MessageCodec
 from beacon.config import Settings
+from beacon.errors import ServiceError
 from beacon.fakes.whatsapp import payloads as p
 from beacon.fakes.whatsapp.driver import WebhookDriver
 from beacon.kafka import ensure_topics, make_admin
-from beacon.ops import kafka_local
+from beacon.ops import kafka_cluster, kafka_local
 from beacon.ops.dev import DEV_APP_SECRET
 from beacon.ops.lag import group_lag, total_lag
 from beacon.ops.supervisor import Supervisor
 from tests.conftest import make_settings
 from tests.ops.stack import Stack, wait_for
-
-pytestmark = pytest.mark.slow
 
 USERS = 20
 PAUSE = 0.25  # seconds a user waits between two messages (after the previous one was acknowledged)
@@ -129,6 +129,36 @@ class Load:
             await asyncio.sleep(PAUSE)
 
 
+def test_nodes_use_the_documented_ports_and_replicate_internal_topics(tmp_path: Path) -> None:
+    settings = make_settings(data_dir=tmp_path, kafka_bootstrap="127.0.0.1:9092", kafka_controller_port=9093)
+    members = kafka_cluster.nodes(settings, 3)
+    assert [(n.port, n.controller_port) for n in members] == [(9092, 9093), (9094, 9095), (9096, 9097)]
+    assert kafka_cluster.bootstrap(members) == "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"
+    props = kafka_cluster.properties(members[1], members)
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:9093,2@127.0.0.1:9095,3@127.0.0.1:9097"
+    assert props["offsets.topic.replication.factor"] == props["transaction.state.log.replication.factor"] == "3"
+    assert props["min.insync.replicas"] == props["transaction.state.log.min.isr"] == "2"
+    assert props["log.dirs"] == str(tmp_path.resolve() / "kafka-cluster" / "node-2" / "logs")
+    with pytest.raises(ServiceError, match="no local Kafka cluster"):
+        kafka_local.kill_node(settings, 1)
+
+
+def test_start_refuses_overlapping_or_busy_ports_naming_them(tmp_path: Path) -> None:
+    base = _free_port_block(6)
+    overlapping = make_settings(data_dir=tmp_path, kafka_bootstrap=f"127.0.0.1:{base}", kafka_controller_port=base + 2)
+    result = _beacon(overlapping, "kafka", "start", "--brokers", "3")
+    assert result.returncode == 1 and "ports overlap" in result.stderr, result.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", base + 2))
+        busy.listen()
+        settings = make_settings(data_dir=tmp_path, kafka_bootstrap=f"127.0.0.1:{base}", kafka_controller_port=base + 1)
+        result = _beacon(settings, "kafka", "start", "--brokers", "3")
+    assert result.returncode == 1, result.stdout
+    assert f"Port {base + 2} on 127.0.0.1 (node 2) is already in use" in result.stderr
+
+
+@pytest.mark.slow
 def test_the_pipeline_rides_through_the_sigkill_of_the_leading_broker(
     cluster_settings: Settings, unique: Callable[[str], str], tmp_path: Path
 ) -> None:
