@@ -251,6 +251,10 @@ def test_the_pipeline_rides_through_the_sigkill_of_the_leading_broker(
     print(f"{load.total} webhooks acknowledged from {USERS} users, {load.refusals} refused and retried, "
           f"{load.gave_up} given up; slowest acknowledgement {load.longest_ack:.1f}s")
     assert not reports, reports  # no process exited (and was restarted) on the way
+    for name in ("worker-1", "worker-2", "gateway-whatsapp"):
+        # While the node was gone the clients said so once per change, not once per retry (aiokafka: 10/s).
+        text = (tmp_path / "logs" / f"{name}.log").read_text()
+        assert text.count("Unable connect to node with id") + text.count("Connect to ipv4#") <= 6, name
     assert load.gave_up == 0
     duplicates = [item for item, count in Counter(sent).items() if count > 1]
     assert not duplicates, duplicates[:10]
