@@ -206,7 +206,7 @@ def test_the_pipeline_rides_through_the_sigkill_of_the_leading_broker(
                     sup.poll()
                     await asyncio.sleep(0.2)
 
-            await until(lambda: len(stack.sent(client)) >= 2 * USERS, "the first replies", 60)
+            await until(lambda: len(stack.sent(client)) >= 2 * USERS, "the first replies", 90)
             print(f"{time.monotonic() - began:.0f}s: the pipeline answers")
             lead = kafka_local.leaders(s, s.topic_in)
             victim = max((n for n in lead if n > 0), key=lambda n: len(lead[n]))
@@ -252,9 +252,10 @@ def test_the_pipeline_rides_through_the_sigkill_of_the_leading_broker(
           f"{load.gave_up} given up; slowest acknowledgement {load.longest_ack:.1f}s")
     assert not reports, reports  # no process exited (and was restarted) on the way
     for name in ("worker-1", "worker-2", "gateway-whatsapp"):
-        # While the node was gone the clients said so once per change, not once per retry (aiokafka: 10/s).
+        # While the node was gone the clients said so once per change (and per 30 s), not once per retry:
+        # aiokafka alone logged about 130 lines per worker in the 6 s before the leaders moved.
         text = (tmp_path / "logs" / f"{name}.log").read_text()
-        assert text.count("Unable connect to node with id") + text.count("Connect to ipv4#") <= 6, name
+        assert text.count("Unable connect to node with id") + text.count("Connect to ipv4#") <= 12, name
     assert load.gave_up == 0
     duplicates = [item for item, count in Counter(sent).items() if count > 1]
     assert not duplicates, duplicates[:10]
