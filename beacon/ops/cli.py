@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from beacon.config import get_settings
+from beacon.config import Settings, get_settings
 from beacon.errors import BeaconError
 
 if TYPE_CHECKING:
@@ -120,8 +120,25 @@ def topics_ensure() -> None:
         typer.echo(f"MISMATCH {problem}", err=True)
     if not report.changed and not report.mismatches:
         typer.echo("Nothing to change: all topics exist as configured.")
+    _warn_unreplicated(settings)
     if report.mismatches:
         raise typer.Exit(2)
+
+
+def _warn_unreplicated(settings: Settings) -> None:
+    """A cluster of three or more brokers with topics kept on one of them: a common slip (the default is 1)."""
+    from beacon.kafka import registered_brokers
+
+    factor = settings.topic_replication_factor
+    brokers = registered_brokers(settings.kafka_bootstrap, timeout=settings.kafka_request_timeout)
+    if brokers >= 3 and factor < 3:
+        typer.echo(
+            f"warning: the cluster at {settings.kafka_bootstrap} has {brokers} brokers but Beacon's topics are kept on "
+            f"{factor} (BEACON_TOPIC_REPLICATION_FACTOR={factor}): losing one broker stops their partitions there "
+            "until it returns. Set BEACON_TOPIC_REPLICATION_FACTOR=3 and BEACON_TOPIC_MIN_INSYNC_REPLICAS=2 (topics "
+            "that exist keep their replication: recreate them while empty).",
+            err=True,
+        )
 
 
 registry_app = typer.Typer(help="The local schema registry from ops/ (Apicurio, a background process).",

@@ -173,6 +173,11 @@ def test_the_pipeline_rides_through_the_sigkill_of_the_leading_broker(
     status = _beacon(cluster_settings, "kafka", "status")
     assert status.returncode == 0 and "3 of 3 nodes alive" in status.stdout, status.stdout + status.stderr
 
+    # Topics kept on one broker of the cluster (BEACON_TOPIC_REPLICATION_FACTOR left at 1): said plainly.
+    unreplicated = _beacon(cluster_settings, "topics", "ensure")
+    assert unreplicated.returncode == 0, unreplicated.stderr
+    assert "has 3 brokers but Beacon's topics are kept on 1" in unreplicated.stderr
+
     stack = Stack.create(cluster_settings.model_copy(update={"kafka_bootstrap": bootstrap}), unique, tmp_path,
                          workers=2)
     stack.env.update({"BEACON_TOPIC_REPLICATION_FACTOR": "3", "BEACON_TOPIC_MIN_INSYNC_REPLICAS": "2"})
