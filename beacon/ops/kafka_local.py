@@ -382,7 +382,10 @@ def kill_node(settings: Settings, node_id: int) -> None:
         raise ServiceError(f"Kafka node {node_id} is not running.")
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30.0
     while svc.pid() is not None:
+        if time.monotonic() > deadline:
+            raise ServiceError(f"Kafka node {node_id} (pid {pid}) is still there 30 s after SIGKILL.")
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
         time.sleep(0.05)
