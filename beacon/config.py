@@ -60,6 +60,9 @@ class Settings(BaseSettings):
         9093, description="Port of the local broker's KRaft controller listener (local Kafka only)."
     )
     kafka_heap: str = Field("384m", description="JVM heap (-Xmx/-Xms) of the local broker.")
+    kafka_cluster_heap: str = Field(
+        "256m", description="JVM heap of each node of the local cluster (`beacon kafka start --brokers 3`)."
+    )
     kafka_start_timeout: float = Field(60.0, description="Seconds `beacon kafka start` waits for the broker.")
     kafka_request_timeout: float = Field(
         5.0, description="Seconds before a Kafka request (admin call, produce) is reported as failed."

@@ -52,6 +52,8 @@ __all__ = [
     "make_admin",
     "make_consumer",
     "make_producer",
+    "partition_leaders",
+    "registered_brokers",
 ]
 
 log = logging.getLogger("beacon.kafka")
@@ -136,14 +138,33 @@ def make_admin(settings: Settings) -> AdminClient:
 
 def broker_ready(bootstrap: str, timeout: float = 2.0) -> bool:
     """True when a broker at ``bootstrap`` answers a metadata request within ``timeout``."""
+    return registered_brokers(bootstrap, timeout) > 0
+
+
+def registered_brokers(bootstrap: str, timeout: float = 2.0) -> int:
+    """How many brokers the cluster at ``bootstrap`` lists as available (registered, not fenced); 0 when
+    none answers within ``timeout``."""
     # A probe expects refusals while a broker starts: it says nothing (log_level 0), it only answers.
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": int(timeout * 1000),
                          "log_level": 0})
     try:
         md = admin.list_topics(timeout=timeout)
     except KafkaException:
-        return False
-    return bool(md.brokers)
+        return 0
+    return len(md.brokers)
+
+
+def partition_leaders(settings: Settings, topic: str) -> dict[int, int]:
+    """Partition -> id of the broker leading it (-1 while it has none), from fresh metadata."""
+    admin = make_admin(settings)
+    try:
+        md = admin.list_topics(topic, timeout=settings.kafka_request_timeout)
+    except KafkaException as exc:
+        raise KafkaError(f"cannot read metadata of {topic} from {settings.kafka_bootstrap}: {exc}") from exc
+    meta = md.topics.get(topic)
+    if meta is None or meta.error is not None:
+        raise KafkaError(f"topic {topic} does not exist on {settings.kafka_bootstrap}")
+    return {p: part.leader for p, part in meta.partitions.items()}
 
 
 class AsyncProducer:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Annotated
+
 import typer
 
-from beacon.config import get_settings
+from beacon.config import Settings, get_settings
 from beacon.errors import BeaconError
 
-kafka_app = typer.Typer(help="The local single-node Kafka from ops/ (a background process).", no_args_is_help=True)
+if TYPE_CHECKING:
+    from beacon.ops import kafka_local
+
+kafka_app = typer.Typer(help="The local Kafka from ops/: one node, or a cluster with --brokers 3.",
+                        no_args_is_help=True)
 topics_app = typer.Typer(help="Beacon's topics: bm_in, bm_out, bm_dlq.", no_args_is_help=True)
 
 
@@ -16,17 +22,28 @@ def _mb(value: int | None) -> str:
 
 
 @kafka_app.command("start")
-def kafka_start() -> None:
-    """Start the broker (formats storage the first time); harmless if it already runs."""
+def kafka_start(
+    brokers: Annotated[
+        int, typer.Option("--brokers", "-b", help="1: one broker+controller; 3: a local cluster of three KRaft "
+                          "nodes (node i on the bootstrap port + 2(i-1), its controller on the controller port "
+                          "+ 2(i-1)).")
+    ] = 1,
+) -> None:
+    """Start the local Kafka (formats storage the first time); harmless if it already runs."""
     from beacon.ops import kafka_local
 
     settings = get_settings()
     try:
-        st, took = kafka_local.start(settings)
+        st, took = kafka_local.start(settings, brokers=brokers)
     except BeaconError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    if took is None:
+    if st.nodes:
+        state = "already running" if took is None else f"started in {took:.1f}s"
+        typer.echo(f"Kafka cluster of {len(st.nodes)} nodes {state}; data in {st.data_dir}.")
+        _echo_nodes(st)
+        _echo_cluster_env(st)
+    elif took is None:
         typer.echo(f"Kafka already running at {st.bootstrap} (pid {st.pid}, RSS {_mb(st.rss_bytes)}).")
     else:
         typer.echo(
@@ -35,9 +52,24 @@ def kafka_start() -> None:
         )
 
 
+def _echo_nodes(st: kafka_local.KafkaStatus) -> None:
+    for n in st.nodes:
+        state = f"alive, pid {n.pid}, RSS {_mb(n.rss_bytes)}" if n.alive else "DOWN"
+        typer.echo(f"  node {n.node_id}: 127.0.0.1:{n.port} (controller {n.controller_port}) {state}; log {n.log_file}")
+
+
+def _echo_cluster_env(st: kafka_local.KafkaStatus) -> None:
+    from beacon.ops.kafka_cluster import replication
+
+    factor, min_isr = replication(len(st.nodes))
+    typer.echo("Point Beacon at every node, with replicated topics:")
+    typer.echo(f"  export BEACON_KAFKA_BOOTSTRAP={st.bootstrap} BEACON_TOPIC_REPLICATION_FACTOR={factor} "
+               f"BEACON_TOPIC_MIN_INSYNC_REPLICAS={min_isr}")
+
+
 @kafka_app.command("stop")
 def kafka_stop() -> None:
-    """Stop the broker cleanly (SIGTERM, then wait)."""
+    """Stop the broker, or every node of the cluster, cleanly (SIGTERM, then wait)."""
     from beacon.ops import kafka_local
 
     if kafka_local.stop(get_settings()):
@@ -48,10 +80,21 @@ def kafka_stop() -> None:
 
 @kafka_app.command("status")
 def kafka_status() -> None:
-    """Say whether the broker runs, where, and how much memory it uses. Exit code 1 if not running."""
+    """Say whether the broker (or each node of the cluster) runs, where, and its memory. Exit code 1 if not
+    running (for a cluster: if any node is down)."""
     from beacon.ops import kafka_local
 
     st = kafka_local.status(get_settings())
+    if st.nodes:
+        alive = sum(n.alive for n in st.nodes)
+        typer.echo(f"Kafka cluster: {alive} of {len(st.nodes)} nodes alive (RSS {_mb(st.rss_bytes)} in all), "
+                   f"data in {st.data_dir}.")
+        _echo_nodes(st)
+        if not st.running:
+            typer.echo(f"Start the missing nodes with `beacon kafka start --brokers {len(st.nodes)}`.")
+            raise typer.Exit(1)
+        _echo_cluster_env(st)
+        return
     if not st.running:
         typer.echo(f"Kafka is not running (data dir {st.data_dir}). Start it with `beacon kafka start`.")
         raise typer.Exit(1)
@@ -77,8 +120,25 @@ def topics_ensure() -> None:
         typer.echo(f"MISMATCH {problem}", err=True)
     if not report.changed and not report.mismatches:
         typer.echo("Nothing to change: all topics exist as configured.")
+    _warn_unreplicated(settings)
     if report.mismatches:
         raise typer.Exit(2)
+
+
+def _warn_unreplicated(settings: Settings) -> None:
+    """A cluster of three or more brokers with topics kept on one of them: a common slip (the default is 1)."""
+    from beacon.kafka import registered_brokers
+
+    factor = settings.topic_replication_factor
+    brokers = registered_brokers(settings.kafka_bootstrap, timeout=settings.kafka_request_timeout)
+    if brokers >= 3 and factor < 3:
+        typer.echo(
+            f"warning: the cluster at {settings.kafka_bootstrap} has {brokers} brokers but Beacon's topics are kept on "
+            f"{factor} (BEACON_TOPIC_REPLICATION_FACTOR={factor}): losing one broker stops their partitions there "
+            "until it returns. Set BEACON_TOPIC_REPLICATION_FACTOR=3 and BEACON_TOPIC_MIN_INSYNC_REPLICAS=2 (topics "
+            "that exist keep their replication: recreate them while empty).",
+            err=True,
+        )
 
 
 registry_app = typer.Typer(help="The local schema registry from ops/ (Apicurio, a background process).",

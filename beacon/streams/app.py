@@ -29,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from beacon.codec import get_codec, retry_registry
 from beacon.config import Settings
 from beacon.kafka import AsyncProducer
+from beacon.logs import quiet_repeats
 from beacon.streams.dispatcher import Job, KeyedDispatcher
 from beacon.streams.metrics import WorkerMetrics
 from beacon.streams.processor import MessageProcessor, Record, echo_pipeline
@@ -134,6 +135,8 @@ def create_app(settings: Settings) -> BeaconApp:
     """The worker app for ``settings``: broker, group, topics, ports and limits all come from there."""
     datadir = (settings.data_dir / "faust").resolve()
     datadir.mkdir(parents=True, exist_ok=True)
+    # aiokafka logs an error per retry (every 100 ms) while a broker is gone: once per change is enough.
+    quiet_repeats()
     brokers = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",") if server.strip()]
     app = BeaconApp(
         settings.worker_group,
