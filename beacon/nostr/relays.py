@@ -38,7 +38,8 @@ class _Relay:
         self.url = url
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.connected = asyncio.Event()
-        self.last_connected: float | None = None
+        #: When the connection was last known alive (set on disconnect): re-subscribing starts a margin before it.
+        self.last_alive: float | None = None
         self.pending: dict[str, asyncio.Future[tuple[bool, str]]] = {}
 
 
@@ -124,7 +125,6 @@ class RelayPool:
                     relay.ws = ws
                     await self._subscribe(relay)
                     relay.connected.set()
-                    relay.last_connected = time.time()
                     if down_since is not None:
                         log.info("Nostr relay %s is back after %.0fs", relay.url, time.monotonic() - down_since)
                         down_since = None
@@ -137,6 +137,8 @@ class RelayPool:
                     down_since = time.monotonic()
                     log.warning("Nostr relay %s unreachable (%s); retrying with backoff", relay.url, exc)
             finally:
+                if relay.connected.is_set():
+                    relay.last_alive = time.time()
                 relay.ws = None
                 relay.connected.clear()
                 for future in relay.pending.values():
@@ -151,7 +153,7 @@ class RelayPool:
     async def _subscribe(self, relay: _Relay) -> None:
         if not self._filters:
             return
-        since = self._since if relay.last_connected is None else int(relay.last_connected) - RESUBSCRIBE_MARGIN
+        since = self._since if relay.last_alive is None else int(relay.last_alive) - RESUBSCRIBE_MARGIN
         filters = [{**f, "since": since} for f in self._filters]
         assert relay.ws is not None
         await relay.ws.send_str(json.dumps(["REQ", "beacon", *filters]))
@@ -188,9 +190,11 @@ class RelayPool:
             return
         if event.id in self._seen:
             return
-        self._seen[event.id] = None
-        if len(self._seen) > SEEN_LIMIT:
-            self._seen.popitem(last=False)
+        # Only a verified event is remembered: a forged copy of an id must not hide the real event.
+        if event.verify():
+            self._seen[event.id] = None
+            if len(self._seen) > SEEN_LIMIT:
+                self._seen.popitem(last=False)
         if self._on_event is None:
             return
         task = asyncio.create_task(self._on_event(event, url))
