@@ -79,12 +79,12 @@ async def test_bad_events_are_dropped_and_counted_and_a_resent_message_is_produc
         not_bridge = wire.build(edge, core.pubkey, {"text": "just chatting"})
         wrong_topic = wire.build(edge, core.pubkey, message_payload("out", msg))
         for event in (forged, foreign, garbled, not_bridge, wrong_topic):
-            await edge_pool.publish(event)
+            await edge_pool.publish(event, 15)
         await until(lambda: sum(receiver.dropped.values()) == 5, "five drops")
         assert receiver.dropped == {"signature": 1, "foreign": 1, "undecryptable": 1, "format": 1, "topic": 1}
 
-        await edge_pool.publish(good)
-        await edge_pool.publish(wire.build(edge, core.pubkey, message_payload("in", msg)))  # a re-send: new event
+        await edge_pool.publish(good, 15)
+        await edge_pool.publish(wire.build(edge, core.pubkey, message_payload("in", msg)), 15)  # a re-send: new event
         assert await asyncio.wait_for(acks.get(), 20) == msg.id
         assert await asyncio.wait_for(acks.get(), 20) == msg.id
         assert (receiver.produced, receiver.duplicates) == (1, 1)
