@@ -271,6 +271,10 @@ class Settings(BaseSettings):
     )
     nostr_relay_port: int = Field(7447, description="Port of the local relay (`beacon relay start`), on 127.0.0.1.")
     nostr_publish_timeout: float = Field(5.0, description="Seconds to wait for the relays' OK to one event.")
+    nostr_event_ttl: int = Field(
+        600, description="NIP-40 expiration of the bridge's events in seconds: relays that honour it delete them "
+        "then (a missed message or acknowledgement is re-sent, so none needs to live long)."
+    )
     nostr_bridge_role: Literal["edge", "core"] = Field(
         "edge", description="`edge`: forward bm_in to the core and take replies into bm_out; `core`: take "
         "edges' messages into bm_in and forward their replies from bm_out."

@@ -4,7 +4,8 @@ A message: ``{"beacon_bridge": 1, "type": "message", "topic": "in" | "out", "mes
 where ``message`` is the BeaconMessage's JSON (its pydantic fields). JSON rather than the Avro
 bytes: a Confluent-framed record names its schema by an id that only the sender's registry knows;
 the receiving deployment has its own registry, so it validates the JSON into a BeaconMessage and
-encodes it with its own schema id. An acknowledgement: ``{"beacon_bridge": 1, "type": "ack", "id": ...}``.
+encodes it with its own schema id. An acknowledgement: ``{"beacon_bridge": 1, "type": "ack", "ids": [...]}``
+(several at once when messages arrive faster than one acknowledgement event per message goes out).
 """
 
 from __future__ import annotations
@@ -28,19 +29,23 @@ class Carried:
     message: BeaconMessage
 
 
+#: Ids per acknowledgement event (an event stays far below relays' size limits).
+MAX_ACK_IDS = 200
+
+
 @dataclass(frozen=True)
 class Ack:
-    """The receiver's broker acknowledged the message with this id."""
+    """The receiver's broker acknowledged the messages with these ids."""
 
-    id: str
+    ids: tuple[str, ...]
 
 
 def message_payload(topic: Topic, message: BeaconMessage) -> dict[str, Any]:
     return {"beacon_bridge": VERSION, "type": "message", "topic": topic, "message": message.model_dump(mode="json")}
 
 
-def ack_payload(message_id: str) -> dict[str, Any]:
-    return {"beacon_bridge": VERSION, "type": "ack", "id": message_id}
+def ack_payload(message_ids: list[str]) -> dict[str, Any]:
+    return {"beacon_bridge": VERSION, "type": "ack", "ids": message_ids}
 
 
 def parse(payload: Any) -> Carried | Ack:
@@ -49,9 +54,10 @@ def parse(payload: Any) -> Carried | Ack:
         raise ValueError(f"not a bridge payload of version {VERSION}")
     kind = payload.get("type")
     if kind == "ack":
-        if not isinstance(payload.get("id"), str) or not payload["id"]:
-            raise ValueError("an ack needs a string id")
-        return Ack(payload["id"])
+        ids = payload.get("ids")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+            raise ValueError("an ack needs a non-empty list of string ids")
+        return Ack(tuple(ids))
     if kind == "message":
         topic = payload.get("topic")
         if topic not in ("in", "out"):

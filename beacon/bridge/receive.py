@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from beacon.bridge.payload import Ack, Carried, Topic, ack_payload, parse
+from beacon.bridge.payload import MAX_ACK_IDS, Ack, Carried, Topic, ack_payload, parse
 from beacon.bridge.seen import FROM_HEADER, ID_HEADER, SeenIds
 from beacon.codec import MessageCodec, retry_registry
 from beacon.errors import BadEventError, BeaconError
@@ -48,6 +48,8 @@ class Receiver:
         self.produced = 0
         self.duplicates = 0
         self._producing_failed = False
+        self._acks_queued: dict[str, list[str]] = {}
+        self._acks_sending: set[str] = set()
 
     async def on_event(self, event: Event, relay: str) -> None:
         """Entry point for the relay pool: never raises."""
@@ -61,7 +63,8 @@ class Receiver:
             self._drop("format", event.pubkey, f"dropped Nostr event {event.id} from {event.pubkey}: {exc}")
             return
         if isinstance(item, Ack):
-            self._on_ack(item.id)
+            for message_id in item.ids:
+                self._on_ack(message_id)
             return
         await self._take(item, received)
 
@@ -108,11 +111,23 @@ class Receiver:
         await self._ack(reply_to, msg.id)
 
     async def _ack(self, to: str, message_id: str) -> None:
+        """Acknowledge to ``to``: at once when no acknowledgement to it is on its way, else in the next one,
+        which takes every id queued meanwhile (one relay event for many messages under load)."""
+        self._acks_queued.setdefault(to, []).append(message_id)
+        if to in self._acks_sending:
+            return
+        self._acks_sending.add(to)
         try:
-            await self._send(to, ack_payload(message_id))
-        except BeaconError as exc:
-            log.warning("could not send the acknowledgement of message %s to %s (%s); the sender will re-send "
-                        "and be acknowledged then", message_id, to, exc)
+            while self._acks_queued.get(to):
+                queued = self._acks_queued[to]
+                ids, self._acks_queued[to] = queued[:MAX_ACK_IDS], queued[MAX_ACK_IDS:]
+                try:
+                    await self._send(to, ack_payload(ids))
+                except BeaconError as exc:
+                    log.warning("could not send the acknowledgement of %d message(s) (first %s) to %s (%s); the "
+                                "sender will re-send them and be acknowledged then", len(ids), ids[0], to, exc)
+        finally:
+            self._acks_sending.discard(to)
 
     def _drop(self, reason: str, sender: str, text: str) -> None:
         self.dropped[reason] += 1

@@ -71,7 +71,7 @@ class Bridge:
 
     async def send(self, target: str, payload: Any) -> None:
         """One NostrMQ message to ``target``, accepted by at least one relay (NostrError otherwise)."""
-        event = wire.build(self.key, target, payload)
+        event = wire.build(self.key, target, payload, expires_in=self.settings.nostr_event_ttl)
         await self.pool.publish(event, self.settings.nostr_publish_timeout)
 
     async def _on_event(self, event: Any, relay: str) -> None:

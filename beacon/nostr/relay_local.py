@@ -77,6 +77,9 @@ def write_config(settings: Settings, *, verify_signatures: bool = True) -> Path:
         "max_limit": 6000,
         "hellthread_limit": 100,
         "oldest_event": 31536000,
+        # Deletes events past their NIP-40 expiration (the bridge's) every minute rather than every five: the
+        # relay's cost of storing a kind-30072 event grows with how many of the author's it holds.
+        "garbage_collector": {"collect_interval": 60},
     }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))

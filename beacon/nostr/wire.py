@@ -31,8 +31,11 @@ def unique_d() -> str:
 
 
 def build(key: NostrKey, target: str, payload: Any, *, response: str | None = None, pow_bits: int = 0,
-          created_at: int | None = None) -> Event:
-    """A signed NostrMQ message carrying ``payload`` (any JSON) from ``key`` to ``target``."""
+          created_at: int | None = None, expires_in: int | None = None) -> Event:
+    """A signed NostrMQ message carrying ``payload`` (any JSON) from ``key`` to ``target``.
+
+    ``expires_in`` adds a NIP-40 ``expiration`` tag (relays that honour it delete the event after that
+    many seconds; the reference ignores the tag)."""
     sender = key.pubkey
     reply_to = response or sender
     body = json.dumps({"target": target, "response": reply_to, "payload": payload}, separators=(",", ":"),
@@ -43,6 +46,8 @@ def build(key: NostrKey, target: str, payload: Any, *, response: str | None = No
     unsigned = UnsignedEvent(KIND, nip04.encrypt(key, target, body), tags)
     if created_at is not None:
         unsigned.created_at = created_at
+    if expires_in is not None:
+        tags.append(["expiration", str(unsigned.created_at + expires_in)])
     if pow_bits > 0:
         unsigned = mine(unsigned, sender, pow_bits)
     return unsigned.sign(key)

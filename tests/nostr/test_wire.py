@@ -58,7 +58,9 @@ def test_a_message_carries_the_reference_format() -> None:
     opened = wire.open_event(bob, event)
     assert (opened.sender, opened.response, opened.payload) == (alice.pubkey, other.pubkey, {"text": "ünïcode"})
     plain = wire.build(alice, bob.pubkey, 1)
-    assert plain.tag("response") is None and plain.tag("nonce") is None
+    assert plain.tag("response") is None and plain.tag("nonce") is None and plain.tag("expiration") is None
+    expiring = wire.build(alice, bob.pubkey, 1, expires_in=600)
+    assert expiring.tag("expiration") == str(expiring.created_at + 600) and expiring.verify()
     assert plain.tag("d") != event.tag("d")  # d is unique per message: kind 30072 is replaceable per d
 
 
