@@ -23,7 +23,16 @@ from pathlib import Path
 from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.errors import BeaconError
-from beacon.kafka import AsyncProducer, KafkaException, TopicSpec, ensure_topics, make_admin, make_consumer
+from beacon.kafka import (
+    AsyncProducer,
+    KafkaException,
+    TopicPartition,
+    TopicSpec,
+    ensure_topics,
+    make_admin,
+    make_consumer,
+    topic_partitions,
+)
 from beacon.messages import BeaconMessage
 from beacon.nostr import relay_local, wire
 from beacon.nostr.event import Event
@@ -97,17 +106,20 @@ def _bridge(settings: Settings, env: dict[str, str], log: Path) -> subprocess.Po
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
-async def _arrivals(settings: Settings, codec: MessageCodec, topic: str, want: int, timeout: float,
+async def _arrivals(settings: Settings, codec: MessageCodec, topic: str, wanted: set[str], timeout: float,
                     arrived: dict[str, float]) -> None:
+    """Record when each message of ``wanted`` appears on ``topic`` (read from the start)."""
     consumer = make_consumer(settings, f"bench-nostr-{uuid.uuid4().hex[:8]}")
-    consumer.subscribe([topic])
+    # Assigned, not subscribed: no group join delays the first arrivals.
+    consumer.assign([TopicPartition(topic, p, 0) for p in topic_partitions(settings, topic)])
     deadline = time.monotonic() + timeout
     try:
-        while len(arrived) < want and time.monotonic() < deadline:
+        while len(arrived) < len(wanted) and time.monotonic() < deadline:
             record = await asyncio.to_thread(consumer.poll, 0.2)
             if record is not None and record.error() is None:
                 msg = codec.decode(record.value(), topic=topic)
-                arrived.setdefault(msg.id, time.time())
+                if msg.id in wanted:
+                    arrived.setdefault(msg.id, time.time())
     finally:
         await asyncio.to_thread(consumer.close)
 
@@ -155,7 +167,7 @@ async def bench(settings: Settings, *, messages: int, users: int, paced_rate: fl
         arrived: dict[str, float] = {}
         warm = make(-1)
         await producer.produce(source, codec.encode(warm, source), key=warm.user_key)
-        await _arrivals(settings, codec, target, 1, 60, arrived)
+        await _arrivals(settings, codec, target, {warm.id}, 60, arrived)
         if warm.id not in arrived:
             raise BeaconError("the bridges did not carry a first message within 60 s:\n" +
                               "\n".join(f"{log}:\n{tail(log)}" for _, log in procs))
@@ -165,7 +177,7 @@ async def bench(settings: Settings, *, messages: int, users: int, paced_rate: fl
         sent_at = time.time()
         await asyncio.gather(*(producer.produce(source, codec.encode(m, source), key=m.user_key) for m in batch))
         arrived = {}
-        await _arrivals(settings, codec, target, messages, 300, arrived)
+        await _arrivals(settings, codec, target, {m.id for m in batch}, 300, arrived)
         figures.bridge_arrived = len(arrived)
         if arrived:
             figures.bridge_per_s = len(arrived) / (max(arrived.values()) - sent_at)
@@ -176,11 +188,11 @@ async def bench(settings: Settings, *, messages: int, users: int, paced_rate: fl
         # Latency at a paced rate.
         paced: dict[str, float] = {}
         sent: dict[str, float] = {}
-        count = int(paced_rate * paced_seconds)
-        reader = asyncio.create_task(_arrivals(settings, codec, target, count, paced_seconds + 60, paced))
+        pacing = [make(messages + i) for i in range(int(paced_rate * paced_seconds))]
+        reader = asyncio.create_task(_arrivals(settings, codec, target, {m.id for m in pacing}, paced_seconds + 60,
+                                               paced))
         start = time.monotonic()
-        for i in range(count):
-            msg = make(messages + i)
+        for i, msg in enumerate(pacing):
             await asyncio.sleep(max(0.0, start + i / paced_rate - time.monotonic()))
             sent[msg.id] = time.time()
             await producer.produce(source, codec.encode(msg, source), key=msg.user_key)

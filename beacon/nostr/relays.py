@@ -85,7 +85,8 @@ class RelayPool:
             await self._session.close()
 
     async def publish(self, event: Event, timeout: float = 5.0) -> int:
-        """Send ``event`` to every connected relay and wait for their OKs; the number that accepted.
+        """Send ``event`` to every connected relay and wait for their OKs; the number that accepted (or already
+        held it).
 
         NostrError when none is connected or none accepted."""
         live = [r for r in self._relays if r.connected.is_set() and r.ws is not None]
@@ -107,7 +108,8 @@ class RelayPool:
         results = [f.result() for f in done if not f.cancelled()]
         for relay in live:
             relay.pending.pop(event.id, None)
-        accepted = sum(1 for ok, _ in results if ok)
+        # "duplicate:" (NIP-01): the relay already holds the event, which is what publishing wants.
+        accepted = sum(1 for ok, why in results if ok or why.startswith("duplicate:"))
         if not accepted:
             reasons = [why for _, why in results] or ["no OK within the timeout"]
             raise NostrError(f"no Nostr relay accepted event {event.id}: {reasons}")
@@ -175,6 +177,10 @@ class RelayPool:
                 self._deliver(frame[2], relay.url)
             elif frame[0] == "OK" and len(frame) >= 3:
                 future = relay.pending.get(str(frame[1]))
+                if future is None and not frame[2]:
+                    # nostr-relay answers a refusal it hit an error on (a busy database, ...) with an empty id.
+                    # It handles a connection's events in order, so the refusal is the oldest unanswered one's.
+                    future = next((f for f in relay.pending.values() if not f.done()), None)
                 if future is not None and not future.done():
                     future.set_result((bool(frame[2]), str(frame[3]) if len(frame) > 3 else ""))
             elif frame[0] == "NOTICE":
