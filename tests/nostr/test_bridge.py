@@ -184,6 +184,10 @@ async def test_two_sites_keep_order_and_lose_or_double_nothing_through_kills_and
         relay_local.stop(relay)
         await users_write(5)
         relay_local.start(relay)
+        # A reply for another account on the core's bm_out: no route, so it stays at the core.
+        stranger = BeaconMessage.inbound_text(channel="whatsapp", account="other", user_id="x", text="hi")
+        local = stranger.reply_text("not for the edge")
+        await producer.produce(core_out, codec.encode(local, core_out), key=local.user_key)
         await until(lambda: count(edge_out) >= len(sent), "every reply at the edge", logs, timeout=90)
         # Work finished: both bridges committed everything they read, so nothing is still on its way.
         await until(lambda: all_committed(settings, edge_group, edge_in) and all_committed(settings, core_group,
@@ -194,6 +198,7 @@ async def test_two_sites_keep_order_and_lose_or_double_nothing_through_kills_and
         at_edge = await asyncio.to_thread(read_topic, settings, codec, edge_out)
         assert sorted(m.id for m in at_core) == sorted(m.id for m in sent)  # none lost, none doubled
         assert len(at_edge) == len(sent) and {m.reply_to_id for m in at_edge} == {m.id for m in sent}
+        assert local.id not in {m.id for m in at_edge}  # the core committed past it without sending it
         for user in USERS:
             key = f"whatsapp:{ACCOUNT}:{user}"
             order = [m.id for m in sent if m.user_key == key]
