@@ -19,8 +19,17 @@ from beacon.bridge.payload import Topic, message_payload
 from beacon.bridge.routes import Routes
 from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
+from beacon.dlq import dead_letter
 from beacon.errors import BadMessageError, BeaconError
-from beacon.kafka import Consumer, KafkaException, Message, TopicPartition, fetch_batch, make_consumer
+from beacon.kafka import (
+    AsyncProducer,
+    Consumer,
+    KafkaException,
+    Message,
+    TopicPartition,
+    fetch_batch,
+    make_consumer,
+)
 from beacon.messages import BeaconMessage
 from beacon.streams.client import backoff_delay
 from beacon.streams.dispatcher import Job, KeyedDispatcher
@@ -49,8 +58,9 @@ class Forwarder:
         self._dispatcher = KeyedDispatcher(self._handle, lambda _job: None, settings.nostr_bridge_max_in_flight)
         self._committed: dict[tuple[str, int], int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._producer: AsyncProducer | None = None
         self._unacked_since: float | None = None
-        #: Messages acknowledged by their peer, re-sends, and records left here (not routed or undecodable).
+        #: Messages acknowledged by their peer, re-sends, and records left here (not routed, or dead-lettered).
         self.acknowledged = 0
         self.resends = 0
         self.skipped = 0
@@ -70,14 +80,30 @@ class Forwarder:
                                        partition=record.partition() or 0, offset=record.offset() or 0)
         except BadMessageError as exc:
             self.skipped += 1
-            log.error("%s; the bridge cannot carry it and leaves it (it is in %s for `beacon dlq`-style inspection)",
-                      exc, self._source)
+            await self._dead_letter(record, exc)
             return
         peer = self._routes.peer_for(msg.user_key)
         if peer is None:
             self.skipped += 1
             return
         await self._send_until_acked(peer, msg)
+
+    async def _dead_letter(self, record: Message, error: BadMessageError) -> None:
+        """Bytes that are no BeaconMessage cannot cross: to bm_dlq, waiting out a broker outage."""
+        assert self._producer is not None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await dead_letter(self._producer, self._settings, key=record.key(), value=record.value(),
+                                  topic=self._source, partition=record.partition() or 0, offset=record.offset() or 0,
+                                  error=error, attempts=1, origin="bridge-nostr")
+                return
+            except BeaconError as exc:
+                if attempt == 1:
+                    log.warning("cannot dead-letter %s (%s); retrying with backoff", error, exc)
+                await asyncio.sleep(backoff_delay(attempt, self._settings.nostr_bridge_retry_base_delay,
+                                                  self._settings.nostr_bridge_retry_max_delay))
 
     async def _send_until_acked(self, peer: str, msg: BeaconMessage) -> None:
         settings = self._settings
@@ -111,9 +137,11 @@ class Forwarder:
 
     # --- the consumer loop --------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Consume, dispatch and commit until ``stop`` is set; then let in-flight messages finish briefly."""
+    async def run(self, stop: asyncio.Event, producer: AsyncProducer) -> None:
+        """Consume, dispatch and commit until ``stop`` is set; then let in-flight messages finish briefly.
+        ``producer`` dead-letters records that are no BeaconMessage."""
         self._loop = asyncio.get_running_loop()
+        self._producer = producer
         consumer = make_consumer(self._settings, self._settings.nostr_bridge_group)
         consumer.subscribe([self._source], on_revoke=self._on_revoke, on_lost=self._on_revoke)
         last_commit = time.monotonic()

@@ -94,7 +94,7 @@ class Bridge:
                  self.source, sorted(self.routes.peers), self.taken, self.destination, len(self.peers),
                  list(settings.nostr_relays), found, settings.nostr_bridge_dedupe_window, self.destination)
         try:
-            await self.forwarder.run(stop)
+            await self.forwarder.run(stop, self.producer)
         finally:
             await self.pool.close()
             self.producer.close()

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,6 +86,25 @@ def read_topic(settings: Settings, codec: MessageCodec, topic: str) -> list[Beac
     return out
 
 
+def read_dlq(settings: Settings, topic: str) -> list[tuple[bytes, str]]:
+    """(value, source topic) of every dead letter on a one-partition topic."""
+    from beacon.dlq import H_TOPIC
+
+    end = list_topic_offsets(settings, topic, [0], "latest")[0]
+    consumer = make_consumer(settings, f"read-{time.time_ns()}")
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    out: list[tuple[bytes, str]] = []
+    deadline = time.monotonic() + 20
+    while len(out) < end and time.monotonic() < deadline:
+        record = consumer.poll(0.5)
+        if record is not None and record.error() is None:
+            headers: list[Any] = list(record.headers() or [])
+            source = next((v.decode() for k, v in headers if k == H_TOPIC), "")
+            out.append((record.value() or b"", source))
+    consumer.close()
+    return out
+
+
 def all_committed(settings: Settings, group: str, topic: str) -> bool:
     parts = topic_partitions(settings, topic)
     ends = list_topic_offsets(settings, topic, parts, "latest")
@@ -128,6 +148,7 @@ async def test_two_sites_keep_order_and_lose_or_double_nothing_through_kills_and
     relay_local.start(relay)
     edge_in, edge_out, core_in, core_out = (new_topic(3, name) for name in ("edge-in", "edge-out", "core-in",
                                                                             "core-out"))
+    edge_dlq = new_topic(1, "edge-dlq")
     edge_key, core_key = NostrKey.generate(), NostrKey.generate()
     edge_group, core_group = unique("bridge-edge"), unique("bridge-core")
     base = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
@@ -140,7 +161,8 @@ async def test_two_sites_keep_order_and_lose_or_double_nothing_through_kills_and
         "BEACON_NOSTR_BRIDGE_RETRY_MAX_DELAY": "1.0",
     })
     edge = BridgeProcess({**base, "BEACON_DATA_DIR": str(tmp_path / "edge"), "BEACON_TOPIC_IN": edge_in,
-                          "BEACON_TOPIC_OUT": edge_out, "BEACON_NOSTR_PRIVATE_KEY": edge_key.nsec,
+                          "BEACON_TOPIC_OUT": edge_out, "BEACON_TOPIC_DLQ": edge_dlq,
+                          "BEACON_NOSTR_PRIVATE_KEY": edge_key.nsec,
                           "BEACON_NOSTR_PEERS": json.dumps([core_key.npub]), "BEACON_NOSTR_BRIDGE_ROLE": "edge",
                           "BEACON_NOSTR_BRIDGE_CORE": core_key.pubkey, "BEACON_NOSTR_BRIDGE_GROUP": edge_group},
                          tmp_path / "edge.log")
@@ -172,6 +194,7 @@ async def test_two_sites_keep_order_and_lose_or_double_nothing_through_kills_and
     try:
         edge.start()
         core.start()
+        await producer.produce(edge_in, b"not a BeaconMessage", key="whatsapp:x:garbage")
         await users_write(5)
         await until(lambda: count(core_in) >= 3, "the first messages at the core", logs)
         edge.kill()  # mid-stream: some messages sent, not yet acknowledged or committed
@@ -199,6 +222,9 @@ async def test_two_sites_keep_order_and_lose_or_double_nothing_through_kills_and
         assert sorted(m.id for m in at_core) == sorted(m.id for m in sent)  # none lost, none doubled
         assert len(at_edge) == len(sent) and {m.reply_to_id for m in at_edge} == {m.id for m in sent}
         assert local.id not in {m.id for m in at_edge}  # the core committed past it without sending it
+        dead = await asyncio.to_thread(read_dlq, settings, edge_dlq)
+        # What cannot cross is dead-lettered (twice if the edge was killed between that and its commit).
+        assert dead and set(dead) == {(b"not a BeaconMessage", edge_in)}
         for user in USERS:
             key = f"whatsapp:{ACCOUNT}:{user}"
             order = [m.id for m in sent if m.user_key == key]
