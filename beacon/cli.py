@@ -11,10 +11,12 @@ from pydantic import ValidationError
 
 from beacon.api.cli import api_app, fake_openai_app
 from beacon.bench.cli import bench_app
+from beacon.bridge.cli import bridge_app
 from beacon.config import get_settings
 from beacon.fakes.whatsapp.cli import fake_whatsapp_app
 from beacon.gateway.cli import gateway_app
 from beacon.logs import setup_logging
+from beacon.nostr.cli import nostr_app, relay_app
 from beacon.ops.cli import kafka_app, registry_app, schemas_app, topics_app
 from beacon.ops.commands import dev, dlq_app, lag, replay, scale
 from beacon.streams.cli import worker
@@ -39,6 +41,9 @@ app.add_typer(dlq_app, name="dlq")
 app.command("dev")(dev)
 app.command("scale")(scale)
 app.command("worker")(worker)
+app.add_typer(nostr_app, name="nostr")
+app.add_typer(relay_app, name="relay")
+app.add_typer(bridge_app, name="bridge")
 
 
 def main() -> None:

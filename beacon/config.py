@@ -261,6 +261,50 @@ class Settings(BaseSettings):
     )
     history_command_size: int = Field(5, description="Messages `/history` shows.")
 
+    # --- Nostr (NostrMQ) ------------------------------------------------------------------
+    nostr_private_key: SecretStr | None = Field(
+        None, description="This deployment's Nostr private key, 64 hex digits or `nsec1...` (`beacon nostr keygen`)."
+    )
+    nostr_relays: tuple[str, ...] = Field(
+        ("ws://127.0.0.1:7447",), description="JSON list of relay URLs NostrMQ messages go through."
+    )
+    nostr_peers: tuple[str, ...] = Field(
+        (), description="JSON list of pubkeys (hex or `npub`) the bridge accepts messages from; all others are "
+        "dropped and counted."
+    )
+    nostr_relay_port: int = Field(7447, description="Port of the local relay (`beacon relay start`), on 127.0.0.1.")
+    nostr_publish_timeout: float = Field(5.0, description="Seconds to wait for the relays' OK to one event.")
+    nostr_event_ttl: int = Field(
+        600, description="NIP-40 expiration of the bridge's events in seconds: relays that honour it delete them "
+        "then (a missed message or acknowledgement is re-sent, so none needs to live long)."
+    )
+    nostr_bridge_role: Literal["edge", "core"] = Field(
+        "edge", description="`edge`: forward bm_in to the core and take replies into bm_out; `core`: take "
+        "edges' messages into bm_in and forward their replies from bm_out."
+    )
+    nostr_bridge_core: str | None = Field(None, description="Pubkey (hex or `npub`) of the core an edge forwards to.")
+    nostr_bridge_forward: tuple[str, ...] = Field(
+        (), description="JSON list of user-key prefixes an edge forwards (e.g. `whatsapp:1065`); empty: all of bm_in."
+    )
+    nostr_bridge_routes: dict[str, str] = Field(
+        {}, description="Core: JSON object mapping `channel:account` (or `channel`) to the edge pubkey its replies "
+        "go to; replies of other accounts stay."
+    )
+    nostr_bridge_group: str = Field("beacon-nostr-bridge", description="Consumer group of `beacon bridge nostr`.")
+    nostr_bridge_ack_timeout: float = Field(
+        3.0, description="Seconds the bridge waits for a message's acknowledgement before sending it again."
+    )
+    nostr_bridge_retry_base_delay: float = Field(0.2, description="First delay before re-sending an unacknowledged "
+                                                 "message (doubles each time, with jitter).")
+    nostr_bridge_retry_max_delay: float = Field(10.0, description="Upper bound of one re-send delay in seconds.")
+    nostr_bridge_max_in_flight: int = Field(
+        200, description="Messages the bridge has awaiting acknowledgement at once, across users (one per user)."
+    )
+    nostr_bridge_dedupe_window: float = Field(
+        3600.0, description="Seconds of the destination topic the bridge reads at start to rebuild the ids it "
+        "already produced (its dedupe memory across restarts)."
+    )
+
     # --- dev supervisor -------------------------------------------------------------------
     dev_workers: int = Field(2, description="Worker processes `beacon dev` starts.")
     fake_whatsapp_port: int = Field(8090, description="Port of the fake Cloud API in `beacon dev`.")

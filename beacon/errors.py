@@ -46,3 +46,18 @@ class BadMessageError(SerializationError):
 
 class RegistryUnavailableError(BeaconError):
     """The schema registry did not answer: retry, never dead-letter."""
+
+
+class NostrError(BeaconError):
+    """A Nostr relay could not be reached, or refused an event."""
+
+
+class BadEventError(NostrError):
+    """A received Nostr event is dropped: ``reason`` is one of ``signature``, ``undecryptable``,
+    ``format``, ``foreign`` (a sender that is not a configured peer) or ``target`` (not for us)."""
+
+    def __init__(self, reason: str, detail: str, *, event_id: str = "?", sender: str = "?") -> None:
+        self.reason = reason
+        self.event_id = event_id
+        self.sender = sender
+        super().__init__(f"dropped Nostr event {event_id} from {sender}: {reason}: {detail}")

@@ -132,3 +132,22 @@ def worker(
                     partitions=partitions)
     typer.echo(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     typer.echo(report(results))
+
+
+@bench_app.command("nostr")
+def nostr(
+    messages: int = typer.Option(300, help="Messages of the throughput run (and events of the relay's burst)."),
+    users: int = typer.Option(50, help="Users they come from (one message per user in flight)."),
+    paced_rate: float = typer.Option(5.0, help="Messages/s of the latency run."),
+    paced_seconds: float = typer.Option(10.0, help="Seconds of the latency run."),
+    relay_rounds: int = typer.Option(100, help="Sequential publish -> receive round trips of the relay baseline."),
+) -> None:
+    """Messages/s and latency through `beacon bridge nostr` and a local relay, vs the relay's own round trip."""
+    import asyncio
+
+    from beacon.bench.nostr import bench, report
+    from beacon.config import get_settings
+
+    figures = asyncio.run(bench(get_settings(), messages=messages, users=users, paced_rate=paced_rate,
+                                paced_seconds=paced_seconds, relay_rounds=relay_rounds))
+    typer.echo(report(figures, messages=messages, users=users))
