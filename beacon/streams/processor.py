@@ -2,8 +2,10 @@
 replies to bm_out and wait for the broker's acknowledgement; or dead-letter it with the reason.
 
 Never raises for a message's own problems: bad bytes, API rejections and exhausted retries go to
-bm_dlq. Outages that are not the message's fault (registry, Kafka) are retried without limit,
-so the record stays unacknowledged (and uncommitted) until they pass.
+bm_dlq. Outages that are not the message's fault (API, registry, Kafka) are waited out without
+limit, so the record stays unacknowledged (and uncommitted) until they pass. An API failure counts
+towards the message's retry budget only while the API is up (its ``/readyz`` answers); when it is
+unreachable the message waits in :class:`~beacon.streams.health.DependencyHealth` instead.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from beacon.errors import BadMessageError, KafkaError, RegistryUnavailableError
 from beacon.kafka import AsyncProducer
 from beacon.messages import INBOUND, BeaconMessage
 from beacon.streams.client import ApiClient, ApiError, backoff_delay
+from beacon.streams.health import API, DependencyHealth
 from beacon.streams.metrics import WorkerMetrics
 
 log = logging.getLogger("beacon.streams")
@@ -56,16 +59,21 @@ class MessageProcessor:
         codec: MessageCodec,
         producer: AsyncProducer,
         metrics: WorkerMetrics,
+        health: DependencyHealth,
         pipeline: Pipeline | None = None,
     ) -> None:
         self.settings = settings
         self.codec = codec
         self.producer = producer
         self.metrics = metrics
+        self.health = health
         self.client: ApiClient | None = None
         if pipeline is None:
             self.client = ApiClient(settings)
             pipeline = self.client.process
+            health.register(API, self.client.readiness)
+        else:
+            health.register(API)
         self.pipeline = pipeline
         self._max_attempts = max(1, settings.worker_retry_max_attempts)
 
@@ -117,13 +125,17 @@ class MessageProcessor:
                                         offset=offset)
 
     async def _call(self, msg: BeaconMessage) -> list[BeaconMessage]:
-        """The pipeline's replies; retryable failures retried with backoff and jitter up to the limit."""
+        """The pipeline's replies. A retryable failure while the API is unreachable waits for it (not
+        counted); one while the API is up is retried with backoff and jitter up to the limit."""
         attempt = 0
         while True:
-            attempt += 1
+            await self.health.wait_up(API)
             try:
                 return await self.pipeline(msg)
             except ApiError as exc:
+                if exc.retryable and await self._is_outage(exc):
+                    continue
+                attempt += 1
                 if not exc.retryable or attempt >= self._max_attempts:
                     exc.attempts = attempt
                     raise
@@ -133,6 +145,13 @@ class MessageProcessor:
                 log.info("message %s: %s; attempt %d of %d, retrying in %.2fs",
                          msg.id, exc, attempt, self._max_attempts, delay)
                 await asyncio.sleep(delay)
+
+    async def _is_outage(self, exc: ApiError) -> bool:
+        """Whether ``exc`` is the API's outage rather than the message's failure (then it is reported)."""
+        if exc.unreachable:
+            self.health.report_down(API, str(exc))
+            return True
+        return not await self.health.confirm_up(API, str(exc))
 
     async def _encode(self, reply: BeaconMessage, topic: str) -> bytes:
         try:
