@@ -164,6 +164,9 @@ class ApiClient:
 
     async def process_one(self, msg: BeaconMessage) -> list[BeaconMessage]:
         """``msg`` alone through ``/v1/messages/process``; raises ApiError (retryable or not)."""
+        if not msg.id.isprintable():
+            raise ApiError(f"message id {msg.id!r} cannot be sent as the Idempotency-Key header (control characters)",
+                           retryable=False)
         status, body = await self._post(self._url, msg.model_dump_json().encode(), {"Idempotency-Key": msg.id})
         if status == 200:
             try:
@@ -228,7 +231,7 @@ def _replies(item: dict[str, object]) -> list[BeaconMessage]:
 async def _settle_from(future: asyncio.Future[list[BeaconMessage]], call: Awaitable[list[BeaconMessage]]) -> None:
     try:
         result = await call
-    except ApiError as exc:
+    except Exception as exc:  # ApiError, or a bug: either way the caller must hear of it, not wait forever
         if not future.done():
             future.set_exception(exc)
         return
