@@ -34,7 +34,7 @@ import faust
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from beacon.codec import get_codec, retry_registry
+from beacon.codec import get_codec
 from beacon.config import Settings
 from beacon.kafka import AsyncProducer
 from beacon.streams.dispatcher import Job, KeyedDispatcher
@@ -73,7 +73,7 @@ class WorkerRuntime:
             return
         self.started = True
         # Registry outage at start-up: wait it out (logged) rather than fail every message.
-        await retry_registry(self.codec.prepare, [self.settings.topic_out])
+        await self.processor.with_registry(self.codec.prepare, [self.settings.topic_out])
         log.info("worker ready: %s -> API %s -> %s (max %d in flight, pipeline %s)",
                  self.settings.topic_in, self.settings.api_url, self.settings.topic_out,
                  self.settings.worker_max_in_flight, self.settings.worker_pipeline)

@@ -25,8 +25,10 @@ from beacon.streams.metrics import WorkerMetrics
 log = logging.getLogger("beacon.streams")
 
 API = "api"
+REGISTRY = "registry"
+KAFKA = "kafka"
 #: How each dependency is named in the log.
-DISPLAY_NAMES = {API: "API", "registry": "schema registry", "kafka": "Kafka"}
+DISPLAY_NAMES = {API: "API", REGISTRY: "schema registry", KAFKA: "Kafka"}
 
 #: Answers None when the dependency is ready, else the reason it is not.
 Probe = Callable[[], Awaitable[str | None]]

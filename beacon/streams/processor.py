@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
@@ -23,12 +24,13 @@ from beacon.errors import BadMessageError, KafkaError, RegistryUnavailableError
 from beacon.kafka import AsyncProducer
 from beacon.messages import INBOUND, BeaconMessage
 from beacon.streams.client import ApiClient, ApiError, backoff_delay
-from beacon.streams.health import API, DependencyHealth
+from beacon.streams.health import API, KAFKA, REGISTRY, DependencyHealth
 from beacon.streams.metrics import WorkerMetrics
 
 log = logging.getLogger("beacon.streams")
 
 ORIGIN = "worker"
+T = TypeVar("T")
 Pipeline = Callable[[BeaconMessage], Awaitable[list[BeaconMessage]]]
 
 
@@ -74,6 +76,8 @@ class MessageProcessor:
             health.register(API, self.client.readiness)
         else:
             health.register(API)
+        health.register(REGISTRY)
+        health.register(KAFKA)
         self.pipeline = pipeline
         self._max_attempts = max(1, settings.worker_retry_max_attempts)
 
@@ -118,11 +122,19 @@ class MessageProcessor:
 
     async def _decode(self, record: Record) -> BeaconMessage:
         topic, partition, offset = record.topic, record.partition, record.offset
-        try:
-            return self.codec.decode(record.value, topic=topic, partition=partition, offset=offset)
-        except RegistryUnavailableError:
-            return await retry_registry(self.codec.decode, record.value, topic=topic, partition=partition,
+        return await self.with_registry(self.codec.decode, record.value, topic=topic, partition=partition,
                                         offset=offset)
+
+    async def with_registry(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``call`` (a codec call); while the registry is unavailable it is reported down and retried."""
+        try:
+            return call(*args, **kwargs)
+        except RegistryUnavailableError as exc:
+            self.health.report_down(REGISTRY, str(exc))
+        try:
+            return await retry_registry(call, *args, **kwargs)
+        finally:  # it answered; or this call was abandoned, and the next one to fail reports it again
+            self.health.report_up(REGISTRY)
 
     async def _call(self, msg: BeaconMessage) -> list[BeaconMessage]:
         """The pipeline's replies. A retryable failure while the API is unreachable waits for it (not
@@ -154,15 +166,20 @@ class MessageProcessor:
         return not await self.health.confirm_up(API, str(exc))
 
     async def _encode(self, reply: BeaconMessage, topic: str) -> bytes:
-        try:
-            return self.codec.encode(reply, topic)
-        except RegistryUnavailableError:
-            return await retry_registry(self.codec.encode, reply, topic)
+        return await self.with_registry(self.codec.encode, reply, topic)
 
     async def _produce_replies(self, msg: BeaconMessage, replies: list[BeaconMessage]) -> None:
         """Produce replies in order, keyed by user, and wait until the broker acknowledged all."""
         topic = self.settings.topic_out
         values = [await self._encode(r, topic) for r in replies]
+        try:
+            await self._produce_until_acknowledged(msg, replies, values)
+        finally:  # acknowledged; or abandoned, and the next produce to fail reports Kafka again
+            self.health.report_up(KAFKA)
+
+    async def _produce_until_acknowledged(self, msg: BeaconMessage, replies: list[BeaconMessage],
+                                          values: list[bytes]) -> None:
+        topic = self.settings.topic_out
         attempt = 0
         while True:
             attempt += 1
@@ -172,6 +189,7 @@ class MessageProcessor:
                 for fut in futures:
                     await fut
             except KafkaError as exc:
+                self.health.report_down(KAFKA, str(exc))
                 for fut in futures:
                     fut.cancel()
                 delay = backoff_delay(attempt, 0.5, 10.0)
@@ -193,8 +211,10 @@ class MessageProcessor:
                     partition=record.partition, offset=record.offset, error=error, attempts=attempts,
                     origin=ORIGIN,
                 )
+                self.health.report_up(KAFKA)
                 return
             except KafkaError as exc:
+                self.health.report_down(KAFKA, str(exc))
                 delay = backoff_delay(attempt, 0.5, 10.0)
                 log.warning("dead-lettering %s partition %d offset %d failed (%s); retrying in %.1fs",
                             record.topic, record.partition, record.offset, exc, delay)

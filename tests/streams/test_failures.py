@@ -129,6 +129,7 @@ def test_registry_outage_is_waited_out_not_dead_lettered(
     dead_letters.catch_up()
     assert replies.replies == [] and dead_letters.dead == []
     assert committed_and_end(topics.settings, topics.group)[0] == 0
+    assert worker.metric('beacon_worker_dependency_up{dependency="registry"}') == 0
     proxy.start()
     try:
         got = replies.wait_replies(40, timeout=60, workers=[worker])
@@ -139,3 +140,7 @@ def test_registry_outage_is_waited_out_not_dead_lettered(
     wait_until(lambda: all_committed(topics.settings, topics.group), 30, "every message settled and committed")
     dead_letters.catch_up()
     assert dead_letters.dead == []
+    metrics = worker.metrics()
+    assert metrics['beacon_worker_dependency_up{dependency="registry"}'] == 1
+    assert metrics['beacon_worker_dependency_outages_total{dependency="registry"}'] >= 1
+    assert "schema registry is back after" in worker.log()
