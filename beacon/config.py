@@ -179,9 +179,21 @@ class Settings(BaseSettings):
     worker_web_port: int = Field(6066, description="Port of a worker's web server (metrics, health).")
     worker_max_in_flight: int = Field(1000, description="Messages a worker processes at once, across users.")
     worker_api_timeout: float = Field(30.0, description="Seconds a worker waits for one API call.")
-    worker_retry_max_attempts: int = Field(8, description="API attempts before a message is dead-lettered.")
+    worker_retry_max_attempts: int = Field(
+        8,
+        description="API attempts before a message that fails on its own (a 5xx or timeout while the API's /readyz "
+        "answers) is dead-lettered; attempts made while the API is unreachable do not count.",
+    )
     worker_retry_base_delay: float = Field(0.2, description="First retry delay in seconds (doubles each time).")
     worker_retry_max_delay: float = Field(10.0, description="Upper bound of one retry delay in seconds.")
+    worker_api_probe_timeout: float = Field(
+        2.0, description="Seconds a worker waits for the API's /readyz while probing whether it is back."
+    )
+    worker_api_probe_max_delay: float = Field(
+        5.0,
+        description="Upper bound in seconds of the delay between two /readyz probes while the API is unreachable "
+        "(exponential from BEACON_WORKER_RETRY_BASE_DELAY, with jitter).",
+    )
     worker_shutdown_timeout: float = Field(20.0, description="Seconds to finish in-flight work on shutdown.")
     worker_rebalance_timeout: float = Field(
         8.0, description="Seconds to finish in-flight work of revoked partitions before abandoning it."

@@ -10,6 +10,14 @@ dispatcher reports as safe: up to the lowest unfinished message, never past it.
 Decoding happens in the processor, not in a Faust codec, so undecodable bytes are dead-lettered
 with their partition and offset instead of being skipped by Faust.
 
+Outages: while the runtime's :class:`~beacon.streams.health.DependencyHealth` has a dependency (the
+API) down, the dispatcher admits no new job, so the agent stops taking events: Faust's stream buffer
+fills and Faust stops fetching those partitions (its own backpressure), whatever the assignment.
+When the dependency is back, jobs are admitted and fetching resumes. Faust's ``pause_partitions``
+is not used: in faust-streaming 0.15.3, pausing every partition while a fetch is in flight hands
+that fetch an empty partition set, which aiokafka reads as "all partitions", and Faust then drops
+the records of the paused ones, so the consumer's position moves past messages never processed.
+
 Revocation and shutdown: Faust calls ``_consumer_wait_empty`` while partitions are being revoked
 and while stopping (after fetching stopped). Beacon's app lets running work finish there within
 ``BEACON_WORKER_REBALANCE_TIMEOUT`` / ``BEACON_WORKER_SHUTDOWN_TIMEOUT``, abandons the rest
@@ -26,11 +34,12 @@ import faust
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from beacon.codec import get_codec, retry_registry
+from beacon.codec import get_codec
 from beacon.config import Settings
 from beacon.kafka import AsyncProducer
 from beacon.logs import quiet_repeats
 from beacon.streams.dispatcher import Job, KeyedDispatcher
+from beacon.streams.health import DependencyHealth
 from beacon.streams.metrics import WorkerMetrics
 from beacon.streams.processor import MessageProcessor, Record, echo_pipeline
 
@@ -47,11 +56,17 @@ class WorkerRuntime:
         self.metrics = metrics
         self.codec = get_codec(settings)
         self.producer = AsyncProducer(settings)
-        pipeline = echo_pipeline if settings.worker_pipeline == "echo" else None
-        self.processor = MessageProcessor(settings, self.codec, self.producer, metrics, pipeline=pipeline)
-        self.dispatcher = KeyedDispatcher(
-            self._handle, self._ack, settings.worker_max_in_flight, on_change=metrics.in_flight.set
+        self.health = DependencyHealth(
+            metrics, probe_base_delay=settings.worker_retry_base_delay,
+            probe_max_delay=settings.worker_api_probe_max_delay, waiting=lambda: self.dispatcher.in_flight,
         )
+        self.dispatcher = KeyedDispatcher(
+            self._handle, self._ack, settings.worker_max_in_flight, on_change=metrics.in_flight.set,
+            admit=self.health.wait_all_up,
+        )
+        pipeline = echo_pipeline if settings.worker_pipeline == "echo" else None
+        self.processor = MessageProcessor(settings, self.codec, self.producer, metrics, self.health,
+                                          pipeline=pipeline)
         self.started = False
 
     async def start(self) -> None:
@@ -59,7 +74,7 @@ class WorkerRuntime:
             return
         self.started = True
         # Registry outage at start-up: wait it out (logged) rather than fail every message.
-        await retry_registry(self.codec.prepare, [self.settings.topic_out])
+        await self.processor.with_registry(self.codec.prepare, [self.settings.topic_out])
         log.info("worker ready: %s -> API %s -> %s (max %d in flight, pipeline %s)",
                  self.settings.topic_in, self.settings.api_url, self.settings.topic_out,
                  self.settings.worker_max_in_flight, self.settings.worker_pipeline)
@@ -76,6 +91,10 @@ class WorkerRuntime:
     async def drain(self, app: BeaconApp, timeout: float) -> None:
         """Finish in-flight work within ``timeout``, abandon the rest, commit what is finished."""
         running, in_flight = self.dispatcher.running, self.dispatcher.in_flight
+        if not self.health.all_up:
+            # Running work is waiting for a dependency: nothing will finish by waiting, so hand it to the
+            # next owner at once instead of holding up the rebalance.
+            timeout = min(timeout, 0.5)
         if in_flight:
             log.info("finishing %d running message(s) (up to %.0fs); %d queued behind them are left to be "
                      "fetched again", running, timeout, in_flight - running)
@@ -90,6 +109,7 @@ class WorkerRuntime:
                 log.warning("committing finished offsets failed (%s); those messages will be processed again", exc)
 
     async def close(self) -> None:
+        await self.health.close()
         await self.processor.close()
         self.producer.close()
 

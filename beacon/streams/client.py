@@ -1,9 +1,11 @@
 """The worker's client of the API layer: ``POST /v1/messages/process`` and ``/process-batch``.
 
 One aiohttp session with a bounded connection pool; each call carries the service token (and, for
-one message, its id as idempotency key). Failures are classified: 4xx (except 408/429) are
-permanent and the message is dead-lettered at once; 5xx, 408, 429, timeouts and connection errors
-are retryable.
+one message, its id as idempotency key). Failures are classified: 4xx (except 408/425/429) are
+permanent and the message is dead-lettered at once; 5xx, 408, 425, 429, timeouts and connection
+errors are retryable. Of those, connection errors and 502/503/504 say the API is *unreachable*
+(an outage, waited out by the worker's :mod:`~beacon.streams.health`); the others (500, a timeout)
+are an outage only if ``/readyz`` (:meth:`ApiClient.readiness`) says so too, else the message's own.
 
 Batching (group commit): calls wait in a queue that up to ``BEACON_WORKER_API_BATCH_REQUESTS``
 senders drain, each taking everything queued (up to ``BEACON_WORKER_API_BATCH`` messages) into one
@@ -32,16 +34,21 @@ from beacon.messages import BeaconMessage
 
 PROCESS_PATH = "/v1/messages/process"
 BATCH_PATH = "/v1/messages/process-batch"
+READY_PATH = "/readyz"
 RETRYABLE_4XX = frozenset({408, 425, 429})
+#: Answers that mean the API (or what stands before it) cannot serve anyone right now.
+UNREACHABLE_STATUSES = frozenset({502, 503, 504})
 
 
 class ApiError(BeaconError):
     """The API layer did not process a message; ``retryable`` says whether trying again may help."""
 
-    def __init__(self, text: str, *, retryable: bool, status: int | None = None) -> None:
+    def __init__(self, text: str, *, retryable: bool, status: int | None = None, unreachable: bool = False) -> None:
         super().__init__(text)
         self.retryable = retryable
         self.status = status
+        #: The API could not be reached at all (connection refused or reset, 502/503/504): an outage.
+        self.unreachable = unreachable or status in UNREACHABLE_STATUSES
         #: API calls made for the message so far (set by the processor's retry loop).
         self.attempts = 1
 
@@ -60,6 +67,8 @@ class ApiClient:
         self._timeout = aiohttp.ClientTimeout(total=settings.worker_api_timeout)
         self._limit = settings.worker_api_connections or settings.worker_max_in_flight
         self._batch_url = settings.api_url.rstrip("/") + BATCH_PATH
+        self._ready_url = settings.api_url.rstrip("/") + READY_PATH
+        self._probe_timeout = aiohttp.ClientTimeout(total=settings.worker_api_probe_timeout)
         self._batch_max = max(1, settings.worker_api_batch)
         # Enough batch requests for every message in flight, so a slow API (an LLM taking seconds) never
         # caps concurrency below BEACON_WORKER_MAX_IN_FLIGHT; a fast one rarely uses more than a few.
@@ -129,7 +138,8 @@ class ApiClient:
             error = ApiError(f"the API at {self._batch_url} did not answer within {self._timeout.total}s",
                              retryable=True)
         except aiohttp.ClientError as exc:
-            error = ApiError(f"cannot reach the API at {self._batch_url}: {exc}", retryable=True)
+            error = ApiError(f"cannot reach the API at {self._batch_url}: {exc}", retryable=True,
+                             unreachable=isinstance(exc, aiohttp.ClientConnectionError))
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             error = ApiError(f"the API answered a batch with a line that is not a batch item: {exc}", retryable=True)
         except ApiError as exc:
@@ -149,10 +159,14 @@ class ApiClient:
         except TimeoutError as exc:
             raise ApiError(f"the API at {url} did not answer within {self._timeout.total}s", retryable=True) from exc
         except aiohttp.ClientError as exc:
-            raise ApiError(f"cannot reach the API at {url}: {exc}", retryable=True) from exc
+            raise ApiError(f"cannot reach the API at {url}: {exc}", retryable=True,
+                           unreachable=isinstance(exc, aiohttp.ClientConnectionError)) from exc
 
     async def process_one(self, msg: BeaconMessage) -> list[BeaconMessage]:
         """``msg`` alone through ``/v1/messages/process``; raises ApiError (retryable or not)."""
+        if not msg.id.isprintable():
+            raise ApiError(f"message id {msg.id!r} cannot be sent as the Idempotency-Key header (control characters)",
+                           retryable=False)
         status, body = await self._post(self._url, msg.model_dump_json().encode(), {"Idempotency-Key": msg.id})
         if status == 200:
             try:
@@ -164,6 +178,19 @@ class ApiClient:
         detail = body[:300].decode("utf-8", "replace")
         retryable = status >= 500 or status in RETRYABLE_4XX
         raise ApiError(f"the API answered {status}: {detail}", retryable=retryable, status=status)
+
+    async def readiness(self) -> str | None:
+        """None when ``GET /readyz`` answers 200, else why the API is not ready (for the health probe)."""
+        try:
+            async with self._ensure_session().get(self._ready_url, timeout=self._probe_timeout) as resp:
+                if resp.status == 200:
+                    return None
+                detail = (await resp.read())[:200].decode("utf-8", "replace")
+                return f"{READY_PATH} answered {resp.status}: {detail}"
+        except TimeoutError:
+            return f"{READY_PATH} did not answer within {self._probe_timeout.total}s"
+        except aiohttp.ClientError as exc:
+            return f"{READY_PATH}: {exc}"
 
     async def close(self) -> None:
         for _, future in self._queue:
@@ -204,7 +231,7 @@ def _replies(item: dict[str, object]) -> list[BeaconMessage]:
 async def _settle_from(future: asyncio.Future[list[BeaconMessage]], call: Awaitable[list[BeaconMessage]]) -> None:
     try:
         result = await call
-    except ApiError as exc:
+    except Exception as exc:  # ApiError, or a bug: either way the caller must hear of it, not wait forever
         if not future.done():
             future.set_exception(exc)
         return

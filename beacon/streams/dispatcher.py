@@ -83,7 +83,8 @@ class KeyedDispatcher:
     """Runs ``handle(job)`` per key in order, across keys concurrently, acking per partition in order.
 
     ``handle`` must settle the job (processed or dead-lettered) and not raise; if it raises, the
-    job stays unfinished (its partition stops committing) and the error is logged.
+    job stays unfinished (its partition stops committing) and the error is logged. ``admit``, when
+    given, is awaited before each job is taken (the worker holds new work there during an outage).
     """
 
     def __init__(
@@ -92,9 +93,11 @@ class KeyedDispatcher:
         ack: Callable[[Job], None],
         max_in_flight: int,
         on_change: Callable[[int], None] | None = None,
+        admit: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._handle = handle
         self._ack = ack
+        self._admit = admit
         self._max = max_in_flight
         self._slots = asyncio.Semaphore(max_in_flight)
         self._queues: dict[Hashable, deque[Job]] = {}
@@ -111,8 +114,11 @@ class KeyedDispatcher:
     # --- submitting ------------------------------------------------------------------------
 
     async def submit(self, job: Job) -> None:
-        """Queue ``job`` behind earlier jobs of its key; waits while ``max_in_flight`` are running."""
+        """Queue ``job`` behind earlier jobs of its key; waits until admitted and while ``max_in_flight`` are
+        running."""
         epoch = self._epoch
+        if self._admit is not None:
+            await self._admit()
         await self._slots.acquire()
         if epoch != self._epoch:
             # Partitions were revoked while we waited: this job belongs to the old assignment and

@@ -45,3 +45,15 @@ class WorkerMetrics:
             "beacon_worker_assigned_partitions", "Partitions of bm_in assigned to this worker.",
             registry=self.registry,
         )
+        self.dependency_up = Gauge(
+            "beacon_worker_dependency_up", "1 while a dependency of the worker (api; registry, kafka) answers, 0 while "
+            "it is down and the work that needs it waits.", ["dependency"], registry=self.registry,
+        )
+        self.dependency_down_seconds = Gauge(
+            "beacon_worker_dependency_down_seconds", "Seconds the dependency has been down (0 while it is up).",
+            ["dependency"], registry=self.registry,
+        )
+        self.dependency_outages = Counter(
+            "beacon_worker_dependency_outages", "Times the dependency went down (fetching paused until it returned).",
+            ["dependency"], registry=self.registry,
+        )

@@ -2,8 +2,10 @@
 replies to bm_out and wait for the broker's acknowledgement; or dead-letter it with the reason.
 
 Never raises for a message's own problems: bad bytes, API rejections and exhausted retries go to
-bm_dlq. Outages that are not the message's fault (registry, Kafka) are retried without limit,
-so the record stays unacknowledged (and uncommitted) until they pass.
+bm_dlq. Outages that are not the message's fault (API, registry, Kafka) are waited out without
+limit, so the record stays unacknowledged (and uncommitted) until they pass. An API failure counts
+towards the message's retry budget only while the API is up (its ``/readyz`` answers); when it is
+unreachable the message waits in :class:`~beacon.streams.health.DependencyHealth` instead.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
@@ -21,11 +24,13 @@ from beacon.errors import BadMessageError, KafkaError, RegistryUnavailableError
 from beacon.kafka import AsyncProducer
 from beacon.messages import INBOUND, BeaconMessage
 from beacon.streams.client import ApiClient, ApiError, backoff_delay
+from beacon.streams.health import API, KAFKA, REGISTRY, DependencyHealth
 from beacon.streams.metrics import WorkerMetrics
 
 log = logging.getLogger("beacon.streams")
 
 ORIGIN = "worker"
+T = TypeVar("T")
 Pipeline = Callable[[BeaconMessage], Awaitable[list[BeaconMessage]]]
 
 
@@ -56,16 +61,23 @@ class MessageProcessor:
         codec: MessageCodec,
         producer: AsyncProducer,
         metrics: WorkerMetrics,
+        health: DependencyHealth,
         pipeline: Pipeline | None = None,
     ) -> None:
         self.settings = settings
         self.codec = codec
         self.producer = producer
         self.metrics = metrics
+        self.health = health
         self.client: ApiClient | None = None
         if pipeline is None:
             self.client = ApiClient(settings)
             pipeline = self.client.process
+            health.register(API, self.client.readiness)
+        else:
+            health.register(API)
+        health.register(REGISTRY)
+        health.register(KAFKA)
         self.pipeline = pipeline
         self._max_attempts = max(1, settings.worker_retry_max_attempts)
 
@@ -110,20 +122,32 @@ class MessageProcessor:
 
     async def _decode(self, record: Record) -> BeaconMessage:
         topic, partition, offset = record.topic, record.partition, record.offset
-        try:
-            return self.codec.decode(record.value, topic=topic, partition=partition, offset=offset)
-        except RegistryUnavailableError:
-            return await retry_registry(self.codec.decode, record.value, topic=topic, partition=partition,
+        return await self.with_registry(self.codec.decode, record.value, topic=topic, partition=partition,
                                         offset=offset)
 
+    async def with_registry(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``call`` (a codec call); while the registry is unavailable it is reported down and retried."""
+        try:
+            return call(*args, **kwargs)
+        except RegistryUnavailableError as exc:
+            self.health.report_down(REGISTRY, str(exc))
+        try:
+            return await retry_registry(call, *args, **kwargs)
+        finally:  # it answered; or this call was abandoned, and the next one to fail reports it again
+            self.health.report_up(REGISTRY)
+
     async def _call(self, msg: BeaconMessage) -> list[BeaconMessage]:
-        """The pipeline's replies; retryable failures retried with backoff and jitter up to the limit."""
+        """The pipeline's replies. A retryable failure while the API is unreachable waits for it (not
+        counted); one while the API is up is retried with backoff and jitter up to the limit."""
         attempt = 0
         while True:
-            attempt += 1
+            await self.health.wait_up(API)
             try:
                 return await self.pipeline(msg)
             except ApiError as exc:
+                if exc.retryable and await self._is_outage(exc):
+                    continue
+                attempt += 1
                 if not exc.retryable or attempt >= self._max_attempts:
                     exc.attempts = attempt
                     raise
@@ -134,16 +158,28 @@ class MessageProcessor:
                          msg.id, exc, attempt, self._max_attempts, delay)
                 await asyncio.sleep(delay)
 
+    async def _is_outage(self, exc: ApiError) -> bool:
+        """Whether ``exc`` is the API's outage rather than the message's failure (then it is reported)."""
+        if exc.unreachable:
+            self.health.report_down(API, str(exc))
+            return True
+        return not await self.health.confirm_up(API, str(exc))
+
     async def _encode(self, reply: BeaconMessage, topic: str) -> bytes:
-        try:
-            return self.codec.encode(reply, topic)
-        except RegistryUnavailableError:
-            return await retry_registry(self.codec.encode, reply, topic)
+        return await self.with_registry(self.codec.encode, reply, topic)
 
     async def _produce_replies(self, msg: BeaconMessage, replies: list[BeaconMessage]) -> None:
         """Produce replies in order, keyed by user, and wait until the broker acknowledged all."""
         topic = self.settings.topic_out
         values = [await self._encode(r, topic) for r in replies]
+        try:
+            await self._produce_until_acknowledged(msg, replies, values)
+        finally:  # acknowledged; or abandoned, and the next produce to fail reports Kafka again
+            self.health.report_up(KAFKA)
+
+    async def _produce_until_acknowledged(self, msg: BeaconMessage, replies: list[BeaconMessage],
+                                          values: list[bytes]) -> None:
+        topic = self.settings.topic_out
         attempt = 0
         while True:
             attempt += 1
@@ -153,6 +189,7 @@ class MessageProcessor:
                 for fut in futures:
                     await fut
             except KafkaError as exc:
+                self.health.report_down(KAFKA, str(exc))
                 for fut in futures:
                     fut.cancel()
                 delay = backoff_delay(attempt, 0.5, 10.0)
@@ -174,8 +211,10 @@ class MessageProcessor:
                     partition=record.partition, offset=record.offset, error=error, attempts=attempts,
                     origin=ORIGIN,
                 )
+                self.health.report_up(KAFKA)
                 return
             except KafkaError as exc:
+                self.health.report_down(KAFKA, str(exc))
                 delay = backoff_delay(attempt, 0.5, 10.0)
                 log.warning("dead-lettering %s partition %d offset %d failed (%s); retrying in %.1fs",
                             record.topic, record.partition, record.offset, exc, delay)

@@ -8,7 +8,10 @@ token and the idempotency key, answers
 (a repeat returns the same replies with ``duplicate: true``) and obeys a few test commands in the
 text: ``reject`` -> 422; ``poison`` -> 500 every time; ``fail:N`` -> 500 for the first N calls of
 that message; ``sleep:S`` -> wait S seconds first. Statuses get ``replies: []``.
-``GET /_stub/stats`` -> ``{"calls": n, "distinct": n, "batches": {size: requests}}``; ``GET /healthz`` -> 200.
+``GET /_stub/stats`` -> ``{"calls": n, "distinct": n, "batches": {size: requests}, "ready_probes": n}``;
+``GET /healthz`` -> 200; ``GET /readyz`` -> 200, or 503 while "down". ``POST /_stub/outage`` with
+``{"down": true}`` plays the API without its database: every process call and ``/readyz`` answer 503
+until ``{"down": false}``.
 """
 
 from __future__ import annotations
@@ -30,8 +33,12 @@ def make_stub_app(token: str, latency_min: float = 0.0, latency_max: float = 0.0
     calls: Counter[str] = Counter()
     batches: Counter[int] = Counter()  # batch size -> requests
     shared_user_batches: list[int] = []  # batches holding two messages of one user (must stay empty)
+    state = {"down": False, "ready_probes": 0, "calls_while_down": 0}
 
     async def handle(msg: BeaconMessage) -> tuple[int, dict[str, object]]:
+        if state["down"]:
+            state["calls_while_down"] += 1
+            return 503, {"detail": "the stub plays a database outage"}
         calls[msg.id] += 1
         text = msg.text or ""
         if text.startswith("sleep:"):
@@ -91,7 +98,18 @@ def make_stub_app(token: str, latency_min: float = 0.0, latency_max: float = 0.0
     async def stats(request: web.Request) -> web.Response:
         return web.json_response({"calls": sum(calls.values()), "distinct": len(seen),
                                   "batches": {str(k): v for k, v in sorted(batches.items())},
-                                  "shared_user_batches": len(shared_user_batches)})
+                                  "shared_user_batches": len(shared_user_batches),
+                                  "ready_probes": state["ready_probes"], "calls_while_down": state["calls_while_down"]})
+
+    async def readyz(request: web.Request) -> web.Response:
+        state["ready_probes"] += 1
+        if state["down"]:
+            return web.json_response({"status": "unavailable", "database": "the stub plays an outage"}, status=503)
+        return web.json_response({"status": "ok", "database": "ok"})
+
+    async def outage(request: web.Request) -> web.Response:
+        state["down"] = bool((await request.json())["down"])
+        return web.json_response({"down": state["down"]})
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -101,6 +119,8 @@ def make_stub_app(token: str, latency_min: float = 0.0, latency_max: float = 0.0
     app.router.add_post("/v1/messages/process-batch", process_batch)
     app.router.add_get("/_stub/stats", stats)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_post("/_stub/outage", outage)
     return app
 
 

@@ -251,6 +251,21 @@ class Collector:
         self.poll(0.2)
         return len({r.reply_to_id for r in self.replies})
 
+    def catch_up(self, timeout: float = 30) -> None:
+        """Poll until this collector has read everything on its topic up to now (every partition's end)."""
+        md = self.consumer.list_topics(self.topic, timeout=10)
+        tps = [TopicPartition(self.topic, p) for p in md.topics[self.topic].partitions]
+        ends = {tp.partition: int(self.consumer.get_watermark_offsets(tp, timeout=10)[1] or 0) for tp in tps}
+
+        def read_all() -> bool:
+            self.poll(0.2)
+            if {tp.partition for tp in self.consumer.assignment()} != set(ends):
+                return False
+            positions = self.consumer.position(tps)
+            return all(ends[tp.partition] == 0 or tp.offset >= ends[tp.partition] for tp in positions)
+
+        wait_until(read_all, timeout, f"the collector to read {self.topic} to its end", interval=0)
+
     def wait_dead(self, count: int, timeout: float) -> None:
         def enough() -> bool:
             self.poll(0.3)
@@ -274,6 +289,97 @@ def committed_and_end(settings: Settings, group: str) -> tuple[int, int]:
         return total_committed, total_end
     finally:
         consumer.close()
+
+
+class RealApi:
+    """``beacon api`` in its own process on SQLite; can be stopped and started again on the same port."""
+
+    def __init__(self, settings: Settings, data_dir: Path) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
+        self.env.update({
+            "BEACON_DATA_DIR": str(data_dir / "api"),
+            "BEACON_DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'api.db'}",
+            "BEACON_API_TOKEN": TOKEN,
+            "BEACON_API_PORT": str(self.port),
+            "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "BEACON_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
+            "BEACON_TOPIC_OUT": settings.topic_out,
+        })
+        (data_dir / "api").mkdir(exist_ok=True)
+        subprocess.run([BEACON, "api", "migrate"], env=self.env, cwd=data_dir, check=True, capture_output=True,
+                       timeout=60)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "api.log"
+
+    def start(self) -> RealApi:
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen([BEACON, "api"], env=self.env, cwd=self.data_dir, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        proc = self.proc
+
+        def ready() -> bool:
+            try:
+                return httpx.get(self.url + "/readyz", timeout=0.5).status_code == 200
+            except httpx.HTTPError:
+                return proc.poll() is not None  # exited: stop waiting, fail below
+
+        wait_until(ready, 30, "the API to start")
+        assert proc.poll() is None, self.log_path.read_text()[-3000:]
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(15)
+        self.proc = None
+
+
+class SteadyProducer:
+    """Produces texts of ``users`` users in turn to bm_in from a thread, until stopped: ``m0``, ``m1``, ..."""
+
+    def __init__(self, settings: Settings, codec: MessageCodec, users: int, prefix: str, per_second: float) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.users = users
+        self.prefix = prefix
+        self.interval = 1 / per_second
+        self.sent: list[BeaconMessage] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> SteadyProducer:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        producer = make_producer(self.settings, **{"linger.ms": 5})
+        n = 0
+        while not self._stop.is_set():
+            u, i = n % self.users, n // self.users
+            msg = BeaconMessage.inbound_text(channel="whatsapp", account="100", user_id=f"{self.prefix}{u}",
+                                             text=f"m{i}", channel_message_id=f"wamid.{self.prefix}{u}.{i}")
+            producer.produce(self.settings.topic_in, self.codec.encode(msg, self.settings.topic_in),
+                             key=msg.user_key)
+            producer.poll(0)
+            self.sent.append(msg)
+            n += 1
+            self._stop.wait(self.interval)
+        assert producer.flush(30) == 0
+
+    def stop(self) -> list[BeaconMessage]:
+        """Stop producing; every message produced so far, once the broker acknowledged them all."""
+        self._stop.set()
+        self._thread.join(60)
+        return self.sent
 
 
 class TcpProxy:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -15,7 +14,6 @@ from tests.streams.harness import (
     Topics,
     Worker,
     all_committed,
-    committed_and_end,
     committed_offsets,
     find_record,
     produce,
@@ -80,7 +78,7 @@ def test_offsets_are_never_committed_past_an_unfinished_message(
 ) -> None:
     stub = start_stub()
     worker = start_worker(stub.url, worker_api_timeout="30")
-    slow = BeaconMessage.inbound_text(channel="whatsapp", account="100", user_id="slow", text="sleep:12 slow one",
+    slow = BeaconMessage.inbound_text(channel="whatsapp", account="100", user_id="slow", text="sleep:20 slow one",
                                       channel_message_id="wamid.slow")
     produce(topics.settings, [slow, *conversation(300, 2, "q")], codec)
     partition, offset = find_record(topics.settings, slow.user_key.encode())
@@ -88,14 +86,32 @@ def test_offsets_are_never_committed_past_an_unfinished_message(
     # everyone else, including later offsets of its partition, and its batch-mates at the API: not held back by it
     first = replies.wait_replies(600, timeout=30, workers=[worker])
     assert slow.id not in {r.reply_to_id for r in first}
-    time.sleep(2 * topics.settings.worker_commit_interval)  # give the committer its chances to get it wrong
-    committed = committed_and_end(topics.settings, topics.group)[0]
+    replied = 'beacon_worker_messages_total{outcome="replied",reason=""}'
+    wait_until(lambda: worker.metric(replied) == 600, 30, "the worker to settle the 600 others")
+    # A marker in another partition, produced after the 600 were settled: once its offset is committed, the
+    # committer has had its chance to commit past the slow message with everything behind it finished.
+    marker_partition, marker_offset = produce_marker(topics, codec, avoid=partition)
+    wait_until(lambda: committed_offsets(topics.settings, topics.group)[marker_partition] > marker_offset, 30,
+               "the marker's offset to be committed")
     assert committed_offsets(topics.settings, topics.group)[partition] <= offset
-    assert committed > 0  # the other partitions did commit
+    assert slow.id not in {r.reply_to_id for r in replies.unique_replies()}
 
-    replies.wait_replies(601, timeout=30, workers=[worker])
+    wait_until(lambda: replies.answered() > 0 and slow.id in {r.reply_to_id for r in replies.replies}, 30,
+               "the slow message's reply")
     wait_until(lambda: all_committed(topics.settings, topics.group), 30,
                "everything committed once the slow message is done")
+
+
+def produce_marker(topics: Topics, codec: MessageCodec, avoid: int) -> tuple[int, int]:
+    """Produce one message landing in a partition other than ``avoid``; its partition and offset."""
+    for n in range(100):
+        marker = BeaconMessage.inbound_text(channel="whatsapp", account="100", user_id=f"marker{n}", text="marker",
+                                            channel_message_id=f"wamid.marker{n}")
+        produce(topics.settings, [marker], codec)
+        partition, offset = find_record(topics.settings, marker.user_key.encode())
+        if partition != avoid:
+            return partition, offset
+    raise AssertionError(f"every marker key landed in partition {avoid}")
 
 
 def test_faust_command_line_runs_the_same_worker(
