@@ -14,12 +14,14 @@ import logging
 import time
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.errors import BeaconError, ConfigError, SerializationError
-from beacon.gateway.httplog import install_refused_request_filter
+from beacon.gateway.badrequests import expect_handler, install_refused_request_filter
 from beacon.gateway.records import encode_within, is_too_large, shrink
 from beacon.gateway.whatsapp import CHANNEL
 from beacon.gateway.whatsapp.metrics import (
@@ -60,7 +62,7 @@ class Inbound:
         self.app = web.Application(client_max_size=settings.gateway_max_body_bytes)
         self.app.add_routes([
             web.get(WEBHOOK_PATH, self.verify),
-            web.post(WEBHOOK_PATH, self.receive),
+            web.post(WEBHOOK_PATH, self.receive, expect_handler=expect_handler),
             web.get("/healthz", self.healthz),
             web.get("/metrics", self.metrics),
         ])
@@ -90,6 +92,10 @@ class Inbound:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._reject("too_large", 413, "body too large")
+        except (RequestPayloadError, HttpProcessingError) as exc:  # e.g. a Content-Encoding it does not decode
+            log.warning("webhook rejected: its body could not be read (%s, from %s)", type(exc).__name__,
+                        request.remote)
+            return self._reject("unreadable", 400, "body could not be read")
         if self.secret is not None:
             try:
                 check_signature(body, request.headers.get(HEADER), self.secret)
