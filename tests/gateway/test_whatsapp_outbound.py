@@ -334,6 +334,9 @@ async def test_an_outage_of_the_number_is_waited_out_probing_one_send_at_a_time(
     await harness.produce(first)
     await harness.sent(len(first))
     during = [reply(u, f"during {i}") for i in range(3) for u in users]
+    elsewhere = [BeaconMessage.inbound_text(channel="whatsapp", account="2222", user_id=u, text="hi",
+                                            channel_message_id=f"wamid.other.{u}").reply_text("other number")
+                 for u in users]
     refused = harness.fake.state.rejected
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
@@ -344,11 +347,17 @@ async def test_an_outage_of_the_number_is_waited_out_probing_one_send_at_a_time(
         while refused["outage"] < until:
             assert loop.time() < deadline, f"only {refused['outage']} sends reached the fake during the outage"
             await asyncio.sleep(0.05)
+        if mode == "hang":  # another number is not held back by this one's outage
+            await harness.produce(elsewhere)
+            while {s["phone_number_id"] for s in harness.fake.state.sent[len(first):]} != {"2222"} or len(
+                    harness.fake.state.sent) < len(first) + len(elsewhere):
+                assert loop.time() < deadline, "the other number's sends waited for this number's outage"
+                await asyncio.sleep(0.05)
     await harness.http.delete("/_fake/outage")
-    sent = await harness.sent(len(first) + len(during))
-    assert sorted(_ids(sent)) == sorted(m.id for m in first + during)  # each once
+    sent = await harness.sent(len(first) + len(elsewhere) + len(during))
+    assert sorted(_ids(sent)) == sorted(m.id for m in first + elsewhere + during)  # each once
     for u in users:
-        assert [s["body"]["text"]["body"] for s in sent if s["to"] == f"+{u}"] == ["before"] + [
-            f"during {i}" for i in range(3)]
+        assert [s["body"]["text"]["body"] for s in sent if s["to"] == f"+{u}" and s["phone_number_id"] == PNID] == [
+            "before"] + [f"during {i}" for i in range(3)]
     assert harness.fake.state.hanging_peak == 1  # one probe at a time, not one request per waiting user
     assert end_offsets(harness.settings, harness.settings.topic_dlq) == {0: 0}

@@ -323,9 +323,10 @@ class Outbound:
             if action in OUTAGE_ACTIONS:
                 if first_failure is None:
                     first_failure = number.successes
-                if number.successes == first_failure:
-                    # nothing to this number has succeeded since this message first failed: the Cloud API is
-                    # failing for the number, not for this message. Pause the number and probe; count nothing.
+                if number.successes == first_failure or number.down:
+                    # nothing to this number has succeeded since this message first failed (or other sends to it
+                    # fail too): the Cloud API is failing for the number, not for this message. Pause the number
+                    # and probe; count nothing.
                     self._number_down(number, msg.account, error)
                     continue
                 own += 1
