@@ -22,12 +22,11 @@ from typing import Any
 
 from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
-from beacon.dlq import dead_letter
-from beacon.errors import BadMessageError, BeaconError, KafkaError, RegistryUnavailableError
-from beacon.gateway.records import encode_within, is_too_large, shrink
+from beacon.errors import BadMessageError, RegistryUnavailableError
 from beacon.gateway.whatsapp import CHANNEL
 from beacon.gateway.whatsapp.client import CloudApiClient
 from beacon.gateway.whatsapp.errors import Action, CloudApiError
+from beacon.gateway.whatsapp.failures import Abandoned, FailureReporter, redriven_from, where
 from beacon.gateway.whatsapp.limiter import Gate, TokenBucket, sleep_unless_stopped, wait_for_gate
 from beacon.gateway.whatsapp.metrics import (
     LIMITER_WAIT,
@@ -41,28 +40,15 @@ from beacon.gateway.whatsapp.offsets import TP, OffsetTracker
 from beacon.gateway.whatsapp.requests import UnsendableMessageError, build_request
 from beacon.gateway.whatsapp.store import FAILED, SENDING, SENT, SentStore
 from beacon.kafka import AsyncProducer, Consumer, KafkaException, Message, TopicPartition, fetch_batch, make_consumer
-from beacon.messages import OUTBOUND, STATUS, BeaconMessage, StatusError, stable_id
-from beacon.ops.deadletters import H_REDRIVEN_FROM
+from beacon.messages import OUTBOUND, BeaconMessage
 from beacon.streams.client import backoff_delay
 
 log = logging.getLogger("beacon.gateway.whatsapp.outbound")
 
-ORIGIN = "gateway-whatsapp"
 COMMIT_INTERVAL = 0.2  # seconds between offset commits while records settle
 PRUNE_INTERVAL = 3600.0  # seconds between prunes of settled ids older than bm_out's retention
 #: Errors that may mean the Cloud API is down for a number rather than refusing one message.
 OUTAGE_ACTIONS = frozenset({Action.RETRY, Action.RETRY_FEW})
-
-
-def where(record: Message) -> tuple[str, int, int]:
-    """Topic, partition and offset of a consumed record (always set on records from consume())."""
-    topic, partition, offset = record.topic(), record.partition(), record.offset()
-    assert topic is not None and partition is not None and offset is not None
-    return topic, partition, offset
-
-
-class Abandoned(Exception):
-    """Shutting down while a message waited: leave it unsettled, it is redelivered at the next start."""
 
 
 class Outbound:
@@ -86,6 +72,7 @@ class Outbound:
         self._consumer: Consumer | None = None
         self._paused = False
         self.finished = asyncio.Event()
+        self.failures = FailureReporter(settings, producer, codec, store, self.stop_event)
 
     # --- consuming ------------------------------------------------------------------------------
 
@@ -219,10 +206,10 @@ class Outbound:
         except Exception:  # the failure may be the decoding itself: dead-letter the bytes alone
             msg = None
         if msg is None or msg.channel != CHANNEL or msg.direction != OUTBOUND:
-            await self._dead_letter(record, exc, failures)
+            await self.failures.dead_letter(record, exc, failures)
             SENDS.labels(CHANNEL, "failed", type(exc).__name__).inc()
         else:
-            await self._fail(record, msg, exc, failures)
+            await self.failures.fail(record, msg, exc, failures)
         return True
 
     # --- one message ------------------------------------------------------------------------------
@@ -239,7 +226,7 @@ class Outbound:
         try:
             msg = await self._decode(record)
         except BadMessageError as exc:
-            await self._dead_letter(record, exc, attempts=1)
+            await self.failures.dead_letter(record, exc, attempts=1)
             SENDS.labels(CHANNEL, "undecodable", "").inc()
             return
         if msg.channel != CHANNEL or msg.direction != OUTBOUND:
@@ -258,7 +245,7 @@ class Outbound:
         try:
             body = build_request(msg)
         except UnsendableMessageError as exc:
-            await self._fail(record, msg, exc, attempts=1)
+            await self.failures.fail(record, msg, exc, attempts=1)
             return
         await self._send_with_retries(record, msg, body)
 
@@ -341,7 +328,7 @@ class Outbound:
                         raise Abandoned
                     continue
             if action is Action.PERMANENT:
-                await self._fail(record, msg, error, attempts=attempt)
+                await self.failures.fail(record, msg, error, attempts=attempt)
                 return
             if action is Action.BACKOFF_USER:
                 user.streak += 1
@@ -386,73 +373,3 @@ class Outbound:
             number.streak = 0
             log.warning("the Cloud API answers for number %s again: sends resumed after %.1fs", account,
                         time.monotonic() - number.down_since)
-
-    async def _fail(self, record: Message, msg: BeaconMessage, error: BaseException, attempts: int) -> None:
-        """Permanent failure: the original record to bm_dlq, a ``failed`` status to bm_in, then settled."""
-        await self._dead_letter(record, error, attempts)
-        code = error.code if isinstance(error, CloudApiError) else None
-        status = BeaconMessage(
-            id=stable_id(CHANNEL, msg.account, "send-failed", msg.id),
-            user_key=msg.user_key, channel=CHANNEL, account=msg.account, user_id=msg.user_id,
-            direction=STATUS, kind="status", status="failed", reply_to_id=msg.id, trace_id=msg.trace_id,
-            error=StatusError(code=code, title=getattr(error, "title", None), message=str(error),
-                              details=getattr(error, "details", None)),
-            metadata={"origin": ORIGIN, "failed_kind": msg.kind},
-        )
-        await self._produce_status(status)
-        self.store.settle(msg.id, FAILED, code=code)
-        SENDS.labels(CHANNEL, "failed", str(code) if code is not None else type(error).__name__).inc()
-
-    async def _dead_letter(self, record: Message, error: BaseException, attempts: int) -> None:
-        """The record to bm_dlq; when the broker refuses it as too large, the reason and origin without the value."""
-        topic, partition, offset = where(record)
-        value = record.value()
-        while True:
-            try:
-                await dead_letter(self.producer, self.settings, key=record.key(), value=value,
-                                  topic=topic, partition=partition, offset=offset,
-                                  error=error, attempts=attempts, origin=ORIGIN)
-                return
-            except KafkaError as exc:
-                if is_too_large(exc) and value is not None:
-                    log.error("the dead letter of %s[%d]@%d is too large for %s (%d bytes): dead-lettering the reason "
-                              "without the value; the value stays on %s until its retention ends", topic, partition,
-                              offset, self.settings.topic_dlq, len(value), topic)
-                    reason = f"{type(error).__name__}: {error}"[:2000]
-                    error = TooLargeError(f"{reason} (value of {len(value)} bytes not kept: too large to dead-letter)")
-                    value = None
-                    continue
-                log.error("dead-lettering %s[%d]@%d failed (%s); retrying", topic, partition, offset, exc)
-                if await sleep_unless_stopped(1.0, self.stop_event):
-                    raise Abandoned from exc
-
-    async def _produce_status(self, status: BeaconMessage) -> None:
-        """A status to bm_in, in a size the broker accepts; retried while the broker is unavailable."""
-        topic = self.settings.topic_in
-        value, status = encode_within(self.codec, status, topic, self.settings.gateway_max_record_bytes)
-        while True:
-            try:
-                await self.producer.produce(topic, value, key=status.user_key.encode())
-                return
-            except BeaconError as exc:
-                if is_too_large(exc):
-                    log.error("the failed status %s is too large for %s (%d bytes): producing it without its error "
-                              "details", status.id, topic, len(value))
-                    value, status = shrink(self.codec, status, topic, len(value))
-                    continue
-                log.error("producing a failed status to %s failed (%s); retrying", topic, exc)
-                if await sleep_unless_stopped(1.0, self.stop_event):
-                    raise Abandoned from exc
-
-
-class TooLargeError(BeaconError):
-    """A record the broker refuses for its size (refused every time: never retried as it is)."""
-
-
-def redriven_from(record: Message) -> str | None:
-    """The dead letter a record was redriven from (``beacon dlq redrive`` marks it), or None."""
-    headers: Any = record.headers() or []
-    for key, value in headers:
-        if key == H_REDRIVEN_FROM:
-            return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-    return None
