@@ -8,6 +8,10 @@ from __future__ import annotations
 from beacon.codec import MessageCodec
 from beacon.messages import INBOUND, BeaconMessage, StatusError
 
+#: Avro ``int`` (error codes) is 32-bit: a code outside it cannot be encoded.
+AVRO_INT = range(-(2**31), 2**31)
+#: What encoding a message the channel sent us may raise besides a registry outage (fastavro's own errors).
+ENCODE_ERRORS = (ValueError, TypeError, OverflowError)
 #: Texts kept in a cut-down message (error text, profile name, metadata values), in characters.
 KEPT_CHARS = 1000
 #: How a client or broker names a record that is too large (librdkafka: MSG_SIZE_TOO_LARGE,

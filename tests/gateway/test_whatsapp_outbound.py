@@ -361,3 +361,22 @@ async def test_an_outage_of_the_number_is_waited_out_probing_one_send_at_a_time(
             "before"] + [f"during {i}" for i in range(3)]
     assert harness.fake.state.hanging_peak == 1  # one probe at a time, not one request per waiting user
     assert end_offsets(harness.settings, harness.settings.topic_dlq) == {0: 0}
+
+
+async def test_a_cloud_api_error_code_beyond_32_bits_still_gives_a_failed_status(harness: Harness) -> None:
+    odd, fine = "447700900090", "447700900091"
+    await harness.fault(code=3_000_000_000, to=odd)  # unknown: retried while sends to others succeed, then given up
+    doomed = reply(odd, "odd")
+    others = [reply(fine, f"fine {i}") for i in range(12)]
+    harness.start()
+    await harness.produce([doomed])
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while not harness.fake.state.rejected["3000000000"]:  # failed once: the others' successes come after it
+        assert loop.time() < deadline
+        await asyncio.sleep(0.02)
+    await harness.produce(others)
+    assert sorted(_ids(await harness.sent(len(others)))) == sorted(m.id for m in others)
+    (status,) = await harness.topic(harness.settings.topic_in)
+    assert status.status == "failed" and status.reply_to_id == doomed.id
+    assert status.error is not None and status.error.code is None and "3000000000" in (status.error.message or "")

@@ -14,7 +14,7 @@ from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.dlq import dead_letter
 from beacon.errors import BeaconError, KafkaError
-from beacon.gateway.records import encode_within, is_too_large, shrink
+from beacon.gateway.records import AVRO_INT, encode_within, is_too_large, shrink
 from beacon.gateway.whatsapp import CHANNEL
 from beacon.gateway.whatsapp.errors import CloudApiError
 from beacon.gateway.whatsapp.limiter import sleep_unless_stopped
@@ -55,6 +55,8 @@ class FailureReporter:
         """Permanent failure: the original record to bm_dlq, a ``failed`` status to bm_in, then settled."""
         await self.dead_letter(record, error, attempts)
         code = error.code if isinstance(error, CloudApiError) else None
+        if code is not None and code not in AVRO_INT:
+            code = None  # the text still carries it
         status = BeaconMessage(
             id=stable_id(CHANNEL, msg.account, "send-failed", msg.id),
             user_key=msg.user_key, channel=CHANNEL, account=msg.account, user_id=msg.user_id,

@@ -22,7 +22,7 @@ from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.errors import BeaconError, ConfigError, SerializationError
 from beacon.gateway.badrequests import expect_handler, install_refused_request_filter
-from beacon.gateway.records import encode_within, is_too_large, shrink
+from beacon.gateway.records import ENCODE_ERRORS, encode_within, is_too_large, shrink
 from beacon.gateway.whatsapp import CHANNEL
 from beacon.gateway.whatsapp.metrics import (
     PRODUCE_SECONDS,
@@ -141,7 +141,7 @@ class Inbound:
         for msg in messages:
             try:
                 value, kept = encode_within(self.codec, msg, self.topic, limit)
-            except SerializationError as exc:
+            except (SerializationError, *ENCODE_ERRORS) as exc:
                 WEBHOOK_DROPPED.labels(CHANNEL, "unencodable").inc()
                 log.warning("webhook: message %s (%s, user %s) dropped: it cannot be encoded: %s", msg.id, msg.kind,
                             msg.user_key, str(exc)[:300])

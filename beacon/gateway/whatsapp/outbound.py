@@ -209,7 +209,15 @@ class Outbound:
             await self.failures.dead_letter(record, exc, failures)
             SENDS.labels(CHANNEL, "failed", type(exc).__name__).inc()
         else:
-            await self.failures.fail(record, msg, exc, failures)
+            try:
+                await self.failures.fail(record, msg, exc, failures)
+            except Abandoned:
+                raise
+            except Exception:  # reporting the failure fails too: the dead letter alone, never a stuck user
+                log.exception("reporting the failure of %s failed; it is dead-lettered without a failed status",
+                              msg.id)
+                await self.failures.dead_letter(record, exc, failures)
+                self.store.settle(msg.id, FAILED)
         return True
 
     # --- one message ------------------------------------------------------------------------------

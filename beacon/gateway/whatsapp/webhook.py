@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from beacon.errors import BeaconError
+from beacon.gateway.records import AVRO_INT
 from beacon.gateway.whatsapp import CHANNEL
 from beacon.messages import (
     INBOUND,
@@ -45,8 +46,6 @@ UNKNOWN_USER = "unknown"
 #: A user id the gateway can key on: a phone number (wa_id) or a business-scoped user id such as ``US.123``.
 #: No ``:`` (the user key's separator), no control characters, bounded length.
 USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
-#: Avro ``int`` is 32-bit: codes outside it are kept in the error text, not in ``code``.
-INT32 = range(-(2**31), 2**31)
 #: Errors a single malformed item can raise while it is parsed (orjson's JSONEncodeError is a TypeError).
 ITEM_ERRORS = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
 
@@ -203,7 +202,7 @@ def _error(errors: Any) -> StatusError | None:
     details = (first.get("error_data") or {}).get("details") if isinstance(first.get("error_data"), dict) else None
     code = int(raw_code) if isinstance(raw_code, int | str) and str(raw_code).lstrip("-").isdigit() else None
     message = _str(first.get("message"))
-    if code is not None and code not in INT32:
+    if code is not None and code not in AVRO_INT:  # kept in the text, not in ``code``
         message = f"(code {str(code)[:40]}) {message or ''}".strip()
         code = None
     return StatusError(code=code, title=_str(first.get("title")), message=message, details=_str(details))
