@@ -146,6 +146,14 @@ class Settings(BaseSettings):
         20000, description="bm_out records taken from Kafka but not yet settled before fetching pauses."
     )
     gateway_shutdown_timeout: float = Field(15.0, description="Seconds to finish in-flight sends on SIGTERM.")
+    gateway_max_attempts: int = Field(
+        5, description="Attempts at one outbound message that fails with an unexpected error (a bug, a record it "
+        "cannot handle) before it is dead-lettered with a failed status, so one user is never held back for ever."
+    )
+    gateway_max_record_bytes: int = Field(
+        900_000, description="Largest record the gateway produces (the broker refuses larger ones): a bigger "
+        "inbound message is delivered as `unsupported` with a too-large error, a bigger status without content."
+    )
     whatsapp_phone_number_id: str = Field(
         "106540352242922", description="Business phone number id the fake Cloud API and `beacon dev` use."
     )
@@ -161,7 +169,8 @@ class Settings(BaseSettings):
     whatsapp_retry_base_delay: float = Field(0.5, description="First retry delay of a transient send failure.")
     whatsapp_retry_max_delay: float = Field(30.0, description="Upper bound of one send retry delay in seconds.")
     whatsapp_retry_max_attempts: int = Field(
-        6, description="Attempts for unknown errors (131000 and unclassified) before dead-lettering."
+        6, description="Attempts at a message whose sends fail on their own (unknown errors; any retryable error "
+        "while other sends to the same number succeed) before dead-lettering."
     )
     whatsapp_user_backoff_base: float = Field(
         4.0, description="131056 backoff for that user: base * 4^(n-1) seconds for the n-th in a row."

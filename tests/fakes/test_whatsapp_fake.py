@@ -183,3 +183,29 @@ async def test_the_shared_fixture_serves_the_fake(fake_whatsapp: tuple[FakeCloud
         assert (await c.get("/healthz")).status_code == 200
         r = await c.post(f"/v23.0/{PNID}/messages", json=_text(), headers={"Authorization": "Bearer dev-access-token"})
         assert r.status_code == 200 and fake.state.accepted == 1
+
+
+async def test_an_outage_answers_503_500_or_nothing_for_its_number_and_records_no_send(
+    fake: tuple[FakeCloudApi, httpx.AsyncClient],
+) -> None:
+    api, c = fake
+    url = f"/v23.0/{PNID}/messages"
+    await c.post("/_fake/outage", json={"mode": "503", "phone_number_id": PNID})
+    down = await c.post(url, json=_text())
+    assert down.status_code == 503 and b"error" not in down.content
+    assert (await c.post("/v23.0/other/messages", json=_text())).status_code == 200  # another number is up
+    await c.post("/_fake/outage", json={"mode": "500"})
+    r = await c.post(url, json=_text())
+    assert r.status_code == 500 and r.json()["error"]["code"] == 131000
+    await c.post("/_fake/outage", json={"mode": "hang"})
+    hung = asyncio.create_task(c.post(url, json=_text()))
+    deadline = asyncio.get_running_loop().time() + 10
+    while api.state.rejected["outage"] < 3:  # the hung request has reached the fake
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    assert not hung.done() and api.state.hanging == api.state.hanging_peak == 1
+    await c.delete("/_fake/outage")
+    assert (await hung).status_code == 503  # answered only once the outage ends
+    assert (await c.post(url, json=_text(body="back"))).status_code == 200
+    assert [s["body"]["text"]["body"] for s in api.state.sent] == ["hi", "back"]
+    assert (await c.post("/_fake/outage", json={"mode": "sideways"})).status_code == 400

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -179,3 +181,70 @@ async def test_unsigned_webhooks_only_when_explicitly_allowed(
     finally:
         producer.close()
     assert [m.text for _, m in await gateway.records(1)] == ["no signature"]
+
+
+def _deep(levels: int) -> Any:
+    deep: Any = "bottom"
+    for _ in range(levels):
+        deep = {"d": deep}
+    return deep
+
+
+async def test_one_bad_item_never_sinks_a_signed_batch(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    user = "447700900124"
+    no_id, no_from = p.text_message(user, "no id"), p.text_message(user, "no from")
+    del no_id["id"], no_from["from"]
+    nul_from = p.text_message("4477\x0000", "nul")
+    obj_from = {**p.text_message(user, "object"), "from": {"wa_id": user}}
+    odd_status = p.status(p.new_wamid(), "failed", user, errors=[{"code": 2**31 + 7, "title": "odd"}])
+    value = p.value(contacts=[{"profile": "a string", "wa_id": user}, {"profile": {"name": "B"}, "wa_id": "4477"}],
+                    messages=[p.text_message(user, "first"), no_id, no_from, nul_from, obj_from,
+                              p.message(user, "hologram", _deep(300)), p.text_message(user, "last")],
+                    statuses=[odd_status])
+    with caplog.at_level(logging.WARNING, "beacon.gateway.whatsapp.inbound"):
+        async with gateway.driver(max_attempts=1) as d:
+            assert await d.post(p.envelope([value])) == 200
+    records = await gateway.records(4)
+    by_kind = {m.kind: m for _, m in records}
+    assert [m.text for _, m in records if m.kind == "text"] == ["first", "last"]
+    assert by_kind["unsupported"].raw_type == "hologram" and by_kind["status"].error is not None
+    assert {k for k, _ in records} == {f"whatsapp:{p.DEFAULT_PHONE_NUMBER_ID}:{user}".encode()}
+    assert "4 item(s) dropped" in caplog.text
+
+
+@pytest.mark.parametrize("limit", [None, 50_000_000], ids=["over-the-gateway-limit", "refused-by-the-broker"])
+async def test_an_oversized_text_is_delivered_as_too_large_and_answered_200(
+    gateway: Gateway, limit: int | None
+) -> None:
+    settings = gateway.settings.model_copy(update={"gateway_max_body_bytes": 3 * 1024 * 1024})
+    if limit is not None:  # the gateway lets it through: the broker (1 MB) refuses it
+        settings = settings.model_copy(update={"gateway_max_record_bytes": limit})
+    producer = AsyncProducer(settings)
+    user = "447700900125"
+    payload = p.envelope([p.value(messages=[p.text_message(user, "y" * 1_500_000), p.text_message(user, "short")])])
+    try:
+        async with serve(Inbound(settings, producer, gateway.codec).app) as url, \
+                WebhookDriver(url, SECRET, max_attempts=1) as d:
+            assert await d.post(payload) == 200
+    finally:
+        producer.close()
+    big, short = [m for _, m in await gateway.records(2)]
+    assert big.kind == "unsupported" and big.raw_type == "text" and big.text is None
+    assert big.error is not None and "too large" in (big.error.message or "") and big.user_id == user
+    assert short.text == "short"
+
+
+async def test_an_overlong_verification_url_is_refused_with_a_short_line_that_keeps_the_token_out(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = "vt-" + "s3cr3t" * 2000
+    with caplog.at_level(logging.INFO):
+        async with httpx.AsyncClient(base_url=gateway.url) as c:
+            r = await c.get("/webhooks/whatsapp", params={"hub.mode": "subscribe", "hub.verify_token": token,
+                                                          "hub.challenge": "1"})
+            assert r.status_code == 400
+            ok = await c.get("/webhooks/whatsapp", params={"hub.mode": "x" * 5000, "hub.verify_token": "no"})
+            assert ok.status_code == 403
+    ours = [r for r in caplog.records if r.name.startswith(("aiohttp", "beacon"))]  # not the test's own client
+    assert any("refused a request line or header longer" in r.getMessage() for r in ours)
+    assert all("s3cr3t" not in r.getMessage() and len(r.getMessage()) < 300 and r.exc_info is None for r in ours)

@@ -22,7 +22,7 @@ from beacon.gateway.whatsapp.outbound import Outbound
 from beacon.gateway.whatsapp.store import SentStore
 from beacon.kafka import AsyncProducer
 from beacon.messages import BeaconMessage, Media, Reaction, stable_id
-from tests.gateway.conftest import aread_topic
+from tests.gateway.conftest import aread_topic, await_committed, end_offsets
 
 PNID = "106540352242922"
 TOKEN = "access-token"
@@ -66,12 +66,21 @@ class Harness:
                                for m in msgs])
 
     async def sent(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Every send, once there are ``count`` and the sender settled (committed) every record of bm_out."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while len(self.fake.state.sent) < count and loop.time() < deadline:
             await self.http.get("/_fake/sent", params={"after": len(self.fake.state.sent), "wait": 1})
-        await asyncio.sleep(0.3)  # anything extra (a double send) would arrive now
+        return await self.settled(timeout)
+
+    async def settled(self, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Every send, once the sender committed every record of bm_out: nothing more can be sent."""
+        await await_committed(self.settings, self.settings.gateway_group, self.settings.topic_out, timeout)
         return list(self.fake.state.sent)
+
+    async def topic(self, topic: str) -> list[BeaconMessage]:
+        """Every record of ``topic`` (call once settled), decoded."""
+        return [self.codec.decode(r.value(), topic=topic) for r in await aread_topic(self.settings, topic, 0)]
 
     async def config(self, **kw: Any) -> None:
         await self.http.post("/_fake/config", json=kw)
@@ -161,8 +170,7 @@ async def test_a_reply_delivered_twice_is_sent_once_even_across_a_restart(harnes
     harness.settings = harness.settings.model_copy(update={"gateway_group": harness.settings.gateway_group + "-b"})
     harness.start()
     await harness.produce([msg])
-    await asyncio.sleep(1.5)
-    assert _ids(await harness.sent(2, timeout=3)) == [msg.id]
+    assert _ids(await harness.settled()) == [msg.id]
 
 
 async def test_offsets_are_committed_after_settling(harness: Harness) -> None:
@@ -239,10 +247,12 @@ async def test_expired_token_pauses_the_number_without_dead_lettering(harness: H
     await harness.config(access_token=TOKEN)
     sent = await harness.sent(3)
     assert _ids(sent) == [m.id for m in msgs]
-    assert await aread_topic(harness.settings, harness.settings.topic_dlq, 1, timeout=1) == []
+    assert end_offsets(harness.settings, harness.settings.topic_dlq) == {0: 0}
 
 
-async def test_transient_errors_are_retried_and_unknown_ones_only_a_few_times(harness: Harness) -> None:
+async def test_a_message_failing_on_its_own_while_others_succeed_is_given_up_after_the_budget(
+    harness: Harness,
+) -> None:
     await harness.fault(code=131016, to="447700900050", count=2)
     await harness.fault(code=131000, to="447700900051")
     retried, given_up = reply("447700900050", "eventually"), reply("447700900051", "never")
@@ -251,5 +261,122 @@ async def test_transient_errors_are_retried_and_unknown_ones_only_a_few_times(ha
     assert _ids(await harness.sent(1)) == [retried.id]
     (dlq,) = await aread_topic(harness.settings, harness.settings.topic_dlq, 1)
     info = read_dlq_headers(dlq.headers())
-    assert info is not None and info.attempts == harness.settings.whatsapp_retry_max_attempts
+    # only failures after another send to the number succeeded count: before that it may be an outage
+    assert info is not None and info.attempts >= harness.settings.whatsapp_retry_max_attempts
     assert harness.fake.state.rejected["131016"] == 2
+
+
+async def test_an_unexpected_error_is_retried_a_few_times_then_given_up_and_the_user_moves_on(
+    harness: Harness,
+) -> None:
+    base = reply("447700900060", "x")
+    broken = BeaconMessage(id=stable_id("k", "broken"), user_key=base.user_key, channel="whatsapp", account=PNID,
+                           user_id="447700900060", direction="outbound", kind="contacts", payload="{not json")
+    after = reply("447700900060", "after")
+    harness.start()
+    await harness.produce([broken, after])
+    assert _ids(await harness.sent(1)) == [after.id]
+    (dlq,) = await aread_topic(harness.settings, harness.settings.topic_dlq, 1)
+    info = read_dlq_headers(dlq.headers())
+    assert info is not None and info.attempts == harness.settings.gateway_max_attempts
+    assert info.error_class == "JSONDecodeError"
+    (status,) = await harness.topic(harness.settings.topic_in)
+    assert status.status == "failed" and status.reply_to_id == broken.id
+
+
+async def test_records_the_broker_refuses_as_too_large_are_settled_not_retried_for_ever(harness: Harness) -> None:
+    user = "447700900070"
+    huge = reply(user, "h" * 1_010_000)  # bigger than the gateway's producer takes: its dead letter cannot be kept
+    noisy, after = reply(user, "noisy"), reply(user, "after")
+    await harness.fault(code=131047, to=user, count=1, details="d" * 1_100_000)  # a failed status too large
+    big = AsyncProducer(harness.settings, **{"message.max.bytes": 2_000_000})
+    try:
+        topic = harness.settings.topic_out
+        await big.produce(topic, harness.codec.encode(huge, topic), key=huge.user_key.encode())
+    finally:
+        big.close()
+    harness.start()
+    await harness.produce([noisy, after])
+    assert _ids(await harness.sent(1)) == [after.id]
+    letters = await aread_topic(harness.settings, harness.settings.topic_dlq, 2)
+    kept = read_dlq_headers(letters[0].headers())
+    assert letters[0].value() is None and kept is not None and "too large" in kept.error_text
+    assert harness.codec.decode(letters[1].value(), topic=harness.settings.topic_out).id == noisy.id
+    statuses = await harness.topic(harness.settings.topic_in)
+    assert [(s.status, s.reply_to_id) for s in statuses] == [("failed", huge.id), ("failed", noisy.id)]
+    assert statuses[1].error is not None and len(statuses[1].error.details or "") <= 1000
+
+
+async def test_a_redriven_dead_letter_is_sent_and_a_sent_reply_never_twice(harness: Harness) -> None:
+    from beacon.ops.deadletters import iter_dead_letters, redrive
+
+    user = "447700900080"
+    await harness.fault(code=131047, to=user, count=1)
+    doomed = reply(user, "doomed")
+    harness.start()
+    await harness.produce([doomed])
+    await harness.settled()
+    letters = await asyncio.to_thread(lambda: list(iter_dead_letters(harness.settings)))
+    assert len(letters) == 1 and harness.fake.state.sent == []
+    for round_ in range(2):  # the first redrive sends it; the second finds it SENT
+        assert (await asyncio.to_thread(redrive, harness.settings, letters))[0] == 1
+        marker = reply(user, f"marker {round_}")
+        await harness.produce([marker])  # same user, after the redriven record: sent once it was handled
+        await harness.sent(round_ + 2)
+    assert [s["body"]["text"]["body"] for s in await harness.settled()] == ["doomed", "marker 0", "marker 1"]
+
+
+async def test_an_outage_of_the_number_is_waited_out_probing_one_send_at_a_time(harness: Harness) -> None:
+    harness.settings = harness.settings.model_copy(update={"whatsapp_send_timeout": 0.5})
+    users = [f"4477009009{u:02d}" for u in range(6)]
+    first = [reply(u, "before") for u in users]
+    harness.start()
+    await harness.produce(first)
+    await harness.sent(len(first))
+    during = [reply(u, f"during {i}") for i in range(3) for u in users]
+    elsewhere = [BeaconMessage.inbound_text(channel="whatsapp", account="2222", user_id=u, text="hi",
+                                            channel_message_id=f"wamid.other.{u}").reply_text("other number")
+                 for u in users]
+    refused = harness.fake.state.rejected
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    for mode, until in (("503", 6), ("hang", 9), ("500", 15)):  # down, then not answering, then failing
+        await harness.http.post("/_fake/outage", json={"mode": mode, "phone_number_id": PNID})
+        if mode == "503":
+            await harness.produce(during)
+        while refused["outage"] < until:
+            assert loop.time() < deadline, f"only {refused['outage']} sends reached the fake during the outage"
+            await asyncio.sleep(0.05)
+        if mode == "hang":  # another number is not held back by this one's outage
+            await harness.produce(elsewhere)
+            while {s["phone_number_id"] for s in harness.fake.state.sent[len(first):]} != {"2222"} or len(
+                    harness.fake.state.sent) < len(first) + len(elsewhere):
+                assert loop.time() < deadline, "the other number's sends waited for this number's outage"
+                await asyncio.sleep(0.05)
+    await harness.http.delete("/_fake/outage")
+    sent = await harness.sent(len(first) + len(elsewhere) + len(during))
+    assert sorted(_ids(sent)) == sorted(m.id for m in first + elsewhere + during)  # each once
+    for u in users:
+        assert [s["body"]["text"]["body"] for s in sent if s["to"] == f"+{u}" and s["phone_number_id"] == PNID] == [
+            "before"] + [f"during {i}" for i in range(3)]
+    assert harness.fake.state.hanging_peak == 1  # one probe at a time, not one request per waiting user
+    assert end_offsets(harness.settings, harness.settings.topic_dlq) == {0: 0}
+
+
+async def test_a_cloud_api_error_code_beyond_32_bits_still_gives_a_failed_status(harness: Harness) -> None:
+    odd, fine = "447700900090", "447700900091"
+    await harness.fault(code=3_000_000_000, to=odd)  # unknown: retried while sends to others succeed, then given up
+    doomed = reply(odd, "odd")
+    others = [reply(fine, f"fine {i}") for i in range(12)]
+    harness.start()
+    await harness.produce([doomed])
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while not harness.fake.state.rejected["3000000000"]:  # failed once: the others' successes come after it
+        assert loop.time() < deadline
+        await asyncio.sleep(0.02)
+    await harness.produce(others)
+    assert sorted(_ids(await harness.sent(len(others)))) == sorted(m.id for m in others)
+    (status,) = await harness.topic(harness.settings.topic_in)
+    assert status.status == "failed" and status.reply_to_id == doomed.id
+    assert status.error is not None and status.error.code is None and "3000000000" in (status.error.message or "")

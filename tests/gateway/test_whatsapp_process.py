@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from beacon.codec import MessageCodec
 from beacon.config import Settings
@@ -23,6 +24,7 @@ from beacon.fakes.whatsapp.server import FakeCloudApi, running
 from beacon.kafka import AsyncProducer
 from beacon.messages import BeaconMessage
 from beacon.ops.process import free_port
+from tests.gateway.conftest import await_committed, end_offsets
 
 SECRET = "proc-secret"
 TOKEN = "proc-token"
@@ -115,7 +117,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_double_sends_only_counted_in
             while {s["body"]["biz_opaque_callback_data"] for s in fake.state.sent} != want:
                 assert time.monotonic() < deadline, "not every reply was sent after the restart"
                 await asyncio.sleep(0.1)
-            await asyncio.sleep(1.0)  # a double send would arrive now
+            await await_committed(settings, settings.gateway_group, settings.topic_out)  # every record settled
             async with httpx.AsyncClient() as c:
                 metrics = (await c.get(f"http://127.0.0.1:{port}/metrics")).text
             match = re.search(r'beacon_gateway_possible_duplicate_sends_total\{channel="whatsapp"\} (\S+)', metrics)
@@ -170,7 +172,7 @@ async def test_sigterm_mid_stream_finishes_in_flight_sends_and_a_restart_sends_n
             deadline = time.monotonic() + 60
             while len(fake.state.sent) < len(msgs) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
-            await asyncio.sleep(1.0)
+            await await_committed(settings, settings.gateway_group, settings.topic_out)  # every record settled
             ids = [s["body"]["biz_opaque_callback_data"] for s in fake.state.sent]
             print(f"stopped after {stopped_at} sends; {len(ids)} sends in all")
             assert sorted(ids) == sorted(m.id for m in msgs)  # each exactly once
@@ -179,3 +181,72 @@ async def test_sigterm_mid_stream_finishes_in_flight_sends_and_a_restart_sends_n
                 proc.send_signal(signal.SIGTERM)
                 await asyncio.to_thread(proc.wait, 30)
             producer.close()
+
+
+@pytest.mark.slow
+async def test_a_cloud_api_outage_is_waited_out_per_number_with_nothing_dead_lettered_or_sent_twice(
+    registry_settings: Settings, new_topic: Callable[..., str], unique: Callable[[str], str], tmp_path: Path,
+) -> None:
+    settings, fake, codec = isolated(registry_settings, new_topic, unique)
+    producer = AsyncProducer(settings)
+    port, fake_port = free_port(), free_port()
+    users = [f"44770060{u:04d}" for u in range(8)]
+
+    def replies(label: str, count: int) -> list[BeaconMessage]:
+        return [BeaconMessage.inbound_text(channel="whatsapp", account="106540352242922", user_id=u, text="x",
+                                           channel_message_id=f"o-{u}-{label}{i}").reply_text(f"{label}{i}")
+                for i in range(count) for u in users]
+
+    async def produce(msgs: list[BeaconMessage]) -> None:
+        await asyncio.gather(*[producer.produce(settings.topic_out, codec.encode(m, settings.topic_out),
+                                                key=m.user_key.encode()) for m in msgs])
+
+    async def until(what: str, done: Callable[[], bool], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.05)
+
+    async def refusals(at_least: int) -> None:
+        await until(f"{at_least} sends refused", lambda: fake.state.rejected["outage"] >= at_least)
+
+    before, during, refused = replies("b", 1), replies("d", 3), replies("r", 1)
+    env = gateway_env(settings, tmp_path, port, f"http://127.0.0.1:{fake_port}", BEACON_WHATSAPP_SEND_TIMEOUT="1",
+                      BEACON_WHATSAPP_RETRY_BASE_DELAY="0.2", BEACON_WHATSAPP_RETRY_MAX_DELAY="1",
+                      BEACON_WHATSAPP_RETRY_MAX_ATTEMPTS="2")
+    proc = start(env, tmp_path, "gw.log")
+    try:
+        async with running(fake, port=fake_port) as fake_url, httpx.AsyncClient(base_url=fake_url) as control:
+            await wait_healthy(port, proc)
+            await produce(before)
+            await until("the first replies", lambda: len(fake.state.sent) == len(before))
+            for mode in ("503", "hang"):  # down: 503 without a body, then no answer at all
+                await control.post("/_fake/outage", json={"mode": mode})
+                if mode == "503":
+                    await produce(during)
+                await refusals(fake.state.rejected["outage"] + 3)
+        await produce(refused)  # the fake is gone: connections refused
+        await asyncio.sleep(5)  # let the outage last (this proves nothing by itself)
+        back = FakeCloudApi(access_token=TOKEN, app_secret=SECRET, gateway_url="http://127.0.0.1:9")
+        back.state = fake.state
+        fake.restore()
+        async with running(back, port=fake_port):
+            want = before + during + refused
+            await until("every reply after the outage", lambda: len(back.state.sent) >= len(want))
+            await await_committed(settings, settings.gateway_group, settings.topic_out)
+        ids = [s["body"]["biz_opaque_callback_data"] for s in back.state.sent]
+        assert sorted(ids) == sorted(m.id for m in want)  # each exactly once
+        for u in users:
+            texts = [s["body"]["text"]["body"] for s in back.state.sent if s["to"] == f"+{u}"]
+            assert texts == ["b0", "d0", "d1", "d2", "r0"]
+        assert end_offsets(settings, settings.topic_dlq) == {0: 0}
+        assert back.state.hanging_peak == 1
+        log = (tmp_path / "gw.log").read_text()
+        assert log.count("is failing for number") == 1 and "sends resumed" in log
+        resumed = re.search(r"sends resumed after (\S+)s", log)
+        print(f"outage of {resumed.group(1) if resumed else '?'}s: {fake.state.rejected['outage']} sends refused or "
+              "unanswered while the fake was up")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(proc.wait, 30)
+        producer.close()

@@ -8,7 +8,13 @@ import pytest
 
 from beacon.fakes.whatsapp import payloads as p
 from beacon.gateway.whatsapp.signature import SignatureError, check_signature, sign
-from beacon.gateway.whatsapp.webhook import MalformedWebhookError, message_id, parse_webhook, status_id
+from beacon.gateway.whatsapp.webhook import (
+    MalformedWebhookError,
+    message_id,
+    parse_notification,
+    parse_webhook,
+    status_id,
+)
 from beacon.messages import BeaconMessage
 
 PNID = p.DEFAULT_PHONE_NUMBER_ID
@@ -123,12 +129,74 @@ def test_missing_from_falls_back_to_the_contact() -> None:
 
 
 @pytest.mark.parametrize("body", [b"not json", b"[1]", b'{"entry": 3}', b'{"entry": [{"changes": [{"field":'
-                                  b' "messages", "value": {"messages": [{"id": "w"}]}}]}]}',
-                                  b'{"entry": [{"changes": [{"field": "messages", "value": {"metadata": '
-                                  b'{"phone_number_id": "1"}, "messages": [{"type": "text"}]}}]}]}'])
+                                  b' "messages", "value": {"messages": [{"id": "w"}]}}]}]}'])
 def test_malformed_bodies_are_rejected(body: bytes) -> None:
     with pytest.raises(MalformedWebhookError):
         parse_webhook(body)
+
+
+def _batch(*bad: Any, contacts: list[Any] | None = None, statuses: list[Any] | None = None) -> tuple[bytes, list[str]]:
+    """A notification with a good text before and after each ``bad`` message; the good texts."""
+    msgs: list[Any] = []
+    good: list[str] = []
+    for i, b in enumerate(bad):
+        msgs += [p.text_message(USER, f"good {i}"), b]
+        good.append(f"good {i}")
+    msgs.append(p.text_message(USER, "last"))
+    good.append("last")
+    return p.encode(p.envelope([p.value(contacts=contacts, messages=msgs, statuses=statuses)])), good
+
+
+def _no(field: str, **changes: Any) -> dict[str, Any]:
+    m = p.text_message(USER, f"bad: {field}")
+    m.pop(field, None)
+    m.update(changes)
+    return m
+
+
+def test_messages_without_id_or_a_usable_sender_are_dropped_and_the_rest_kept() -> None:
+    bad = [_no("id"), _no("from"), _no("x", **{"from": {"a": 1}}), _no("x", **{"from": "4477\x00009"}),
+           _no("x", **{"from": "whatsapp:1:2"}), _no("x", **{"from": "9" * 300}), "not an object"]
+    body, good = _batch(*bad)
+    n = parse_notification(body)
+    assert [m.text for m in n.messages] == good
+    assert all(m.user_id == USER for m in n.messages)
+    assert len(n.dropped) == len(bad) and {d.what for d in n.dropped} == {"message"}
+    assert "no id" in n.dropped[0].reason and "sender" in n.dropped[1].reason
+
+
+def test_a_message_from_nobody_is_never_keyed_to_a_shared_unknown_user() -> None:
+    body, _good = _batch(_no("from"), _no("from"))
+    assert {m.user_key for m in parse_webhook(body)} == {f"whatsapp:{PNID}:{USER}"}
+
+
+def test_a_contact_whose_profile_is_a_string_does_not_sink_the_batch() -> None:
+    body, good = _batch(contacts=[{"profile": "Ann", "wa_id": USER}, {"profile": None, "wa_id": {"x": 1}}])
+    msgs = parse_webhook(body)
+    assert [m.text for m in msgs] == good and msgs[0].profile_name is None
+
+
+def test_a_status_error_code_beyond_32_bits_is_kept_in_the_text() -> None:
+    huge = 2**31 + 5
+    st = p.status(p.new_wamid(), "failed", USER, errors=[{"code": huge, "title": "Odd"}])
+    body, good = _batch(statuses=[st, "not an object", {"id": "w"}])
+    n = parse_notification(body)
+    assert [m.text for m in n.messages if m.kind == "text"] == good
+    (status,) = [m for m in n.messages if m.kind == "status"]
+    assert status.error is not None and status.error.code is None and str(huge) in (status.error.message or "")
+    assert [d.what for d in n.dropped] == ["status", "status"]
+
+
+def test_an_unknown_type_nested_300_levels_deep_is_kept_as_unsupported() -> None:
+    deep: Any = "bottom"
+    for _ in range(300):
+        deep = {"d": deep}
+    body, good = _batch(p.message(USER, "hologram", deep), p.message(USER, "location", deep))
+    msgs = parse_webhook(body)
+    assert [m.text for m in msgs if m.kind == "text"] == good
+    odd = [m for m in msgs if m.kind != "text"]
+    assert [m.raw_type for m in odd] == ["hologram", "location"] and all(m.kind == "unsupported" for m in odd)
+    assert all("content not kept" in (m.payload or "") for m in odd)
 
 
 def test_signature_over_raw_bytes_with_escaped_non_ascii() -> None:

@@ -9,12 +9,17 @@ Control endpoints (``/_fake/...``) are not part of the Cloud API:
 - ``POST /_fake/config`` ``{"access_token"?, "rate_limit"?, "statuses"?, "latency"?}``: rotate the token
   (sends with the old one get 190), answer 130429 above ``rate_limit`` sends/s per number, post status
   webhooks back, answer each send after ``latency`` seconds.
+- ``POST /_fake/outage`` ``{"mode", "phone_number_id"?}``: the Cloud API is down (for one number, or all):
+  ``503`` answers 503 with no Cloud API body (a load balancer's answer), ``500`` answers Meta's 131000
+  "Something went wrong", ``hang`` never answers (the sender times out); ``DELETE /_fake/outage`` ends it.
+  Sends refused this way are counted under ``outage`` and never recorded as sent.
 - ``GET /_fake/stats``: counts of accepted and rejected sends by code; ``POST /_fake/reset``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -72,6 +77,21 @@ class FakeState:
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     recent: dict[str, deque[float]] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    outage: Outage | None = None
+    outage_over: asyncio.Event = field(default_factory=asyncio.Event)
+    hanging: int = 0  #: requests held unanswered by a ``hang`` outage right now
+    hanging_peak: int = 0  #: the most held at once (a sender that probes holds one)
+
+
+OUTAGE_MODES = frozenset({"503", "500", "hang"})
+
+
+@dataclass(frozen=True)
+class Outage:
+    """The Cloud API down in ``mode`` (see OUTAGE_MODES) for ``phone_number_id`` (None: every number)."""
+
+    mode: str
+    phone_number_id: str | None = None
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -101,6 +121,8 @@ class FakeCloudApi:
             web.post("/_fake/faults", self.add_fault),
             web.delete("/_fake/faults", self.clear_faults),
             web.post("/_fake/config", self.configure),
+            web.post("/_fake/outage", self.start_outage),
+            web.delete("/_fake/outage", self.end_outage),
             web.get("/_fake/stats", self.stats),
             web.post("/_fake/reset", self.reset),
             web.get("/_fake/media/{media_id}", self.download_media),
@@ -116,6 +138,7 @@ class FakeCloudApi:
         return self._driver
 
     async def _cleanup(self, _app: web.Application) -> None:
+        self.state.outage_over.set()
         for task in list(self._tasks):
             task.cancel()
         if self._driver is not None:
@@ -134,9 +157,12 @@ class FakeCloudApi:
         received_at = time.time()
         if self.state.latency:
             await asyncio.sleep(self.state.latency)
+        phone_number_id = request.match_info["phone_number_id"]
+        outage = self.state.outage
+        if outage is not None and outage.phone_number_id in (None, phone_number_id):
+            return await self._down(outage, request)
         if not self._authorised(request):
             return self._reject(190, "Invalid OAuth access token")
-        phone_number_id = request.match_info["phone_number_id"]
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
@@ -168,6 +194,22 @@ class FakeCloudApi:
             message["message_status"] = "accepted"
         return _json({"messaging_product": "whatsapp",
                       "contacts": [{"input": to, "wa_id": str(to).lstrip("+")}], "messages": [message]})
+
+    async def _down(self, outage: Outage, request: web.Request) -> web.Response:
+        self.state.rejected["outage"] += 1
+        if outage.mode == "hang":
+            state = self.state
+            state.hanging += 1
+            state.hanging_peak = max(state.hanging_peak, state.hanging)
+            try:  # hold the request until the outage ends or the sender gives up on it
+                while not state.outage_over.is_set() and request.transport and not request.transport.is_closing():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(state.outage_over.wait(), 0.05)
+            finally:
+                state.hanging -= 1
+        if outage.mode == "500":
+            return _error(131000)
+        return web.Response(status=503, text="Service Unavailable")
 
     def _fault_for(self, phone_number_id: str, to: str | None) -> Fault | None:
         for fault in self.state.faults:
@@ -298,8 +340,27 @@ class FakeCloudApi:
             self.state.statuses = bool(data["statuses"])
         return _json({"ok": True})
 
+    async def start_outage(self, request: web.Request) -> web.Response:
+        data = orjson.loads(await request.read())
+        mode = str(data.get("mode"))
+        if mode not in OUTAGE_MODES:
+            return _json({"error": f"mode must be one of {sorted(OUTAGE_MODES)}"}, 400)
+        self.state.outage = Outage(mode, data.get("phone_number_id"))
+        self.state.outage_over = asyncio.Event()
+        return _json({"outage": mode})
+
+    async def end_outage(self, _request: web.Request) -> web.Response:
+        self.restore()
+        return _json({"outage": None})
+
+    def restore(self) -> None:
+        """End the outage: answer again, and let hung requests finish."""
+        self.state.outage = None
+        self.state.outage_over.set()
+
     async def stats(self, _request: web.Request) -> web.Response:
         return _json({"accepted": self.state.accepted, "rejected": dict(self.state.rejected),
+                      "hanging": self.state.hanging, "hanging_peak": self.state.hanging_peak,
                       "last_seq": len(self.state.sent), "faults": len(self.state.faults)})
 
     async def reset(self, _request: web.Request) -> web.Response:

@@ -1,6 +1,11 @@
 """Webhooks in: the verification handshake, the signature check over raw bytes, parsing, and
 producing every message of a POST to ``bm_in`` before answering 200 (503 when the broker does
-not acknowledge in time, so Meta redelivers)."""
+not acknowledge in time, so Meta redelivers).
+
+What is wrong with one message is that message's outcome, never the request's: an item that cannot
+be attributed is dropped (logged, counted), content too large for a record is delivered as
+``unsupported`` with a too-large error, and the request is still answered 200.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,27 @@ import logging
 import time
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from beacon.codec import MessageCodec
 from beacon.config import Settings
-from beacon.errors import BeaconError, ConfigError
+from beacon.errors import BeaconError, ConfigError, SerializationError
+from beacon.gateway.badrequests import expect_handler, install_refused_request_filter
+from beacon.gateway.records import ENCODE_ERRORS, encode_within, is_too_large, shrink
 from beacon.gateway.whatsapp import CHANNEL
-from beacon.gateway.whatsapp.metrics import PRODUCE_SECONDS, WEBHOOK_MESSAGES, WEBHOOKS
+from beacon.gateway.whatsapp.metrics import (
+    PRODUCE_SECONDS,
+    WEBHOOK_DROPPED,
+    WEBHOOK_MESSAGES,
+    WEBHOOK_TOO_LARGE,
+    WEBHOOKS,
+)
 from beacon.gateway.whatsapp.signature import HEADER, SignatureError, check_signature
-from beacon.gateway.whatsapp.webhook import MalformedWebhookError, parse_webhook
-from beacon.kafka import AsyncProducer
+from beacon.gateway.whatsapp.webhook import Dropped, MalformedWebhookError, parse_notification
+from beacon.kafka import AsyncProducer, Message
+from beacon.messages import BeaconMessage
 
 log = logging.getLogger("beacon.gateway.whatsapp.inbound")
 
@@ -42,10 +58,11 @@ class Inbound:
         self.verify_token = (settings.whatsapp_verify_token.get_secret_value()
                              if settings.whatsapp_verify_token else None)
         self.accepting = True
+        install_refused_request_filter()
         self.app = web.Application(client_max_size=settings.gateway_max_body_bytes)
         self.app.add_routes([
             web.get(WEBHOOK_PATH, self.verify),
-            web.post(WEBHOOK_PATH, self.receive),
+            web.post(WEBHOOK_PATH, self.receive, expect_handler=expect_handler),
             web.get("/healthz", self.healthz),
             web.get("/metrics", self.metrics),
         ])
@@ -60,7 +77,7 @@ class Inbound:
         token = q.get("hub.verify_token")
         if q.get("hub.mode") == "subscribe" and self.verify_token and token == self.verify_token:
             return web.Response(text=q.get("hub.challenge", ""))
-        log.warning("webhook verification refused (mode %r, token %s)", q.get("hub.mode"),
+        log.warning("webhook verification refused (mode %r, token %s)", q.get("hub.mode", "")[:20],
                     "missing" if not token else "wrong")
         return web.Response(status=403, text="verification failed")
 
@@ -75,6 +92,10 @@ class Inbound:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._reject("too_large", 413, "body too large")
+        except (RequestPayloadError, HttpProcessingError) as exc:  # e.g. a Content-Encoding it does not decode
+            log.warning("webhook rejected: its body could not be read (%s, from %s)", type(exc).__name__,
+                        request.remote)
+            return self._reject("unreadable", 400, "body could not be read")
         if self.secret is not None:
             try:
                 check_signature(body, request.headers.get(HEADER), self.secret)
@@ -83,20 +104,16 @@ class Inbound:
                 return self._reject("signature_missing" if exc.status == 401 else "signature_wrong", exc.status,
                                     str(exc))
         try:
-            messages = parse_webhook(body)
+            notification = parse_notification(body)
         except MalformedWebhookError as exc:
             log.warning("webhook rejected as malformed: %s; body starts %r", exc, body[:200])
             return self._reject("malformed", 400, str(exc))
-        futures = []
+        self._report_dropped(notification.dropped)
+        records = self._encode(notification.messages)
+        messages = [msg for msg, _value in records]
         try:
-            for msg in messages:
-                value = self.codec.encode(msg, self.topic)
-                futures.append(self.producer.produce_nowait(self.topic, value, key=msg.user_key.encode()))
-            await asyncio.wait_for(asyncio.gather(*futures), self.settings.gateway_ack_timeout)
+            await asyncio.wait_for(self._produce(records), self.settings.gateway_ack_timeout)
         except (TimeoutError, BeaconError) as exc:
-            for fut in futures:
-                if not fut.done():
-                    fut.cancel()
             log.error("webhook with %d message(s) answered 503: the broker did not acknowledge within %.1fs (%s). "
                       "Meta will redeliver; check `beacon kafka status`.", len(messages),
                       self.settings.gateway_ack_timeout, exc or type(exc).__name__)
@@ -105,6 +122,77 @@ class Inbound:
         WEBHOOKS.labels(CHANNEL, "accepted").inc()
         WEBHOOK_MESSAGES.labels(CHANNEL).inc(len(messages))
         return web.Response(text="OK")
+
+    def _report_dropped(self, dropped: list[Dropped]) -> None:
+        """One warning per webhook that had items to drop, naming each (bounded)."""
+        if not dropped:
+            return
+        for d in dropped:
+            WEBHOOK_DROPPED.labels(CHANNEL, d.what).inc()
+        shown = "; ".join(f"{d.what} {d.wamid or '(no id)'} of number {d.account}: {d.reason}" for d in dropped[:5])
+        more = f" (and {len(dropped) - 5} more)" if len(dropped) > 5 else ""
+        log.warning("webhook: %d item(s) dropped, the rest kept: %s%s. They cannot be attributed or parsed; "
+                    "nothing is retried (Meta is answered 200).", len(dropped), shown, more)
+
+    def _encode(self, messages: list[BeaconMessage]) -> list[tuple[BeaconMessage, bytes]]:
+        """Each message encoded within the record limit; one that cannot be encoded at all is dropped."""
+        limit = self.settings.gateway_max_record_bytes
+        out = []
+        for msg in messages:
+            try:
+                value, kept = encode_within(self.codec, msg, self.topic, limit)
+            except (SerializationError, *ENCODE_ERRORS) as exc:
+                WEBHOOK_DROPPED.labels(CHANNEL, "unencodable").inc()
+                log.warning("webhook: message %s (%s, user %s) dropped: it cannot be encoded: %s", msg.id, msg.kind,
+                            msg.user_key, str(exc)[:300])
+                continue
+            if kept is not msg:
+                self._too_large(msg, len(value))
+            out.append((kept, value))
+        return out
+
+    def _too_large(self, msg: BeaconMessage, size: int) -> None:
+        WEBHOOK_TOO_LARGE.labels(CHANNEL).inc()
+        log.warning("webhook: %s message %s from %s takes %d bytes, too large for a record: delivered as "
+                    "'unsupported' with a too-large error, without its content", msg.kind, msg.id, msg.user_key,
+                    size)
+
+    async def _produce(self, records: list[tuple[BeaconMessage, bytes]]) -> None:
+        """Produce every record and wait for all acks; anything but a size refusal raises (answer 503).
+
+        A record refused as too large (refused for that reason every time) goes without its content:
+        at once when the client refuses it, keeping each user's order; when the broker refuses it
+        later, it goes again with the records of its user that followed it (same ids: deduplicated
+        downstream), so the last copy of each is in order.
+        """
+        futures = []
+        for msg, value in records:
+            future = self.producer.produce_nowait(self.topic, value, key=msg.user_key.encode())
+            if future.done() and (exc := future.exception()) is not None and is_too_large(exc):
+                small, _kept = shrink(self.codec, msg, self.topic, len(value))
+                self._too_large(msg, len(value))
+                future = self.producer.produce_nowait(self.topic, small, key=msg.user_key.encode())
+            futures.append(future)
+        try:
+            results = await asyncio.gather(*futures, return_exceptions=True)
+        except asyncio.CancelledError:
+            for future in futures:
+                future.cancel()
+            raise
+        again: list[asyncio.Future[Message]] = []
+        refused: set[str] = set()
+        for (msg, value), result in zip(records, results, strict=True):
+            if isinstance(result, BaseException):
+                if not is_too_large(result):
+                    raise result
+                value, _kept = shrink(self.codec, msg, self.topic, len(value))
+                self._too_large(msg, len(value))
+                refused.add(msg.user_key)
+            elif msg.user_key not in refused:
+                continue
+            again.append(self.producer.produce_nowait(self.topic, value, key=msg.user_key.encode()))
+        if again:
+            await asyncio.gather(*again)
 
     async def healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "accepting": self.accepting})

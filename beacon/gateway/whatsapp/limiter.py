@@ -1,5 +1,5 @@
 """Rate limits and backoffs of the sender: per business number (throughput, 130429 throttling,
-190 pause) and per user (the pair limit, 131056 backoff).
+190 pause, outage pause and probe) and per user (the pair limit, 131056 backoff).
 
 Token buckets hand out reservations, so concurrent waiters are served in order without polling.
 """
@@ -38,16 +38,42 @@ class TokenBucket:
 
 @dataclass
 class Gate:
-    """A bucket plus a "not before" time set by errors; ``streak`` counts errors in a row."""
+    """A bucket plus a "not before" time set by errors; ``streak`` counts errors in a row.
+
+    ``down``: the Cloud API is failing for this scope (an outage, not one message): once the block
+    ends a single send goes through as a probe while the others wait; its success resumes them all.
+    """
 
     bucket: TokenBucket
     blocked_until: float = 0.0
     streak: int = 0
     paused: bool = False
     last_code: int | None = field(default=None)
+    down: bool = False
+    down_since: float = 0.0
+    probing: bool = False
+    successes: int = 0  #: sends that succeeded so far (tells one message's failure from an outage)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def block(self, seconds: float) -> None:
         self.blocked_until = max(self.blocked_until, time.monotonic() + seconds)
+
+    def probed(self) -> None:
+        """The probe in flight has its answer: let waiters look again."""
+        self.probing = False
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def changed(self, stop: asyncio.Event, timeout: float) -> bool:
+        """Wait for ``probed()`` (at most ``timeout``); True if ``stop`` was set meanwhile."""
+        waiter = asyncio.ensure_future(self._changed.wait())
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([waiter, stopper], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            stopper.cancel()
+        return stop.is_set()
 
     @property
     def blocked(self) -> bool:
@@ -63,9 +89,16 @@ async def wait_for_gate(gate: Gate, stop: asyncio.Event, *, use_token: bool = Tr
     started = time.monotonic()
     while True:
         delay = gate.blocked_until - time.monotonic()
-        if delay <= 0:
+        if delay > 0:
+            if await _sleep(delay, stop):
+                return None
+            continue
+        if not gate.down:
             break
-        if await _sleep(delay, stop):
+        if not gate.probing:
+            gate.probing = True  # this send is the probe; the caller calls gate.probed() when it has its answer
+            break
+        if await gate.changed(stop, 5.0):
             return None
     if use_token:
         delay = gate.bucket.reserve()

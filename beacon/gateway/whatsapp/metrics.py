@@ -8,6 +8,12 @@ WEBHOOKS = Counter("beacon_gateway_webhooks_total", "Webhook POSTs by outcome (a
                    ["channel", "outcome"])
 WEBHOOK_MESSAGES = Counter("beacon_gateway_webhook_messages_total",
                            "Messages and statuses produced to bm_in from webhooks.", ["channel"])
+WEBHOOK_DROPPED = Counter("beacon_gateway_webhook_dropped_total",
+                          "Webhook items dropped (no id, no usable sender, unparseable, unencodable), by what.",
+                          ["channel", "what"])
+WEBHOOK_TOO_LARGE = Counter("beacon_gateway_webhook_too_large_total",
+                            "Inbound messages too large for a record, delivered as unsupported without content.",
+                            ["channel"])
 PRODUCE_SECONDS = Histogram("beacon_gateway_produce_seconds",
                             "Time from a webhook's arrival to the broker's acknowledgement of all its messages.",
                             ["channel"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
@@ -22,3 +28,6 @@ LIMITER_WAIT = Histogram("beacon_gateway_limiter_wait_seconds",
 POSSIBLE_DUPLICATES = Counter("beacon_gateway_possible_duplicate_sends_total",
                               "Sends retried after a restart found them in flight: the Cloud API may have "
                               "accepted the first attempt.", ["channel"])
+OUTAGES = Counter("beacon_gateway_outages_total",
+                  "Times the Cloud API started failing for a business number (its sends paused and probed).",
+                  ["channel"])

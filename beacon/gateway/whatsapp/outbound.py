@@ -4,7 +4,12 @@ One consumer (group BEACON_GATEWAY_GROUP) feeds a queue per user key; each key's
 strictly in order while keys run concurrently (bounded by BEACON_GATEWAY_MAX_IN_FLIGHT). Errors
 are handled by Cloud API code: 131056 backs off that user, throughput errors slow the number, 190
 pauses the number and alerts, permanent errors go to bm_dlq with a ``failed`` status on bm_in.
-Each id is settled once in the durable SentStore; offsets are committed only up to settled records.
+Transient and unknown errors (5xx, timeouts, refused connections, 131000) pause the number and probe
+it with one send at a time while nothing to it succeeds (an outage: waited out, nothing dead-lettered);
+when they repeat for one message while others to the number succeed, that message is given up after
+BEACON_WHATSAPP_RETRY_MAX_ATTEMPTS. An unexpected error is retried BEACON_GATEWAY_MAX_ATTEMPTS times.
+Each id is settled once in the durable SentStore (a record redriven from bm_dlq is sent again unless
+it was SENT); offsets are committed only up to settled records.
 """
 
 from __future__ import annotations
@@ -17,35 +22,33 @@ from typing import Any
 
 from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
-from beacon.dlq import dead_letter
-from beacon.errors import BadMessageError, BeaconError, KafkaError, RegistryUnavailableError
+from beacon.errors import BadMessageError, RegistryUnavailableError
 from beacon.gateway.whatsapp import CHANNEL
 from beacon.gateway.whatsapp.client import CloudApiClient
 from beacon.gateway.whatsapp.errors import Action, CloudApiError
+from beacon.gateway.whatsapp.failures import Abandoned, FailureReporter, redriven_from, where
 from beacon.gateway.whatsapp.limiter import Gate, TokenBucket, sleep_unless_stopped, wait_for_gate
-from beacon.gateway.whatsapp.metrics import LIMITER_WAIT, POSSIBLE_DUPLICATES, SEND_ERRORS, SEND_SECONDS, SENDS
+from beacon.gateway.whatsapp.metrics import (
+    LIMITER_WAIT,
+    OUTAGES,
+    POSSIBLE_DUPLICATES,
+    SEND_ERRORS,
+    SEND_SECONDS,
+    SENDS,
+)
 from beacon.gateway.whatsapp.offsets import TP, OffsetTracker
 from beacon.gateway.whatsapp.requests import UnsendableMessageError, build_request
 from beacon.gateway.whatsapp.store import FAILED, SENDING, SENT, SentStore
 from beacon.kafka import AsyncProducer, Consumer, KafkaException, Message, TopicPartition, fetch_batch, make_consumer
-from beacon.messages import OUTBOUND, STATUS, BeaconMessage, StatusError, stable_id
+from beacon.messages import OUTBOUND, BeaconMessage
+from beacon.streams.client import backoff_delay
 
 log = logging.getLogger("beacon.gateway.whatsapp.outbound")
 
-ORIGIN = "gateway-whatsapp"
 COMMIT_INTERVAL = 0.2  # seconds between offset commits while records settle
 PRUNE_INTERVAL = 3600.0  # seconds between prunes of settled ids older than bm_out's retention
-
-
-def where(record: Message) -> tuple[str, int, int]:
-    """Topic, partition and offset of a consumed record (always set on records from consume())."""
-    topic, partition, offset = record.topic(), record.partition(), record.offset()
-    assert topic is not None and partition is not None and offset is not None
-    return topic, partition, offset
-
-
-class Abandoned(Exception):
-    """Shutting down while a message waited: leave it unsettled, it is redelivered at the next start."""
+#: Errors that may mean the Cloud API is down for a number rather than refusing one message.
+OUTAGE_ACTIONS = frozenset({Action.RETRY, Action.RETRY_FEW})
 
 
 class Outbound:
@@ -69,6 +72,7 @@ class Outbound:
         self._consumer: Consumer | None = None
         self._paused = False
         self.finished = asyncio.Event()
+        self.failures = FailureReporter(settings, producer, codec, store, self.stop_event)
 
     # --- consuming ------------------------------------------------------------------------------
 
@@ -156,6 +160,7 @@ class Outbound:
 
     async def _key_worker(self, key: bytes, queue: deque[Message]) -> None:
         """Send one user's messages strictly in order."""
+        failures = 0  # unexpected failures of the record at the head of the queue
         try:
             while queue and not self.stop_event.is_set():  # stopping: finish the send in flight, start no more
                 record = queue[0]
@@ -163,12 +168,13 @@ class Outbound:
                     await self._handle(record)
                 except Abandoned:
                     return
-                except Exception:
-                    # a bug or an unforeseen failure: keep the record (its offset is not committed) and retry it
-                    log.exception("sending %s[%s]@%s failed unexpectedly; retrying in 1s", *where(record))
-                    if await sleep_unless_stopped(1.0, self.stop_event):
-                        return
-                    continue
+                except Exception as exc:
+                    # a bug or an unforeseen failure: retry it a few times, then give it up, so one record
+                    # never holds back its user and its partition's commits for ever
+                    failures += 1
+                    if not await self._unexpected(record, exc, failures):
+                        continue
+                failures = 0
                 queue.popleft()
                 topic, partition, offset = where(record)
                 self.tracker.done((topic, partition), offset)
@@ -179,6 +185,40 @@ class Outbound:
             user = self._users.get(key.decode(errors="replace"))
             if user is not None and user.idle:
                 del self._users[key.decode(errors="replace")]
+
+    async def _unexpected(self, record: Message, exc: Exception, failures: int) -> bool:
+        """Handle the ``failures``-th unexpected failure of ``record``: True when it is settled (given up)."""
+        topic, partition, offset = where(record)
+        limit = self.settings.gateway_max_attempts
+        if failures < limit:
+            if failures == 1:
+                log.exception("sending %s[%d]@%d failed unexpectedly; retrying up to %d times before dead-lettering "
+                              "it", topic, partition, offset, limit - 1)
+            delay = backoff_delay(failures, self.settings.whatsapp_retry_base_delay,
+                                  self.settings.whatsapp_retry_max_delay)
+            if await sleep_unless_stopped(delay, self.stop_event):
+                raise Abandoned from exc
+            return False
+        log.error("sending %s[%d]@%d failed unexpectedly %d times (last: %s: %s); giving it up", topic, partition,
+                  offset, failures, type(exc).__name__, str(exc)[:300])
+        try:
+            msg: BeaconMessage | None = await self._decode(record)
+        except Exception:  # the failure may be the decoding itself: dead-letter the bytes alone
+            msg = None
+        if msg is None or msg.channel != CHANNEL or msg.direction != OUTBOUND:
+            await self.failures.dead_letter(record, exc, failures)
+            SENDS.labels(CHANNEL, "failed", type(exc).__name__).inc()
+        else:
+            try:
+                await self.failures.fail(record, msg, exc, failures)
+            except Abandoned:
+                raise
+            except Exception:  # reporting the failure fails too: the dead letter alone, never a stuck user
+                log.exception("reporting the failure of %s failed; it is dead-lettered without a failed status",
+                              msg.id)
+                await self.failures.dead_letter(record, exc, failures)
+                self.store.settle(msg.id, FAILED)
+        return True
 
     # --- one message ------------------------------------------------------------------------------
 
@@ -194,13 +234,15 @@ class Outbound:
         try:
             msg = await self._decode(record)
         except BadMessageError as exc:
-            await self._dead_letter(record, exc, attempts=1)
+            await self.failures.dead_letter(record, exc, attempts=1)
             SENDS.labels(CHANNEL, "undecodable", "").inc()
             return
         if msg.channel != CHANNEL or msg.direction != OUTBOUND:
             return  # another channel's message: its own gateway sends it
         seen = self.store.get(msg.id)
-        if seen is not None and seen[0] in {SENT, FAILED}:
+        if seen is not None and seen[0] == FAILED and (source := redriven_from(record)):
+            log.info("message %s failed before and is redriven from %s: sending it again", msg.id, source)
+        elif seen is not None and seen[0] in {SENT, FAILED}:
             SENDS.labels(CHANNEL, "duplicate", "").inc()
             log.info("message %s was already %s; not sending it again", msg.id, seen[0])
             return
@@ -211,7 +253,7 @@ class Outbound:
         try:
             body = build_request(msg)
         except UnsendableMessageError as exc:
-            await self._fail(record, msg, exc, attempts=1)
+            await self.failures.fail(record, msg, exc, attempts=1)
             return
         await self._send_with_retries(record, msg, body)
 
@@ -240,33 +282,61 @@ class Outbound:
         s = self.settings
         number = self._number(msg.account)
         user = self._user(msg.user_key)
-        attempt = 0
+        attempt = 0  # requests made
+        own = 0  # failures that are this message's own (others to its number succeeded meanwhile)
+        first_failure: int | None = None  # the number's success count at this message's first failure
         while True:
             attempt += 1
             await self._wait(user, "user", use_token=msg.kind != "read_receipt")
             await self._wait(number, "number")
-            async with self.slots:
-                self.store.begin(msg.id)
-                started = time.perf_counter()
-                try:
-                    answer = await self.client.send(msg.account, body)
-                    error = None
-                except CloudApiError as exc:
-                    error = exc
-                SEND_SECONDS.labels(CHANNEL).observe(time.perf_counter() - started)
+            probe = number.probing
+            try:
+                async with self.slots:
+                    self.store.begin(msg.id)
+                    started = time.perf_counter()
+                    try:
+                        answer = await self.client.send(msg.account, body)
+                        error = None
+                    except CloudApiError as exc:
+                        error = exc
+                    SEND_SECONDS.labels(CHANNEL).observe(time.perf_counter() - started)
+                if error is None or error.action not in OUTAGE_ACTIONS:
+                    self._number_up(number, msg.account)
+            finally:
+                if probe:
+                    number.probed()
             if error is None:
                 wamid = (answer.get("messages") or [{}])[0].get("id") if isinstance(answer, dict) else None
                 self.store.settle(msg.id, SENT, wamid)
+                number.successes += 1
                 number.streak = 0
                 user.streak = 0
                 SENDS.labels(CHANNEL, "sent", "").inc()
                 return
             SEND_ERRORS.labels(CHANNEL, error.code_label, error.action.value).inc()
             action = error.action
-            if action is Action.RETRY_FEW and attempt >= s.whatsapp_retry_max_attempts:
-                action = Action.PERMANENT
+            if action in OUTAGE_ACTIONS:
+                if first_failure is None:
+                    first_failure = number.successes
+                if number.successes == first_failure or number.down:
+                    # nothing to this number has succeeded since this message first failed (or other sends to it
+                    # fail too): the Cloud API is failing for the number, not for this message. Pause the number
+                    # and probe; count nothing.
+                    self._number_down(number, msg.account, error)
+                    continue
+                own += 1
+                if own >= s.whatsapp_retry_max_attempts:
+                    log.warning("sending %s to %s failed %d times while other sends to number %s succeeded; "
+                                "giving it up (%s)", msg.id, msg.user_key, own, msg.account, error)
+                    action = Action.PERMANENT
+                else:
+                    delay = backoff_delay(own, s.whatsapp_retry_base_delay, s.whatsapp_retry_max_delay)
+                    log.info("sending %s failed on its own (%s); retry %d in %.1fs", msg.id, error, own, delay)
+                    if await sleep_unless_stopped(delay, self.stop_event):
+                        raise Abandoned
+                    continue
             if action is Action.PERMANENT:
-                await self._fail(record, msg, error, attempts=attempt)
+                await self.failures.fail(record, msg, error, attempts=attempt)
                 return
             if action is Action.BACKOFF_USER:
                 user.streak += 1
@@ -287,48 +357,27 @@ class Outbound:
                                  "gateway. Messages wait in bm_out, none are dead-lettered.", msg.account, error,
                                  s.whatsapp_auth_pause)
                 number.block(s.whatsapp_auth_pause)
-            else:
-                delay = min(s.whatsapp_retry_base_delay * 2 ** (attempt - 1), s.whatsapp_retry_max_delay)
-                log.warning("sending %s failed (%s); retry %d in %.1fs", msg.id, error, attempt, delay)
-                if await sleep_unless_stopped(delay, self.stop_event):
-                    raise Abandoned
 
-    async def _fail(self, record: Message, msg: BeaconMessage, error: BaseException, attempts: int) -> None:
-        """Permanent failure: the original record to bm_dlq, a ``failed`` status to bm_in, then settled."""
-        await self._dead_letter(record, error, attempts)
-        code = error.code if isinstance(error, CloudApiError) else None
-        status = BeaconMessage(
-            id=stable_id(CHANNEL, msg.account, "send-failed", msg.id),
-            user_key=msg.user_key, channel=CHANNEL, account=msg.account, user_id=msg.user_id,
-            direction=STATUS, kind="status", status="failed", reply_to_id=msg.id, trace_id=msg.trace_id,
-            error=StatusError(code=code, title=getattr(error, "title", None), message=str(error),
-                              details=getattr(error, "details", None)),
-            metadata={"origin": ORIGIN, "failed_kind": msg.kind},
-        )
-        await self._produce(self.settings.topic_in, self.codec.encode(status, self.settings.topic_in),
-                            msg.user_key.encode())
-        self.store.settle(msg.id, FAILED, code=code)
-        SENDS.labels(CHANNEL, "failed", str(code) if code is not None else type(error).__name__).inc()
+    def _number_down(self, number: Gate, account: str, error: CloudApiError) -> None:
+        """The Cloud API fails for ``account``: hold its sends, probe with one after a growing delay."""
+        if number.blocked:
+            return  # another send already paused it (sends in flight when the outage began)
+        s = self.settings
+        number.streak += 1
+        delay = min(s.whatsapp_retry_base_delay * 2 ** (number.streak - 1), s.whatsapp_retry_max_delay)
+        number.block(delay)
+        if not number.down:
+            number.down = True
+            number.down_since = time.monotonic()
+            OUTAGES.labels(CHANNEL).inc()
+            log.error("the Cloud API is failing for number %s (%s): its sends are paused and probed with one "
+                      "message at a time, up to every %.1fs; nothing is dead-lettered meanwhile", account, error,
+                      s.whatsapp_retry_max_delay)
 
-    async def _dead_letter(self, record: Message, error: BaseException, attempts: int) -> None:
-        topic, partition, offset = where(record)
-        while True:
-            try:
-                await dead_letter(self.producer, self.settings, key=record.key(), value=record.value(),
-                                  topic=topic, partition=partition, offset=offset,
-                                  error=error, attempts=attempts, origin=ORIGIN)
-                return
-            except KafkaError as exc:
-                log.error("dead-lettering %s[%d]@%d failed (%s); retrying", topic, partition, offset, exc)
-                if await sleep_unless_stopped(1.0, self.stop_event):
-                    raise Abandoned from exc
-
-    async def _produce(self, topic: str, value: bytes, key: bytes) -> None:
-        while True:
-            try:
-                await self.producer.produce(topic, value, key=key)
-                return
-            except BeaconError as exc:
-                log.error("producing a failed status to %s failed (%s); retrying", topic, exc)
-                if await sleep_unless_stopped(1.0, self.stop_event):
-                    raise Abandoned from exc
+    def _number_up(self, number: Gate, account: str) -> None:
+        """The Cloud API answered for ``account``: resume its paused sends."""
+        if number.down:
+            number.down = False
+            number.streak = 0
+            log.warning("the Cloud API answers for number %s again: sends resumed after %.1fs", account,
+                        time.monotonic() - number.down_since)

@@ -33,5 +33,6 @@ def check_signature(body: bytes, header: str | None, secret: str) -> None:
     if not header:
         raise SignatureError(f"missing {HEADER} header", 401)
     expected = sign(body, secret)
-    if not hmac.compare_digest(expected.encode(), header.strip().lower().encode()):
+    given = header.strip().lower()  # may hold any bytes the sender put there (undecodable ones as surrogates)
+    if not given.isascii() or not hmac.compare_digest(expected.encode(), given.encode()):
         raise SignatureError(f"wrong {HEADER} signature", 403)

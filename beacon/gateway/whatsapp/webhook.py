@@ -4,17 +4,26 @@ A POST may batch many entries, changes, messages and statuses: every one is pars
 may be missing are optional; unknown message types become ``unsupported`` with the raw type and
 the raw object kept. Ids are derived from the wamid (messages) and from (wamid, status)
 (statuses), so a redelivered webhook yields the same ids.
+
+One bad item never sinks the batch: a message or status that cannot be attributed (no id, no
+usable sender) or that does not parse is dropped with its reason, and the rest are kept. Only a
+body that is not a notification at all (not JSON, no entry list, no phone number id) is refused.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
 
 from beacon.errors import BeaconError
+from beacon.gateway.records import AVRO_INT
 from beacon.gateway.whatsapp import CHANNEL
 from beacon.messages import (
     INBOUND,
@@ -34,8 +43,35 @@ MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
 #: Types with a typed BeaconMessage form; everything else is ``unsupported`` with ``raw_type``.
 KNOWN_TYPES = MEDIA_TYPES | {"text", "location", "contacts", "interactive", "button", "reaction"}
 UNKNOWN_USER = "unknown"
+#: A user id the gateway can key on: a phone number (wa_id) or a business-scoped user id such as ``US.123``.
+#: No ``:`` (the user key's separator), no control characters, bounded length.
+USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+#: Errors a single malformed item can raise while it is parsed (orjson's JSONEncodeError is a TypeError).
+ITEM_ERRORS = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
 
 Json = dict[str, Any]
+
+
+class DroppedItemError(BeaconError):
+    """One message or status of a notification that cannot be kept (the others are)."""
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A message or status left out of a notification, and why (for the log and the metrics)."""
+
+    what: str  #: "message" or "status"
+    reason: str  #: short, bounded, safe to log
+    wamid: str | None = None
+    account: str | None = None
+
+
+@dataclass
+class Notification:
+    """What a webhook POST yields: the messages and statuses kept, in order, and those dropped."""
+
+    messages: list[BeaconMessage] = field(default_factory=list)
+    dropped: list[Dropped] = field(default_factory=list)
 
 
 class MalformedWebhookError(BeaconError):
@@ -63,7 +99,12 @@ def parse_timestamp(value: Any) -> datetime | None:
 
 
 def parse_webhook(body: bytes) -> list[BeaconMessage]:
-    """Every message and status of a notification, in the order they appear."""
+    """Every message and status of a notification that can be kept, in the order they appear."""
+    return parse_notification(body).messages
+
+
+def parse_notification(body: bytes) -> Notification:
+    """Every message and status of a notification, kept or dropped with a reason."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -73,7 +114,7 @@ def parse_webhook(body: bytes) -> list[BeaconMessage]:
     entries = doc.get("entry")
     if not isinstance(entries, list):
         raise MalformedWebhookError("no entry list")
-    out: list[BeaconMessage] = []
+    out = Notification()
     for entry in entries:
         if not isinstance(entry, dict):
             raise MalformedWebhookError("an entry is not an object")
@@ -88,17 +129,17 @@ def parse_webhook(body: bytes) -> list[BeaconMessage]:
             value = change.get("value")
             if not isinstance(value, dict):
                 raise MalformedWebhookError("change.value is not an object")
-            out.extend(_parse_value(value))
+            _parse_value(value, out)
     return out
 
 
-def _parse_value(value: Json) -> list[BeaconMessage]:
+def _parse_value(value: Json, out: Notification) -> None:
     messages = _list(value, "messages")
     statuses = _list(value, "statuses")
     for err in _list(value, "errors"):
         log.warning("WhatsApp reported an error in a webhook (not tied to a message): %s", err)
     if not messages and not statuses:
-        return []
+        return
     metadata = value.get("metadata")
     account = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
     if not isinstance(account, str) or not account:
@@ -107,16 +148,37 @@ def _parse_value(value: Json) -> list[BeaconMessage]:
     contacts = _list(value, "contacts")
     for contact in contacts:
         if isinstance(contact, dict):
-            who = contact.get("wa_id") or contact.get("user_id")
-            name = (contact.get("profile") or {}).get("name")
-            if who and name:
-                names[str(who)] = str(name)
+            who = user_id(contact.get("wa_id") or contact.get("user_id"))
+            profile = contact.get("profile")
+            name = profile.get("name") if isinstance(profile, dict) else None
+            if who and isinstance(name, str | int) and not isinstance(name, bool):
+                names[who] = str(name)
     only_contact = None
     if len(contacts) == 1 and isinstance(contacts[0], dict):
-        only_contact = contacts[0].get("wa_id") or contacts[0].get("user_id")
-    out = [_parse_message(m, account, names, only_contact) for m in messages]
-    out.extend(_parse_status(s, account) for s in statuses)
-    return out
+        only_contact = user_id(contacts[0].get("wa_id") or contacts[0].get("user_id"))
+    for m in messages:
+        _keep(out, "message", m, account, partial(_parse_message, m, account, names, only_contact))
+    for st in statuses:
+        _keep(out, "status", st, account, partial(_parse_status, st, account))
+
+
+def _keep(out: Notification, what: str, item: Any, account: str, parse: Callable[[], BeaconMessage]) -> None:
+    """Parse one item into ``out``; a failure drops that item only."""
+    try:
+        out.messages.append(parse())
+    except (DroppedItemError, *ITEM_ERRORS) as exc:
+        wamid = item.get("id") if isinstance(item, dict) else None
+        reason = str(exc) if isinstance(exc, DroppedItemError) else f"{type(exc).__name__}: {exc}"
+        out.dropped.append(Dropped(what, reason[:200], wamid[:200] if isinstance(wamid, str) else None, account))
+
+
+def user_id(value: Any) -> str | None:
+    """``value`` as a user id to key on, or None when it is not one (missing, an object, NUL bytes...)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        value = str(value)
+    if isinstance(value, str) and USER_ID.fullmatch(value):
+        return value
+    return None
 
 
 def _list(obj: Json, key: str) -> list[Any]:
@@ -136,25 +198,37 @@ def _error(errors: Any) -> StatusError | None:
     if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
         return None
     first = errors[0]
-    code = first.get("code")
+    raw_code = first.get("code")
     details = (first.get("error_data") or {}).get("details") if isinstance(first.get("error_data"), dict) else None
-    return StatusError(
-        code=int(code) if isinstance(code, int | str) and str(code).lstrip("-").isdigit() else None,
-        title=_str(first.get("title")),
-        message=_str(first.get("message")),
-        details=_str(details),
-    )
+    code = int(raw_code) if isinstance(raw_code, int | str) and str(raw_code).lstrip("-").isdigit() else None
+    message = _str(first.get("message"))
+    if code is not None and code not in AVRO_INT:  # kept in the text, not in ``code``
+        message = f"(code {str(code)[:40]}) {message or ''}".strip()
+        code = None
+    return StatusError(code=code, title=_str(first.get("title")), message=message, details=_str(details))
+
+
+def _json_text(obj: Any) -> str:
+    """``obj`` as JSON text for ``payload``; a placeholder when it cannot be serialised (nested too deep)."""
+    try:
+        return orjson.dumps(obj).decode()
+    except orjson.JSONEncodeError as exc:
+        return orjson.dumps({"beacon_error": f"content not kept: {exc}"[:200]}).decode()
 
 
 def _parse_message(m: Any, account: str, names: dict[str, str], only_contact: Any) -> BeaconMessage:
     if not isinstance(m, dict):
-        raise MalformedWebhookError("a message is not an object")
+        raise DroppedItemError("a message is not an object")
     wamid = m.get("id")
     if not isinstance(wamid, str) or not wamid:
-        raise MalformedWebhookError("a message has no id")
-    user = m.get("from") or m.get("from_user_id") or m.get("user_id") or only_contact or UNKNOWN_USER
-    user = str(user)
-    mtype = str(m.get("type") or "unknown")
+        raise DroppedItemError("a message has no id, so a redelivery could not be recognised")
+    sender = m.get("from") or m.get("from_user_id") or m.get("user_id")
+    user = user_id(sender) if sender is not None else only_contact
+    if user is None:
+        raise DroppedItemError("a message has no usable sender ('from' is missing or not a user id), so it "
+                               "belongs to no conversation")
+    raw_type = m.get("type")
+    mtype = raw_type[:64] if isinstance(raw_type, str) and raw_type else "unknown"
     body = m.get(mtype) if isinstance(m.get(mtype), dict | list) else None
     fields: dict[str, Any] = {}
     meta: dict[str, str] = {}
@@ -184,9 +258,9 @@ def _parse_message(m: Any, account: str, names: dict[str, str], only_contact: An
             )
         except (KeyError, TypeError, ValueError):
             kind = "unsupported"
-            fields["payload"] = orjson.dumps(obj).decode()
+            fields["payload"] = _json_text(obj)
     elif mtype == "contacts":
-        fields["payload"] = orjson.dumps(body if body is not None else []).decode()
+        fields["payload"] = _json_text(body if body is not None else [])
     elif mtype == "interactive":
         itype = str(obj.get("type") or "unknown")
         raw_reply = obj.get(itype)
@@ -198,7 +272,7 @@ def _parse_message(m: Any, account: str, names: dict[str, str], only_contact: An
             description=_str(reply.get("description")),
         )
         if itype not in {"button_reply", "list_reply"}:
-            fields["payload"] = orjson.dumps(obj).decode()  # e.g. nfm_reply (Flows): keep the response
+            fields["payload"] = _json_text(obj)  # e.g. nfm_reply (Flows): keep the response
     elif mtype == "button":
         fields["interactive_reply"] = InteractiveReply(
             type="button", id=_str(obj.get("payload")), title=_str(obj.get("text"))
@@ -207,7 +281,7 @@ def _parse_message(m: Any, account: str, names: dict[str, str], only_contact: An
     elif mtype == "reaction":
         fields["reaction"] = Reaction(emoji=_str(obj.get("emoji")) or "", target_id=str(obj.get("message_id") or ""))
     else:
-        fields["payload"] = orjson.dumps(body if body is not None else {}).decode()
+        fields["payload"] = _json_text(body if body is not None else {})
     if kind == "unsupported":
         fields["raw_type"] = mtype
     err = _error(m.get("errors"))
@@ -221,7 +295,7 @@ def _parse_message(m: Any, account: str, names: dict[str, str], only_contact: An
         if context.get("frequently_forwarded"):
             meta["frequently_forwarded"] = "true"
     if isinstance(m.get("referral"), dict):
-        meta["referral"] = orjson.dumps(m["referral"]).decode()
+        meta["referral"] = _json_text(m["referral"])
     return BeaconMessage(
         id=message_id(account, wamid),
         user_key=make_user_key(CHANNEL, account, user),
@@ -241,12 +315,13 @@ def _parse_message(m: Any, account: str, names: dict[str, str], only_contact: An
 
 def _parse_status(s: Any, account: str) -> BeaconMessage:
     if not isinstance(s, dict):
-        raise MalformedWebhookError("a status is not an object")
+        raise DroppedItemError("a status is not an object")
     wamid = s.get("id")
     status = s.get("status")
     if not isinstance(wamid, str) or not wamid or not isinstance(status, str) or not status:
-        raise MalformedWebhookError("a status has no id or no status")
-    user = str(s.get("recipient_id") or s.get("recipient_user_id") or UNKNOWN_USER)
+        raise DroppedItemError("a status has no id or no status")
+    # a status is about a message the gateway sent: without a recipient it is still worth recording
+    user = user_id(s.get("recipient_id") or s.get("recipient_user_id")) or UNKNOWN_USER
     meta: dict[str, str] = {}
     conversation = s.get("conversation")
     if isinstance(conversation, dict):
