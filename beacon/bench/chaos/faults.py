@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from beacon.bench.chaos.stack import ChaosStack, wait_until
+from beacon.bench.chaos.stack import ChaosStack, cluster_op, wait_until
 from beacon.errors import ServiceError
 from beacon.ops import kafka_local, registry_local
 
@@ -100,8 +100,17 @@ def _cloud_api_unavailable(stack: ChaosStack, hold: float) -> Window:
 
 
 def _leader_kill(stack: ChaosStack, hold: float) -> Window:
-    raise ServiceError("the leader broker SIGKILL needs the 3-broker local cluster "
-                       "(kafka_local.start(settings, brokers=3)), which this build does not have yet")
+    s = stack.settings
+    if stack.brokers < 3:
+        raise ServiceError("the leader broker SIGKILL needs the stack on a 3-broker cluster")
+    leaders: dict[int, list[int]] = cluster_op("leaders")(s, s.topic_in)
+    node = max((n for n in leaders if n >= 0), key=lambda n: len(leaders[n]))
+    began = time.time()
+    cluster_op("kill_node")(s, node)
+    time.sleep(hold)
+    cluster_op("start_node")(s, node)
+    return Window(began, time.time(), f"node {node}, leader of {len(leaders[node])} of {s.topic_partitions} "
+                  f"{s.topic_in} partitions, SIGKILLed; started again after {hold:.0f}s")
 
 
 FAULTS: dict[str, Fault] = {f.name: f for f in (
@@ -120,7 +129,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
           "schemas already known are cached: messages keep flowing without the registry"),
     Fault("broker-down", 0.5, _broker_down,
           "with the only broker away, webhooks are refused (503, redelivered) and nothing acknowledged is lost"),
-    Fault("leader-sigkill", 0.0, _leader_kill,
+    Fault("leader-sigkill", 0.5, _leader_kill,
           "with three brokers, killing the leader of most bm_in partitions loses nothing acknowledged "
           "(acks=all, min.insync.replicas=2) and the clients ride through the election", needs="cluster"),
     Fault("cloud-api-503", 1.0, _cloud_api_unavailable,

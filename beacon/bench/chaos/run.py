@@ -98,8 +98,10 @@ async def _poll(condition: Callable[[], bool], timeout: float) -> bool:
 
 
 async def run_rows(stack: ChaosStack, faults: list[Fault], *, seconds: float, rate: float, users: int,
-                   calm: float, drain_timeout: float, say: Say = print) -> list[Row]:
-    """Run the load, inject each fault in turn, and account for every message by row."""
+                   calm: float, drain_timeout: float, baseline: bool = True, hold: float | None = None,
+                   say: Say = print) -> list[Row]:
+    """Run the load, inject each fault in turn, and account for every message by row: first a row without
+    a fault (``baseline``), then one per fault, each outage lasting ``seconds`` times its share (or ``hold``)."""
     s = stack.settings
     load = SteadyLoad(f"http://127.0.0.1:{s.gateway_port}", f"http://127.0.0.1:{s.fake_whatsapp_port}",
                       "dev-secret", s.whatsapp_phone_number_id, rate=rate, users=users)
@@ -109,18 +111,18 @@ async def run_rows(stack: ChaosStack, faults: list[Fault], *, seconds: float, ra
     try:
         # Warm-up, in no row of its own: the workers' first assignment takes a few seconds.
         await _poll(lambda: bool(load.ledger.replies) and load.drained_before(time.time() - 1), drain_timeout)
-        for fault in [None, *faults]:
-            name = fault.name if fault else "none (steady load)"
+        for fault in [None, *faults] if baseline else faults:
+            name = fault.name if fault else f"none (steady load, {stack.brokers} broker(s))"
             row = Row(name, 0.0, started_at=time.time())
             dlq_before = await asyncio.to_thread(dead_letters, s)
             dup_before = await asyncio.to_thread(possible_duplicates, s)
             await asyncio.sleep(calm)
             window: Window | None = None
             if fault is not None:
-                hold = seconds * fault.share
-                say(f"{name}: injecting ({hold:.0f}s)" if hold else f"{name}: injecting")
+                outage = (hold if hold is not None else seconds * fault.share) if fault.share else 0.0
+                say(f"{name}: injecting ({outage:.0f}s)" if outage else f"{name}: injecting")
                 try:
-                    window = await asyncio.to_thread(fault.inject, stack, hold)
+                    window = await asyncio.to_thread(fault.inject, stack, outage)
                 except BeaconError as exc:
                     row.note = f"not run: {exc}"
                     say(f"{name}: {row.note}")
@@ -213,13 +215,24 @@ async def bench(base: Settings, faults: list[Fault], *, seconds: float, rate: fl
                 say: Say = print) -> list[Row]:
     """Start a stack of its own under ``out``, run every fault against it, write the table, stop the stack."""
     began = time.monotonic()
-    stack = ChaosStack.create(base, out / "stack", database=database, say=say)
-    try:
-        await asyncio.to_thread(stack.start, say)
-        rows = await run_rows(stack, faults, seconds=seconds, rate=rate, users=users, calm=calm,
-                              drain_timeout=drain_timeout, say=say)
-    finally:
-        await asyncio.to_thread(stack.stop)
+    rows: list[Row] = []
+    # The faults of one broker run on a stack with one broker, the cluster's on a stack of three.
+    for brokers, group in ((1, [f for f in faults if f.needs != "cluster"]),
+                           (3, [f for f in faults if f.needs == "cluster"])):
+        if not group:
+            continue
+        say(f"--- a stack on {brokers} broker(s) for: {', '.join(f.name for f in group)}")
+        stack = ChaosStack.create(base, out / f"stack-{brokers}", database=database, brokers=brokers, say=say)
+        try:
+            await asyncio.to_thread(stack.start, say)
+            rows += await run_rows(stack, group, seconds=seconds, rate=rate, users=users, calm=calm,
+                                   drain_timeout=drain_timeout, say=say)
+        except BeaconError as exc:
+            if brokers == 1:
+                raise
+            rows.append(Row(group[0].name, 0.0, note=f"not run: {exc}"))
+        finally:
+            await asyncio.to_thread(stack.stop)
     meta = {"seconds": seconds, "rate": rate, "users": users, "database": database, "workers": 2,
             "run_seconds": round(time.monotonic() - began, 1)}
     write(rows, out, meta)

@@ -9,6 +9,7 @@ from supervision and added back when the outage ends.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import signal
 import subprocess
@@ -31,13 +32,25 @@ from beacon.ops.supervisor import ProcessSpec, Supervisor
 Say = Callable[[str], None]
 
 
-def _free_port_pair() -> int:
-    """A free port whose successor is free too (workers listen on ``worker_web_port + i``)."""
-    for _ in range(50):
+def _free_ports(count: int, stride: int = 1, taken: frozenset[int] = frozenset()) -> int:
+    """A free port ``p`` with ``p + stride * i`` free too for i < count (workers listen on ``worker_web_port + i``,
+    the nodes of a local Kafka cluster on ``kafka_port + 2 * i``)."""
+    for _ in range(100):
         port = free_port()
-        if not port_open("127.0.0.1", port + 1):
+        wanted = [port + stride * i for i in range(count)]
+        if not taken.intersection(wanted) and not any(port_open("127.0.0.1", p) for p in wanted[1:]):
             return port
-    raise ServiceError("no two consecutive free ports found on 127.0.0.1")
+    raise ServiceError(f"no {count} free ports {stride} apart found on 127.0.0.1")
+
+
+def cluster_op(name: str) -> Any:
+    """``beacon.ops.kafka_local``'s multi-broker operation ``name`` (start with ``brokers``, kill_node, start_node,
+    leaders); ServiceError when this build has no local cluster."""
+    op = getattr(kafka_local, name, None)
+    if op is None or (name == "start" and "brokers" not in inspect.signature(op).parameters):
+        raise ServiceError("this build has no local Kafka cluster (`beacon kafka start --brokers 3`), which the "
+                           "leader broker fault needs")
+    return op
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float) -> float:
@@ -58,6 +71,7 @@ class ChaosStack:
     env: dict[str, str]
     postgres: LocalPostgres | None
     supervisor: Supervisor
+    brokers: int = 1
     specs: dict[str, ProcessSpec] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _watcher: threading.Thread | None = None
@@ -65,19 +79,23 @@ class ChaosStack:
 
     @classmethod
     def create(cls, base: Settings, data_dir: Path, *, database: str = "postgres", workers: int = 2,
-               partitions: int = 12, say: Say = print) -> ChaosStack:
+               partitions: int = 12, brokers: int = 1, say: Say = print) -> ChaosStack:
+        """A stack on free ports under ``data_dir``: one broker, or a local cluster of ``brokers`` nodes
+        with topics replicated on all of them (min.insync.replicas 2), as in production."""
         data_dir = data_dir.resolve()
         postgres = LocalPostgres.create() if database == "postgres" else None
-        registry_port = free_port()
+        kafka_port = _free_ports(brokers, 2)
+        controller_port = _free_ports(brokers, 2, frozenset(range(kafka_port, kafka_port + 2 * brokers, 2)))
         overrides: dict[str, Any] = {
             "data_dir": data_dir,
-            "kafka_bootstrap": f"127.0.0.1:{free_port()}",
-            "kafka_controller_port": free_port(),
-            "schema_registry_url": f"http://127.0.0.1:{registry_port}/apis/ccompat/v7",
+            "kafka_bootstrap": ",".join(f"127.0.0.1:{kafka_port + 2 * i}" for i in range(brokers)),
+            "kafka_controller_port": controller_port,
+            "schema_registry_url": f"http://127.0.0.1:{free_port()}/apis/ccompat/v7",
             "database_url": postgres.url if postgres else f"sqlite+aiosqlite:///{data_dir / 'beacon.db'}",
-            "topic_partitions": partitions, "topic_replication_factor": 1, "topic_min_insync_replicas": None,
+            "topic_partitions": partitions, "topic_replication_factor": min(brokers, 3),
+            "topic_min_insync_replicas": 2 if brokers >= 3 else None,
             "api_port": free_port(), "gateway_port": free_port(), "fake_whatsapp_port": free_port(),
-            "worker_web_port": _free_port_pair(), "dev_workers": workers,
+            "worker_web_port": _free_ports(workers), "dev_workers": workers,
             # Every simulated user writes often; the Cloud API pair limit (one send per 6 s per user after a
             # burst) would turn the load into throttling, which is not what this bench measures.
             "whatsapp_user_rate": 0.0,
@@ -85,12 +103,11 @@ class ChaosStack:
         }
         settings = base.model_copy(update=overrides)
         env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
-        env.update({f"BEACON_{k.upper()}": str(v) for k, v in overrides.items()
-                    if v is not None and k not in {"topic_min_insync_replicas"}})
+        env.update({f"BEACON_{k.upper()}": str(v) for k, v in overrides.items() if v is not None})
         env["BEACON_API_URL"] = f"http://127.0.0.1:{settings.api_port}"
         env["BEACON_LOG_LEVEL"] = settings.log_level
         supervisor = Supervisor(settings.log_dir, report=lambda line: say(f"[supervisor] {line}"))
-        return cls(settings, env, postgres, supervisor)
+        return cls(settings, env, postgres, supervisor, brokers=brokers)
 
     # --- whole stack ------------------------------------------------------------------------------
 
@@ -102,7 +119,10 @@ class ChaosStack:
 
         s = self.settings
         began = time.monotonic()
-        kafka_local.start(s)
+        if self.brokers > 1:
+            cluster_op("start")(s, brokers=self.brokers)
+        else:
+            kafka_local.start(s)
         say(f"Kafka          {s.kafka_bootstrap}  ({time.monotonic() - began:.1f}s)")
         took = time.monotonic()
         registry_local.start(s)
