@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from beacon.bench.chaos.faults import Fault, Window
-from beacon.bench.chaos.load import SteadyLoad
+from beacon.bench.chaos.load import Ledger, SteadyLoad
 from beacon.bench.chaos.stack import ChaosStack, Say
 from beacon.config import Settings
 from beacon.errors import BeaconError
@@ -153,7 +153,7 @@ async def run_rows(stack: ChaosStack, faults: list[Fault], *, seconds: float, ra
                 "would not be counted")
     finally:
         await load.close()
-    _account(load, rows)
+    account(load.ledger, rows)
     return rows
 
 
@@ -164,8 +164,8 @@ def _row_of(rows: list[Row], offered_at: float) -> Row:
     return rows[0]
 
 
-def _account(load: SteadyLoad, rows: list[Row]) -> None:
-    ledger = load.ledger
+def account(ledger: Ledger, rows: list[Row]) -> None:
+    """Give each row its figures from the ledger: offers by the time written, replies by token, order per user."""
     by_user: dict[str, list[tuple[int, int, float]]] = defaultdict(list)
     for token, offer in ledger.offers.items():
         row = _row_of(rows, offer.offered_at)
