@@ -134,7 +134,8 @@ def worker(
 @bench_app.command("chaos")
 def chaos(
     fault: Annotated[list[str] | None, typer.Option(
-        "--fault", help="A fault to inject (repeatable; default: all, in order).")] = None,
+        "--fault", help="A fault to inject (repeatable; default: all, in order): worker-sigkill, gateway-sigkill, "
+        "api-down, postgres-restart, registry-down, broker-down, leader-sigkill, cloud-api-503.")] = None,
     seconds: float = typer.Option(60.0, help="Length of the long outages; the others scale with it."),
     rate: float = typer.Option(60.0, help="Messages/s of the steady load."),
     users: int = typer.Option(100, help="Simulated users writing in turn."),
@@ -159,6 +160,9 @@ def chaos(
     unknown = [n for n in names if n not in FAULTS]
     if unknown:
         typer.echo(f"error: unknown fault(s) {', '.join(unknown)}; choose from {', '.join(FAULTS)}", err=True)
+        raise typer.Exit(2)
+    if database not in {"postgres", "sqlite"}:
+        typer.echo(f"error: --database is postgres or sqlite, not {database}", err=True)
         raise typer.Exit(2)
     settings = get_settings()
     target = Path(out) if out else settings.data_dir / "bench" / "chaos"

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import itertools
 import json
+import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -192,9 +193,10 @@ def table(rows: list[Row]) -> str:
             "| dead-lettered | drain s |")
     lines = [head, "|" + "---|" * 9]
     for r in rows:
-        drain = "not drained" if r.drain_seconds is None else f"{r.drain_seconds:.1f}"
+        not_run = r.note.startswith("not run")
+        drain = "-" if not_run else "not drained" if r.drain_seconds is None else f"{r.drain_seconds:.1f}"
         dups = f"{r.duplicates} ({r.possible_duplicates})" if r.possible_duplicates else str(r.duplicates)
-        name = r.fault if not r.note.startswith("not run") else f"{r.fault} (not run)"
+        name = f"{r.fault} (not run)" if not_run else r.fault
         lines.append(f"| {name} | {r.seconds:.1f} | {r.offered:,} | {r.answered:,} | {r.lost} | {dups} | "
                      f"{r.order_violations} | {r.dead_lettered} | {drain} |")
     return "\n".join(lines)
@@ -222,7 +224,9 @@ async def bench(base: Settings, faults: list[Fault], *, seconds: float, rate: fl
         if not group:
             continue
         say(f"--- a stack on {brokers} broker(s) for: {', '.join(f.name for f in group)}")
-        stack = ChaosStack.create(base, out / f"stack-{brokers}", database=database, brokers=brokers, say=say)
+        data = out / f"stack-{brokers}"
+        shutil.rmtree(data, ignore_errors=True)  # a fresh stack every run: no topics, groups or schemas left over
+        stack = ChaosStack.create(base, data, database=database, brokers=brokers, say=say)
         try:
             await asyncio.to_thread(stack.start, say)
             rows += await run_rows(stack, group, seconds=seconds, rate=rate, users=users, calm=calm,
@@ -230,7 +234,8 @@ async def bench(base: Settings, faults: list[Fault], *, seconds: float, rate: fl
         except BeaconError as exc:
             if brokers == 1:
                 raise
-            rows.append(Row(group[0].name, 0.0, note=f"not run: {exc}"))
+            rows += [Row(f.name, 0.0, note=f"not run: {exc}") for f in group]
+            say(f"{', '.join(f.name for f in group)}: not run: {exc}")
         finally:
             await asyncio.to_thread(stack.stop)
     meta = {"seconds": seconds, "rate": rate, "users": users, "database": database, "workers": 2,
