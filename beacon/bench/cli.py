@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 bench_app = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
@@ -151,3 +153,52 @@ def nostr(
     figures = asyncio.run(bench(get_settings(), messages=messages, users=users, paced_rate=paced_rate,
                                 paced_seconds=paced_seconds, relay_rounds=relay_rounds))
     typer.echo(report(figures, messages=messages, users=users))
+
+
+@bench_app.command("chaos")
+def chaos(
+    fault: Annotated[list[str] | None, typer.Option(
+        "--fault", help="A fault to inject (repeatable; default: all, in order): worker-sigkill, gateway-sigkill, "
+        "api-down, postgres-restart, registry-down, broker-down, leader-sigkill, cloud-api-503.")] = None,
+    seconds: float = typer.Option(60.0, help="Length of the long outages; the others scale with it."),
+    rate: float = typer.Option(60.0, help="Messages/s of the steady load."),
+    users: int = typer.Option(100, help="Simulated users writing in turn."),
+    database: str = typer.Option("postgres", help="Database of the API layer: postgres (a cluster of its own) "
+                                 "or sqlite."),
+    calm: float = typer.Option(5.0, help="Seconds of steady load before and after each fault."),
+    drain_timeout: float = typer.Option(120.0, help="Seconds a row waits for its backlog to drain."),
+    out: str = typer.Option(None, help="Where to write chaos.md, chaos.json and the stack's data "
+                            "(default <data dir>/bench/chaos)."),
+) -> None:
+    """Inject each fault in turn under a steady load through a whole stack of its own; print the table."""
+    import asyncio
+    import time
+    from pathlib import Path
+
+    from beacon.bench.chaos.faults import FAULTS
+    from beacon.bench.chaos.run import bench, table
+    from beacon.config import get_settings
+    from beacon.errors import BeaconError
+
+    names = fault or list(FAULTS)
+    unknown = [n for n in names if n not in FAULTS]
+    if unknown:
+        typer.echo(f"error: unknown fault(s) {', '.join(unknown)}; choose from {', '.join(FAULTS)}", err=True)
+        raise typer.Exit(2)
+    if database not in {"postgres", "sqlite"}:
+        typer.echo(f"error: --database is postgres or sqlite, not {database}", err=True)
+        raise typer.Exit(2)
+    settings = get_settings()
+    target = Path(out) if out else settings.data_dir / "bench" / "chaos"
+    began = time.monotonic()
+    try:
+        rows = asyncio.run(bench(settings, [FAULTS[n] for n in names], seconds=seconds, rate=rate, users=users,
+                                 out=target, database=database, calm=calm, drain_timeout=drain_timeout,
+                                 say=typer.echo))
+    except BeaconError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(table(rows))
+    typer.echo(f"run took {time.monotonic() - began:.0f}s; table in {target / 'chaos.md'} and {target / 'chaos.json'}")
+    if not all(r.clean for r in rows if not r.note.startswith("not run")):
+        raise typer.Exit(1)
