@@ -15,6 +15,9 @@ from fastavro.validation import ValidationError, validate
 from beacon.codec import load_schema_text, to_record
 from beacon.messages import BeaconMessage
 
+#: Values an Avro ``int`` holds.
+INT32 = range(-(2**31), 2**31)
+
 #: Longest values the tables store (see beacon.api.models).
 FIELD_LIMITS = {
     "id": 64,
@@ -50,11 +53,43 @@ def message_problems(msg: BeaconMessage) -> list[str]:
     record = to_record(msg)
     problems = too_long({name: getattr(msg, name) for name in FIELD_LIMITS})
     problems += _string_problems(record, "")
-    try:
-        validate(record, _schema(), raise_errors=True)
-    except ValidationError as exc:
-        problems += [f"not valid for the Avro schema: {error}" for error in exc.errors][:3]
+    for path in _int_paths():
+        value = _at(record, path)
+        if isinstance(value, int) and value not in INT32:
+            problems.append(f"{'.'.join(path)} {value} is outside the 32-bit range of its Avro int field")
+    if not problems:
+        try:  # anything else the schema refuses (no known case: a safety net, reported plainly)
+            validate(record, _schema(), raise_errors=True)
+        except ValidationError as exc:
+            problems += [f"not valid for the Avro schema: {error}" for error in exc.errors][:3]
     return problems
+
+
+@cache
+def _int_paths() -> tuple[tuple[str, ...], ...]:
+    """Paths of the schema's ``int`` fields (``long`` ones carry any Python int that JSON does)."""
+    paths: list[tuple[str, ...]] = []
+
+    def walk(schema: Any, path: tuple[str, ...]) -> None:
+        if isinstance(schema, list):
+            for branch in schema:
+                walk(branch, path)
+        elif isinstance(schema, dict) and schema.get("type") == "record":
+            for f in schema["fields"]:
+                walk(f["type"], (*path, f["name"]))
+        elif schema == "int" or (isinstance(schema, dict) and schema.get("type") == "int"):
+            paths.append(path)
+
+    walk(json.loads(load_schema_text()), ())
+    return tuple(paths)
+
+
+def _at(record: Any, path: tuple[str, ...]) -> Any:
+    for name in path:
+        if not isinstance(record, dict):
+            return None
+        record = record.get(name)
+    return record
 
 
 def _string_problems(value: Any, path: str) -> list[str]:
