@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
@@ -122,7 +123,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers={"Retry-After": str(settings.api_retry_after)},
         )
 
+    app.openapi = lambda: contract(app)  # type: ignore[method-assign]
     return app
+
+
+def contract(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with the models of the NDJSON batch lines among its components."""
+    if app.openapi_schema is None:
+        document = FastAPI.openapi(app)
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in process.BATCH_LINE_MODELS.items():
+            schemas.setdefault(name, schema)
+        app.openapi_schema = document
+    return app.openapi_schema
 
 
 def app_from_env() -> FastAPI:

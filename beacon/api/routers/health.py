@@ -52,6 +52,11 @@ async def readyz(state: StateDep) -> JSONResponse:
     return JSONResponse({"status": "ok", "database": "ok"})
 
 
-@router.get("/metrics", summary="Prometheus metrics.")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics.",
+    response_class=Response,
+    responses={200: {"description": "Prometheus text format.", "content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+)
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

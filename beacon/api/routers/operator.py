@@ -33,7 +33,7 @@ _REGISTRY_WAIT = 15.0
     "/v1/users/{user_key}",
     response_model=UserOut,
     summary="Look a user up by user key.",
-    responses=problems(401, 404, 503),
+    responses=problems(401, 404, 422, 503),
 )
 async def get_user(user_key: str, state: StateDep) -> UserOut:
     async with state.sessions() as session:

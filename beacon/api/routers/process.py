@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["processing"])
 NDJSON = "application/x-ndjson"
 
+#: The schema of one NDJSON line, its models referenced in the document's components (see
+#: ``beacon.api.app.contract``, which adds those the routes do not already declare).
+BATCH_LINE_SCHEMA = BatchItem.model_json_schema(ref_template="#/components/schemas/{model}")
+BATCH_LINE_MODELS = BATCH_LINE_SCHEMA.pop("$defs", {})
+
 class Rejected(Exception):
     """A message the endpoint refuses (permanent: the worker dead-letters it)."""
 
@@ -91,7 +96,7 @@ async def process_message(
     responses={
         200: {
             "description": "NDJSON: one BatchItem per line, each as soon as its message is done (any order).",
-            "content": {NDJSON: {"schema": BatchItem.model_json_schema()}},
+            "content": {NDJSON: {"schema": BATCH_LINE_SCHEMA}},
         },
         **problems(400, 401, 413, 422, c422="The body is not a batch of BeaconMessages (each item is checked "
                    "further on its own, answered in its line)."),
