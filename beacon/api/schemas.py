@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from beacon.messages import BeaconMessage, Location, Media
 
@@ -67,7 +67,16 @@ MAX_BATCH = 500
 class BatchRequest(BaseModel):
     """Messages of different users to process in one request."""
 
-    messages: list[BeaconMessage] = Field(max_length=MAX_BATCH, description="At most one message per user.")
+    messages: Annotated[
+        list[dict[str, Any]],
+        WithJsonSchema(
+            {"type": "array", "items": {"$ref": "#/components/schemas/BeaconMessage"}, "maxItems": MAX_BATCH}
+        ),
+    ] = Field(
+        max_length=MAX_BATCH,
+        description="At most one message per user. Each is validated on its own: one that is not a valid "
+        "BeaconMessage gets a 422 line, the others are processed.",
+    )
 
 
 class BatchItem(BaseModel):

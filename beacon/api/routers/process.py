@@ -6,11 +6,12 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, HTTPException, Response, status
 from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
 
 from beacon.api import metrics, store
 from beacon.api.deps import Authorized, StateDep
@@ -109,14 +110,28 @@ async def process_batch(batch: BatchRequest, state: StateDep) -> StreamingRespon
     and one slow message (an LLM taking seconds) holds back nobody else's replies. Messages of one
     user must not share a batch: their order would not be kept (workers send one per user at a time)."""
 
-    async def item(index: int, msg: BeaconMessage) -> bytes:
+    async def item(index: int, raw: dict[str, Any]) -> bytes:
+        try:
+            msg = BeaconMessage.model_validate(raw)
+        except ValidationError as exc:
+            detail = f"item {index} is not a BeaconMessage: {_errors(exc)}"
+            return b'{"index":%d,"status":422,"detail":%b}\n' % (index, orjson.dumps(_printable(detail)))
         return b'{"index":%d,%b\n' % (index, await _batch_item(state, msg))
 
     async def lines() -> AsyncIterator[bytes]:
-        for done in asyncio.as_completed([item(i, msg) for i, msg in enumerate(batch.messages)]):
+        for done in asyncio.as_completed([item(i, raw) for i, raw in enumerate(batch.messages)]):
             yield await done
 
     return StreamingResponse(lines(), media_type=NDJSON)
+
+
+def _errors(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(part) for part in e['loc']) or 'item'}: {e['msg']}" for e in exc.errors()[:5])
+
+
+def _printable(text: str) -> str:
+    """``text`` as valid UTF-8 (a lone surrogate echoed from the input becomes an escape)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 async def _batch_item(state: StateDep, msg: BeaconMessage) -> bytes:
@@ -124,7 +139,7 @@ async def _batch_item(state: StateDep, msg: BeaconMessage) -> bytes:
     try:
         return b'"status":200,"result":%b}' % await process_one(state, msg)
     except Rejected as exc:
-        return b'"status":%d,"detail":%b}' % (exc.status_code, orjson.dumps(exc.detail))
+        return b'"status":%d,"detail":%b}' % (exc.status_code, orjson.dumps(_printable(exc.detail)))
     except DATABASE_UNAVAILABLE as exc:
         state.outage.failed(f"message {msg.id[:80]!r} of a batch", exc)
         return b'"status":503,"detail":%b}' % orjson.dumps(f"database unavailable, retry: {type(exc).__name__}")
