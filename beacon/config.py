@@ -119,7 +119,30 @@ class Settings(BaseSettings):
         description="Extra connections above the pool size, opened and closed under load (connection churn "
         "costs more than queueing for a pooled one, hence 0).",
     )
-    db_pool_timeout: float = Field(10.0, description="Seconds to wait for a pooled connection.")
+    db_pool_timeout: float = Field(
+        10.0, description="Seconds to wait for a pooled connection (then the request is answered 503)."
+    )
+    db_pool_pre_ping: bool = Field(
+        True,
+        description="Test each pooled connection before use (one round trip), so a connection left dead by a "
+        "database restart or failover is replaced, never handed to a request.",
+    )
+    db_sqlite_busy_timeout: float = Field(
+        10.0, description="Seconds a SQLite write waits for another writer's lock before answering 503."
+    )
+    api_retry_after: int = Field(
+        5, description="Seconds the API asks callers to wait (`Retry-After`) when it answers 503 (database down)."
+    )
+    api_max_body_bytes: int = Field(
+        8 * 1024 * 1024,
+        description="Largest request body the API accepts (else 413, before reading it); must hold a worker's "
+        "batch of BEACON_WORKER_API_BATCH messages.",
+    )
+    served_channels: tuple[str, ...] = Field(
+        ("whatsapp",),
+        description="Channels this deployment runs a gateway for (JSON list); `POST /v1/messages/send` refuses "
+        "others with 422, since nothing would deliver them.",
+    )
 
     # --- WhatsApp gateway -----------------------------------------------------------------
     gateway_host: str = Field("127.0.0.1", description="Interface the gateway listens on.")

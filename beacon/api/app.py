@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import event
 
 from beacon.api import migrate
 from beacon.api.db import make_engine, make_sessionmaker
 from beacon.api.deps import ApiState
+from beacon.api.guard import Guard
+from beacon.api.outage import DATABASE_UNAVAILABLE
 from beacon.api.pipeline import build_pipeline
 from beacon.api.routers import health, operator, process
 from beacon.config import Settings, get_settings
@@ -40,6 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             token=settings.api_token.get_secret_value().encode(),
         )
         app.state.beacon = state
+        # A new connection opened means the database answers (again).
+        event.listen(engine.sync_engine, "connect", lambda *_: state.outage.answered())
         state.writer.start()
         state.lookup.start()
         state.statuses.start()
@@ -80,14 +88,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(process.router)
     app.include_router(operator.router)
     app.include_router(health.router)
+    app.add_middleware(
+        Guard,
+        token=settings.api_token.get_secret_value().encode(),
+        max_body_bytes=settings.api_max_body_bytes,
+    )
 
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(DBAPIError)
     async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        log.error(
-            "database error on %s %s (answering 503, the caller retries): %s", request.method, request.url.path, exc
-        )
-        return JSONResponse({"detail": f"database unavailable, retry: {type(exc).__name__}"}, status_code=503)
+        state: ApiState = request.app.state.beacon
+        state.outage.failed(f"{request.method} {request.url.path}", exc)
+        return state.outage.response(exc)
+
+    for error in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(error, database_unavailable)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # ASCII JSON: the input echoed in the errors may hold a lone surrogate, which is not UTF-8.
+        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True, default=repr)
+        return Response(body, status_code=422, media_type="application/json")
 
     @app.exception_handler(BeaconError)
     async def beacon_error(request: Request, exc: BeaconError) -> JSONResponse:
@@ -98,9 +117,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             request.url.path,
             exc,
         )
-        return JSONResponse({"detail": f"{type(exc).__name__}: {exc}"}, status_code=503)
+        return JSONResponse(
+            {"detail": f"{type(exc).__name__}: {exc}"},
+            status_code=503,
+            headers={"Retry-After": str(settings.api_retry_after)},
+        )
 
+    app.openapi = lambda: contract(app)  # type: ignore[method-assign]
     return app
+
+
+def contract(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with the models of the NDJSON batch lines among its components."""
+    if app.openapi_schema is None:
+        document = FastAPI.openapi(app)
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in process.BATCH_LINE_MODELS.items():
+            schemas.setdefault(name, schema)
+        app.openapi_schema = document
+    return app.openapi_schema
 
 
 def app_from_env() -> FastAPI:

@@ -9,22 +9,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from beacon.config import Settings
 
-#: Milliseconds a SQLite connection waits for the write lock before reporting "database is locked".
-SQLITE_BUSY_TIMEOUT_MS = 10_000
-
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
 def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
-    """An engine for the configured database; SQLite gets WAL mode and a busy timeout."""
+    """An engine for the configured database; SQLite gets WAL mode and a busy timeout. Pooled
+    connections are pinged before use (``db_pool_pre_ping``), and a disconnect error invalidates
+    the whole pool (SQLAlchemy's default), so a restarted database is reconnected to on its own."""
     url = url or settings.resolved_database_url
     kwargs: dict[str, Any] = {
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_pool_timeout,
-        "pool_pre_ping": False,
+        "pool_pre_ping": settings.db_pool_pre_ping,
     }
     if is_sqlite(url):
         path = url.split("///", 1)[-1]
@@ -32,19 +31,20 @@ def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
             from pathlib import Path
 
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        kwargs["connect_args"] = {"timeout": settings.db_sqlite_busy_timeout}
     else:
         kwargs["pool_recycle"] = 1800
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        busy_ms = int(settings.db_sqlite_busy_timeout * 1000)
+        event.listen(engine.sync_engine, "connect", lambda conn, _record: _sqlite_pragmas(conn, busy_ms))
     return engine
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, busy_ms: int) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

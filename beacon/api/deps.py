@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from beacon.api.guard import UNAUTHORIZED, token_matches
+from beacon.api.outage import DatabaseOutage
 from beacon.api.store import HotPath
 from beacon.api.writer import ProcessedLookup, StatusWriter, TurnWriter
 from beacon.config import Settings
@@ -35,8 +37,10 @@ class ApiState:
     writer: TurnWriter = field(init=False)
     lookup: ProcessedLookup = field(init=False)
     statuses: StatusWriter = field(init=False)
+    outage: DatabaseOutage = field(init=False)
 
     def __post_init__(self) -> None:
+        self.outage = DatabaseOutage(self.settings.api_retry_after)
         self.hot = HotPath(self.engine.dialect.name)
         # Single reads need no transaction: no BEGIN/ROLLBACK round trips.
         self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -55,15 +59,23 @@ async def get_state(request: Request) -> ApiState:
 StateDep = Annotated[ApiState, Depends(get_state)]
 
 
-async def require_token(request: Request, state: StateDep) -> None:
+#: The service token in the OpenAPI document (``securitySchemes``); the check itself runs first, in
+#: ``beacon.api.guard``, before any body is read; this dependency repeats it for routes mounted elsewhere.
+service_token = HTTPBearer(
+    scheme_name="serviceToken",
+    description="The service token: `Authorization: Bearer <BEACON_API_TOKEN>`.",
+    auto_error=False,
+)
+
+
+async def require_token(
+    state: StateDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(service_token)]
+) -> None:
     """401 unless ``Authorization: Bearer <BEACON_API_TOKEN>``."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), state.token):
+    given = f"Bearer {credentials.credentials}".encode() if credentials else b""
+    if not token_matches(given, state.token):
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="missing or wrong service token: send 'Authorization: Bearer <BEACON_API_TOKEN>'",
-            headers={"WWW-Authenticate": "Bearer"},
+            status.HTTP_401_UNAUTHORIZED, detail=UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"}
         )
 
 

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from beacon.api import store
+from beacon.api.split import split_text, text_limit
 from beacon.config import Settings
 from beacon.errors import ConfigError
 from beacon.messages import OUTBOUND, BeaconMessage, stable_id
@@ -140,27 +141,48 @@ def build_pipeline(settings: Settings) -> list[Handler]:
 
 
 def as_replies(inbound: BeaconMessage, answer: Answer) -> list[BeaconMessage]:
-    """Turn a handler's answer into outbound messages with deterministic ids (index = position)."""
+    """Turn a handler's answer into outbound messages with deterministic ids (index = position); a text
+    longer than the channel takes becomes ordered parts (``split_long_text``)."""
     replies: list[BeaconMessage] = []
     for index, item in enumerate(answer):
         if isinstance(item, str):
-            replies.append(inbound.reply_text(item, index=index))
+            reply = inbound.reply_text(item, index=index)
         else:
-            replies.append(
-                item.model_copy(
-                    update={
-                        "id": stable_id("reply", inbound.id, str(index)),
-                        "user_key": inbound.user_key,
-                        "channel": inbound.channel,
-                        "account": inbound.account,
-                        "user_id": inbound.user_id,
-                        "direction": OUTBOUND,
-                        "reply_to_id": inbound.id,
-                        "trace_id": inbound.trace_id,
-                    }
-                )
+            reply = item.model_copy(
+                update={
+                    "id": stable_id("reply", inbound.id, str(index)),
+                    "user_key": inbound.user_key,
+                    "channel": inbound.channel,
+                    "account": inbound.account,
+                    "user_id": inbound.user_id,
+                    "direction": OUTBOUND,
+                    "reply_to_id": inbound.id,
+                    "trace_id": inbound.trace_id,
+                }
             )
+        replies += split_long_text(reply)
     return replies
+
+
+def split_long_text(reply: BeaconMessage) -> list[BeaconMessage]:
+    """A text reply longer than its channel's limit as ordered parts, each with an id derived from the
+    reply id and its part number (a re-processed message yields the same ids) and metadata ``part``
+    (``n/total``) and ``parts_of`` (the reply id); any other reply as it is."""
+    if reply.kind != "text" or not reply.text:
+        return [reply]
+    pieces = split_text(reply.text, text_limit(reply.channel))
+    if len(pieces) == 1:
+        return [reply]
+    return [
+        reply.model_copy(
+            update={
+                "id": stable_id("reply-part", reply.id, str(n)),
+                "text": piece,
+                "metadata": {**reply.metadata, "part": f"{n}/{len(pieces)}", "parts_of": reply.id},
+            }
+        )
+        for n, piece in enumerate(pieces, 1)
+    ]
 
 
 async def run_pipeline(handlers: list[Handler], turn: Turn) -> list[BeaconMessage]:

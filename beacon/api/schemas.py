@@ -3,10 +3,45 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from beacon.messages import BeaconMessage, Location, Media
+
+
+class Problem(BaseModel):
+    """Why a request was refused or not done."""
+
+    detail: str | list[dict[str, Any]] = Field(
+        description="What is wrong and what to do: a sentence, or for a request that does not match this "
+        "document the list of fields at fault (FastAPI's validation errors: loc, msg, type)."
+    )
+
+
+#: What each error status means, for the ``responses`` of the routes (the OpenAPI document is the contract).
+ERROR_MEANINGS = {
+    400: "The body could not be read (not JSON, or broken off).",
+    401: "Missing or wrong service token (checked before the body is read).",
+    404: "No such user.",
+    409: "Conflict (see the route).",
+    413: "Body larger than BEACON_API_MAX_BODY_BYTES (refused before it is read).",
+    422: "Invalid request: the detail says which field and why (permanent: do not retry as is).",
+    503: "The database (or the broker or registry, for sends) is unavailable: retry after Retry-After seconds.",
+}
+
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
+
+
+def problems(*codes: int, **meanings: str) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` entries of a route's error statuses; ``meanings`` (``c409="..."``) override."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        entry: dict[str, Any] = {"model": Problem, "description": meanings.get(f"c{code}", ERROR_MEANINGS[code])}
+        if code == 503:
+            entry["headers"] = RETRY_AFTER
+        out[code] = entry
+    return out
 
 
 class RefusedReply(BaseModel):
@@ -32,14 +67,25 @@ MAX_BATCH = 500
 class BatchRequest(BaseModel):
     """Messages of different users to process in one request."""
 
-    messages: list[BeaconMessage] = Field(max_length=MAX_BATCH, description="At most one message per user.")
+    messages: Annotated[
+        list[dict[str, Any]],
+        WithJsonSchema(
+            {"type": "array", "items": {"$ref": "#/components/schemas/BeaconMessage"}, "maxItems": MAX_BATCH}
+        ),
+    ] = Field(
+        max_length=MAX_BATCH,
+        description="At most one message per user. Each is validated on its own: one that is not a valid "
+        "BeaconMessage gets a 422 line, the others are processed.",
+    )
 
 
 class BatchItem(BaseModel):
     """One line of the batch answer."""
 
     index: int = Field(description="Position of the message in the request.")
-    status: int = Field(description="What /v1/messages/process would have answered: 200, 422 or 503.")
+    status: int = Field(
+        description="What /v1/messages/process would have answered: 200, 422 or 503 (500: failed unexpectedly)."
+    )
     result: ProcessResult | None = Field(None, description="Set when status is 200.")
     detail: str | None = Field(None, description="Why not, when status is not 200.")
 
@@ -70,7 +116,11 @@ class StoredMessage(BaseModel):
 class MessagePage(BaseModel):
     user_key: str
     messages: list[StoredMessage] = Field(description="Newest first.")
-    next_before: str | None = Field(None, description="Pass as `before` for the next (older) page; null at the end.")
+    next_before: str | None = Field(
+        None,
+        description="Opaque cursor (the last message's created_at, seq and id): pass it as `before` for the next, "
+        "older page; null at the end. Unique, so messages sharing a created_at are neither skipped nor repeated.",
+    )
 
 
 class SendRequest(BaseModel):

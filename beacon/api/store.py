@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, overload
 
 import orjson
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -153,6 +153,12 @@ async def get_user(session: AsyncSession, user_key: str) -> User | None:
     return await session.get(User, user_key)
 
 
+async def get_message(session: AsyncSession, message_id: str) -> BeaconMessage | None:
+    """A stored message (any direction) by id."""
+    body = await session.scalar(select(Message.body).where(Message.id == message_id))
+    return None if body is None else BeaconMessage.model_validate_json(body)
+
+
 async def conversation_history(
     session: AsyncSession, user_key: str, *, limit: int, conversation_id: str | None = None
 ) -> list[BeaconMessage]:
@@ -171,13 +177,14 @@ async def conversation_history(
 
 
 async def message_page(
-    session: AsyncSession, user_key: str, *, limit: int, before: datetime | None = None
+    session: AsyncSession, user_key: str, *, limit: int, older_than: ColumnElement[bool] | None = None
 ) -> list[Message]:
-    """A page of a user's messages (all conversations), newest first, older than ``before``."""
+    """A page of a user's messages (all conversations), newest first (created_at, seq, id descending),
+    past ``older_than`` (see beacon.api.paging)."""
     stmt = select(Message).where(Message.user_key == user_key)
-    if before is not None:
-        stmt = stmt.where(Message.created_at < before)
-    stmt = stmt.order_by(Message.created_at.desc(), Message.seq.desc()).limit(limit)
+    if older_than is not None:
+        stmt = stmt.where(older_than)
+    stmt = stmt.order_by(Message.created_at.desc(), Message.seq.desc(), Message.id.desc()).limit(limit)
     return list(await session.scalars(stmt))
 
 

@@ -9,7 +9,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,18 @@ def as_json(msg: BeaconMessage) -> dict[str, Any]:
 
 async def process(client: httpx.AsyncClient, msg: BeaconMessage) -> httpx.Response:
     return await client.post("/v1/messages/process", json=as_json(msg), headers={"Idempotency-Key": msg.id})
+
+
+@asynccontextmanager
+async def app_in_process(database_url: str, **overrides: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+    """The API app in this process (its lifespan run, real database), an httpx client on it and its
+    ApiState: for tests that reach into the app's pool or settings."""
+    from beacon.api.app import create_app
+
+    settings = make_settings(database_url=database_url, api_token=TOKEN, **overrides)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=headers) as client:
+            yield client, app.state.beacon

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import pytest
 
@@ -131,3 +131,55 @@ async def test_reply_outside_the_window_becomes_the_template(
     [reply] = body["replies"]
     assert reply["kind"] == "template" and json.loads(reply["payload"])["name"] == "hello_again"
     assert reply["text"] is None and body["refused"] == []
+
+
+async def test_paging_neither_skips_nor_repeats_messages_sharing_a_time(api: ApiServer) -> None:
+    same_time = utcnow() - timedelta(minutes=5)
+    first = inbound("m0", created_at=same_time)
+    async with api.client() as client:
+        for n in range(7):  # one batched webhook: every message has the same created_at
+            msg = first if n == 0 else inbound(f"m{n}", user=first.user_id, created_at=same_time)
+            assert (await process(client, msg)).status_code == 200
+        seen: list[str] = []
+        params: dict[str, str | int] = {"limit": 3}
+        while True:
+            page = (await client.get(f"/v1/users/{first.user_key}/messages", params=params)).json()
+            seen += [m["message"]["id"] for m in page["messages"]]
+            if page["next_before"] is None:
+                break
+            params = {"limit": 3, "before": page["next_before"]}
+        everything = (await client.get(f"/v1/users/{first.user_key}/messages", params={"limit": 100})).json()
+        bad = await client.get(f"/v1/users/{first.user_key}/messages", params={"before": "not-a-cursor"})
+    assert len(seen) == 14 and seen == [m["message"]["id"] for m in everything["messages"]]
+    assert bad.status_code == 422 and "next_before" in bad.json()["detail"]
+
+
+async def test_a_before_time_with_an_offset_means_that_instant(api: ApiServer) -> None:
+    an_hour_ago = utcnow() - timedelta(hours=1)
+    msg = inbound("an hour ago", created_at=an_hour_ago)
+    async with api.client() as client:
+        await process(client, msg)  # its reply is created now
+        just_after = (an_hour_ago + timedelta(minutes=1)).astimezone(timezone(timedelta(hours=2)))
+        page = (
+            await client.get(f"/v1/users/{msg.user_key}/messages", params={"before": just_after.isoformat()})
+        ).json()
+    assert [m["message"]["text"] for m in page["messages"]] == ["an hour ago"]
+
+
+async def test_sends_that_would_never_be_delivered_are_refused(kafka_api: tuple[ApiServer, str]) -> None:
+    server, _ = kafka_api
+    msg = inbound("hello")
+    to_user = {"account": msg.account, "user_id": msg.user_id}
+    async with server.client() as client:
+        await process(client, msg)
+        long_id = await client.post("/v1/messages/send", json={**to_user, "text": "hi", "id": "i" * 65})
+        no_gateway = await client.post("/v1/messages/send", json={**to_user, "text": "hi", "channel": "telegram"})
+        too_long = await client.post("/v1/messages/send", json={**to_user, "text": "x" * 4097})
+        first = await client.post("/v1/messages/send", json={**to_user, "text": "Your code is 1234", "id": "otp-1"})
+        repeat = await client.post("/v1/messages/send", json={**to_user, "text": "Your code is 1234", "id": "otp-1"})
+        reused = await client.post("/v1/messages/send", json={**to_user, "text": "Your code is 9999", "id": "otp-1"})
+    assert long_id.status_code == 422 and "id (65 > 64)" in long_id.json()["detail"]
+    assert no_gateway.status_code == 422 and "BEACON_SERVED_CHANNELS" in no_gateway.json()["detail"]
+    assert too_long.status_code == 422 and "4096" in too_long.json()["detail"]
+    assert first.status_code == 202 and repeat.status_code == 202, (first.text, repeat.text)
+    assert reused.status_code == 409 and "used before" in reused.json()["detail"]

@@ -235,7 +235,7 @@ async def test_a_batch_answers_each_message_as_the_single_endpoint_would(api: Ap
         assert item["status"] == 200
         assert item["result"]["message_id"] == msg.id and item["result"]["duplicate"] is False
         assert [r["text"] for r in item["result"]["replies"]] == [f"You said: {msg.text}"]
-    assert results[5]["status"] == 422 and "longer than the database stores" in results[5]["detail"]
+    assert results[5]["status"] == 422 and "profile_name (300 > 255)" in results[5]["detail"]
     assert results[6]["status"] == 200 and results[6]["result"]["duplicate"] is True
     assert results[6]["result"]["replies"] == single["replies"]
     assert results[7]["status"] == 422 and "direction 'outbound'" in results[7]["detail"]

@@ -6,15 +6,19 @@ import asyncio
 import json
 import logging
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
 from beacon.api import metrics, store
 from beacon.api.deps import ApiState, Authorized, StateDep
-from beacon.api.schemas import MessagePage, OptOut, SendRequest, SendResult, StoredMessage, UserOut
+from beacon.api.models import Message
+from beacon.api.paging import Cursor, cursor_of, parse_before
+from beacon.api.schemas import MessagePage, OptOut, SendRequest, SendResult, StoredMessage, UserOut, problems
+from beacon.api.split import text_limit, units
 from beacon.api.window import apply_window, window_open
+from beacon.api.wire import message_problems, too_long
+from beacon.config import Settings
 from beacon.errors import KafkaError
 from beacon.messages import OUTBOUND, BeaconMessage, make_user_key, utcnow
 
@@ -25,7 +29,12 @@ router = APIRouter(tags=["operators"], dependencies=[Authorized])
 _REGISTRY_WAIT = 15.0
 
 
-@router.get("/v1/users/{user_key}", response_model=UserOut, summary="Look a user up by user key.")
+@router.get(
+    "/v1/users/{user_key}",
+    response_model=UserOut,
+    summary="Look a user up by user key.",
+    responses=problems(401, 404, 422, 503),
+)
 async def get_user(user_key: str, state: StateDep) -> UserOut:
     async with state.sessions() as session:
         user = await store.get_user(session, user_key)
@@ -51,6 +60,7 @@ async def get_user(user_key: str, state: StateDep) -> UserOut:
     "/v1/users/{user_key}/opt-out",
     response_model=UserOut,
     summary="Opt a user out of (or back in to) proactive messages.",
+    responses=problems(400, 401, 404, 413, 422, 503),
 )
 async def set_opt_out(user_key: str, body: OptOut, state: StateDep) -> UserOut:
     async with state.write_lock, state.sessions.begin() as session:
@@ -62,44 +72,76 @@ async def set_opt_out(user_key: str, body: OptOut, state: StateDep) -> UserOut:
     return await get_user(user_key, state)
 
 
-@router.get("/v1/users/{user_key}/messages", response_model=MessagePage, summary="A user's messages, paged.")
+@router.get(
+    "/v1/users/{user_key}/messages",
+    response_model=MessagePage,
+    summary="A user's messages, newest first, paged by a unique cursor.",
+    responses=problems(401, 422, 503),
+)
 async def user_messages(
     user_key: str,
     state: StateDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[datetime | None, Query(description="Only messages older than this (next_before).")] = None,
+    before: Annotated[
+        str | None,
+        Query(
+            description="The `next_before` cursor of the previous page: only messages after it in the page order "
+            "(created_at, seq, id, newest first). An ISO 8601 time is accepted too: only messages older than it "
+            "(its UTC offset is applied)."
+        ),
+    ] = None,
 ) -> MessagePage:
+    older_than = None
+    if before is not None:
+        try:
+            after = parse_before(before)
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
+        older_than = after.older() if isinstance(after, Cursor) else Message.created_at < after
     async with state.sessions() as session:
-        rows = await store.message_page(session, user_key, limit=limit + 1, before=before)
+        rows = await store.message_page(session, user_key, limit=limit + 1, older_than=older_than)
     more = len(rows) > limit
     rows = rows[:limit]
     messages = [
         StoredMessage(message=BeaconMessage.model_validate_json(r.body), delivery_status=r.delivery_status)
         for r in rows
     ]
-    next_before = store.utc(rows[-1].created_at).isoformat() if more and rows else None
+    next_before = cursor_of(rows[-1]).encode() if more and rows else None
     return MessagePage(user_key=user_key, messages=messages, next_before=next_before)
 
 
-def _validate(req: SendRequest) -> None:
-    problems = []
+def _validate(req: SendRequest, settings: Settings) -> None:
+    user_key = make_user_key(req.channel, req.account, req.user_id)
+    found = too_long(
+        {"id": req.id, "user_key": user_key, "channel": req.channel, "account": req.account, "user_id": req.user_id}
+    )
+    if req.channel not in settings.served_channels:
+        found.append(
+            f"channel {req.channel!r} has no gateway in this deployment (BEACON_SERVED_CHANNELS: "
+            f"{', '.join(settings.served_channels)}): nothing would deliver the message"
+        )
     if req.kind == "text" and not req.text:
-        problems.append("kind text needs `text`")
+        found.append("kind text needs `text`")
+    if req.text and units(req.text) > text_limit(req.channel):
+        found.append(
+            f"`text` is {units(req.text)} UTF-16 units long, over the {text_limit(req.channel)} a {req.channel} "
+            "message carries: send it as several messages"
+        )
     if req.kind in {"template", "interactive"}:
         if not req.payload:
-            problems.append(f"kind {req.kind} needs `payload` (JSON of the Cloud API {req.kind} object)")
+            found.append(f"kind {req.kind} needs `payload` (JSON of the Cloud API {req.kind} object)")
         else:
             try:
                 if not isinstance(json.loads(req.payload), dict):
-                    problems.append("`payload` must be a JSON object")
+                    found.append("`payload` must be a JSON object")
             except ValueError as exc:
-                problems.append(f"`payload` is not JSON: {exc}")
+                found.append(f"`payload` is not JSON: {exc}")
     if req.kind in {"image", "audio", "video", "document", "sticker"} and not (
         req.media and (req.media.id or req.media.link)
     ):
-        problems.append(f"kind {req.kind} needs `media` with an id or a link")
+        found.append(f"kind {req.kind} needs `media` with an id or a link")
     if req.kind == "location" and req.location is None:
-        problems.append("kind location needs `location`")
+        found.append("kind location needs `location`")
     if req.kind not in {
         "text",
         "template",
@@ -111,9 +153,15 @@ def _validate(req: SendRequest) -> None:
         "sticker",
         "location",
     }:
-        problems.append(f"kind {req.kind!r} cannot be sent proactively")
-    if problems:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="; ".join(problems))
+        found.append(f"kind {req.kind!r} cannot be sent proactively")
+    if found:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="; ".join(found))
+
+
+def _same_content(stored: BeaconMessage, msg: BeaconMessage) -> bool:
+    """Whether a stored message says what ``msg`` says, to the same user (a repeated send, not a new one)."""
+    fields = ("user_key", "direction", "kind", "text", "media", "location", "payload")
+    return all(getattr(stored, name) == getattr(msg, name) for name in fields)
 
 
 async def _producer(state: ApiState) -> object:
@@ -130,19 +178,29 @@ async def _producer(state: ApiState) -> object:
     response_model=SendResult,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Send a proactive message: validated, checked against the 24-hour window, produced to bm_out.",
-    responses={409: {"description": "Refused: outside the customer-service window, or the user opted out."}},
+    responses=problems(
+        400,
+        401,
+        409,
+        413,
+        422,
+        503,
+        c409="Refused: outside the customer-service window, the user opted out, or the id was used before for "
+        "a different message (the gateway would drop it as a duplicate). The same id with the same content is "
+        "accepted again (idempotent: the gateway sends it once).",
+        c422="Invalid: the detail says why (a field too long, a channel this deployment does not serve, a text "
+        "over the channel's limit, a missing field for the kind).",
+    ),
 )
 async def send_message(req: SendRequest, state: StateDep) -> SendResult:
-    _validate(req)
+    """Produce a proactive message to ``bm_out``. Texts over the channel's limit (4,096 for WhatsApp) are
+    refused with 422, not split: the caller decides where a message of its own breaks."""
+    _validate(req, state.settings)
     from beacon.codec import MessageCodec, retry_registry
 
     settings = state.settings
     user_key = make_user_key(req.channel, req.account, req.user_id)
     now = utcnow()
-    async with state.sessions() as session:
-        user = await store.get_user(session, user_key)
-    if user is not None and user.opted_out:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"user {user_key} opted out of messages")
     msg = BeaconMessage(
         id=req.id or str(uuid.uuid4()),
         user_key=user_key,
@@ -157,11 +215,26 @@ async def send_message(req: SendRequest, state: StateDep) -> SendResult:
         payload=req.payload,
         metadata={**req.metadata, "origin": "api-proactive"},
     )
+    found = message_problems(msg)
+    if found:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="; ".join(found))
+    async with state.sessions() as session:
+        user = await store.get_user(session, user_key)
+        stored = await store.get_message(session, msg.id)
+    if user is not None and user.opted_out:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"user {user_key} opted out of messages")
     allowed, refused = apply_window(settings, [msg], store.utc(user.last_inbound_at) if user else None, now)
     if refused:
         metrics.PROACTIVE.labels("refused").inc()
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"not sent to {user_key}: {refused[0].reason}")
     msg = allowed[0]
+    if stored is not None and not _same_content(stored, msg):
+        metrics.PROACTIVE.labels("refused").inc()
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail=f"id {msg.id!r} was used before for a different message (to {stored.user_key}, kind "
+            f"{stored.kind}): the gateway sends each id once, so this one would be dropped; use a new id",
+        )
     codec = state.extras.get("codec")
     if codec is None:
         # Our own instance: get_codec caches on the settings' hash, which not every Settings has.
@@ -174,13 +247,18 @@ async def send_message(req: SendRequest, state: StateDep) -> SendResult:
             status.HTTP_503_SERVICE_UNAVAILABLE,
             detail=f"schema registry {settings.schema_registry_url} did not answer within {_REGISTRY_WAIT:g}s; "
             "message not sent, retry",
+            headers={"Retry-After": str(settings.api_retry_after)},
         ) from exc
     producer = await _producer(state)
     try:
         record = await producer.produce(settings.topic_out, value, key=user_key)  # type: ignore[attr-defined]
     except KafkaError as exc:
         metrics.PROACTIVE.labels("failed").inc()
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"message not sent, retry: {exc}") from exc
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"message not sent, retry: {exc}",
+            headers={"Retry-After": str(settings.api_retry_after)},
+        ) from exc
     async with state.write_lock, state.sessions.begin() as session:
         await store.touch_user(session, msg, now, inbound=False)
         await store.record_outbound(session, msg, now)

@@ -6,18 +6,20 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, HTTPException, Response, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from pydantic import ValidationError
 
 from beacon.api import metrics, store
 from beacon.api.deps import Authorized, StateDep
+from beacon.api.outage import DATABASE_UNAVAILABLE
 from beacon.api.pipeline import Turn, run_pipeline
-from beacon.api.schemas import BatchItem, BatchRequest, ProcessResult
+from beacon.api.schemas import BatchItem, BatchRequest, ProcessResult, problems
 from beacon.api.window import Refusal, apply_window
+from beacon.api.wire import message_problems
 from beacon.api.writer import StatusJob
 from beacon.errors import BeaconError
 from beacon.messages import INBOUND, STATUS, BeaconMessage, utcnow
@@ -26,21 +28,10 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["processing"])
 NDJSON = "application/x-ndjson"
 
-#: Longest values the tables store (see beacon.api.models).
-FIELD_LIMITS = {
-    "id": 64,
-    "user_key": 255,
-    "channel": 32,
-    "account": 128,
-    "user_id": 128,
-    "direction": 16,
-    "kind": 32,
-    "channel_message_id": 255,
-    "reply_to_id": 64,
-    "status": 16,
-    "profile_name": 255,
-}
-
+#: The schema of one NDJSON line, its models referenced in the document's components (see
+#: ``beacon.api.app.contract``, which adds those the routes do not already declare).
+BATCH_LINE_SCHEMA = BatchItem.model_json_schema(ref_template="#/components/schemas/{model}")
+BATCH_LINE_MODELS = BATCH_LINE_SCHEMA.pop("$defs", {})
 
 class Rejected(Exception):
     """A message the endpoint refuses (permanent: the worker dead-letters it)."""
@@ -65,16 +56,24 @@ def _result(message_id: str, duplicate: bool, replies_json: bytes, refused: list
     response_model=ProcessResult,
     dependencies=[Authorized],
     summary="Process one inbound message or delivery status; idempotent on the message id.",
-    responses={
-        401: {"description": "Missing or wrong service token."},
-        422: {"description": "Not a valid inbound BeaconMessage or status (permanent: dead-letter it)."},
-        503: {"description": "Database unavailable (retry)."},
-    },
+    responses=problems(
+        400,
+        401,
+        413,
+        422,
+        503,
+        c422="Not a valid inbound BeaconMessage or status, one the topics or the database cannot carry (a value "
+        "too long, an int past 32 bits, a lone surrogate, a NUL), or an Idempotency-Key other than the message "
+        "id (permanent: dead-letter it).",
+    ),
 )
 async def process_message(
     msg: BeaconMessage,
     state: StateDep,
-    idempotency_key: Annotated[str | None, Header(description="The message id.")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(description="Must equal the message's `id` when sent (422 otherwise): the id is the idempotency key."),
+    ] = None,
 ) -> Response:
     """The first call runs the pipeline and stores the message and its replies; a repeat returns the
     stored replies (same ids) without running the pipeline again."""
@@ -98,9 +97,10 @@ async def process_message(
     responses={
         200: {
             "description": "NDJSON: one BatchItem per line, each as soon as its message is done (any order).",
-            "content": {NDJSON: {"schema": BatchItem.model_json_schema()}},
+            "content": {NDJSON: {"schema": BATCH_LINE_SCHEMA}},
         },
-        401: {"description": "Missing or wrong service token."},
+        **problems(400, 401, 413, 422, c422="The body is not a batch of BeaconMessages (each item is checked "
+                   "further on its own, answered in its line)."),
     },
 )
 async def process_batch(batch: BatchRequest, state: StateDep) -> StreamingResponse:
@@ -110,14 +110,28 @@ async def process_batch(batch: BatchRequest, state: StateDep) -> StreamingRespon
     and one slow message (an LLM taking seconds) holds back nobody else's replies. Messages of one
     user must not share a batch: their order would not be kept (workers send one per user at a time)."""
 
-    async def item(index: int, msg: BeaconMessage) -> bytes:
+    async def item(index: int, raw: dict[str, Any]) -> bytes:
+        try:
+            msg = BeaconMessage.model_validate(raw)
+        except ValidationError as exc:
+            detail = f"item {index} is not a BeaconMessage: {_errors(exc)}"
+            return b'{"index":%d,"status":422,"detail":%b}\n' % (index, orjson.dumps(_printable(detail)))
         return b'{"index":%d,%b\n' % (index, await _batch_item(state, msg))
 
     async def lines() -> AsyncIterator[bytes]:
-        for done in asyncio.as_completed([item(i, msg) for i, msg in enumerate(batch.messages)]):
+        for done in asyncio.as_completed([item(i, raw) for i, raw in enumerate(batch.messages)]):
             yield await done
 
     return StreamingResponse(lines(), media_type=NDJSON)
+
+
+def _errors(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(part) for part in e['loc']) or 'item'}: {e['msg']}" for e in exc.errors()[:5])
+
+
+def _printable(text: str) -> str:
+    """``text`` as valid UTF-8 (a lone surrogate echoed from the input becomes an escape)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 async def _batch_item(state: StateDep, msg: BeaconMessage) -> bytes:
@@ -125,23 +139,25 @@ async def _batch_item(state: StateDep, msg: BeaconMessage) -> bytes:
     try:
         return b'"status":200,"result":%b}' % await process_one(state, msg)
     except Rejected as exc:
-        return b'"status":%d,"detail":%b}' % (exc.status_code, orjson.dumps(exc.detail))
-    except (OperationalError, DBAPIError, BeaconError) as exc:
+        return b'"status":%d,"detail":%b}' % (exc.status_code, orjson.dumps(_printable(exc.detail)))
+    except DATABASE_UNAVAILABLE as exc:
+        state.outage.failed(f"message {msg.id[:80]!r} of a batch", exc)
+        return b'"status":503,"detail":%b}' % orjson.dumps(f"database unavailable, retry: {type(exc).__name__}")
+    except BeaconError as exc:
         log.warning("message %s of a batch not processed (answering 503 for it, the worker retries): %s", msg.id, exc)
         return b'"status":503,"detail":%b}' % orjson.dumps(f"unavailable, retry: {type(exc).__name__}")
+    except Exception as exc:  # answered for this item alone, so the stream still carries the others
+        log.exception("message %s (user %s) of a batch failed unexpectedly (answered 500)", msg.id, msg.user_key)
+        return b'"status":500,"detail":%b}' % orjson.dumps(f"internal error: {type(exc).__name__}")
 
 
 async def process_one(state: StateDep, msg: BeaconMessage) -> bytes:
     """Process one message; the JSON of its ProcessResult. Raises Rejected for a permanent refusal."""
-    too_long = [
-        f"{name} ({len(value)} > {limit})"
-        for name, limit in FIELD_LIMITS.items()
-        if (value := getattr(msg, name)) is not None and len(value) > limit
-    ]
-    if too_long:
+    problems = message_problems(msg)
+    if problems:
         raise Rejected(
             status.HTTP_422_UNPROCESSABLE_ENTITY,
-            f"message {msg.id[:80]!r}: fields longer than the database stores: {', '.join(too_long)}",
+            f"message {msg.id[:80]!r} cannot be stored or carried: {'; '.join(problems)}",
         )
     started = time.perf_counter()
     if msg.direction == STATUS:
