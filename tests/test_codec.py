@@ -229,9 +229,22 @@ def test_registry_outage_is_retried_until_it_answers_and_ids_survive_restart(own
     with pytest.raises(RegistryUnavailableError, match="did not answer"):
         fresh.decode(data, topic="bm_in")
 
+    failures = 0
+
+    def counted_decode(value: bytes, *, topic: str) -> BeaconMessage:
+        nonlocal failures
+        try:
+            return fresh.decode(value, topic=topic)
+        except RegistryUnavailableError:
+            failures += 1
+            raise
+
     async def outage_then_recovery() -> BeaconMessage:
-        waiting = asyncio.create_task(retry_registry(fresh.decode, data, topic="bm_in", max_delay=1.0))
-        await asyncio.sleep(2.0)
+        waiting = asyncio.create_task(retry_registry(counted_decode, data, topic="bm_in", max_delay=1.0))
+        deadline = asyncio.get_running_loop().time() + 60
+        while failures < 3:  # the registry refused it three times: the call is waiting, not giving up
+            assert asyncio.get_running_loop().time() < deadline, "decode was never retried"
+            await asyncio.sleep(0.05)
         assert not waiting.done(), "decode must wait for the registry, not fail or dead-letter"
         await asyncio.to_thread(registry_local.start, own_registry)
         return await asyncio.wait_for(waiting, 60)
