@@ -116,7 +116,7 @@ class Inbound:
         except (TimeoutError, BeaconError) as exc:
             log.error("webhook with %d message(s) answered 503: the broker did not acknowledge within %.1fs (%s). "
                       "Meta will redeliver; check `beacon kafka status`.", len(messages),
-                      self.settings.gateway_ack_timeout, exc or type(exc).__name__)
+                      self.settings.gateway_ack_timeout, str(exc) or type(exc).__name__)
             return self._reject("broker_unavailable", 503, "broker unavailable")
         PRODUCE_SECONDS.labels(CHANNEL).observe(time.perf_counter() - started)
         WEBHOOKS.labels(CHANNEL, "accepted").inc()
