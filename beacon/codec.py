@@ -19,6 +19,7 @@ import logging
 import random
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -257,19 +258,55 @@ def get_codec(settings: Settings) -> MessageCodec:
         return codec
 
 
+class _RegistryOutage:
+    """The registry's outage as this process sees it: said once when it starts and once when it ends,
+    however many calls wait meanwhile (a worker has hundreds of messages in flight)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.waiting = 0
+
+    def failed(self, exc: RegistryUnavailableError) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning("%s; every call that needs a schema waits and retries (nothing is dead-lettered for it) "
+                        "until the registry answers again", exc)
+
+    def answered(self) -> None:
+        if self.since is not None:
+            log.warning("the schema registry answers again after %.1fs; %d waiting call(s) resume",
+                        time.monotonic() - self.since, self.waiting)
+            self.since = None
+
+
+_registry_outage = _RegistryOutage()
+
+
 async def retry_registry(call: Callable[..., T], *args: Any, max_delay: float = 10.0, **kwargs: Any) -> T:
     """Run a blocking codec call in a thread, retrying while the registry is unavailable.
 
     Registry outages are waited out with exponential backoff and jitter, never dead-lettered:
-    the bytes are fine, only the schema lookup failed. BadMessageError passes through.
+    the bytes are fine, only the schema lookup failed. BadMessageError passes through. The outage is
+    logged once when it starts and once when it ends, not once per call or attempt.
     """
     delay = 0.2
     attempt = 0
-    while True:
-        try:
-            return await asyncio.to_thread(call, *args, **kwargs)
-        except RegistryUnavailableError as exc:
-            attempt += 1
-            log.warning("%s (attempt %d; retrying in %.1fs)", exc, attempt, delay)
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
-            delay = min(delay * 2, max_delay)
+    outage = _registry_outage
+    try:
+        while True:
+            try:
+                result = await asyncio.to_thread(call, *args, **kwargs)
+            except RegistryUnavailableError as exc:
+                attempt += 1
+                if attempt == 1:
+                    outage.waiting += 1
+                outage.failed(exc)
+                log.debug("%s (attempt %d; retrying in %.1fs)", exc, attempt, delay)
+                await asyncio.sleep(delay * (0.5 + random.random() / 2))
+                delay = min(delay * 2, max_delay)
+                continue
+            outage.answered()
+            return result
+    finally:
+        if attempt:
+            outage.waiting -= 1

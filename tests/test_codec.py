@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import struct
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -250,3 +251,30 @@ def test_registry_outage_is_retried_until_it_answers_and_ids_survive_restart(own
         return await asyncio.wait_for(waiting, 60)
 
     assert asyncio.run(outage_then_recovery()) == msg
+
+
+def test_a_registry_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    down, attempts = True, 0
+
+    def lookup(n: int) -> int:
+        nonlocal attempts
+        attempts += 1
+        if down:
+            raise RegistryUnavailableError("the schema registry at http://127.0.0.1:9 did not answer")
+        return n
+
+    async def fifty_calls_through_an_outage() -> list[int]:
+        nonlocal down
+        calls = [asyncio.create_task(retry_registry(lookup, n, max_delay=0.05)) for n in range(50)]
+        while attempts < 200:  # every call failed, most of them several times: none of those may log again
+            await asyncio.sleep(0.01)
+        down = False
+        return await asyncio.wait_for(asyncio.gather(*calls), 30)
+
+    with caplog.at_level(logging.INFO, logger="beacon.codec"):
+        assert asyncio.run(fifty_calls_through_an_outage()) == list(range(50))
+    lines = [r.getMessage() for r in caplog.records if r.name == "beacon.codec"]
+    assert len(lines) == 2, lines
+    assert "waits and retries" in lines[0] and "answers again" in lines[1]
