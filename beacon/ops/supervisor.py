@@ -134,8 +134,10 @@ class Supervisor:
                 _signal_group(c.proc, signal.SIGKILL)
                 c.proc.wait()
         for c in children:
-            if c.proc is not None:
-                # Whatever the child left behind in its group goes too.
+            if c.proc is not None and c.proc.poll() is not None and not _pid_in_use(c.proc.pid):
+                # Whatever the child left behind in its group goes too. Only while no process has the child's pid:
+                # the kernel never hands out a pid still used as a process group id, so a live process with that
+                # pid (pids wrap around) is someone else's, in a group of its own that must not be killed.
                 _signal_group(c.proc, signal.SIGKILL)
 
     # --- supervision --------------------------------------------------------------------------
@@ -195,6 +197,10 @@ class Supervisor:
 
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
+
+
+def _pid_in_use(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:

@@ -122,7 +122,7 @@ def test_registry_outage_is_waited_out_not_dead_lettered(
     proxy = TcpProxy(TEST_REGISTRY_PORT)
     worker = start_worker(stub.url, schema_registry_url=f"http://127.0.0.1:{proxy.port}/apis/ccompat/v7")
     produce(topics.settings, conversation(20, 2, "g"), codec)
-    wait_until(lambda: "registry" in worker.log().lower() and "retrying" in worker.log(), 60,
+    wait_until(lambda: "registry" in worker.log().lower() and "waits and retries" in worker.log(), 60,
                "the worker to report the registry unreachable")
     # While it is away: nothing answered, nothing dead-lettered, nothing committed (read to the ends to see it).
     replies.catch_up()
