@@ -53,7 +53,7 @@ def e2e(
     import platform
     from pathlib import Path
 
-    from beacon.bench.e2e import Stack, bench, process_table, summary, table
+    from beacon.bench.e2e import Stack, bench, given_up_report, process_table, summary, table
     from beacon.config import get_settings
     from beacon.errors import BeaconError
 
@@ -81,10 +81,9 @@ def e2e(
     typer.echo(f"lost {s['lost']}, duplicate replies {s['duplicates']}, per-user order violations "
                f"{s['order_violations']} (all must be 0)")
     typer.echo(f"plot: {target.with_suffix('.png')}, table: {target.with_suffix('.md')}")
-    if s["refused"]:
-        typer.echo(f"error: the gateway refused {s['refused']} of the bench's webhooks even after retries "
-                   "(see the gateway's log): the figures above do not describe a healthy run", err=True)
-    if s["refused"] or s["lost"] or s["duplicates"] or s["order_violations"]:
+    for line in given_up_report(s):
+        typer.echo(line, err=True)
+    if s["refused"] or s["unanswered"] or s["lost"] or s["duplicates"] or s["order_violations"]:
         raise typer.Exit(1)
 
 

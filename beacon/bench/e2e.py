@@ -31,7 +31,7 @@ from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -41,8 +41,15 @@ from beacon.kafka import TopicSpec, ensure_topics, make_admin, make_consumer, ma
 from beacon.ops import stackfile
 from beacon.ops.process import cpu_seconds, rss_bytes
 
+if TYPE_CHECKING:
+    from beacon.fakes.whatsapp.driver import WebhookDeliveryError
+
 #: Users the probe message comes from (outside the run's users, so it never counts in a run).
 PROBE_USER = "447700999999"
+#: Attempts at one webhook, and seconds each may take (waiting for a connection included), before the bench
+#: gives it up: like Meta, a refused or unanswered webhook is delivered again.
+WEBHOOK_ATTEMPTS = 3
+WEBHOOK_TIMEOUT = 10.0
 
 
 @dataclass
@@ -53,7 +60,11 @@ class RunResult:
     rate: float
     seconds: float
     sent: int = 0
-    send_errors: int = 0
+    #: Webhooks given up on whose last attempt the gateway answered with an error status.
+    refused: int = 0
+    #: Webhooks given up on whose last attempt got no answer within WEBHOOK_TIMEOUT (an overloaded stack or
+    #: load generator), or no connection.
+    unanswered: int = 0
     latencies: list[float] = field(default_factory=list)  # seconds, in send order
     send_times: list[float] = field(default_factory=list)
     reply_times: list[float] = field(default_factory=list)
@@ -63,6 +74,13 @@ class RunResult:
     window: float = 0.0
     #: Per stack process: (CPU share in cores over the run, peak RSS in MB).
     processes: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def give_up(self, error: WebhookDeliveryError) -> None:
+        """Count a webhook the bench gave up on, by whether the gateway answered it at all."""
+        if error.status is None:
+            self.unanswered += 1
+        else:
+            self.refused += 1
 
     @property
     def cpu_ms_per_message(self) -> float:
@@ -221,7 +239,7 @@ async def _collect(client: httpx.AsyncClient, fake_url: str, after: int, prefix:
 
 async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users: int) -> RunResult:
     """Pace ``rate`` messages/s for ``seconds`` from ``users`` simulated users; wait for their replies."""
-    from beacon.fakes.whatsapp.driver import WebhookDriver
+    from beacon.fakes.whatsapp.driver import WebhookDeliveryError, WebhookDriver
 
     result = RunResult(name, rate, seconds)
     run = uuid.uuid4().hex[:6]
@@ -236,7 +254,8 @@ async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users:
         await stack.check(client)
         after = int((await client.get(f"{stack.fake_url}/_fake/stats")).json()["last_seq"])
         collector = asyncio.create_task(_collect(client, stack.fake_url, after, prefix, replies, order, stop))
-        driver = WebhookDriver(stack.gateway_url, stack.app_secret, stack.phone_number_id, max_attempts=3)
+        driver = WebhookDriver(stack.gateway_url, stack.app_secret, stack.phone_number_id,
+                               max_attempts=WEBHOOK_ATTEMPTS, timeout=WEBHOOK_TIMEOUT)
         fresh = stackfile.read(stack.settings)  # pids as they are now (a process may have restarted)
         meter = ProcessMeter(fresh.processes if fresh is not None else {})
 
@@ -266,8 +285,8 @@ async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users:
                 try:
                     await driver.send_text(number, f"bench {token}")
                     result.sent += 1
-                except BeaconError:
-                    result.send_errors += 1
+                except WebhookDeliveryError as exc:
+                    result.give_up(exc)
                     sent_at.pop(token)
                 seq += 1
 
@@ -377,13 +396,13 @@ def kafka_baseline(settings: Settings, rate: float, seconds: float) -> RunResult
 
 
 def table(results: list[RunResult]) -> str:
-    head = ("| run | target rate | sent | refused | throughput (msg/s) | p50 ms | p95 ms | p99 ms | lost | duplicates "
-            "| order violations | CPU ms/msg |")
-    rows = [head, "|" + "---|" * 12]
+    head = ("| run | target rate | sent | refused | no answer | throughput (msg/s) | p50 ms | p95 ms | p99 ms | lost "
+            "| duplicates | order violations | CPU ms/msg |")
+    rows = [head, "|" + "---|" * 13]
     for r in results:
         rows.append(
-            f"| {r.name} | {r.rate:,.0f}/s | {r.sent:,} | {r.send_errors:,} | {r.throughput:,.0f} | {r.pct(50):.1f} | "
-            f"{r.pct(95):.1f} | {r.pct(99):.1f} | {r.lost} | {r.duplicates} | {r.order_violations} | "
+            f"| {r.name} | {r.rate:,.0f}/s | {r.sent:,} | {r.refused:,} | {r.unanswered:,} | {r.throughput:,.0f} | "
+            f"{r.pct(50):.1f} | {r.pct(95):.1f} | {r.pct(99):.1f} | {r.lost} | {r.duplicates} | {r.order_violations} | "
             f"{r.cpu_ms_per_message:.1f} |"
         )
     return "\n".join(rows)
@@ -465,8 +484,24 @@ def summary(results: list[RunResult]) -> dict[str, Any]:
         "p99_low": low.pct(99),
         "p99_ratio": low.pct(99) / base_low.pct(99) if base_low.pct(99) else float("nan"),
         "cpu_ms_low": low.cpu_ms_per_message,
-        "refused": low.send_errors + high.send_errors,
+        "refused": low.refused + high.refused,
+        "unanswered": low.unanswered + high.unanswered,
         "lost": low.lost + high.lost,
         "duplicates": low.duplicates + high.duplicates,
         "order_violations": low.order_violations + high.order_violations,
     }
+
+
+def given_up_report(s: dict[str, Any]) -> list[str]:
+    """What the operator reads about webhooks the bench gave up on, naming who did not cope."""
+    lines = []
+    if s["refused"]:
+        lines.append(f"error: the gateway refused {s['refused']} of the bench's webhooks even after "
+                     f"{WEBHOOK_ATTEMPTS} attempts (see the gateway's log): the figures above do not describe a "
+                     "healthy run")
+    if s["unanswered"]:
+        lines.append(f"error: {s['unanswered']} of the bench's webhooks got no answer within {WEBHOOK_TIMEOUT:.0f} s "
+                     f"in {WEBHOOK_ATTEMPTS} attempts: the stack (or the load generator) did not keep up with the "
+                     "offered rate on this machine, so the figures above describe an overloaded run; try a lower "
+                     "--rate, or a machine with more free cores")
+    return lines

@@ -10,9 +10,10 @@ workers' :class:`~beacon.streams.dispatcher.KeyedDispatcher`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from beacon.bridge.payload import Topic, message_payload
@@ -153,8 +154,9 @@ class Forwarder:
                         log.warning("consuming %s: %s", self._source, record.error())
                         continue
                     key = record.key() or f"partition-{record.partition()}".encode()
-                    await self._dispatcher.submit(Job(key, (self._source, record.partition()), record.offset() or 0,
-                                                      record))
+                    job = Job(key, (self._source, record.partition()), record.offset() or 0, record)
+                    if not await _unless_stopped(self._dispatcher.submit(job), stop):
+                        break  # not submitted: read again from the committed offset next time
                 if time.monotonic() - last_commit >= COMMIT_INTERVAL:
                     await asyncio.to_thread(self._commit, consumer, self._dispatcher.committable())
                     last_commit = time.monotonic()
@@ -185,3 +187,21 @@ class Forwarder:
         self._commit(consumer, offsets)
         for key in wanted:
             self._committed.pop(key, None)
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Await ``work`` unless ``stop`` is set first (then cancel it and return False): a submit that waits for a
+    free slot while every slot waits for a peer's acknowledgement must not hold the bridge past SIGTERM."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False
