@@ -26,17 +26,26 @@ pytestmark = pytest.mark.slow
 def cluster_stack() -> Iterator[ChaosStack]:
     from beacon.errors import BeaconError
 
-    data = Path(tempfile.mkdtemp(prefix="beacon-chaos-cluster-test-"))
-    stack = ChaosStack.create(make_settings(), data, database="sqlite", partitions=4, brokers=3,
-                              say=lambda _line: None)
-    try:
-        stack.start(say=lambda _line: None)
-    except BeaconError as exc:
-        stack.stop()
-        unavailable(f"cannot start the chaos stack on a 3-broker cluster: {exc}")
-    except BaseException:
-        stack.stop()
-        raise
+    # Start-up is proved by tests/ops/test_kafka_cluster.py; here a cluster whose nodes vanish while starting
+    # (seen on a machine crowded with other stacks starting and stopping) is tried once more on fresh ports.
+    failures: list[str] = []
+    for _ in range(2):
+        data = Path(tempfile.mkdtemp(prefix="beacon-chaos-cluster-test-"))
+        stack = ChaosStack.create(make_settings(), data, database="sqlite", partitions=4, brokers=3,
+                                  say=lambda _line: None)
+        try:
+            stack.start(say=lambda _line: None)
+            break
+        except BeaconError as exc:
+            stack.stop()
+            failures.append(str(exc))
+        except BaseException:
+            stack.stop()
+            raise
+    else:
+        unavailable("cannot start the chaos stack on a 3-broker cluster: " + " / then: ".join(failures))
+    if failures:
+        print(f"the first cluster did not start ({failures[0]}); the second did")
     yield stack
     stack.stop()
     if not os.environ.get("BEACON_TEST_KEEP_CHAOS_DATA"):
