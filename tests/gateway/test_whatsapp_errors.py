@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from beacon.gateway.whatsapp.errors import Action, CloudApiError, classify
-from beacon.gateway.whatsapp.requests import UnsendableMessageError, build_request
+from beacon.gateway.whatsapp.sends import UnsendableMessageError, build_request
 from beacon.messages import BeaconMessage, stable_id
 
 

@@ -24,8 +24,8 @@ from pydantic import SecretStr
 from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.gateway.whatsapp.inbound import WEBHOOK_PATH, Inbound
+from beacon.gateway.whatsapp.parse import MalformedWebhookError, parse_notification
 from beacon.gateway.whatsapp.signature import HEADER, sign
-from beacon.gateway.whatsapp.webhook import MalformedWebhookError, parse_notification
 from beacon.kafka import AsyncProducer
 from tests.gateway.conftest import end_offsets, serve
 

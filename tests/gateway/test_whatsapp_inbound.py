@@ -16,8 +16,8 @@ from beacon.config import Settings
 from beacon.fakes.whatsapp import payloads as p
 from beacon.fakes.whatsapp.driver import WebhookDeliveryError, WebhookDriver
 from beacon.gateway.whatsapp.inbound import Inbound
+from beacon.gateway.whatsapp.parse import parse_webhook
 from beacon.gateway.whatsapp.signature import HEADER, sign
-from beacon.gateway.whatsapp.webhook import parse_webhook
 from beacon.kafka import AsyncProducer
 from beacon.messages import BeaconMessage
 from beacon.ops.process import free_port

@@ -31,8 +31,8 @@ from beacon.gateway.whatsapp.metrics import (
     WEBHOOK_TOO_LARGE,
     WEBHOOKS,
 )
+from beacon.gateway.whatsapp.parse import Dropped, MalformedWebhookError, parse_notification
 from beacon.gateway.whatsapp.signature import HEADER, SignatureError, check_signature
-from beacon.gateway.whatsapp.webhook import Dropped, MalformedWebhookError, parse_notification
 from beacon.kafka import AsyncProducer, Message
 from beacon.messages import BeaconMessage
 

@@ -37,7 +37,7 @@ from beacon.gateway.whatsapp.metrics import (
     SENDS,
 )
 from beacon.gateway.whatsapp.offsets import TP, OffsetTracker
-from beacon.gateway.whatsapp.requests import UnsendableMessageError, build_request
+from beacon.gateway.whatsapp.sends import UnsendableMessageError, build_request
 from beacon.gateway.whatsapp.store import FAILED, SENDING, SENT, SentStore
 from beacon.kafka import AsyncProducer, Consumer, KafkaException, Message, TopicPartition, fetch_batch, make_consumer
 from beacon.messages import OUTBOUND, BeaconMessage

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from beacon.errors import BeaconError
-from beacon.gateway.whatsapp.webhook import MEDIA_TYPES
+from beacon.gateway.whatsapp.parse import MEDIA_TYPES
 from beacon.messages import BeaconMessage
 
 Json = dict[str, Any]
