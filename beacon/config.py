@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Secrets shipped as defaults for local development; refused when ``BEACON_ENV=production``.
@@ -45,6 +45,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
+        populate_by_name=True,  # a renamed setting reads its old variable too (validation_alias), code uses its name
     )
 
     # --- general --------------------------------------------------------------------------
@@ -145,8 +146,11 @@ class Settings(BaseSettings):
     )
 
     # --- WhatsApp gateway -----------------------------------------------------------------
-    gateway_host: str = Field("127.0.0.1", description="Interface the gateway listens on.")
-    gateway_port: int = Field(8080, description="Port of the WhatsApp gateway.")
+    gateway_host: str = Field("127.0.0.1", description="Interface every channel's gateway listens on.")
+    whatsapp_gateway_port: int = Field(
+        8080, validation_alias=AliasChoices("BEACON_WHATSAPP_GATEWAY_PORT", "BEACON_GATEWAY_PORT"),
+        description="Port of the WhatsApp gateway (`BEACON_GATEWAY_PORT`, its first name, works too).",
+    )
     whatsapp_graph_url: str = Field("https://graph.facebook.com", description="Cloud API base URL.")
     whatsapp_api_version: str = Field("v23.0", description="Graph API version used for sends.")
     whatsapp_access_token: SecretStr | None = Field(None, description="Cloud API access token.")
@@ -156,7 +160,12 @@ class Settings(BaseSettings):
         False, description="Development only: accept webhooks without a signature when no app secret is set."
     )
     whatsapp_rate_limit: float = Field(80.0, description="Sends per second per business number (0 = off).")
-    gateway_group: str = Field("beacon-gateway-whatsapp", description="Consumer group of the gateway on bm_out.")
+    whatsapp_gateway_group: str = Field(
+        "beacon-gateway-whatsapp",
+        validation_alias=AliasChoices("BEACON_WHATSAPP_GATEWAY_GROUP", "BEACON_GATEWAY_GROUP"),
+        description="Consumer group of the WhatsApp gateway on bm_out (`BEACON_GATEWAY_GROUP`, its first name, works "
+        "too).",
+    )
     gateway_url: str | None = Field(
         None, description="Where the fake Cloud API posts webhooks; default http://127.0.0.1:<gateway port>."
     )
@@ -406,6 +415,14 @@ def get_settings() -> Settings:
     return Settings()
 
 
+def env_name(field: str) -> str:
+    """The environment variable of a setting: ``BEACON_<FIELD>``, or the first of its alias choices."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return f"BEACON_{field.upper()}"
+
+
 def settings_markdown() -> str:
     """Every setting as a Markdown table (variable, default, meaning): the README embeds it."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
@@ -418,5 +435,5 @@ def settings_markdown() -> str:
         else:
             shown = f"`{default}`"
         meaning = (info.description or "").replace("|", "\\|")
-        rows.append(f"| `BEACON_{name.upper()}` | {shown} | {meaning} |")
+        rows.append(f"| `{env_name(name)}` | {shown} | {meaning} |")
     return "\n".join(rows)

@@ -57,7 +57,7 @@ def dev_plan(settings: Settings, workers: int | None = None) -> DevPlan:
     """Which processes to run, with which environment (a pure function of the settings)."""
     n = settings.dev_workers if workers is None else workers
     fake = not has_real_credentials(settings)
-    gateway_url = f"http://127.0.0.1:{settings.gateway_port}"
+    gateway_url = f"http://127.0.0.1:{settings.whatsapp_gateway_port}"
     fake_url = f"http://127.0.0.1:{settings.fake_whatsapp_port}"
     common: dict[str, str] = {"BEACON_API_URL": f"http://127.0.0.1:{settings.api_port}"}
     whatsapp: dict[str, str] = {}
@@ -160,7 +160,8 @@ def run(settings: Settings, *, workers: int | None = None, keep_services: bool =
     try:
         for spec in plan.specs:
             sup.add(spec)
-        ports = [settings.api_port, settings.gateway_port] + ([settings.fake_whatsapp_port] if plan.uses_fake else [])
+        ports = [settings.api_port, settings.whatsapp_gateway_port]
+        ports += [settings.fake_whatsapp_port] if plan.uses_fake else []
         closed = wait_listening(sup, ports, timeout=90)
         say("")
         say("Beacon is running:")
@@ -176,7 +177,7 @@ def run(settings: Settings, *, workers: int | None = None, keep_services: bool =
             say(f'  beacon fake-whatsapp say --from {SAMPLE_USER} "/help"')
         else:
             say("Real Cloud API credentials are set: the gateway talks to Meta. Point your app's webhook at "
-                f"the gateway's /webhooks/whatsapp (port {settings.gateway_port}).")
+                f"the gateway's /webhooks/whatsapp (port {settings.whatsapp_gateway_port}).")
         say("Ctrl-C stops everything.")
         sup.run()
     finally:

@@ -73,7 +73,7 @@ def test_beacon_dev_runs_the_stack_answers_and_stops_on_ctrl_c(
     for name in ("api", "worker-1", "fake-whatsapp", "gateway-whatsapp"):
         assert (tmp_path / "logs" / f"{name}.log").stat().st_size > 0
     s = stack.settings
-    assert not any(port_open("127.0.0.1", p) for p in (s.api_port, s.gateway_port, s.fake_whatsapp_port))
+    assert not any(port_open("127.0.0.1", p) for p in (s.api_port, s.whatsapp_gateway_port, s.fake_whatsapp_port))
     assert not stackfile.path(s).exists()
 
 
@@ -121,7 +121,7 @@ def test_replaying_bm_in_through_the_workers_sends_no_reply_twice(
                 return sum(end.values()) >= 2 * out_end
 
             wait_for(replies_reproduced, "the replayed replies on bm_out", step=sup.poll)
-            wait_for(lambda: total_lag(group_lag(s, s.gateway_group, s.topic_out)) == 0,
+            wait_for(lambda: total_lag(group_lag(s, s.whatsapp_gateway_group, s.topic_out)) == 0,
                      "the gateway to settle the replayed replies", step=sup.poll)
             again = stack.sent(client)
         assert len(again) == len(texts), [i["body"]["text"]["body"] for i in again]

@@ -13,7 +13,7 @@ def _settings(**kw: object) -> Settings:
 
 
 def test_dev_plan_uses_the_fake_with_dev_credentials_and_one_port_per_worker() -> None:
-    plan = dev_plan(_settings(dev_workers=3, worker_web_port=7000, fake_whatsapp_port=8999, gateway_port=8181))
+    plan = dev_plan(_settings(dev_workers=3, worker_web_port=7000, fake_whatsapp_port=8999, whatsapp_gateway_port=8181))
     names = [s.name for s in plan.specs]
     assert names == ["api", "worker-1", "worker-2", "worker-3", "fake-whatsapp", "gateway-whatsapp"]
     ports = [s.env["BEACON_WORKER_WEB_PORT"] for s in plan.specs if s.name.startswith("worker")]
