@@ -167,3 +167,9 @@ async def test_a_button_tap_is_a_callback_query_the_bot_can_answer(
         assert parsed.callback_query_id is not None
         answered = await _call(c, "answerCallbackQuery", callback_query_id=parsed.callback_query_id)
         assert answered.json() == {"ok": True, "result": True}
+
+
+async def test_say_without_a_webhook_says_so(fake: tuple[FakeBotApi, httpx.AsyncClient]) -> None:
+    _, c = fake
+    r = await c.post("/_fake/say", json={"chat_id": 1, "text": "hi"})
+    assert r.status_code == 409 and "set-webhook" in r.json()["error"]

@@ -32,15 +32,16 @@ async def test_calls_return_results_and_sends_built_from_messages_are_accepted(f
         reply = BeaconMessage(id="r1", user_key="telegram:123456:42", channel="telegram", account="123456",
                               user_id="42", direction="outbound", kind="text", text="pong",
                               payload='{"buttons": [{"id": "again", "title": "Again"}]}')
-        for call in build_calls(reply):
-            result = await client.call(call.method, call.params)
-            assert result["message_id"] == 1 and result["text"] == "pong"
+        assert await client.send_calls(build_calls(reply)) == "1"
+        long_reply = reply.model_copy(update={"text": "a" * 5000, "payload": None})
+        assert await client.send_calls(build_calls(long_reply)) == "3"  # two messages, in order
         assert await client.set_webhook("https://example.org/webhooks/telegram", "s3cret")
         info = await client.get_webhook_info()
         assert info["url"] == "https://example.org/webhooks/telegram"
         assert info["allowed_updates"] == ["message", "edited_message", "callback_query"]
         assert await client.delete_webhook() and (await client.get_webhook_info())["url"] == ""
     assert api.state.webhook.secret_token == "s3cret"
+    assert [len(c["params"]["text"]) for c in api.calls("sendMessage")] == [4, 4096, 904]
     assert api.calls("sendMessage")[0]["params"]["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "again"
 
 

@@ -64,3 +64,25 @@ def test_secret_header_missing_is_401_wrong_is_403_and_the_reason_hides_the_secr
         with pytest.raises(WebhookAuthError) as refused:
             check_secret(wrong, "s3cr3t-value")
         assert refused.value.status == 403 and "s3cr3t" not in str(refused.value) and wrong not in str(refused.value)
+
+
+def test_production_refuses_a_bot_token_without_a_real_webhook_secret() -> None:
+    from pydantic import ValidationError
+
+    from beacon.config import Settings
+
+    base = {"env": "production", "api_token": "a-real-service-token", "telegram_bot_token": "1:abc"}
+    for secret in (None, "dev-secret"):
+        with pytest.raises(ValidationError, match="BEACON_TELEGRAM_WEBHOOK_SECRET"):
+            Settings(**base, telegram_webhook_secret=secret)  # type: ignore[arg-type]
+    assert Settings(**base, telegram_webhook_secret="a-long-random-secret").telegram_port == 8082  # type: ignore[arg-type]
+
+
+def test_limits_follow_telegrams_documentation() -> None:
+    from beacon.config import Settings
+    from beacon.gateway.telegram.limits import bot_rate, chat_rate
+
+    settings = Settings()
+    assert bot_rate(settings).rate == 30.0
+    assert chat_rate(settings, "987654321").rate == 1.0 and chat_rate(settings, "987654321").burst == 3.0
+    assert chat_rate(settings, "-1001234").rate == pytest.approx(20 / 60) and chat_rate(settings, "-1").burst == 1.0

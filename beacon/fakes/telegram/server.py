@@ -307,6 +307,9 @@ class FakeBotApi:
 
     async def say(self, request: web.Request) -> web.Response:
         body = await request.json()
+        if not self.state.webhook.url:
+            return _json({"error": "no webhook is set: run `beacon telegram set-webhook URL` (or deleteWebhook "
+                                   "was called)"}, 409)
         chat = int(body["chat_id"])
         name = body.get("name")
         update_id = self.new_update_id()

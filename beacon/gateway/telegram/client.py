@@ -16,6 +16,7 @@ from beacon.config import Settings
 from beacon.errors import ConfigError
 from beacon.gateway.telegram.errors import Action, BotApiError, FileTooLargeError
 from beacon.gateway.telegram.parse import HANDLED_UPDATES
+from beacon.gateway.telegram.sends import BotCall
 
 Json = dict[str, Any]
 _CHUNK = 64 * 1024
@@ -81,6 +82,18 @@ class BotApiClient:
         if status == 200 and isinstance(data, dict) and data.get("ok") is True:
             return data.get("result")
         raise BotApiError.from_response(method, status, data, chat_scoped="chat_id" in params)
+
+    async def send_calls(self, calls: list[BotCall]) -> str | None:
+        """Make the calls of one outbound message in order; the message_id of the last message sent.
+
+        A failure part way raises at once: the calls already made are not undone (a retry repeats them).
+        """
+        sent: str | None = None
+        for call in calls:
+            result = await self.call(call.method, call.params)
+            if isinstance(result, dict) and isinstance(result.get("message_id"), int):
+                sent = str(result["message_id"])
+        return sent
 
     async def get_file(self, file_id: str, max_bytes: int) -> bytes:
         """The bytes of a file a user sent (``getFile``, then the download), at most ``max_bytes``."""
