@@ -17,6 +17,7 @@ from beacon.gateway.telegram.auth import WebhookAuthError, check_secret
 from beacon.gateway.telegram.client import BotApiClient
 from beacon.gateway.telegram.parse import parse_update
 from beacon.gateway.telegram.sends import build_calls
+from beacon.ops.process import free_port
 
 TOKEN = "123456:cli-test-token"
 SECRET = "cli-secret"
@@ -99,3 +100,22 @@ async def test_commands_fail_clearly_without_a_token_or_an_api(tmp_path: Path) -
     code, _, err = await beacon(tmp_path, "http://127.0.0.1:9", "telegram", "info")
     assert code == 1 and "Bot API unreachable at http://127.0.0.1:9 (getWebhookInfo)" in err
     assert "cli-test-token" not in err
+
+
+@pytest.mark.slow
+async def test_fake_telegram_serves_on_its_port_until_stopped(tmp_path: Path) -> None:
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "BEACON_TELEGRAM_BOT_TOKEN": TOKEN, "BEACON_FAKE_TELEGRAM_PORT": str(port),
+           "BEACON_DATA_DIR": str(tmp_path)}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "beacon", "fake-telegram", cwd=tmp_path,
+                                                env=env, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        assert f"fake Bot API at http://127.0.0.1:{port} (bot 123456)" in line
+        async with BotApiClient(f"http://127.0.0.1:{port}", TOKEN) as client:
+            assert (await client.get_me())["id"] == 123456
+            assert (await client.get_webhook_info())["url"] == "http://127.0.0.1:8082/webhooks/telegram"
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)

@@ -52,9 +52,11 @@ def test_photo_keeps_the_largest_size_and_the_caption() -> None:
     photo = [{"file_id": "small", "file_unique_id": "s", "width": 90, "height": 60, "file_size": 1000},
              {"file_id": "large", "file_unique_id": "l", "width": 1280, "height": 853, "file_size": 90000},
              {"file_id": "mid", "file_unique_id": "m", "width": 320, "height": 213, "file_size": 9000}]
-    (msg,) = _parse({"update_id": 2, "message": _message(photo=photo, caption="look")}).messages
+    (msg,) = _parse({"update_id": 2, "message": _message(photo=photo, caption="look",
+                                                         media_group_id="13")}).messages
     assert msg.kind == "image" and msg.media is not None
     assert msg.media.id == "large" and msg.media.caption == "look"
+    assert msg.metadata["telegram.media_group_id"] == "13"
 
 
 @pytest.mark.parametrize(("field", "obj", "kind", "flag"), [

@@ -184,6 +184,8 @@ def _parse_message(msg: Json, bot_id: str, update_id: int, *, edited: bool) -> B
         fields["quoted_channel_message_id"] = str(reply["message_id"])
     if msg.get("forward_origin") or msg.get("forward_date"):
         meta["forwarded"] = "true"
+    if msg.get("media_group_id"):  # one photo of an album: its siblings share the id
+        meta["telegram.media_group_id"] = str(msg["media_group_id"])[:64]
     # an edit keeps the message's message_id: its id comes from the update, so each edit is its own message
     beacon_id = stable_id(CHANNEL, bot_id, "edit", str(update_id)) if edited else message_id(bot_id, chat_id, mid)
     return BeaconMessage(
