@@ -236,6 +236,24 @@ class Settings(BaseSettings):
     telegram_max_file_bytes: int = Field(
         20 * 1024 * 1024, description="Largest file fetched from the Bot API (`getFile` serves up to 20 MB)."
     )
+    telegram_gateway_group: str = Field(
+        "beacon-gateway-telegram", description="Consumer group of the Telegram gateway on bm_out."
+    )
+    telegram_sent_store: Path | None = Field(
+        None, description="SQLite file of settled outbound ids; default <data dir>/gateway-telegram-sent.db."
+    )
+    telegram_retry_base_delay: float = Field(
+        0.5, description="First retry delay of a failed Bot API call (also the back-off of a chat when a 429 names "
+        "no retry_after)."
+    )
+    telegram_retry_max_delay: float = Field(30.0, description="Upper bound of one Bot API retry delay in seconds.")
+    telegram_retry_max_attempts: int = Field(
+        6, description="Attempts at a message whose sends fail on their own (5xx or network errors while other "
+        "sends of the bot succeed) before dead-lettering."
+    )
+    telegram_auth_pause: float = Field(
+        60.0, description="Seconds sending pauses after the Bot API refused the token (401/404) before retrying."
+    )
     fake_telegram_host: str = Field("127.0.0.1", description="Interface the fake Bot API listens on.")
     fake_telegram_port: int = Field(8091, description="Port of the fake Bot API (`beacon fake-telegram`).")
     telegram_gateway_url: str | None = Field(

@@ -21,3 +21,17 @@ def whatsapp() -> None:
     except BeaconError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+@gateway_app.command("telegram")
+def telegram() -> None:
+    """The Telegram gateway: Bot API webhooks into bm_in, and the sender of bm_out's Telegram messages."""
+    from beacon.errors import BeaconError
+    from beacon.gateway.service import run
+    from beacon.gateway.telegram.channel import TelegramChannel
+
+    try:
+        run(get_settings(), TelegramChannel)
+    except BeaconError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc

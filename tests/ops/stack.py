@@ -49,6 +49,8 @@ class Stack:
             "worker_group": f"{name}-workers", "whatsapp_gateway_group": f"{name}-gateway",
             "api_port": free_port(), "whatsapp_gateway_port": free_port(), "fake_whatsapp_port": free_port(),
             "worker_web_port": free_port(), "dev_workers": workers,
+            "telegram_gateway_group": f"{name}-gateway-telegram", "telegram_port": free_port(),
+            "fake_telegram_port": free_port(),
         }
         settings = base.model_copy(update=overrides)
         env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
