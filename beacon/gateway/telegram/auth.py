@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import hmac
 
-from beacon.errors import BeaconError
+from beacon.gateway.channel import RequestRefusedError
 
 HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
-class WebhookAuthError(BeaconError):
+class WebhookAuthError(RequestRefusedError):
     """The secret header is missing (``status`` 401) or wrong (``status`` 403): queue nothing."""
 
     def __init__(self, reason: str, status: int) -> None:
-        super().__init__(reason)
+        super().__init__(reason, status)
         self.reason = reason
-        self.status = status
 
 
 def check_secret(header: str | None, secret: str) -> None:

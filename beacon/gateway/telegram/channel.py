@@ -13,26 +13,14 @@ from aiohttp import web
 
 from beacon.config import Settings
 from beacon.errors import ConfigError
-from beacon.gateway.channel import (
-    Action,
-    Dropped,
-    Limits,
-    MalformedRequestError,
-    Parsed,
-    Rate,
-    RequestRefusedError,
-    SendError,
-    UnsendableMessageError,
-)
+from beacon.gateway.channel import Dropped, Limits, Parsed, Rate, SendError
 from beacon.gateway.optout import mark_opted_out
 from beacon.gateway.telegram import CHANNEL, bot_id_of
-from beacon.gateway.telegram import sends as telegram_sends
-from beacon.gateway.telegram.auth import HEADER, WebhookAuthError, check_secret
+from beacon.gateway.telegram.auth import HEADER, check_secret
 from beacon.gateway.telegram.client import BotApiClient
-from beacon.gateway.telegram.errors import BotApiError
 from beacon.gateway.telegram.limits import bot_rate, chat_rate
-from beacon.gateway.telegram.parse import MalformedUpdateError, parse_update
-from beacon.gateway.telegram.sends import BotCall
+from beacon.gateway.telegram.parse import parse_update
+from beacon.gateway.telegram.sends import BotCall, build_calls
 from beacon.messages import BeaconMessage
 
 log = logging.getLogger("beacon.gateway.telegram")
@@ -92,18 +80,11 @@ class TelegramChannel:
     # --- inbound ----------------------------------------------------------------------------------
 
     def authenticate(self, headers: Mapping[str, str], body: bytes) -> None:
-        if not self.secret:
-            return
-        try:
+        if self.secret:
             check_secret(headers.get(HEADER), self.secret)
-        except WebhookAuthError as exc:
-            raise RequestRefusedError(exc.reason, exc.status) from None
 
     def parse(self, body: bytes) -> Parsed:
-        try:
-            update = parse_update(body, self.bot_id)
-        except MalformedUpdateError as exc:
-            raise MalformedRequestError(str(exc)) from None
+        update = parse_update(body, self.bot_id)  # a MalformedUpdateError is a MalformedRequestError: 400
         dropped = [Dropped(d.what, d.reason, None if d.update_id is None else f"update {d.update_id}", self.bot_id)
                    for d in update.dropped]
         return Parsed(update.messages, dropped)
@@ -127,18 +108,10 @@ class TelegramChannel:
     # --- outbound ---------------------------------------------------------------------------------
 
     def build(self, msg: BeaconMessage) -> list[BotCall]:
-        try:
-            return telegram_sends.build_calls(msg)
-        except telegram_sends.UnsendableMessageError as exc:
-            raise UnsendableMessageError(str(exc)) from None
+        return build_calls(msg)
 
     async def send(self, msg: BeaconMessage, request: Any) -> str | None:
-        try:
-            return await self.client.send_calls(request)
-        except BotApiError as exc:
-            raise SendError(str(exc), action=Action(exc.action.value), code=exc.status,
-                            http_status=exc.http_status, title=exc.description[:200] or None,
-                            retry_after=exc.retry_after, opt_out=exc.opt_out) from None
+        return await self.client.send_calls(request)  # a BotApiError is a SendError
 
     def user_rate(self, msg: BeaconMessage) -> Rate:
         chat = chat_rate(self.settings, msg.user_id)

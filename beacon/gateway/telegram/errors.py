@@ -7,21 +7,12 @@ are recognised by it.
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Any
 
 from beacon.errors import BeaconError
+from beacon.gateway.channel import Action, SendError
 
-
-class Action(Enum):
-    """What the sender does about a failed call (the same vocabulary as WhatsApp's)."""
-
-    RETRY = "retry"  #: transient (5xx, network): retry with backoff
-    RETRY_FEW = "retry_few"  #: unknown: retry a few times, then give up
-    BACKOFF_USER = "backoff_user"  #: flood control for one chat: wait ``retry_after`` for that chat only
-    SLOW_ACCOUNT = "slow_account"  #: flood control for the whole bot: slow every chat for ``retry_after``
-    PAUSE_ACCOUNT = "pause_account"  #: token refused: pause the bot and alert the operator
-    PERMANENT = "permanent"  #: never retry: dead-letter and report a failed status
+__all__ = ["OPT_OUT_PHRASES", "Action", "BotApiError", "FileTooLargeError", "classify"]
 
 
 #: Descriptions of a 403 that mean the user will never receive from this bot again (opt the user out).
@@ -50,8 +41,9 @@ class FileTooLargeError(BeaconError):
     """A file is larger than the bound the caller set: it is not fetched (or no further than the bound)."""
 
 
-class BotApiError(BeaconError):
-    """A Bot API call that failed (or never got an answer), with its classification.
+class BotApiError(SendError):
+    """A Bot API call that failed (or never got an answer), with its classification (the framework's
+    ``Action``: 429 for a chat backs that chat off, a 429 naming no chat slows the bot).
 
     The message never contains the bot token (it is part of every Bot API URL).
     """
@@ -59,17 +51,19 @@ class BotApiError(BeaconError):
     def __init__(self, message: str, *, method: str, http_status: int | None = None, error_code: int | None = None,
                  description: str = "", retry_after: float | None = None, migrate_to_chat_id: int | None = None,
                  chat_scoped: bool = True, action: Action | None = None) -> None:
-        super().__init__(message)
+        lowered = description.lower()
+        super().__init__(
+            message,
+            action=action or classify(http_status, error_code, description, retry_after=retry_after,
+                                      chat_scoped=chat_scoped),
+            code=error_code or http_status, http_status=http_status, title=description[:200] or None,
+            retry_after=retry_after,
+            opt_out=(error_code or http_status) == 403 and any(p in lowered for p in OPT_OUT_PHRASES),
+        )
         self.method = method
-        self.http_status = http_status
         self.error_code = error_code
         self.description = description
-        self.retry_after = retry_after
         self.migrate_to_chat_id = migrate_to_chat_id
-        self.action = action or classify(http_status, error_code, description, retry_after=retry_after,
-                                         chat_scoped=chat_scoped)
-        lowered = description.lower()
-        self.opt_out = (error_code or http_status) == 403 and any(p in lowered for p in OPT_OUT_PHRASES)
 
     @classmethod
     def from_response(cls, method: str, http_status: int, body: Any, *, chat_scoped: bool = True) -> BotApiError:

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from beacon.errors import BeaconError
+from beacon.gateway.channel import MalformedRequestError
 from beacon.gateway.telegram import CHANNEL
 from beacon.messages import INBOUND, BeaconMessage, InteractiveReply, Location, Media, make_user_key, stable_id
 
@@ -52,7 +52,7 @@ SERVICE_FIELDS = (
 )
 
 
-class MalformedUpdateError(BeaconError):
+class MalformedUpdateError(MalformedRequestError):
     """The body is not JSON or not an Update (answer 400)."""
 
     status = 400

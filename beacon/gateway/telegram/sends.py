@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from beacon.errors import BeaconError
+from beacon.gateway.channel import UnsendableMessageError as ChannelUnsendableError
 from beacon.messages import BeaconMessage
 
 Json = dict[str, Any]
@@ -27,7 +27,7 @@ MEDIA_METHODS = {"image": ("sendPhoto", "photo"), "document": ("sendDocument", "
 VOICE_MIME_TYPES = frozenset({"audio/ogg", "audio/opus", "audio/ogg; codecs=opus"})
 
 
-class UnsendableMessageError(BeaconError):
+class UnsendableMessageError(ChannelUnsendableError):
     """An outbound message that cannot become a Bot API call (dead-letter it); the text says why."""
 
 
