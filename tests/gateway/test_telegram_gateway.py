@@ -7,6 +7,9 @@ press is queued and then answered."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -186,3 +189,19 @@ async def test_a_button_press_is_queued_then_answered(tg: Telegram) -> None:
     (press,) = await tg.topic(tg.settings.topic_in)
     assert press.kind == "interactive" and press.interactive_reply is not None
     assert press.interactive_reply.id == "yes"
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({}, "BEACON_TELEGRAM_BOT_TOKEN"),
+    ({"BEACON_ENV": "production", "BEACON_API_TOKEN": "a-real-service-token-0123456789",
+      "BEACON_TELEGRAM_BOT_TOKEN": "7000001:real-looking-token"}, "BEACON_TELEGRAM_WEBHOOK_SECRET"),
+], ids=["no-bot-token", "production-without-a-webhook-secret"])
+def test_beacon_gateway_telegram_refuses_to_start_without_what_it_needs(
+    kafka_settings: Settings, tmp_path: Path, env: dict[str, str], says: str
+) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
+    base.update({"BEACON_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap, "BEACON_DATA_DIR": str(tmp_path),
+                 "BEACON_TELEGRAM_PORT": str(free_port()), **env})
+    done = subprocess.run([sys.executable, "-m", "beacon", "gateway", "telegram"], env=base, cwd=tmp_path,
+                          capture_output=True, timeout=60)
+    assert done.returncode != 0 and says.encode() in done.stderr, done.stderr
