@@ -94,21 +94,30 @@ def gateway(
     paced_rate: float = typer.Option(500.0, help="Webhooks/s of the latency run."),
     sends: int = typer.Option(10000, help="Replies put on bm_out for the outbound run."),
     users: int = typer.Option(1000, help="Distinct users the messages spread over."),
+    channel: str = typer.Option("all", help="whatsapp, telegram or all (one after the other)."),
 ) -> None:
-    """One WhatsApp gateway process: webhooks/s into bm_in and sends/s out, vs raw Kafka and raw HTTP."""
-    from beacon.bench.gateway import bench, report
+    """One gateway process per channel: webhooks/s into bm_in and sends/s out, vs raw Kafka and raw HTTP."""
+    from beacon.bench import gateway as whatsapp_bench
+    from beacon.bench import telegram as telegram_bench
+    from beacon.bench.gateway import report
     from beacon.config import get_settings
     from beacon.errors import BeaconError
     from beacon.gateway.base import run_fast
 
-    coro = bench(get_settings(), seconds=seconds, concurrency=concurrency, paced_rate=paced_rate, sends=sends,
-                 users=users)
-    try:
-        figures = run_fast(coro)  # uvloop when installed: the client side should not be the bottleneck
-    except BeaconError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    typer.echo(report(figures, seconds=seconds, concurrency=concurrency))
+    benches = {"whatsapp": whatsapp_bench.bench, "telegram": telegram_bench.bench}
+    chosen = list(benches) if channel == "all" else [channel]
+    if any(c not in benches for c in chosen):
+        typer.echo(f"error: --channel is whatsapp, telegram or all, not {channel!r}", err=True)
+        raise typer.Exit(2)
+    for name in chosen:
+        coro = benches[name](get_settings(), seconds=seconds, concurrency=concurrency, paced_rate=paced_rate,
+                             sends=sends, users=users)
+        try:
+            figures = run_fast(coro)  # uvloop when installed: the client side should not be the bottleneck
+        except BeaconError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        typer.echo(report(figures, seconds=seconds, concurrency=concurrency, channel=name))
 
 
 @bench_app.command("worker")

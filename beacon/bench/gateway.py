@@ -1,5 +1,6 @@
 """``beacon bench gateway``: one WhatsApp gateway process, inbound and outbound, against baselines
-measured in the same run on the same broker.
+measured in the same run on the same broker (``beacon.bench.telegram`` does the same for Telegram,
+with these helpers).
 
 Inbound: signed webhook POSTs/s accepted (200 after the broker's ack) at full speed, and the
 p50/p99 time to the 200 at a paced rate (default 500/s), vs raw ``AsyncProducer`` produce+ack of
@@ -83,7 +84,8 @@ async def _raw_produce(settings: Settings, topic: str, seconds: float, concurren
     return done / took
 
 
-async def _webhooks(url: str, bodies: list[tuple[bytes, str]], seconds: float, concurrency: int) -> tuple[float, int]:
+async def _webhooks(url: str, bodies: list[tuple[bytes, str]], seconds: float, concurrency: int,
+                    header: str = HEADER) -> tuple[float, int]:
     ok = errors = 0
     index = 0
     deadline = time.perf_counter() + seconds
@@ -95,7 +97,7 @@ async def _webhooks(url: str, bodies: list[tuple[bytes, str]], seconds: float, c
             while time.perf_counter() < deadline:
                 body, sig = bodies[index % len(bodies)]
                 index += 1
-                async with session.post(url, data=body, headers={HEADER: sig,
+                async with session.post(url, data=body, headers={header: sig,
                                                                  "Content-Type": "application/json"}) as r:
                     await r.read()
                     if r.status == 200:
@@ -109,14 +111,15 @@ async def _webhooks(url: str, bodies: list[tuple[bytes, str]], seconds: float, c
     return ok / took, errors
 
 
-async def _paced(url: str, bodies: list[tuple[bytes, str]], rate: float, seconds: float) -> list[float]:
+async def _paced(url: str, bodies: list[tuple[bytes, str]], rate: float, seconds: float,
+                 header: str = HEADER) -> list[float]:
     latencies: list[float] = []
     total = int(rate * seconds)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
 
         async def one(body: bytes, sig: str) -> None:
             t0 = time.perf_counter()
-            async with session.post(url, data=body, headers={HEADER: sig, "Content-Type": "application/json"}) as r:
+            async with session.post(url, data=body, headers={header: sig, "Content-Type": "application/json"}) as r:
                 await r.read()
                 if r.status == 200:
                     latencies.append(time.perf_counter() - t0)
@@ -253,18 +256,20 @@ async def bench(settings: Settings, *, seconds: float, concurrency: int, paced_r
     return figures
 
 
-def report(f: Figures, *, seconds: float, concurrency: int) -> str:
+def report(f: Figures, *, seconds: float, concurrency: int, channel: str = "whatsapp") -> str:
+    api = "Bot API" if channel == "telegram" else "Cloud API"
     lines = [
-        f"inbound, {concurrency} concurrent connections, {seconds:.0f}s per run:",
+        f"{channel} gateway, inbound, {concurrency} concurrent connections, {seconds:.0f}s per run:",
         f"  raw produce+ack baseline:     {f.raw_produce:10,.0f} msg/s",
-        f"  signed webhooks -> bm_in:     {f.webhooks:10,.0f} webhooks/s "
+        f"  {'webhooks + secret' if channel == 'telegram' else 'signed webhooks'} -> bm_in:"
+        f"{'   ' if channel == 'telegram' else '     '}{f.webhooks:10,.0f} webhooks/s "
         f"({f.webhooks / f.raw_produce if f.raw_produce else 0:.2f}x baseline; target >= 2,000)"
         + (f", {f.webhook_errors} non-200" if f.webhook_errors else ""),
         f"  time to 200 at {f.paced_rate:.0f}/s:        p50 {f.p50_ms:.1f} ms, p99 {f.p99_ms:.1f} ms "
         "(target p99 <= 50)",
         "outbound, limiters off:",
         f"  raw HTTP POSTs to the fake:   {f.raw_http:10,.0f} req/s",
-        f"  bm_out -> Cloud API sends:    {f.sends:10,.0f} sends/s "
+        f"  bm_out -> {api} sends:    {f.sends:10,.0f} sends/s "
         f"({f.sends / f.raw_http if f.raw_http else 0:.2f}x raw HTTP)",
     ]
     lines.extend(f"note: {n}" for n in f.notes)
