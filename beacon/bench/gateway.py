@@ -269,7 +269,7 @@ def report(f: Figures, *, seconds: float, concurrency: int, channel: str = "what
         "(target p99 <= 50)",
         "outbound, limiters off:",
         f"  raw HTTP POSTs to the fake:   {f.raw_http:10,.0f} req/s",
-        f"  bm_out -> {api} sends:    {f.sends:10,.0f} sends/s "
+        f"  bm_out -> {api} sends:{' ' * (13 - len(api))}{f.sends:10,.0f} sends/s "
         f"({f.sends / f.raw_http if f.raw_http else 0:.2f}x raw HTTP)",
     ]
     lines.extend(f"note: {n}" for n in f.notes)
