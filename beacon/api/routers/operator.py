@@ -52,7 +52,8 @@ async def get_user(user_key: str, state: StateDep) -> UserOut:
         last_inbound_at=last_inbound,
         opted_out=user.opted_out,
         conversation_id=user.conversation_id,
-        window_open=window_open(state.settings, last_inbound, utcnow()),
+        window_open=window_open(state.settings, last_inbound, utcnow(), channel=user.channel),
+        new_user_id=user.new_user_id,
     )
 
 
@@ -103,7 +104,12 @@ async def user_messages(
     more = len(rows) > limit
     rows = rows[:limit]
     messages = [
-        StoredMessage(message=BeaconMessage.model_validate_json(r.body), delivery_status=r.delivery_status)
+        StoredMessage(
+            message=BeaconMessage.model_validate_json(r.body),
+            delivery_status=r.delivery_status,
+            edited_at=store.utc(r.edited_at),
+            deleted_at=store.utc(r.deleted_at),
+        )
         for r in rows
     ]
     next_before = cursor_of(rows[-1]).encode() if more and rows else None
