@@ -136,11 +136,12 @@ class MessagePage(BaseModel):
 class SendRequest(BaseModel):
     """A proactive message to one user."""
 
-    channel: str = "whatsapp"
-    account: str = Field(description="The business account (WhatsApp: phone number id).")
-    user_id: str = Field(description="The user (WhatsApp: wa_id).")
+    channel: str = Field("whatsapp", description="whatsapp, telegram, webchat, ...: one in BEACON_SERVED_CHANNELS.")
+    account: str = Field(description="The business account (WhatsApp: phone number id; Telegram: bot id).")
+    user_id: str = Field(description="The user (WhatsApp: wa_id; Telegram: chat id; web chat: visitor id).")
     kind: str = Field(
-        "text", description="text, template, image, audio, video, document, sticker, location, interactive"
+        "text",
+        description="text, template (WhatsApp only), image, audio, video, document, sticker, location, interactive",
     )
     text: str | None = None
     media: Media | None = None

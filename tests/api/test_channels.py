@@ -84,11 +84,14 @@ async def test_a_free_form_send_reaches_a_telegram_user_but_not_a_whatsapp_user_
             "channel": "telegram", "account": BOT, "user_id": tg.user_id, "text": "Your order shipped"})
         to_wa = await client.post("/v1/messages/send", json={
             "account": wa.account, "user_id": wa.user_id, "text": "Your order shipped"})
+        template = await client.post("/v1/messages/send", json={
+            "channel": "telegram", "account": BOT, "user_id": tg.user_id, "kind": "template", "payload": "{}"})
         tg_user = (await client.get(f"/v1/users/{tg.user_key}")).json()
         wa_user = (await client.get(f"/v1/users/{wa.user_key}")).json()
         tg_page = (await client.get(f"/v1/users/{tg.user_key}/messages", params={"limit": 1})).json()
     assert to_tg.status_code == 202, to_tg.text
     assert to_tg.json()["message"]["user_key"] == tg.user_key and to_tg.json()["message"]["kind"] == "text"
     assert to_wa.status_code == 409 and "WhatsApp's 24-hour customer-service window" in to_wa.json()["detail"]
+    assert template.status_code == 422 and "WhatsApp template" in template.json()["detail"]
     assert tg_user["window_open"] is True and wa_user["window_open"] is False
     assert tg_page["messages"][0]["message"]["text"] == "Your order shipped"

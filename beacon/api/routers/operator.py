@@ -16,7 +16,7 @@ from beacon.api.models import Message
 from beacon.api.paging import Cursor, cursor_of, parse_before
 from beacon.api.schemas import MessagePage, OptOut, SendRequest, SendResult, StoredMessage, UserOut, problems
 from beacon.api.split import text_limit, units
-from beacon.api.window import apply_window, window_open
+from beacon.api.window import WINDOWED_CHANNELS, apply_window, window_open
 from beacon.api.wire import message_problems, too_long
 from beacon.config import Settings
 from beacon.errors import KafkaError
@@ -125,6 +125,10 @@ def _validate(req: SendRequest, settings: Settings) -> None:
         found.append(
             f"channel {req.channel!r} has no gateway in this deployment (BEACON_SERVED_CHANNELS: "
             f"{', '.join(settings.served_channels)}): nothing would deliver the message"
+        )
+    if req.kind == "template" and req.channel not in WINDOWED_CHANNELS:
+        found.append(
+            f"kind template is a WhatsApp template; {req.channel} has none and no window: send kind text instead"
         )
     if req.kind == "text" and not req.text:
         found.append("kind text needs `text`")
