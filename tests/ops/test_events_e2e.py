@@ -60,7 +60,9 @@ def test_edits_deletions_number_changes_and_call_permissions_are_recorded_and_ne
 
             _event(client, stack, "edit", original=hello, text="see you at 6")
             _event(client, stack, "revoke", original=second)
-            _event(client, stack, "call_permission_reply", response="accept")
+            played = stack.beacon("fake-whatsapp", "event", "call_permission_reply", "--from", USER,
+                                  "--url", stack.fake_url)  # the CLI plays an event too
+            assert played.returncode == 0 and played.stdout.startswith("wamid."), played.stderr
             _event(client, stack, "user_changed_number", new_wa_id="12195555358")
             _say(client, stack, "/ping")
             # per-user order end to end: any answer to an event would be sent before `pong`

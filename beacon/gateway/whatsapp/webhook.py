@@ -381,7 +381,7 @@ def _event(mtype: str, obj: Json, fields: dict[str, Any], meta: dict[str, str]) 
         return USER_CHANGED
     # ``unsupported`` names the type Meta did not deliver: a revoke or an edit is still an event
     inner = obj.get("type")
-    if inner in {"revoke", "edit"}:
+    if isinstance(inner, str) and inner in {"revoke", "edit"}:
         fields["raw_type"] = f"unsupported:{inner}"
         return DELETE if inner == "revoke" else EDIT
     return None
