@@ -35,6 +35,9 @@ class User(Base):
     last_inbound_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     opted_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     conversation_id: Mapped[str] = mapped_column(String(64))
+    new_user_id: Mapped[str | None] = mapped_column(
+        String(128), doc="The user's id after they changed it (WhatsApp: new number); later messages use a new key."
+    )
 
 
 class Conversation(Base):
@@ -67,6 +70,8 @@ class Message(Base):
     delivery_status: Mapped[str | None] = mapped_column(String(16))
     delivery_rank: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     delivery_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), doc="When the user last edited it.")
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), doc="When the user deleted it.")
 
     __table_args__ = (Index("ix_messages_user_key_created_at", "user_key", "created_at"),)
 

@@ -13,7 +13,7 @@ from beacon.api import store
 from beacon.api.split import split_text, text_limit
 from beacon.config import Settings
 from beacon.errors import ConfigError
-from beacon.messages import OUTBOUND, BeaconMessage, stable_id
+from beacon.messages import EVENT_KINDS, OUTBOUND, BeaconMessage, stable_id
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,11 @@ def split_long_text(reply: BeaconMessage) -> list[BeaconMessage]:
 
 
 async def run_pipeline(handlers: list[Handler], turn: Turn) -> list[BeaconMessage]:
-    """Ask each handler in order; the first answer wins. No handler answering means no reply."""
+    """Ask each handler in order; the first answer wins. No handler answering means no reply. An event
+    (an edit, a deletion, a number change: ``EVENT_KINDS``) is no question: it is recorded
+    (``beacon.api.events``), never answered."""
+    if turn.message.kind in EVENT_KINDS:
+        return []
     for handler in handlers:
         answer = await handler.handle(turn)
         if answer is not None:

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from beacon.api.models import Conversation, DeliveryState, Message, Processed, User
-from beacon.messages import BeaconMessage, stable_id
+from beacon.messages import EVENT_KINDS, BeaconMessage, stable_id
 
 
 @overload
@@ -162,7 +162,8 @@ async def get_message(session: AsyncSession, message_id: str) -> BeaconMessage |
 async def conversation_history(
     session: AsyncSession, user_key: str, *, limit: int, conversation_id: str | None = None
 ) -> list[BeaconMessage]:
-    """The last ``limit`` messages of the user's current conversation, oldest first."""
+    """The last ``limit`` messages of the user's current conversation, oldest first: as edited, without
+    those the user deleted and without the event records themselves (an edit is shown in what it edited)."""
     if conversation_id is None:
         conversation_id = await session.scalar(select(User.conversation_id).where(User.user_key == user_key))
         if conversation_id is None:
@@ -170,6 +171,7 @@ async def conversation_history(
     rows = await session.scalars(
         select(Message.body)
         .where(Message.user_key == user_key, Message.conversation_id == conversation_id)
+        .where(Message.kind.not_in(EVENT_KINDS), Message.deleted_at.is_(None))
         .order_by(Message.created_at.desc(), Message.seq.desc())
         .limit(limit)
     )

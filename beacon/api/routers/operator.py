@@ -16,7 +16,7 @@ from beacon.api.models import Message
 from beacon.api.paging import Cursor, cursor_of, parse_before
 from beacon.api.schemas import MessagePage, OptOut, SendRequest, SendResult, StoredMessage, UserOut, problems
 from beacon.api.split import text_limit, units
-from beacon.api.window import apply_window, window_open
+from beacon.api.window import WINDOWED_CHANNELS, apply_window, window_open
 from beacon.api.wire import message_problems, too_long
 from beacon.config import Settings
 from beacon.errors import KafkaError
@@ -52,7 +52,8 @@ async def get_user(user_key: str, state: StateDep) -> UserOut:
         last_inbound_at=last_inbound,
         opted_out=user.opted_out,
         conversation_id=user.conversation_id,
-        window_open=window_open(state.settings, last_inbound, utcnow()),
+        window_open=window_open(state.settings, last_inbound, utcnow(), channel=user.channel),
+        new_user_id=user.new_user_id,
     )
 
 
@@ -103,7 +104,12 @@ async def user_messages(
     more = len(rows) > limit
     rows = rows[:limit]
     messages = [
-        StoredMessage(message=BeaconMessage.model_validate_json(r.body), delivery_status=r.delivery_status)
+        StoredMessage(
+            message=BeaconMessage.model_validate_json(r.body),
+            delivery_status=r.delivery_status,
+            edited_at=store.utc(r.edited_at),
+            deleted_at=store.utc(r.deleted_at),
+        )
         for r in rows
     ]
     next_before = cursor_of(rows[-1]).encode() if more and rows else None
@@ -119,6 +125,10 @@ def _validate(req: SendRequest, settings: Settings) -> None:
         found.append(
             f"channel {req.channel!r} has no gateway in this deployment (BEACON_SERVED_CHANNELS: "
             f"{', '.join(settings.served_channels)}): nothing would deliver the message"
+        )
+    if req.kind == "template" and req.channel not in WINDOWED_CHANNELS:
+        found.append(
+            f"kind template is a WhatsApp template; {req.channel} has none and no window: send kind text instead"
         )
     if req.kind == "text" and not req.text:
         found.append("kind text needs `text`")
