@@ -206,6 +206,34 @@ class Settings(BaseSettings):
     )
     fake_whatsapp_host: str = Field("127.0.0.1", description="Interface the fake Cloud API listens on.")
 
+    # --- Telegram gateway -----------------------------------------------------------------
+    telegram_bot_token: SecretStr | None = Field(
+        None, description="Bot API token from @BotFather, `<bot id>:<secret>`; the bot id is the account."
+    )
+    telegram_api_url: str = Field("https://api.telegram.org", description="Bot API base URL (the fake's in dev).")
+    telegram_webhook_secret: SecretStr | None = Field(
+        None, description="Secret Telegram sends in `X-Telegram-Bot-Api-Secret-Token` (1-256 of A-Z a-z 0-9 _ -); "
+        "`beacon telegram set-webhook` registers it."
+    )
+    telegram_host: str = Field("127.0.0.1", description="Interface the Telegram gateway listens on.")
+    telegram_port: int = Field(8082, description="Port of the Telegram gateway (`POST /webhooks/telegram`).")
+    telegram_rate_limit: float = Field(30.0, description="Sends per second per bot across chats (0 = off).")
+    telegram_chat_rate: float = Field(1.0, description="Sustained sends per second to one chat (0 = off).")
+    telegram_chat_burst: int = Field(3, description="Burst of sends to one chat before the chat rate applies.")
+    telegram_group_rate_per_minute: float = Field(
+        20.0, description="Sends per minute to one group or supergroup chat (negative chat id; 0 = off)."
+    )
+    telegram_send_timeout: float = Field(10.0, description="Seconds before one Bot API call is abandoned.")
+    telegram_max_file_bytes: int = Field(
+        20 * 1024 * 1024, description="Largest file fetched from the Bot API (`getFile` serves up to 20 MB)."
+    )
+    fake_telegram_host: str = Field("127.0.0.1", description="Interface the fake Bot API listens on.")
+    fake_telegram_port: int = Field(8091, description="Port of the fake Bot API (`beacon fake-telegram`).")
+    telegram_gateway_url: str | None = Field(
+        None, description="Where the fake Bot API posts updates when no webhook was set; default "
+        "http://127.0.0.1:<telegram port>/webhooks/telegram."
+    )
+
     # --- workers --------------------------------------------------------------------------
     worker_group: str = Field("beacon-workers", description="Consumer group (Faust app id) of the workers.")
     worker_web_port: int = Field(6066, description="Port of a worker's web server (metrics, health).")
@@ -373,6 +401,11 @@ class Settings(BaseSettings):
             self.whatsapp_app_secret.get_secret_value() in DEV_PLACEHOLDER_SECRETS
         ):
             problems.append("BEACON_WHATSAPP_APP_SECRET is a development placeholder")
+        if self.telegram_bot_token is not None and (
+            self.telegram_webhook_secret is None
+            or self.telegram_webhook_secret.get_secret_value() in DEV_PLACEHOLDER_SECRETS
+        ):
+            problems.append("BEACON_TELEGRAM_WEBHOOK_SECRET must be set to a real secret when a Telegram bot token is")
         if problems:
             raise ValueError("refusing production settings: " + "; ".join(problems))
         return self
