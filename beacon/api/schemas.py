@@ -111,6 +111,14 @@ class OptOut(BaseModel):
 class StoredMessage(BaseModel):
     message: BeaconMessage
     delivery_status: str | None = None
+    delivery_updated_at: datetime | None = Field(None, description="When the delivery status last changed.")
+
+
+class UserList(BaseModel):
+    """Users found by a search, most recently seen first."""
+
+    query: str
+    users: list[UserOut]
 
 
 class MessagePage(BaseModel):

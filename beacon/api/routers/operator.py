@@ -12,9 +12,18 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from beacon.api import metrics, store
 from beacon.api.deps import ApiState, Authorized, StateDep
-from beacon.api.models import Message
+from beacon.api.models import Message, User
 from beacon.api.paging import Cursor, cursor_of, parse_before
-from beacon.api.schemas import MessagePage, OptOut, SendRequest, SendResult, StoredMessage, UserOut, problems
+from beacon.api.schemas import (
+    MessagePage,
+    OptOut,
+    SendRequest,
+    SendResult,
+    StoredMessage,
+    UserList,
+    UserOut,
+    problems,
+)
 from beacon.api.split import text_limit, units
 from beacon.api.window import apply_window, window_open
 from beacon.api.wire import message_problems, too_long
@@ -30,6 +39,22 @@ _REGISTRY_WAIT = 15.0
 
 
 @router.get(
+    "/v1/users",
+    response_model=UserList,
+    summary="Find users whose key, or one of whose messages, contains a text.",
+    responses=problems(401, 422, 503),
+)
+async def find_users(
+    q: Annotated[str, Query(min_length=1, max_length=200, description="Text to look for.")],
+    state: StateDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> UserList:
+    async with state.sessions() as session:
+        users = await store.find_users(session, q, limit=limit)
+    return UserList(query=q, users=[_user_out(state, u) for u in users])
+
+
+@router.get(
     "/v1/users/{user_key}",
     response_model=UserOut,
     summary="Look a user up by user key.",
@@ -40,6 +65,10 @@ async def get_user(user_key: str, state: StateDep) -> UserOut:
         user = await store.get_user(session, user_key)
     if user is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no user with key {user_key!r}")
+    return _user_out(state, user)
+
+
+def _user_out(state: ApiState, user: User) -> UserOut:
     last_inbound = store.utc(user.last_inbound_at)
     return UserOut(
         user_key=user.user_key,
@@ -103,7 +132,8 @@ async def user_messages(
     more = len(rows) > limit
     rows = rows[:limit]
     messages = [
-        StoredMessage(message=BeaconMessage.model_validate_json(r.body), delivery_status=r.delivery_status)
+        StoredMessage(message=BeaconMessage.model_validate_json(r.body), delivery_status=r.delivery_status,
+                      delivery_updated_at=store.utc(r.delivery_updated_at))
         for r in rows
     ]
     next_before = cursor_of(rows[-1]).encode() if more and rows else None
