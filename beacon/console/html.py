@@ -24,7 +24,8 @@ th,td{border:1px solid #d8dce3;padding:.3rem .55rem;text-align:left;vertical-ali
 th{background:#eef0f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .ok{color:#137333;font-weight:600}.bad{color:#b3261e;font-weight:600}
 .muted{color:#667085}.box{background:#fff;border:1px solid #d8dce3;padding:.8rem;margin:.4rem 0 1rem}
-pre{white-space:pre-wrap;word-break:break-all;margin:0;font-size:.8rem}
+pre{white-space:pre-wrap;word-break:break-word;margin:0;font-size:.8rem}
+td pre.record{min-width:30rem}
 form.inline{display:inline}input,select,button{font-size:.9rem;padding:.25rem .4rem}
 button{cursor:pointer}.error{background:#fde8e6;border:1px solid #f3b8b2;padding:.6rem;margin:.4rem 0}
 """

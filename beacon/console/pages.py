@@ -85,6 +85,9 @@ def timeline(user_key: str, steps: list[Step]) -> str:
                      esc(s.delivery_status or ""), hops, f'<code title="{esc(m.id)}">{esc(m.id[:12])}</code>'))
     topic_link = href("/topics", topic="in", key=user_key)
     return (f'<p>User <code>{esc(user_key)}</code> · <a href="{topic_link}">its records on the inbound topic</a></p>'
+            '<p class="muted">Hops: channel → gateway from the channel\'s own timestamp (whole seconds on WhatsApp), '
+            "inbound → reply from the inbound message's arrival to the reply's creation (worker and API), reply → "
+            "status from the reply's creation to its latest delivery status.</p>"
             + table(["time (UTC)", "direction", "kind", "content", "delivery", "hops", "id"], rows, raw=True,
                     empty="no messages stored for this user"))
 
@@ -111,7 +114,8 @@ def topics(topic_names: Sequence[tuple[str, str]], chosen: str, wins: list[Windo
         schema = "" if r.schema_id is None else f"id {r.schema_id}"
         if r.schema_id is not None and r.schema_id in versions:
             schema += " (" + ", ".join(versions[r.schema_id]) + ")"
-        value = f"<pre>{esc(pretty(r.value))}</pre>" if r.value is not None else error_box(r.problem or "")
+        value = (f'<pre class="record">{esc(pretty(r.value))}</pre>' if r.value is not None
+                 else error_box(r.problem or ""))
         headers = "<br>".join(f"<code>{esc(k)}</code>: {esc(v)}" for k, v in r.headers)
         rec_rows.append((f"{r.partition}:{r.offset}", esc(_when(r.timestamp)), f"<code>{esc(r.key)}</code>",
                          esc(schema), headers, value))
