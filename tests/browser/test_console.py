@@ -66,11 +66,20 @@ def running(registry_settings: Settings, tmp_path_factory: pytest.TempPathFactor
         assert dev.poll() is None, out.read_text()
         url = f"http://127.0.0.1:{settings.console_port}"
         assert f"{url}/login?token={TOKEN}" in out.read_text()
+        user_key = f"whatsapp:{settings.whatsapp_phone_number_id}:{USER}"
         with httpx.Client(timeout=10) as client:
+            # The fake answers each send with sent, delivered and read statuses, as WhatsApp does.
+            assert client.post(f"{stack.fake_url}/_fake/config", json={"statuses": True}).status_code == 200
             stack.say(client, USER, XSS)
             stack.say(client, USER, "/ping")
-            wait_for(lambda: any(m["body"]["text"]["body"] == "pong" for m in stack.sent(client)),
-                     "the bot's pong through the fake", timeout=90)
+
+            def read_by_the_user() -> bool:
+                r = client.get(f"http://127.0.0.1:{settings.api_port}/v1/users/{user_key}/messages",
+                               headers={"Authorization": f"Bearer {stack.env.get('BEACON_API_TOKEN', 'dev-token')}"})
+                stored = r.json()["messages"] if r.status_code == 200 else []
+                return any(m["message"]["text"] == "pong" and m["delivery_status"] == "read" for m in stored)
+
+            wait_for(read_by_the_user, "the bot's pong, read by the user (statuses through the stack)", timeout=90)
         dead = BeaconMessage.inbound_text(channel="whatsapp", account=settings.whatsapp_phone_number_id,
                                           user_id="447700900777", text="order 4711 please")
         value = MessageCodec(settings).encode(dead, settings.topic_in)
@@ -90,7 +99,7 @@ def running(registry_settings: Settings, tmp_path_factory: pytest.TempPathFactor
         parts = kafka.topic_partitions(settings, settings.topic_dlq)
         high = kafka.list_topic_offsets(settings, settings.topic_dlq, parts, "latest")
         (ref,) = [f"{p}:{o - 1}" for p, o in high.items() if o > 0]
-        yield Running(stack, url, f"whatsapp:{settings.whatsapp_phone_number_id}:{USER}", ref, dead.id)
+        yield Running(stack, url, user_key, ref, dead.id)
     finally:
         dev.send_signal(signal.SIGINT)
         try:
@@ -168,7 +177,7 @@ def test_conversations_find_the_user_by_text_and_show_the_xss_string_as_text(bro
     text = main.inner_text()
     assert XSS in text and "/ping" in text and "pong" in text and "You said: " + XSS in text
     assert main.locator("img").count() == 0
-    assert "inbound → reply" in text and "channel → gateway" in text
+    assert "inbound → reply" in text and "channel → gateway" in text and "reply → read" in text
     browser_page.screenshot("console-conversations")
     assert browser_page.errors == [], browser_page.errors
 
