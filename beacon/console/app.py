@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
@@ -96,7 +96,7 @@ def create_app(settings: Settings, token: str) -> FastAPI:
 
     @app.exception_handler(LoginRequired)
     async def to_login(_request: Request, exc: LoginRequired) -> Response:
-        return RedirectResponse(f"/login?next={exc.next_path}", status_code=303)
+        return RedirectResponse(f"/login?{urlencode({'next': exc.next_path})}", status_code=303)
 
     def html(title: str, body: str, active: str = "", status: int = 200, logged_in: bool = True) -> HTMLResponse:
         return HTMLResponse(page(title, body, active=active, logged_in=logged_in), status_code=status)

@@ -150,8 +150,10 @@ def test_login_is_refused_without_the_token_and_with_a_wrong_one(browser_page: B
 
 def test_overview_shows_each_process_healthy_the_chart_lag_and_dead_letters(browser_page: BrowserPage,
                                                                              running: Running) -> None:
-    page = log_in(browser_page, running)
+    page = browser_page.page
+    page.goto(f"{running.url}/login?token={TOKEN}")  # the login link `beacon dev` printed
     page.get_by_role("heading", name="Overview").wait_for()
+    assert page.url == running.url + "/"
     rows = page.locator("table").first.locator("tbody tr")
     health = {r.locator("td").nth(0).inner_text(): r.locator("td").nth(1).inner_text() for r in rows.all()}
     assert health == {name: "up" for name in ("api", "worker-1", "console", "fake-whatsapp", "gateway-whatsapp")}
@@ -207,6 +209,17 @@ def test_a_redrive_from_the_dead_letters_page_republishes_the_record(browser_pag
     s = running.stack.settings
     parts = kafka.topic_partitions(s, s.topic_in)
     before = kafka.list_topic_offsets(s, s.topic_in, parts, "latest")
+    # A logged-in POST without the page's CSRF token, or from another origin, redrives nothing.
+    with httpx.Client(base_url=running.url, timeout=10) as client:
+        r = client.post("/login", data={"token": TOKEN, "next": "/"}, headers={"Origin": running.url})
+        assert r.status_code == 303 and "beacon_console" in client.cookies
+        found_csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get("/deadletters").text)
+        assert found_csrf is not None
+        forged = {"ref": running.dlq_ref, "confirm": "yes"}
+        for headers, data in (({"Origin": running.url}, forged),
+                              ({"Origin": "http://evil.example"}, {**forged, "csrf": found_csrf.group(1)}),
+                              ({}, {**forged, "csrf": found_csrf.group(1)})):
+            assert client.post("/deadletters/redrive", data=data, headers=headers).status_code == 403, headers
     page = log_in(browser_page, running, "/deadletters")
     main = page.locator("main")
     assert DLQ_REASON in main.inner_text() and "console-test" in main.inner_text()
