@@ -200,6 +200,11 @@ def test_topics_decode_records_through_the_registry_with_schema_version_and_head
     assert "beacon.dlq.error.text" in main.inner_text()
     page.goto(running.url + f"/topics?topic=out&key={running.user_key}")
     assert '"text": "pong"' in page.locator("main").inner_text()
+    # Browsing assigned partitions and committed nothing: the broker knows no group of the console's readers.
+    admin = kafka.make_admin(s)
+    listed = admin.list_consumer_groups(request_timeout=10).result(timeout=20)
+    groups = [g.group_id for g in listed.valid]
+    assert s.worker_group in groups and not [g for g in groups if g.startswith("beacon-console-")], groups
     browser_page.screenshot("console-topics")
     assert browser_page.errors == [], browser_page.errors
 
