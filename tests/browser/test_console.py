@@ -193,7 +193,16 @@ def test_topics_decode_records_through_the_registry_with_schema_version_and_head
     s = running.stack.settings
     assert re.search(r"id \d+ \([^)]*" + re.escape(s.topic_in) + r"-value v1\b", text), text
     assert '"text": "/ping"' in text and XSS in text and main.locator("img").count() == 0
+    # By partition and offset: the records of one partition from an offset on.
+    parts = kafka.topic_partitions(s, s.topic_in)
+    ends = kafka.list_topic_offsets(s, s.topic_in, parts, "latest")
+    busiest = max(ends, key=lambda p: ends[p])
+    assert ends[busiest] >= 3, ends  # the user's two messages and their replies' statuses
+    page.goto(running.url + f"/topics?topic=in&partition={busiest}&offset=1")
+    cells = page.locator("main table").nth(1).locator("tbody tr td:first-child").all_inner_texts()
+    assert cells == [f"{busiest}:{o}" for o in range(1, ends[busiest])], cells
     page.get_by_label("Topic").select_option("dlq")
+    page.get_by_label("Partition").select_option("")
     page.get_by_label("User key").fill("")
     page.get_by_role("button", name="Show").click()
     page.get_by_text(DLQ_REASON).first.wait_for()
