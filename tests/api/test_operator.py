@@ -199,3 +199,4 @@ async def test_users_are_found_by_part_of_their_key_or_of_a_message_text(api: Ap
         by_key = (await client.get("/v1/users", params={"q": other.user_id})).json()
         assert [u["user_key"] for u in by_key["users"]] == [other.user_key]
         assert (await client.get("/v1/users", params={"q": ""})).status_code == 422
+        assert (await client.get("/v1/users", params={"q": "a\x00b"})).status_code == 422

@@ -26,7 +26,7 @@ from beacon.api.schemas import (
 )
 from beacon.api.split import text_limit, units
 from beacon.api.window import apply_window, window_open
-from beacon.api.wire import message_problems, too_long
+from beacon.api.wire import message_problems, text_problems, too_long
 from beacon.config import Settings
 from beacon.errors import KafkaError
 from beacon.messages import OUTBOUND, BeaconMessage, make_user_key, utcnow
@@ -49,6 +49,9 @@ async def find_users(
     state: StateDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> UserList:
+    found = text_problems(q)
+    if found:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="`q` " + "; ".join(found))
     async with state.sessions() as session:
         users = await store.find_users(session, q, limit=limit)
     return UserList(query=q, users=[_user_out(state, u) for u in users])
