@@ -14,6 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
 from beacon import kafka
 from beacon.config import Settings
@@ -40,10 +41,10 @@ class Rate:
     outbound: float
 
 
-def end_offsets(settings: Settings, topic: str) -> int:
+def end_offsets(settings: Settings, topic: str, admin: Any = None) -> int:
     """The sum of ``topic``'s end offsets over its partitions."""
-    parts = kafka.topic_partitions(settings, topic)
-    return sum(kafka.list_topic_offsets(settings, topic, parts, "latest").values())
+    parts = kafka.topic_partitions(settings, topic, admin)
+    return sum(kafka.list_topic_offsets(settings, topic, parts, "latest", admin).values())
 
 
 class Sampler:
@@ -55,6 +56,7 @@ class Sampler:
         size = max(2, int(settings.console_chart_minutes * 60 / self.interval) + 1)
         self.samples: deque[Sample] = deque(maxlen=size)
         self.problem: str | None = None
+        self._admin: Any = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="console-sampler", daemon=True)
 
@@ -66,9 +68,12 @@ class Sampler:
         self._thread.join(timeout=self.settings.kafka_request_timeout * 3)
 
     def sample_once(self) -> None:
+        if self._admin is None:
+            # One admin client for every sample: a new one per request would connect anew every few seconds.
+            self._admin = kafka.make_admin(self.settings)
         try:
-            sample = Sample(time.monotonic(), end_offsets(self.settings, self.settings.topic_in),
-                            end_offsets(self.settings, self.settings.topic_out))
+            sample = Sample(time.monotonic(), end_offsets(self.settings, self.settings.topic_in, self._admin),
+                            end_offsets(self.settings, self.settings.topic_out, self._admin))
         except KafkaError as exc:
             if self.problem is None:
                 log.warning("console: cannot sample end offsets for the chart (%s); retrying every %.0fs",
