@@ -377,6 +377,18 @@ class Settings(BaseSettings):
         "already produced (its dedupe memory across restarts)."
     )
 
+    # --- console --------------------------------------------------------------------------
+    console_host: str = Field("127.0.0.1", description="Interface the operator console listens on.")
+    console_port: int = Field(8084, description="Port of the operator console (`beacon console`).")
+    console_token: SecretStr | None = Field(
+        None, description="Operator login token of the console; production refuses to start without one, "
+        "development generates one and prints the login URL."
+    )
+    console_sample_seconds: float = Field(
+        2.0, description="Seconds between two samples of bm_in/bm_out end offsets for the console's chart."
+    )
+    console_chart_minutes: float = Field(5.0, description="Minutes of messages per second the console's chart shows.")
+
     # --- dev supervisor -------------------------------------------------------------------
     dev_workers: int = Field(2, description="Worker processes `beacon dev` starts.")
     fake_whatsapp_port: int = Field(8090, description="Port of the fake Cloud API in `beacon dev`.")

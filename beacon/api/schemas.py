@@ -121,6 +121,14 @@ class StoredMessage(BaseModel):
     delivery_status: str | None = None
     edited_at: datetime | None = Field(None, description="When the user last edited this message.")
     deleted_at: datetime | None = Field(None, description="When the user deleted this message.")
+    delivery_updated_at: datetime | None = Field(None, description="When the delivery status last changed.")
+
+
+class UserList(BaseModel):
+    """Users found by a search, most recently seen first."""
+
+    query: str
+    users: list[UserOut]
 
 
 class MessagePage(BaseModel):

@@ -190,6 +190,19 @@ async def message_page(
     return list(await session.scalars(stmt))
 
 
+async def find_users(session: AsyncSession, text: str, *, limit: int) -> list[User]:
+    """Users whose key contains ``text`` or who have a message containing it, most recently seen first."""
+    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    with_text = select(Message.user_key).where(Message.text.like(pattern, escape="\\"))
+    stmt = (
+        select(User)
+        .where(or_(User.user_key.like(pattern, escape="\\"), User.user_key.in_(with_text)))
+        .order_by(User.last_seen.desc())
+        .limit(limit)
+    )
+    return list(await session.scalars(stmt))
+
+
 async def record_outbound(session: AsyncSession, msg: BeaconMessage, now: datetime) -> None:
     """Store a proactive outbound message (after ``touch_user`` in the same transaction)."""
     conn = await session.connection()

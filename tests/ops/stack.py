@@ -48,7 +48,7 @@ class Stack:
             "topic_partitions": 4,
             "worker_group": f"{name}-workers", "gateway_group": f"{name}-gateway",
             "api_port": free_port(), "gateway_port": free_port(), "fake_whatsapp_port": free_port(),
-            "worker_web_port": free_port(), "dev_workers": workers,
+            "worker_web_port": free_port(), "dev_workers": workers, "console_port": free_port(),
         }
         settings = base.model_copy(update=overrides)
         env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}

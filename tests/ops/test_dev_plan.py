@@ -15,7 +15,7 @@ def _settings(**kw: object) -> Settings:
 def test_dev_plan_uses_the_fake_with_dev_credentials_and_one_port_per_worker() -> None:
     plan = dev_plan(_settings(dev_workers=3, worker_web_port=7000, fake_whatsapp_port=8999, gateway_port=8181))
     names = [s.name for s in plan.specs]
-    assert names == ["api", "worker-1", "worker-2", "worker-3", "fake-whatsapp", "gateway-whatsapp"]
+    assert names == ["api", "worker-1", "worker-2", "worker-3", "console", "fake-whatsapp", "gateway-whatsapp"]
     ports = [s.env["BEACON_WORKER_WEB_PORT"] for s in plan.specs if s.name.startswith("worker")]
     assert ports == ["7000", "7001", "7002"]
     gateway = next(s for s in plan.specs if s.name == "gateway-whatsapp")
@@ -30,7 +30,7 @@ def test_real_credentials_send_the_gateway_to_meta_without_a_fake() -> None:
     settings = _settings(whatsapp_access_token=SecretStr("EAAG-real-token"))
     assert has_real_credentials(settings)
     plan = dev_plan(settings, workers=1)
-    assert [s.name for s in plan.specs] == ["api", "worker-1", "gateway-whatsapp"]
+    assert [s.name for s in plan.specs] == ["api", "worker-1", "console", "gateway-whatsapp"]
     assert "BEACON_WHATSAPP_GRAPH_URL" not in plan.specs[-1].env
     assert not has_real_credentials(_settings(whatsapp_access_token=SecretStr("dev-access-token")))
 

@@ -12,12 +12,21 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from beacon.api import metrics, store
 from beacon.api.deps import ApiState, Authorized, StateDep
-from beacon.api.models import Message
+from beacon.api.models import Message, User
 from beacon.api.paging import Cursor, cursor_of, parse_before
-from beacon.api.schemas import MessagePage, OptOut, SendRequest, SendResult, StoredMessage, UserOut, problems
+from beacon.api.schemas import (
+    MessagePage,
+    OptOut,
+    SendRequest,
+    SendResult,
+    StoredMessage,
+    UserList,
+    UserOut,
+    problems,
+)
 from beacon.api.split import text_limit, units
 from beacon.api.window import WINDOWED_CHANNELS, apply_window, window_open
-from beacon.api.wire import message_problems, too_long
+from beacon.api.wire import message_problems, text_problems, too_long
 from beacon.config import Settings
 from beacon.errors import KafkaError
 from beacon.messages import OUTBOUND, BeaconMessage, make_user_key, utcnow
@@ -27,6 +36,25 @@ router = APIRouter(tags=["operators"], dependencies=[Authorized])
 
 #: Seconds a proactive send waits for the schema registry before answering 503.
 _REGISTRY_WAIT = 15.0
+
+
+@router.get(
+    "/v1/users",
+    response_model=UserList,
+    summary="Find users whose key, or one of whose messages, contains a text.",
+    responses=problems(401, 422, 503),
+)
+async def find_users(
+    q: Annotated[str, Query(min_length=1, max_length=200, description="Text to look for.")],
+    state: StateDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> UserList:
+    found = text_problems(q)
+    if found:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="`q` " + "; ".join(found))
+    async with state.sessions() as session:
+        users = await store.find_users(session, q, limit=limit)
+    return UserList(query=q, users=[_user_out(state, u) for u in users])
 
 
 @router.get(
@@ -40,6 +68,10 @@ async def get_user(user_key: str, state: StateDep) -> UserOut:
         user = await store.get_user(session, user_key)
     if user is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no user with key {user_key!r}")
+    return _user_out(state, user)
+
+
+def _user_out(state: ApiState, user: User) -> UserOut:
     last_inbound = store.utc(user.last_inbound_at)
     return UserOut(
         user_key=user.user_key,
@@ -107,6 +139,7 @@ async def user_messages(
         StoredMessage(
             message=BeaconMessage.model_validate_json(r.body),
             delivery_status=r.delivery_status,
+            delivery_updated_at=store.utc(r.delivery_updated_at),
             edited_at=store.utc(r.edited_at),
             deleted_at=store.utc(r.deleted_at),
         )
