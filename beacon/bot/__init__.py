@@ -6,7 +6,7 @@
 
     @bot.command("/start")
     async def start(turn: Turn) -> str:
-        return f"Hello {turn.user.profile_name if turn.user else ''}!"
+        return f"Hello {turn.user.profile_name}!"
 
 Then ``BEACON_API_PIPELINE='["commands", "mybot.handlers:bot", "fallback"]'``.
 """

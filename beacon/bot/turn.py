@@ -65,8 +65,9 @@ class Turn:
     reset_conversation: bool = False
     handled_by: str | None = None
     notes: dict[str, Any] = field(default_factory=dict)
-    user: BotUser | None = None
-    """The user (loaded when the pipeline holds a handler of your own; None for built-ins only)."""
+    user: BotUser = field(init=False)
+    """The user, as stored before this turn when the pipeline holds a handler of your own (for
+    built-ins alone only what the message says: never opted out, first seen unknown)."""
     state: dict[str, Any] = field(default_factory=dict)
     """This user's state: a JSON document read at the start of the turn, saved with its replies."""
     outbox: Outbox = field(default_factory=Outbox)
@@ -79,6 +80,9 @@ class Turn:
     """The reason given to ``handoff``, if the turn asked for a human."""
 
     def __post_init__(self) -> None:
+        msg = self.message
+        self.user = BotUser(msg.user_key, msg.channel, msg.account, msg.user_id, msg.profile_name,
+                            msg.metadata.get("language"), opted_out=False, first_seen=None)
         self.outbox.message_id = self.message.id
         self.outbox.user_key = self.message.user_key
 

@@ -40,7 +40,7 @@ async def expire(turn: Turn) -> BotAnswer:
 @bot.command("/start")
 async def start(turn: Turn) -> BotAnswer:
     turn.state.pop("order", None)
-    name = turn.user.profile_name if turn.user and turn.user.profile_name else "there"
+    name = turn.user.profile_name or "there"
     return [f"Hi {name}! I take food orders.", turn.buttons("What would you like?", {"order": "Order food"})]
 
 
@@ -60,11 +60,14 @@ async def begin(turn: Turn) -> BotAnswer:
 
 
 @bot.button("dish:*")
+@bot.when(_step("dish"))  # typed instead of tapped: "pizza"
 async def dish(turn: Turn) -> BotAnswer:
     order = _order(turn)
-    chosen = (turn.button_id or "").removeprefix("dish:")
-    if order is None or chosen not in MENU:
+    chosen = (turn.button_id or "").removeprefix("dish:") or turn.text.lower()
+    if order is None or order.get("step") != "dish":
         return "That menu has expired: send /order to start again."
+    if chosen not in MENU:
+        return "Please pick one of: " + ", ".join(MENU.values()) + " (or /cancel)."
     order.update(step="quantity", dish=chosen)
     return f"How many {MENU[chosen]}? (1-9)"
 
@@ -80,6 +83,7 @@ async def quantity(turn: Turn) -> BotAnswer:
 
 
 @bot.button("confirm")
+@bot.when(lambda turn: _step("confirm")(turn) and turn.text.lower() == "yes")
 async def confirm(turn: Turn) -> BotAnswer:
     order = _order(turn)
     if order is None or order.get("step") != "confirm":

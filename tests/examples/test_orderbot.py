@@ -79,3 +79,15 @@ async def test_human_hands_off_with_an_outbox_event(tmp_path: Path) -> None:
         assert note.text == "A person from our team will answer you here soon."
         assert await bot.outbox() == [("handoff", {"reason": "asked for a person", "user_key": "whatsapp:100:u1"})]
         assert (await bot.state())["handoff"]["reason"] == "asked for a person"
+
+
+async def test_typed_answers_work_where_buttons_are_offered(tmp_path: Path) -> None:
+    async with BotTester(PIPELINE, tmp_path) as bot:
+        await bot.say("/order")
+        assert [r.text for r in await bot.say("tea")] == ["Please pick one of: Pizza, Salad, Soup (or /cancel)."]
+        assert [r.text for r in await bot.say("Pizza")] == ["How many Pizza? (1-9)"]
+        await bot.say("3")
+        [placed] = await bot.say("yes")
+        assert (placed.text or "").startswith("Order placed: 3 x Pizza")
+        # A stale dish button after the order is placed: the menu has expired.
+        assert [r.text for r in await bot.press("dish:soup")] == ["That menu has expired: send /order to start again."]
