@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from beacon.api.models import OutboxEvent, UserState
+from beacon.bot.delivery import OutboxDelivery
 from beacon.config import Settings
 from beacon.messages import BeaconMessage, InteractiveReply, make_user_key
 
@@ -104,6 +105,13 @@ class BotTester:
             stmt = stmt.where(OutboxEvent.user_key == self._key(user))
         async with self._engine().connect() as conn:
             return [(row.kind, orjson.loads(row.payload)) for row in await conn.execute(stmt)]
+
+    def outbox_delivery(self) -> OutboxDelivery:
+        """The running outbox delivery (only with ``outbox_callback`` or ``outbox_url`` set)."""
+        assert self._app is not None, "use BotTester in `async with`"
+        delivery = self._app.state.beacon.extras.get("outbox")
+        assert isinstance(delivery, OutboxDelivery), "no outbox receiver configured"
+        return delivery
 
     def _key(self, user: str) -> str:
         return make_user_key(self.channel, self.account, user)

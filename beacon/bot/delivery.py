@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 import orjson
@@ -27,8 +29,8 @@ from beacon.streams.client import backoff_delay
 
 log = logging.getLogger(__name__)
 
-#: Events claimed per look at the table.
-BATCH = 50
+#: Undelivered events read per look at the table (the oldest of each user among them is tried).
+SCAN = 500
 
 Sink = Callable[[OutboxItem], Awaitable[None]]
 
@@ -48,7 +50,7 @@ def make_sink(settings: Settings) -> tuple[Sink, str] | None:
                 f"BEACON_OUTBOX_CALLBACK {settings.outbox_callback!r} could not be imported: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        if not asyncio.iscoroutinefunction(fn):
+        if not inspect.iscoroutinefunction(fn):
             raise ConfigError(f"BEACON_OUTBOX_CALLBACK {settings.outbox_callback!r} is not an async function")
         return fn, settings.outbox_callback
     if settings.outbox_url:
@@ -105,25 +107,33 @@ class OutboxDelivery:
             self._wake.clear()
 
     async def deliver_due(self) -> bool:
-        """Deliver the events due now (up to a batch); True when a full batch was found."""
+        """Deliver each user's oldest undelivered event if it is due; True when the look found a full
+        scan (more may wait). One user's events go out in the order recorded: a failing event holds
+        back that user's later ones, never another user's."""
         now = utcnow()
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
                     select(OutboxEvent)
-                    .where(OutboxEvent.done_at.is_(None), OutboxEvent.due_at <= now)
+                    .where(OutboxEvent.done_at.is_(None))
                     .order_by(OutboxEvent.created_at, OutboxEvent.id)
-                    .limit(BATCH)
+                    .limit(SCAN)
                 )
             ).all()
+        heads: dict[str, Any] = {}
         for row in rows:
+            heads.setdefault(row.user_key, row)
+        delivered = 0
+        for row in heads.values():
+            if utc(row.due_at) > now:
+                continue
             item = OutboxItem(
                 id=row.id, kind=row.kind, data=orjson.loads(row.payload), message_id=row.message_id,
                 user_key=row.user_key, created_at=utc(row.created_at), attempts=row.attempts,
             )
-            if await self._claim(item.id, now):
-                await self._deliver(item)
-        return len(rows) == BATCH
+            if await self._claim(item.id, now) and await self._deliver(item):
+                delivered += 1
+        return delivered > 0 and len(rows) == SCAN
 
     async def _claim(self, event_id: str, now: datetime) -> bool:
         lease_end = utcnow() + timedelta(seconds=self.settings.outbox_timeout * 2)
@@ -135,7 +145,7 @@ class OutboxDelivery:
             )
         return result.rowcount == 1
 
-    async def _deliver(self, item: OutboxItem) -> None:
+    async def _deliver(self, item: OutboxItem) -> bool:
         try:
             await asyncio.wait_for(self.sink(item), self.settings.outbox_timeout)
         except Exception as exc:  # the receiver's failure: retried with backoff, said once per outage
@@ -155,7 +165,7 @@ class OutboxDelivery:
                     .where(OutboxEvent.id == item.id)
                     .values(attempts=attempts, last_error=error[:1000], due_at=utcnow() + timedelta(seconds=delay))
                 )
-            return
+            return False
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(OutboxEvent)
@@ -166,3 +176,4 @@ class OutboxDelivery:
         if self._failing:
             log.info("outbox delivery to %s works again (event %s delivered)", self.sink_name, item.id)
             self._failing = False
+        return True

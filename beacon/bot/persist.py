@@ -4,7 +4,7 @@ writer's transaction (``beacon.api.writer.TurnWriter``), and the state read at t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -45,10 +45,12 @@ async def save_turn_effects(conn: AsyncConnection, turns: Sequence[tuple[TurnRec
             states[msg.user_key] = {
                 "user_key": msg.user_key, "data": record.state_json, "message_id": msg.id, "updated_at": now,
             }
-        for item in record.outbox:
+        for index, item in enumerate(record.outbox):
+            # A microsecond apart: delivered in the order the handler recorded them.
+            created = now + timedelta(microseconds=index)
             events.append({
                 "id": item.id, "message_id": item.message_id, "user_key": item.user_key, "kind": item.kind,
-                "payload": orjson.dumps(item.data).decode(), "created_at": now, "due_at": now,
+                "payload": orjson.dumps(item.data).decode(), "created_at": created, "due_at": now,
                 "attempts": 0, "last_error": None, "done_at": None,
             })
     if states:
