@@ -19,6 +19,11 @@ from beacon.bot.turn import BotUser
 from beacon.messages import BeaconMessage
 
 
+class StateNotJson(TypeError):
+    """A handler left something in ``turn.state`` that is not JSON: a bug in the handler (answered 500;
+    the worker retries, then dead-letters the message)."""
+
+
 @cache
 def _statements(dialect: str) -> tuple[Insert, Insert]:
     ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -87,7 +92,14 @@ async def load_user_and_state(engine: AsyncEngine, msg: BeaconMessage) -> tuple[
     return user, state
 
 
-def state_json_if_changed(before: bytes, state: dict[str, Any]) -> str | None:
-    """The state's JSON when it differs from ``before`` (the JSON read at turn start), else None."""
-    after = orjson.dumps(state, option=orjson.OPT_SORT_KEYS)
+def state_json_if_changed(before: bytes, state: dict[str, Any], msg: BeaconMessage) -> str | None:
+    """The state's JSON when it differs from ``before`` (the JSON read at turn start), else None.
+    Raises StateNotJson (nothing of the turn is stored) when a handler put something JSON cannot hold."""
+    try:
+        after = orjson.dumps(state, option=orjson.OPT_SORT_KEYS)
+    except TypeError as exc:
+        raise StateNotJson(
+            f"turn.state of message {msg.id} (user {msg.user_key}) cannot be saved: {exc}; keep only JSON "
+            "values (str, int, float, bool, None, lists, dicts with str keys) in the state"
+        ) from exc
     return after.decode() if after != before else None

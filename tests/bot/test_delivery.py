@@ -9,6 +9,7 @@ import pytest
 
 from beacon.bot import OutboxItem, Router, Turn
 from beacon.bot.delivery import make_sink
+from beacon.bot.persist import StateNotJson
 from beacon.errors import ConfigError
 from beacon.testing import BotTester
 from tests.conftest import make_settings
@@ -57,3 +58,16 @@ async def test_events_reach_the_callback_in_order_after_failed_attempts(tmp_path
 def test_a_bad_callback_is_refused_with_the_reason(callback: str, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
         make_sink(make_settings(outbox_callback=callback))
+
+
+@bot.text("bad state")
+async def bad_state(turn: Turn) -> str:
+    turn.state["when"] = {1, 2}  # a set: not JSON
+    return "never stored"
+
+
+async def test_a_state_json_cannot_hold_fails_the_turn_naming_message_and_user(tmp_path: Path) -> None:
+    async with BotTester("tests.bot.test_delivery:bot", tmp_path) as tester:
+        with pytest.raises(StateNotJson, match=r"turn.state of message .* \(user whatsapp:100:u1\) cannot be saved"):
+            await tester.say("bad state")
+        assert await tester.state() == {}

@@ -204,7 +204,7 @@ async def _process_inbound(state: StateDep, msg: BeaconMessage) -> bytes:
         replies,
         replies_json,
         reset_conversation=turn.reset_conversation,
-        state_json=state_json_if_changed(state_before, turn.state) if state_before else None,
+        state_json=state_json_if_changed(state_before, turn.state, msg) if state_before else None,
         outbox=turn.outbox.items,
     )
     stored = await state.writer.write(record, now)
