@@ -3,9 +3,9 @@ batches by ``beacon.api.writer``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import orjson
 from sqlalchemy import ColumnElement, bindparam, func, or_, select, update
@@ -14,6 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from beacon.api.models import Conversation, DeliveryState, Message, Processed, User
 from beacon.messages import EVENT_KINDS, BeaconMessage, stable_id
+
+if TYPE_CHECKING:
+    from beacon.bot.outbox import OutboxItem
 
 
 @overload
@@ -43,6 +46,9 @@ class TurnRecord:
     replies: list[BeaconMessage]
     replies_json: bytes
     reset_conversation: bool = False
+    state_json: str | None = None
+    """The user's new bot state (JSON), or None when the turn left it unchanged."""
+    outbox: list[OutboxItem] = field(default_factory=list)
 
 
 def _message_row(msg: BeaconMessage, conversation_id: str, seq: int, now: datetime) -> dict[str, Any]:
