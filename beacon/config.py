@@ -206,6 +206,31 @@ class Settings(BaseSettings):
     )
     fake_whatsapp_host: str = Field("127.0.0.1", description="Interface the fake Cloud API listens on.")
 
+    # --- web chat gateway -----------------------------------------------------------------
+    webchat_host: str = Field("127.0.0.1", description="Interface the web chat gateway listens on.")
+    webchat_port: int = Field(8083, description="Port of the web chat gateway (the chat page and its WebSocket).")
+    webchat_secret: SecretStr | None = Field(
+        None, description="Signs the visitor cookie; production refuses to start the web chat without one "
+        "(development falls back to a fixed dev secret, with a warning)."
+    )
+    webchat_site: str = Field("default", description="The site this web chat serves: the account in its user keys "
+                              "(`webchat:<site>:<visitor id>`).")
+    webchat_allowed_origins: tuple[str, ...] = Field(
+        (), description="Origins allowed to open the chat WebSocket (JSON list, e.g. [\"https://example.com\"]); "
+        "empty = only the page's own origin. Others are refused 403."
+    )
+    webchat_max_message_chars: int = Field(4000, description="Longest message a visitor may send (characters).")
+    webchat_visitor_rate: float = Field(1.0, description="Messages per second one visitor may send, sustained.")
+    webchat_visitor_burst: int = Field(
+        10, description="Messages one visitor may send at once before the rate applies."
+    )
+    webchat_group: str = Field(
+        "beacon-gateway-webchat", description="Consumer group of the web chat gateway on bm_out."
+    )
+    webchat_history_store: Path | None = Field(
+        None, description="SQLite file of the visitors' conversations; default <data dir>/gateway-webchat-history.db."
+    )
+
     # --- workers --------------------------------------------------------------------------
     worker_group: str = Field("beacon-workers", description="Consumer group (Faust app id) of the workers.")
     worker_web_port: int = Field(6066, description="Port of a worker's web server (metrics, health).")

@@ -2,9 +2,10 @@
 
 Order: Kafka and the schema registry (background services from ``ops/``), topics, the
 BeaconMessage schema registered, database migrations; then, supervised, the API layer, the
-workers (``BEACON_DEV_WORKERS``, each with its own web port), the fake Cloud API and the WhatsApp
-gateway pointed at it — or, when real Cloud API credentials are set, the gateway alone, talking to
-Meta. Each process logs to ``<data dir>/logs/<name>.log``; a crash is reported and restarted.
+workers (``BEACON_DEV_WORKERS``, each with its own web port), the web chat gateway (its URL printed
+first: a newcomer opens it and types ``/ping``), the fake Cloud API and the WhatsApp gateway pointed at
+it — or, when real Cloud API credentials are set, the gateway alone, talking to Meta. Each process logs
+to ``<data dir>/logs/<name>.log``; a crash is reported and restarted.
 Ctrl-C stops everything, including Kafka and the registry when this command started them.
 """
 
@@ -72,8 +73,10 @@ def dev_plan(settings: Settings, workers: int | None = None) -> DevPlan:
             # With real credentials the setting (default 80) applies.
             "BEACON_WHATSAPP_RATE_LIMIT": "0",
         }
+    webchat_url = f"http://127.0.0.1:{settings.webchat_port}/"
     specs = [ProcessSpec("api", beacon_argv("api"), env=common)]
-    endpoints = [("API layer", f"http://127.0.0.1:{settings.api_port}  (docs at /docs, metrics at /metrics)")]
+    endpoints = [("web chat", f"{webchat_url}  (open it in a browser and type /ping)"),
+                 ("API layer", f"http://127.0.0.1:{settings.api_port}  (docs at /docs, metrics at /metrics)")]
     for i in range(n):
         port = settings.worker_web_port + i
         specs.append(ProcessSpec(f"worker-{i + 1}", beacon_argv("worker"),
@@ -84,6 +87,7 @@ def dev_plan(settings: Settings, workers: int | None = None) -> DevPlan:
         endpoints.append(("fake Cloud API", fake_url))
     specs.append(ProcessSpec("gateway-whatsapp", beacon_argv("gateway", "whatsapp"), env={**common, **whatsapp}))
     endpoints.append(("WhatsApp gateway", f"{gateway_url}/webhooks/whatsapp  (metrics at /metrics)"))
+    specs.append(ProcessSpec("gateway-webchat", beacon_argv("gateway", "webchat"), env=common))
     card = stackfile.StackCard(
         supervisor_pid=0, gateway_url=gateway_url, fake_url=fake_url if fake else None,
         phone_number_id=settings.whatsapp_phone_number_id,
@@ -160,8 +164,11 @@ def run(settings: Settings, *, workers: int | None = None, keep_services: bool =
     try:
         for spec in plan.specs:
             sup.add(spec)
-        ports = [settings.api_port, settings.gateway_port] + ([settings.fake_whatsapp_port] if plan.uses_fake else [])
+        ports = [settings.api_port, settings.gateway_port, settings.webchat_port] + (
+            [settings.fake_whatsapp_port] if plan.uses_fake else [])
         closed = wait_listening(sup, ports, timeout=90)
+        say("")
+        say(f"Chat with the bot: open http://127.0.0.1:{settings.webchat_port}/ in a browser")
         say("")
         say("Beacon is running:")
         for name, where in plan.endpoints:

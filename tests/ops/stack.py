@@ -49,6 +49,7 @@ class Stack:
             "worker_group": f"{name}-workers", "gateway_group": f"{name}-gateway",
             "api_port": free_port(), "gateway_port": free_port(), "fake_whatsapp_port": free_port(),
             "worker_web_port": free_port(), "dev_workers": workers,
+            "webchat_port": free_port(), "webchat_group": f"{name}-webchat",
         }
         settings = base.model_copy(update=overrides)
         env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
@@ -77,7 +78,8 @@ class Stack:
 
     def listening(self) -> bool:
         s = self.settings
-        return all(port_open("127.0.0.1", p) for p in (s.api_port, s.gateway_port, s.fake_whatsapp_port))
+        return all(port_open("127.0.0.1", p) for p in (s.api_port, s.gateway_port, s.fake_whatsapp_port,
+                                                         s.webchat_port))
 
     def say(self, client: httpx.Client, user: str, text: str) -> None:
         r = client.post(f"{self.fake_url}/_fake/say", json={"from": user, "text": text})

@@ -46,7 +46,8 @@ def test_beacon_dev_runs_the_stack_answers_and_stops_on_ctrl_c(
         # secret, the bench finds the running stack's card and its webhooks are accepted.
         assert "BEACON_WHATSAPP_APP_SECRET" not in stack.env
         card = stackfile.read(stack.settings)
-        assert card is not None and set(card.processes) == {"api", "worker-1", "fake-whatsapp", "gateway-whatsapp"}
+        assert card is not None and set(card.processes) == {"api", "worker-1", "fake-whatsapp", "gateway-whatsapp",
+                                                   "gateway-webchat"}
         bench = stack.beacon("bench", "e2e", "--rate", "20", "--seconds", "2", "--latency-rate", "10",
                              "--latency-seconds", "2", "--users", "10", "--out", str(tmp_path / "bench" / "e2e"),
                              timeout=300)

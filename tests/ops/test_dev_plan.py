@@ -15,7 +15,7 @@ def _settings(**kw: object) -> Settings:
 def test_dev_plan_uses_the_fake_with_dev_credentials_and_one_port_per_worker() -> None:
     plan = dev_plan(_settings(dev_workers=3, worker_web_port=7000, fake_whatsapp_port=8999, gateway_port=8181))
     names = [s.name for s in plan.specs]
-    assert names == ["api", "worker-1", "worker-2", "worker-3", "fake-whatsapp", "gateway-whatsapp"]
+    assert names == ["api", "worker-1", "worker-2", "worker-3", "fake-whatsapp", "gateway-whatsapp", "gateway-webchat"]
     ports = [s.env["BEACON_WORKER_WEB_PORT"] for s in plan.specs if s.name.startswith("worker")]
     assert ports == ["7000", "7001", "7002"]
     gateway = next(s for s in plan.specs if s.name == "gateway-whatsapp")
@@ -30,8 +30,8 @@ def test_real_credentials_send_the_gateway_to_meta_without_a_fake() -> None:
     settings = _settings(whatsapp_access_token=SecretStr("EAAG-real-token"))
     assert has_real_credentials(settings)
     plan = dev_plan(settings, workers=1)
-    assert [s.name for s in plan.specs] == ["api", "worker-1", "gateway-whatsapp"]
-    assert "BEACON_WHATSAPP_GRAPH_URL" not in plan.specs[-1].env
+    assert [s.name for s in plan.specs] == ["api", "worker-1", "gateway-whatsapp", "gateway-webchat"]
+    assert "BEACON_WHATSAPP_GRAPH_URL" not in plan.specs[-2].env
     assert not has_real_credentials(_settings(whatsapp_access_token=SecretStr("dev-access-token")))
 
 
@@ -39,3 +39,11 @@ def test_every_variable_beacon_dev_sets_is_a_setting() -> None:
     fields = {f"BEACON_{name.upper()}" for name in Settings.model_fields}
     for spec in dev_plan(_settings()).specs:
         assert set(spec.env) <= fields, set(spec.env) - fields
+
+
+def test_the_web_chat_url_is_announced_first() -> None:
+    plan = dev_plan(_settings(webchat_port=8383))
+    assert plan.endpoints[0][0] == "web chat"
+    assert plan.endpoints[0][1].startswith("http://127.0.0.1:8383/")
+    webchat = next(s for s in plan.specs if s.name == "gateway-webchat")
+    assert list(webchat.argv[-3:]) == ["beacon", "gateway", "webchat"]

@@ -137,6 +137,8 @@ class ChaosStack:
         if migrate.returncode != 0:
             raise ServiceError(f"`beacon api migrate` failed:\n{migrate.stdout}{migrate.stderr}")
         for spec in dev_plan(s).specs:
+            if spec.name == "gateway-webchat":  # the load is WhatsApp's; a web chat would only take CPU
+                continue
             spec = ProcessSpec(spec.name, spec.argv, env={**self.env, **spec.env}, cwd=spec.cwd)
             self.specs[spec.name] = spec
             with self.lock:
