@@ -82,7 +82,7 @@ class WebChatApp:
 
     async def static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        if name not in {"chat.js", "chat.css"}:
+        if name not in {"chat.js", "chat.css", "beacon.svg"}:
             raise web.HTTPNotFound()
         return web.FileResponse(STATIC / name, headers=SECURITY_HEADERS)
 

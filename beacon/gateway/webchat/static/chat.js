@@ -55,6 +55,7 @@
       const img = document.createElement("img");
       img.src = link;
       img.alt = (media && media.caption) || "image";
+      img.addEventListener("load", scroll);
       el.append(img);
     } else if (link) {
       const a = text("a", (media && (media.filename || media.caption)) || "attachment");
