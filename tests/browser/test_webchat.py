@@ -247,6 +247,14 @@ def test_images_and_buttons_render_and_a_button_sends_its_reply(browser: Browser
     bot(page).nth(2).get_by_role("button", name="Yes").click()
     expect(bot(page).last).to_have_text("You chose: Yes", timeout=WAIT_MS)
     expect(user(page).last).to_have_text("Yes")
+    listing = {"type": "list", "body": {"text": "Pick a colour"}, "action": {"button": "Colours", "sections": [
+        {"title": "Warm", "rows": [{"id": "red", "title": "Red"}]},
+        {"title": "Cool", "rows": [{"id": "blue", "title": "Blue", "description": "like the sea"}]}]}}
+    produce_replies(chat.settings, visitor, [
+        reply(chat.settings, visitor, kind="interactive", payload=orjson.dumps(listing).decode())])
+    expect(bot(page).nth(4)).to_contain_text("Pick a colour", timeout=WAIT_MS)
+    bot(page).nth(4).get_by_role("button", name="Blue").click()
+    expect(bot(page).last).to_have_text("You chose: Blue", timeout=WAIT_MS)
     if os.environ.get("BEACON_SCREENSHOTS") == "1":
         say(page, "/ping")
         expect(bot(page).last).to_have_text("pong", timeout=WAIT_MS)
