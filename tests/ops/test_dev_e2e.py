@@ -38,7 +38,8 @@ def test_beacon_dev_runs_the_stack_answers_and_stops_on_ctrl_c(
         assert dev.poll() is None, out.read_text()
         text = out.read_text()
         assert f"http://127.0.0.1:{stack.settings.api_port}" in text and "fake-whatsapp say --from" in text
-        announced = text.split("Database       migrated", 1)[1].strip().splitlines()
+        announced = text.split("Database       migrated", 1)[1].splitlines()[1:]
+        announced = [line for line in announced if line.strip()]
         assert announced[0] == f"Chat with the bot: open http://127.0.0.1:{stack.settings.webchat_port}/ in a browser"
         said = stack.beacon("fake-whatsapp", "say", "--from", "447700900123", "/ping", "--timeout", "60")
         assert said.returncode == 0, said.stderr + out.read_text()
