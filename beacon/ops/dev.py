@@ -74,7 +74,9 @@ def dev_plan(settings: Settings, workers: int | None = None) -> DevPlan:
             "BEACON_WHATSAPP_RATE_LIMIT": "0",
         }
     webchat_url = f"http://127.0.0.1:{settings.webchat_port}/"
-    specs = [ProcessSpec("api", beacon_argv("api"), env=common)]
+    # The API accepts proactive sends (`POST /v1/messages/send`) for every channel dev runs a gateway for.
+    served = {"BEACON_SERVED_CHANNELS": '["whatsapp", "webchat"]'}
+    specs = [ProcessSpec("api", beacon_argv("api"), env={**common, **served})]
     endpoints = [("web chat", f"{webchat_url}  (open it in a browser and type /ping)"),
                  ("API layer", f"http://127.0.0.1:{settings.api_port}  (docs at /docs, metrics at /metrics)")]
     for i in range(n):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pydantic import SecretStr
 
 from beacon.config import Settings
@@ -47,3 +48,9 @@ def test_the_web_chat_url_is_announced_first() -> None:
     assert plan.endpoints[0][1].startswith("http://127.0.0.1:8383/")
     webchat = next(s for s in plan.specs if s.name == "gateway-webchat")
     assert list(webchat.argv[-3:]) == ["beacon", "gateway", "webchat"]
+
+
+def test_the_api_accepts_proactive_sends_to_the_web_chat(monkeypatch: pytest.MonkeyPatch) -> None:
+    api = next(s for s in dev_plan(_settings()).specs if s.name == "api")
+    monkeypatch.setenv("BEACON_SERVED_CHANNELS", api.env["BEACON_SERVED_CHANNELS"])
+    assert set(Settings(_env_file=None).served_channels) == {"whatsapp", "webchat"}
