@@ -334,3 +334,17 @@ def test_a_resend_is_deduplicated_and_limits_answer_with_an_error(chat: ChatStac
             await session.close()
 
     run_async(main())
+
+
+def test_health_and_metrics_answer(chat: ChatStack) -> None:
+    async def main() -> None:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(chat.url + "healthz") as resp:
+                assert resp.status == 200 and (await resp.json())["ok"] is True
+            async with session.get(chat.url + "metrics") as resp:
+                text = await resp.text()
+                assert resp.status == 200 and "beacon_webchat_connections" in text, text[:500]
+            async with session.get(chat.url + "static/../app.py") as resp:
+                assert resp.status == 404
+
+    run_async(main())
