@@ -27,8 +27,8 @@ from beacon.config import Settings
 from beacon.errors import BeaconError
 from beacon.fakes.whatsapp import payloads as p
 from beacon.fakes.whatsapp.server import FakeCloudApi, running
+from beacon.gateway.whatsapp.parse import parse_webhook
 from beacon.gateway.whatsapp.signature import HEADER, sign
-from beacon.gateway.whatsapp.webhook import parse_webhook
 from beacon.kafka import AsyncProducer, KafkaException, TopicSpec, ensure_topics, make_admin
 from beacon.messages import BeaconMessage
 from beacon.ops.process import free_port

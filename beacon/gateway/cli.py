@@ -13,10 +13,11 @@ gateway_app = typer.Typer(help="Channel gateways: webhooks into bm_in, bm_out ba
 def whatsapp() -> None:
     """The WhatsApp gateway: Cloud API webhooks into bm_in, and the sender of bm_out's WhatsApp messages."""
     from beacon.errors import BeaconError
-    from beacon.gateway.whatsapp.service import run
+    from beacon.gateway.service import run
+    from beacon.gateway.whatsapp.channel import WhatsAppChannel
 
     try:
-        run(get_settings())
+        run(get_settings(), WhatsAppChannel)
     except BeaconError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

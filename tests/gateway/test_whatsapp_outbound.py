@@ -17,9 +17,9 @@ from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.dlq import read_dlq_headers
 from beacon.fakes.whatsapp.server import FakeCloudApi, running
-from beacon.gateway.whatsapp.client import CloudApiClient
-from beacon.gateway.whatsapp.outbound import Outbound
-from beacon.gateway.whatsapp.store import SentStore
+from beacon.gateway.outbound import Outbound
+from beacon.gateway.store import SentStore
+from beacon.gateway.whatsapp.channel import WhatsAppChannel
 from beacon.kafka import AsyncProducer
 from beacon.messages import BeaconMessage, Media, Reaction, stable_id
 from tests.gateway.conftest import aread_topic, await_committed, end_offsets
@@ -43,11 +43,11 @@ class Harness:
         self.codec.prepare([settings.topic_in, settings.topic_out])
         self.producer = AsyncProducer(settings)
         self.tmp = tmp
-        self.outbounds: list[tuple[Outbound, asyncio.Task[None], SentStore, CloudApiClient]] = []
+        self.outbounds: list[tuple[Outbound, asyncio.Task[None], SentStore, WhatsAppChannel]] = []
 
     def start(self, store_name: str = "sent.db") -> Outbound:
         store = SentStore(self.tmp / store_name)
-        client = CloudApiClient(self.settings)
+        client = WhatsAppChannel(self.settings)
         out = Outbound(self.settings, self.producer, self.codec, store, client)
         self.outbounds.append((out, asyncio.create_task(out.run()), store, client))
         return out
