@@ -224,8 +224,9 @@ class Settings(BaseSettings):
     webchat_visitor_burst: int = Field(
         10, description="Messages one visitor may send at once before the rate applies."
     )
-    webchat_group: str = Field(
-        "beacon-gateway-webchat", description="Consumer group of the web chat gateway on bm_out."
+    webchat_group: str | None = Field(
+        None, description="Consumer group of the web chat gateway on bm_out; default beacon-gateway-webchat-<site> "
+        "(each site's gateway reads every web chat reply and delivers its own, so sites must not share a group)."
     )
     webchat_history_store: Path | None = Field(
         None, description="SQLite file of the visitors' conversations; default <data dir>/gateway-webchat-history.db."

@@ -22,12 +22,12 @@ from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.errors import BeaconError
 from beacon.gateway.badrequests import install_refused_request_filter
+from beacon.gateway.limiter import TokenBucket
 from beacon.gateway.webchat.connections import Connections
 from beacon.gateway.webchat.frames import BadFrameError, error_frame, inbound_message, message_frame, parse_frame
 from beacon.gateway.webchat.history import History
 from beacon.gateway.webchat.identity import COOKIE_MAX_AGE, COOKIE_NAME, VisitorCookies
 from beacon.gateway.webchat.metrics import REFUSED_SOCKETS, VISITOR_MESSAGES
-from beacon.gateway.whatsapp.limiter import TokenBucket
 from beacon.kafka import AsyncProducer
 
 log = logging.getLogger("beacon.gateway.webchat")

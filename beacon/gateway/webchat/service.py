@@ -1,5 +1,9 @@
 """``beacon gateway webchat``: the chat page, the visitors' sockets and the sender of this site's replies,
-in one process with a clean SIGTERM (stop taking messages, close the sockets, commit, exit)."""
+in one process with a clean SIGTERM (stop taking messages, finish deliveries, commit, close the sockets).
+
+Its own service rather than ``beacon.gateway.service``: visitors write over the page's WebSocket, not
+webhooks, so the HTTP side is the web chat's app; the sending side is the shared outbound engine.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,13 @@ from beacon.codec import MessageCodec, retry_registry
 from beacon.config import DEV_PLACEHOLDER_SECRETS, Settings
 from beacon.errors import ConfigError, KafkaError
 from beacon.gateway.base import run_gateway
+from beacon.gateway.outbound import Outbound
+from beacon.gateway.store import SentStore
 from beacon.gateway.webchat import CHANNEL
 from beacon.gateway.webchat.app import WebChatApp
+from beacon.gateway.webchat.channel import WebChatChannel
 from beacon.gateway.webchat.connections import Connections
 from beacon.gateway.webchat.history import History
-from beacon.gateway.webchat.outbound import Outbound
 from beacon.gateway.webchat.replies import Replies
 from beacon.kafka import AsyncProducer, ensure_topics
 
@@ -53,8 +59,9 @@ class Gateway:
         self.history = History(settings.webchat_history_store or settings.data_dir / "gateway-webchat-history.db")
         self.connections = Connections()
         self.web = WebChatApp(settings, secret, self.producer, self.codec, self.history, self.connections)
-        self.outbound = Outbound(settings, self.producer, self.codec,
-                                 Replies(settings.webchat_site, self.history, self.connections))
+        self.channel = WebChatChannel(settings, Replies(settings.webchat_site, self.history, self.connections))
+        self.store = SentStore(self.channel.sent_store)
+        self.outbound = Outbound(settings, self.producer, self.codec, self.store, self.channel)
         self.stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -69,6 +76,7 @@ class Gateway:
         except KafkaError as exc:
             log.error("%s (visitors' messages are answered 'unavailable' until the broker is back)", exc)
         await retry_registry(self.codec.prepare, [s.topic_in, s.topic_out])
+        self.store.prune(s.topic_retention_ms / 1000)
         runner = web.AppRunner(self.web.app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, s.webchat_host, s.webchat_port).start()
@@ -87,6 +95,7 @@ class Gateway:
             await self.connections.close_all()
             await runner.cleanup()
             await asyncio.to_thread(self.producer.close)
+            self.store.close()
             self.history.close()
         log.info("web chat gateway stopped")
 
