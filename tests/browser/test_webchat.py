@@ -96,9 +96,23 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
+#: What the browser reported as errors during the current test (console errors, uncaught exceptions):
+#: a Content-Security-Policy violation or a script error shows here.
+browser_errors: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def no_browser_errors() -> Iterator[None]:
+    browser_errors.clear()
+    yield
+    assert browser_errors == []
+
+
 def open_chat(browser: Browser, chat: ChatStack) -> Page:
     """A new visitor (own cookies) with the chat page open and connected."""
     page = browser.new_context().new_page()
+    page.on("console", lambda m: browser_errors.append(f"console: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda exc: browser_errors.append(f"uncaught: {exc}"))
     page.goto(chat.url)
     expect(page.locator("#status")).to_have_text("online", timeout=WAIT_MS)
     return page
@@ -223,6 +237,8 @@ def test_replies_produced_while_the_gateway_was_down_are_shown_in_order_once(
     expect(bot(page)).to_have_text(["pong", *(m.text for m in away), "You said: after the restart"], timeout=WAIT_MS)
     page.reload()
     expect(bot(page)).to_have_text(["pong", *(m.text for m in away), "You said: after the restart"], timeout=WAIT_MS)
+    # the browser reports the page's reconnect attempts while the gateway was down: expected
+    browser_errors[:] = [e for e in browser_errors if "WebSocket connection" not in e]
 
 
 def test_images_and_buttons_render_and_a_button_sends_its_reply(browser: Browser, chat: ChatStack) -> None:
