@@ -28,6 +28,7 @@ from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.kafka import AsyncProducer, ensure_topics
 from beacon.messages import OUTBOUND, BeaconMessage, Media, make_user_key
+from beacon.ops.lag import group_lag, total_lag
 from beacon.ops.supervisor import Supervisor
 from tests.conftest import ROOT, unavailable
 from tests.ops.stack import Stack, wait_for
@@ -266,9 +267,18 @@ def test_images_and_buttons_render_and_a_button_sends_its_reply(browser: Browser
     listing = {"type": "list", "body": {"text": "Pick a colour"}, "action": {"button": "Colours", "sections": [
         {"title": "Warm", "rows": [{"id": "red", "title": "Red"}]},
         {"title": "Cool", "rows": [{"id": "blue", "title": "Blue", "description": "like the sea"}]}]}}
-    produce_replies(chat.settings, visitor, [
-        reply(chat.settings, visitor, kind="interactive", payload=orjson.dumps(listing).decode())])
+    other_site = reply(chat.settings, visitor, kind="text", text="for another site").model_copy(
+        update={"account": "other-site", "user_key": make_user_key("webchat", "other-site", visitor)})
+    receipt = reply(chat.settings, visitor, kind="read_receipt", channel_message_id="m1")
+    produce_replies(chat.settings, visitor, [other_site, receipt, reply(
+        chat.settings, visitor, kind="interactive", payload=orjson.dumps(listing).decode())])
     expect(bot(page).nth(4)).to_contain_text("Pick a colour", timeout=WAIT_MS)
+    # once the gateway committed all of bm_out, another site's reply and the read receipt were left out
+    s = chat.settings
+    assert s.webchat_group is not None
+    wait_for(lambda: total_lag(group_lag(s, s.webchat_group or "", s.topic_out)) == 0, "the web chat to commit")
+    expect(bot(page)).to_have_count(5)
+    assert "another site" not in page.get_by_role("log").inner_text()
     bot(page).nth(4).get_by_role("button", name="Blue").click()
     expect(bot(page).last).to_have_text("You chose: Blue", timeout=WAIT_MS)
     if os.environ.get("BEACON_SCREENSHOTS") == "1":
