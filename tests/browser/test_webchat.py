@@ -284,7 +284,7 @@ def test_images_and_buttons_render_and_a_button_sends_its_reply(browser: Browser
     if os.environ.get("BEACON_SCREENSHOTS") == "1":
         say(page, "/ping")
         expect(bot(page).last).to_have_text("pong", timeout=WAIT_MS)
-        page.set_viewport_size({"width": 900, "height": 760})
+        page.set_viewport_size({"width": 900, "height": 1010})
         page.screenshot(path=str(ROOT / "docs" / "webchat.png"))
 
 
