@@ -13,8 +13,10 @@ from beacon.api.cli import api_app, fake_openai_app
 from beacon.bench.cli import bench_app
 from beacon.bridge.cli import bridge_app
 from beacon.config import get_settings
+from beacon.fakes.telegram.cli import fake_telegram_app
 from beacon.fakes.whatsapp.cli import fake_whatsapp_app
 from beacon.gateway.cli import gateway_app
+from beacon.gateway.telegram.cli import telegram_app
 from beacon.logs import setup_logging
 from beacon.nostr.cli import nostr_app, relay_app
 from beacon.ops.cli import kafka_app, registry_app, schemas_app, topics_app
@@ -33,6 +35,8 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(bench_app, name="bench")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(fake_whatsapp_app, name="fake-whatsapp")
+app.add_typer(fake_telegram_app, name="fake-telegram")
+app.add_typer(telegram_app, name="telegram")
 app.add_typer(api_app, name="api")
 app.add_typer(fake_openai_app, name="fake-openai")
 app.command("replay")(replay)

@@ -12,8 +12,8 @@ A channel implements ``Channel`` (WhatsApp as the example, ``beacon.gateway.what
 - ``name``: the BeaconMessage ``channel`` value (``"whatsapp"``); ``api_name`` and ``account_name``
   name its API and its accounts in log lines ("the Cloud API", "number"); ``webhook_path``
   (``/webhooks/whatsapp``); ``host``/``port`` it listens on; ``group``, its consumer group on ``bm_out``;
-  ``sent_store``, its SQLite file of settled ids; ``limits`` (a ``Limits``: rates per account and per
-  user, retry timing).
+  ``sent_store``, its SQLite file of settled ids; ``limits`` (a ``Limits``: the rate per account,
+  retry timing).
 - ``check_settings()``: refuse to start on unsafe settings (raise ``ConfigError``); warn on odd ones.
 - ``authenticate(headers, body)``: over the raw bytes, before any parsing (WhatsApp: the
   ``X-Hub-Signature-256`` HMAC); raise ``RequestRefusedError`` with 401 (missing) or 403 (wrong).
@@ -27,6 +27,7 @@ A channel implements ``Channel`` (WhatsApp as the example, ``beacon.gateway.what
   ``send`` takes); raise ``UnsendableMessageError`` for one it can never send.
 - ``send(msg, request)``: make the request; return the channel's id of the sent message (or None);
   raise a ``SendError`` whose ``action`` says what the engine does next.
+- ``user_rate(msg)``: the ``Rate`` of sends to the message's user (WhatsApp: the same for every user).
 - ``account_of(msg)``: the scope of the per-account limit and outage pause (WhatsApp: the business
   phone number id, ``msg.account``; Telegram: the bot id).
 - ``on_permanent_failure(msg, error)``: after a message was given up (Telegram marks a user who
@@ -131,17 +132,21 @@ class Parsed:
 
 
 @dataclass(frozen=True)
-class Limits:
-    """How fast and how patiently the engine sends for one channel.
+class Rate:
+    """Sends per second (0: unlimited), and how many may go at once before that rate applies."""
 
-    Rates are sends per second (0: unlimited), bursts the sends saved up. Retry timing feeds the one
-    backoff policy (``beacon.backoff``).
+    per_second: float
+    burst: float
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How fast and how patiently the engine sends for one channel: the rate of each account (the rate
+    of each user comes from ``Channel.user_rate``, which may differ by user: Telegram's groups are
+    slower than its private chats). Retry timing feeds the one backoff policy (``beacon.backoff``).
     """
 
-    account_rate: float
-    account_burst: float
-    user_rate: float
-    user_burst: float
+    account: Rate
     retry_base_delay: float
     retry_max_delay: float
     retry_max_attempts: int  #: failures of one message while others to its account succeed, then given up
@@ -175,6 +180,8 @@ class Channel(Protocol):
     def build(self, msg: BeaconMessage) -> Any: ...
 
     async def send(self, msg: BeaconMessage, request: Any) -> str | None: ...
+
+    def user_rate(self, msg: BeaconMessage) -> Rate: ...
 
     def account_of(self, msg: BeaconMessage) -> str: ...
 

@@ -251,13 +251,15 @@ class Outbound:
     def _account(self, account: str) -> Gate:
         gate = self._accounts.get(account)
         if gate is None:
-            gate = self._accounts[account] = Gate(TokenBucket(self.limits.account_rate, self.limits.account_burst))
+            rate = self.limits.account
+            gate = self._accounts[account] = Gate(TokenBucket(rate.per_second, rate.burst))
         return gate
 
-    def _user(self, user_key: str) -> Gate:
-        gate = self._users.get(user_key)
+    def _user(self, msg: BeaconMessage) -> Gate:
+        gate = self._users.get(msg.user_key)
         if gate is None:
-            gate = self._users[user_key] = Gate(TokenBucket(self.limits.user_rate, self.limits.user_burst))
+            rate = self.channel.user_rate(msg)
+            gate = self._users[msg.user_key] = Gate(TokenBucket(rate.per_second, rate.burst))
         return gate
 
     async def _wait(self, gate: Gate, scope: str, *, use_token: bool = True) -> None:
@@ -271,7 +273,7 @@ class Outbound:
         lim = self.limits
         account_id = self.channel.account_of(msg)
         account = self._account(account_id)
-        user = self._user(msg.user_key)
+        user = self._user(msg)
         attempt = 0  # requests made
         own = 0  # failures that are this message's own (others to its account succeeded meanwhile)
         first_failure: int | None = None  # the account's success count at this message's first failure

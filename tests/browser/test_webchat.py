@@ -275,8 +275,7 @@ def test_images_and_buttons_render_and_a_button_sends_its_reply(browser: Browser
     expect(bot(page).nth(4)).to_contain_text("Pick a colour", timeout=WAIT_MS)
     # once the gateway committed all of bm_out, another site's reply and the read receipt were left out
     s = chat.settings
-    assert s.webchat_group is not None
-    wait_for(lambda: total_lag(group_lag(s, s.webchat_group or "", s.topic_out)) == 0, "the web chat to commit")
+    wait_for(lambda: total_lag(group_lag(s, s.webchat_gateway_group, s.topic_out)) == 0, "the web chat to commit")
     expect(bot(page)).to_have_count(5)
     assert "another site" not in page.get_by_role("log").inner_text()
     bot(page).nth(4).get_by_role("button", name="Blue").click()

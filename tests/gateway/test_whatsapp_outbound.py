@@ -75,7 +75,7 @@ class Harness:
 
     async def settled(self, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Every send, once the sender committed every record of bm_out: nothing more can be sent."""
-        await await_committed(self.settings, self.settings.gateway_group, self.settings.topic_out, timeout)
+        await await_committed(self.settings, self.settings.whatsapp_gateway_group, self.settings.topic_out, timeout)
         return list(self.fake.state.sent)
 
     async def topic(self, topic: str) -> list[BeaconMessage]:
@@ -96,7 +96,8 @@ async def harness(registry_settings: Settings, new_topic: Callable[..., str], un
     async with running(fake) as url:
         settings = registry_settings.model_copy(update={
             "topic_in": new_topic(4, "bm_in"), "topic_out": new_topic(4, "bm_out"), "topic_dlq": new_topic(1, "dlq"),
-            "gateway_group": unique("gw"), "whatsapp_graph_url": url, "whatsapp_access_token": SecretStr(TOKEN),
+            "whatsapp_gateway_group": unique("gw"), "whatsapp_graph_url": url,
+            "whatsapp_access_token": SecretStr(TOKEN),
             "whatsapp_rate_limit": 0.0, "whatsapp_user_rate": 0.0, "whatsapp_retry_base_delay": 0.02,
             "whatsapp_retry_max_delay": 0.2, "whatsapp_user_backoff_base": 0.02, "whatsapp_auth_pause": 0.2,
             "gateway_max_in_flight": 32,
@@ -167,7 +168,8 @@ async def test_a_reply_delivered_twice_is_sent_once_even_across_a_restart(harnes
     assert _ids(await harness.sent(1)) == [msg.id]
     await harness.stop_all()
     # a new consumer group re-reads everything; the durable store says it was sent
-    harness.settings = harness.settings.model_copy(update={"gateway_group": harness.settings.gateway_group + "-b"})
+    group = harness.settings.whatsapp_gateway_group + "-b"
+    harness.settings = harness.settings.model_copy(update={"whatsapp_gateway_group": group})
     harness.start()
     await harness.produce([msg])
     assert _ids(await harness.settled()) == [msg.id]

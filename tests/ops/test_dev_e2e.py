@@ -44,13 +44,17 @@ def test_beacon_dev_runs_the_stack_answers_and_stops_on_ctrl_c(
         said = stack.beacon("fake-whatsapp", "say", "--from", "447700900123", "/ping", "--timeout", "60")
         assert said.returncode == 0, said.stderr + out.read_text()
         assert said.stdout.strip() == "pong"
+        said = stack.beacon("fake-telegram", "say", "--chat", "987654321", "/ping", "--timeout", "60")
+        assert said.returncode == 0, said.stderr + out.read_text()
+        assert said.stdout.strip() == "pong"
+        assert 'fake-telegram say --chat 987654321 "/ping"' in text
 
         # `beacon bench e2e` in another terminal, as the README shows it: the plain environment has no app
         # secret, the bench finds the running stack's card and its webhooks are accepted.
         assert "BEACON_WHATSAPP_APP_SECRET" not in stack.env
         card = stackfile.read(stack.settings)
         assert card is not None and set(card.processes) == {"api", "worker-1", "fake-whatsapp", "gateway-whatsapp",
-                                                   "gateway-webchat"}
+                                                            "fake-telegram", "gateway-telegram", "gateway-webchat"}
         bench = stack.beacon("bench", "e2e", "--rate", "20", "--seconds", "2", "--latency-rate", "10",
                              "--latency-seconds", "2", "--users", "10", "--out", str(tmp_path / "bench" / "e2e"),
                              timeout=300)
@@ -74,10 +78,11 @@ def test_beacon_dev_runs_the_stack_answers_and_stops_on_ctrl_c(
             dev.kill()
     text = out.read_text()
     assert "SIGINT received" in text and "Beacon stopped." in text
-    for name in ("api", "worker-1", "fake-whatsapp", "gateway-whatsapp"):
+    for name in ("api", "worker-1", "fake-whatsapp", "gateway-whatsapp", "fake-telegram", "gateway-telegram"):
         assert (tmp_path / "logs" / f"{name}.log").stat().st_size > 0
     s = stack.settings
-    assert not any(port_open("127.0.0.1", p) for p in (s.api_port, s.gateway_port, s.fake_whatsapp_port))
+    assert not any(port_open("127.0.0.1", p) for p in (s.api_port, s.whatsapp_gateway_port, s.fake_whatsapp_port,
+                                                        s.telegram_port, s.fake_telegram_port))
     assert not stackfile.path(s).exists()
 
 
@@ -125,7 +130,7 @@ def test_replaying_bm_in_through_the_workers_sends_no_reply_twice(
                 return sum(end.values()) >= 2 * out_end
 
             wait_for(replies_reproduced, "the replayed replies on bm_out", step=sup.poll)
-            wait_for(lambda: total_lag(group_lag(s, s.gateway_group, s.topic_out)) == 0,
+            wait_for(lambda: total_lag(group_lag(s, s.whatsapp_gateway_group, s.topic_out)) == 0,
                      "the gateway to settle the replayed replies", step=sup.poll)
             again = stack.sent(client)
         assert len(again) == len(texts), [i["body"]["text"]["body"] for i in again]

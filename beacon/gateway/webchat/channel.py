@@ -16,14 +16,23 @@ from typing import Any
 from aiohttp import web
 
 from beacon.config import Settings
-from beacon.gateway.channel import Action, Limits, MalformedRequestError, Parsed, RequestRefusedError, SendError
+from beacon.gateway.channel import (
+    Action,
+    Limits,
+    MalformedRequestError,
+    Parsed,
+    Rate,
+    RequestRefusedError,
+    SendError,
+)
 from beacon.gateway.webchat import CHANNEL
 from beacon.gateway.webchat.replies import Replies
 from beacon.messages import BeaconMessage
 
 #: Nothing limits how fast a page is written to; retries are for the history store (a full disk, a lock).
-LIMITS = Limits(account_rate=0, account_burst=1, user_rate=0, user_burst=1, retry_base_delay=0.5,
-                retry_max_delay=10.0, retry_max_attempts=5, user_backoff_base=1.0, auth_pause=60.0)
+UNLIMITED = Rate(per_second=0, burst=1)
+LIMITS = Limits(account=UNLIMITED, retry_base_delay=0.5, retry_max_delay=10.0, retry_max_attempts=5,
+                user_backoff_base=1.0, auth_pause=60.0)
 
 
 class WebChatChannel:
@@ -40,7 +49,7 @@ class WebChatChannel:
         self.replies = replies
         self.host = settings.webchat_host
         self.port = settings.webchat_port
-        self.group = settings.webchat_group or f"beacon-gateway-webchat-{settings.webchat_site}"
+        self.group = settings.webchat_gateway_group
         self.sent_store = settings.data_dir / "gateway-webchat-sent.db"
 
     def check_settings(self) -> None:
@@ -76,6 +85,9 @@ class WebChatChannel:
             raise SendError(f"recording reply {msg.id} for visitor {msg.user_id} failed: {exc}",
                             action=Action.RETRY) from exc
         return None if seq is None else str(seq)
+
+    def user_rate(self, msg: BeaconMessage) -> Rate:
+        return UNLIMITED
 
     def account_of(self, msg: BeaconMessage) -> str:
         return msg.account

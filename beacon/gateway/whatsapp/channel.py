@@ -11,7 +11,7 @@ from aiohttp import web
 
 from beacon.config import Settings
 from beacon.errors import ConfigError
-from beacon.gateway.channel import Dropped, Limits, MalformedRequestError, Parsed
+from beacon.gateway.channel import Dropped, Limits, MalformedRequestError, Parsed, Rate
 from beacon.gateway.whatsapp import CHANNEL
 from beacon.gateway.whatsapp.client import CloudApiClient
 from beacon.gateway.whatsapp.parse import MalformedWebhookError, parse_notification
@@ -40,16 +40,16 @@ class WhatsAppChannel:
         s = settings
         self.settings = settings
         self.host = s.gateway_host
-        self.port = s.gateway_port
-        self.group = s.gateway_group
+        self.port = s.whatsapp_gateway_port
+        self.group = s.whatsapp_gateway_group
         self.sent_store = s.whatsapp_sent_store or s.data_dir / "gateway-whatsapp-sent.db"
         self.limits = Limits(
-            account_rate=s.whatsapp_rate_limit, account_burst=s.whatsapp_rate_limit,
-            user_rate=s.whatsapp_user_rate, user_burst=s.whatsapp_user_burst,
+            account=Rate(s.whatsapp_rate_limit, s.whatsapp_rate_limit),
             retry_base_delay=s.whatsapp_retry_base_delay, retry_max_delay=s.whatsapp_retry_max_delay,
             retry_max_attempts=s.whatsapp_retry_max_attempts, user_backoff_base=s.whatsapp_user_backoff_base,
             auth_pause=s.whatsapp_auth_pause,
         )
+        self._user_rate = Rate(s.whatsapp_user_rate, s.whatsapp_user_burst)
         self.secret = s.whatsapp_app_secret.get_secret_value() if s.whatsapp_app_secret else None
         self.verify_token = s.whatsapp_verify_token.get_secret_value() if s.whatsapp_verify_token else None
         self.client = CloudApiClient(settings)
@@ -99,6 +99,9 @@ class WhatsAppChannel:
         answer = await self.client.send(msg.account, request)
         wamid = (answer.get("messages") or [{}])[0].get("id") if isinstance(answer, dict) else None
         return wamid if isinstance(wamid, str) else None
+
+    def user_rate(self, msg: BeaconMessage) -> Rate:
+        return self._user_rate
 
     def account_of(self, msg: BeaconMessage) -> str:
         return msg.account
