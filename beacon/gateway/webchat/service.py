@@ -41,7 +41,8 @@ def cookie_secret(settings: Settings) -> str:
         raise ConfigError("BEACON_WEBCHAT_SECRET is not set (or is a development placeholder): the web chat cannot "
                           "sign visitor cookies and refuses to start. Set it to a long random string, e.g. the "
                           "output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`.")
-    log.warning("BEACON_WEBCHAT_SECRET is not set: visitor cookies are signed with the development secret, so "
+    log.warning("BEACON_WEBCHAT_SECRET is not set (or is a placeholder): visitor cookies are signed with the "
+                "development secret, so "
                 "anyone can forge them. Development only.")
     return DEV_WEBCHAT_SECRET
 
