@@ -74,8 +74,12 @@ def test_beacon_dev_runs_the_stack_answers_and_stops_on_ctrl_c(
         dev.send_signal(signal.SIGINT)
         assert dev.wait(timeout=60) == 0
     finally:
-        if dev.poll() is None:
-            dev.kill()
+        if dev.poll() is None:  # a failed check: stop the stack as Ctrl-C does (a kill would orphan its children)
+            dev.send_signal(signal.SIGINT)
+            try:
+                dev.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                dev.kill()
     text = out.read_text()
     assert "SIGINT received" in text and "Beacon stopped." in text
     for name in ("api", "worker-1", "fake-whatsapp", "gateway-whatsapp", "fake-telegram", "gateway-telegram"):
