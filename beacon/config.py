@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Secrets shipped as defaults for local development; refused when ``BEACON_ENV=production``.
@@ -46,6 +46,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
+        populate_by_name=True,  # a renamed setting reads its old variable too (validation_alias), code uses its name
     )
 
     # --- general --------------------------------------------------------------------------
@@ -146,8 +147,11 @@ class Settings(BaseSettings):
     )
 
     # --- WhatsApp gateway -----------------------------------------------------------------
-    gateway_host: str = Field("127.0.0.1", description="Interface the gateway listens on.")
-    gateway_port: int = Field(8080, description="Port of the WhatsApp gateway.")
+    gateway_host: str = Field("127.0.0.1", description="Interface every channel's gateway listens on.")
+    whatsapp_gateway_port: int = Field(
+        8080, validation_alias=AliasChoices("BEACON_WHATSAPP_GATEWAY_PORT", "BEACON_GATEWAY_PORT"),
+        description="Port of the WhatsApp gateway (`BEACON_GATEWAY_PORT`, its first name, works too).",
+    )
     whatsapp_graph_url: str = Field("https://graph.facebook.com", description="Cloud API base URL.")
     whatsapp_api_version: str = Field("v23.0", description="Graph API version used for sends.")
     whatsapp_access_token: SecretStr | None = Field(None, description="Cloud API access token.")
@@ -157,7 +161,12 @@ class Settings(BaseSettings):
         False, description="Development only: accept webhooks without a signature when no app secret is set."
     )
     whatsapp_rate_limit: float = Field(80.0, description="Sends per second per business number (0 = off).")
-    gateway_group: str = Field("beacon-gateway-whatsapp", description="Consumer group of the gateway on bm_out.")
+    whatsapp_gateway_group: str = Field(
+        "beacon-gateway-whatsapp",
+        validation_alias=AliasChoices("BEACON_WHATSAPP_GATEWAY_GROUP", "BEACON_GATEWAY_GROUP"),
+        description="Consumer group of the WhatsApp gateway on bm_out (`BEACON_GATEWAY_GROUP`, its first name, works "
+        "too).",
+    )
     gateway_url: str | None = Field(
         None, description="Where the fake Cloud API posts webhooks; default http://127.0.0.1:<gateway port>."
     )
@@ -228,11 +237,55 @@ class Settings(BaseSettings):
     telegram_max_file_bytes: int = Field(
         20 * 1024 * 1024, description="Largest file fetched from the Bot API (`getFile` serves up to 20 MB)."
     )
+    telegram_gateway_group: str = Field(
+        "beacon-gateway-telegram", description="Consumer group of the Telegram gateway on bm_out."
+    )
+    telegram_sent_store: Path | None = Field(
+        None, description="SQLite file of settled outbound ids; default <data dir>/gateway-telegram-sent.db."
+    )
+    telegram_retry_base_delay: float = Field(
+        0.5, description="First retry delay of a failed Bot API call (also the back-off of a chat when a 429 names "
+        "no retry_after)."
+    )
+    telegram_retry_max_delay: float = Field(30.0, description="Upper bound of one Bot API retry delay in seconds.")
+    telegram_retry_max_attempts: int = Field(
+        6, description="Attempts at a message whose sends fail on their own (5xx or network errors while other "
+        "sends of the bot succeed) before dead-lettering."
+    )
+    telegram_auth_pause: float = Field(
+        60.0, description="Seconds sending pauses after the Bot API refused the token (401/404) before retrying."
+    )
     fake_telegram_host: str = Field("127.0.0.1", description="Interface the fake Bot API listens on.")
     fake_telegram_port: int = Field(8091, description="Port of the fake Bot API (`beacon fake-telegram`).")
     telegram_gateway_url: str | None = Field(
         None, description="Where the fake Bot API posts updates when no webhook was set; default "
         "http://127.0.0.1:<telegram port>/webhooks/telegram."
+    )
+
+    # --- web chat gateway -----------------------------------------------------------------
+    webchat_host: str = Field("127.0.0.1", description="Interface the web chat gateway listens on.")
+    webchat_port: int = Field(8083, description="Port of the web chat gateway (the chat page and its WebSocket).")
+    webchat_secret: SecretStr | None = Field(
+        None, description="Signs the visitor cookie; production refuses to start the web chat without one "
+        "(development falls back to a fixed dev secret, with a warning)."
+    )
+    webchat_site: str = Field("default", description="The site this web chat serves: the account in its user keys "
+                              "(`webchat:<site>:<visitor id>`).")
+    webchat_allowed_origins: tuple[str, ...] = Field(
+        (), description="Origins allowed to open the chat WebSocket (JSON list, e.g. [\"https://example.com\"]); "
+        "empty = only the page's own origin. Others are refused 403."
+    )
+    webchat_max_message_chars: int = Field(4000, description="Longest message a visitor may send (characters).")
+    webchat_visitor_rate: float = Field(1.0, description="Messages per second one visitor may send, sustained.")
+    webchat_visitor_burst: int = Field(
+        10, description="Messages one visitor may send at once before the rate applies."
+    )
+    webchat_gateway_group: str = Field(
+        "beacon-gateway-webchat", description="Consumer group of the web chat gateway on bm_out (each site's gateway "
+        "reads every web chat reply and delivers its own site's: give each site a group of its own)."
+    )
+    webchat_history_store: Path | None = Field(
+        None, description="SQLite file of the visitors' conversations; default <data dir>/gateway-webchat-history.db."
     )
 
     # --- workers --------------------------------------------------------------------------
@@ -480,6 +533,14 @@ def get_settings() -> Settings:
     return Settings()
 
 
+def env_name(field: str) -> str:
+    """The environment variable of a setting: ``BEACON_<FIELD>``, or the first of its alias choices."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return f"BEACON_{field.upper()}"
+
+
 def settings_markdown() -> str:
     """Every setting as a Markdown table (variable, default, meaning): the README embeds it."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
@@ -492,5 +553,5 @@ def settings_markdown() -> str:
         else:
             shown = f"`{default}`"
         meaning = (info.description or "").replace("|", "\\|")
-        rows.append(f"| `BEACON_{name.upper()}` | {shown} | {meaning} |")
+        rows.append(f"| `{env_name(name)}` | {shown} | {meaning} |")
     return "\n".join(rows)

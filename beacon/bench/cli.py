@@ -44,7 +44,7 @@ def e2e(
         2000, help="Simulated users writing in turn (many, so no user exceeds the Cloud API pair limit)."
     ),
     fake_url: str = typer.Option(None, help="The fake Cloud API (default http://127.0.0.1:BEACON_FAKE_WHATSAPP_PORT)."),
-    gateway_url: str = typer.Option(None, help="The gateway (default http://127.0.0.1:BEACON_GATEWAY_PORT)."),
+    gateway_url: str = typer.Option(None, help="The gateway (default http://127.0.0.1:BEACON_WHATSAPP_GATEWAY_PORT)."),
     out: str = typer.Option(None, help="Where to write the plot and table (default <data dir>/bench/e2e)."),
 ) -> None:
     """Webhook POST -> reply at the fake Cloud API through the running stack (`beacon dev`), vs raw Kafka."""

@@ -112,7 +112,7 @@ class Stack:
         self.settings = settings
         self.card = card
         self.fake_url = (fake_url or f"http://127.0.0.1:{settings.fake_whatsapp_port}").rstrip("/")
-        self.gateway_url = (gateway_url or f"http://127.0.0.1:{settings.gateway_port}").rstrip("/")
+        self.gateway_url = (gateway_url or f"http://127.0.0.1:{settings.whatsapp_gateway_port}").rstrip("/")
         secret = settings.whatsapp_app_secret
         self.app_secret = (card.whatsapp_app_secret if card is not None and card.whatsapp_app_secret
                            else secret.get_secret_value() if secret is not None else None)

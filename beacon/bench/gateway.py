@@ -27,8 +27,8 @@ from beacon.config import Settings
 from beacon.errors import BeaconError
 from beacon.fakes.whatsapp import payloads as p
 from beacon.fakes.whatsapp.server import FakeCloudApi, running
+from beacon.gateway.whatsapp.parse import parse_webhook
 from beacon.gateway.whatsapp.signature import HEADER, sign
-from beacon.gateway.whatsapp.webhook import parse_webhook
 from beacon.kafka import AsyncProducer, KafkaException, TopicSpec, ensure_topics, make_admin
 from beacon.messages import BeaconMessage
 from beacon.ops.process import free_port
@@ -180,8 +180,9 @@ def _start_gateway(settings: Settings, topics: dict[str, str], port: int, graph_
     env.update({
         "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "BEACON_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
         "BEACON_DATA_DIR": str(data_dir), "BEACON_TOPIC_IN": topics["in"], "BEACON_TOPIC_OUT": topics["out"],
-        "BEACON_TOPIC_DLQ": topics["dlq"], "BEACON_GATEWAY_GROUP": f"bench-gw-{uuid.uuid4().hex[:8]}",
-        "BEACON_GATEWAY_PORT": str(port), "BEACON_GATEWAY_HOST": "127.0.0.1", "BEACON_WHATSAPP_GRAPH_URL": graph_url,
+        "BEACON_TOPIC_DLQ": topics["dlq"], "BEACON_WHATSAPP_GATEWAY_GROUP": f"bench-gw-{uuid.uuid4().hex[:8]}",
+        "BEACON_WHATSAPP_GATEWAY_PORT": str(port), "BEACON_GATEWAY_HOST": "127.0.0.1",
+        "BEACON_WHATSAPP_GRAPH_URL": graph_url,
         "BEACON_WHATSAPP_ACCESS_TOKEN": TOKEN, "BEACON_WHATSAPP_APP_SECRET": SECRET,
         "BEACON_WHATSAPP_RATE_LIMIT": "0", "BEACON_WHATSAPP_USER_RATE": "0", "BEACON_LOG_LEVEL": "WARNING",
     })

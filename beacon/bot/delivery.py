@@ -21,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from beacon.api.models import OutboxEvent
 from beacon.api.store import utc
+from beacon.backoff import backoff_delay
 from beacon.bot.outbox import OutboxItem
 from beacon.config import Settings
 from beacon.errors import BeaconError, ConfigError
 from beacon.messages import utcnow
-from beacon.streams.client import backoff_delay
 
 log = logging.getLogger(__name__)
 

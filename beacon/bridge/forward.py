@@ -4,7 +4,7 @@ with backoff until the peer acknowledges it, the offset committed only after tha
 Per user key one message is on its way at a time (the next leaves once the previous is
 acknowledged), so a conversation keeps its order across relays that reorder; different users run
 concurrently (``BEACON_NOSTR_BRIDGE_MAX_IN_FLIGHT``). The keyed lanes and in-order commits are the
-workers' :class:`~beacon.streams.dispatcher.KeyedDispatcher`.
+workers' :class:`~beacon.lanes.KeyedDispatcher`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from beacon.backoff import backoff_delay
 from beacon.bridge.payload import Topic, message_payload
 from beacon.bridge.routes import Routes
 from beacon.codec import MessageCodec, retry_registry
@@ -31,9 +32,8 @@ from beacon.kafka import (
     fetch_batch,
     make_consumer,
 )
+from beacon.lanes import Job, KeyedDispatcher
 from beacon.messages import BeaconMessage
-from beacon.streams.client import backoff_delay
-from beacon.streams.dispatcher import Job, KeyedDispatcher
 
 log = logging.getLogger("beacon.bridge")
 

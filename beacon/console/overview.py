@@ -33,7 +33,7 @@ def health_targets(settings: Settings) -> tuple[dict[str, str], dict[str, int], 
     if card is not None and card.health_urls:
         return dict(card.health_urls), dict(card.processes), True
     return ({"api": f"{settings.api_url.rstrip('/')}/healthz",
-             "gateway-whatsapp": f"http://127.0.0.1:{settings.gateway_port}/healthz"}, {}, False)
+             "gateway-whatsapp": f"http://127.0.0.1:{settings.whatsapp_gateway_port}/healthz"}, {}, False)
 
 
 def _check(name: str, url: str, pid: int | None) -> Health:

@@ -1,7 +1,8 @@
-"""The small interface every channel gateway implements, and the process runner they share.
+"""The process runner every channel's gateway shares (``beacon.gateway.service.Gateway`` is the one
+``ChannelGateway``; what a channel implements is ``beacon.gateway.channel.Channel``).
 
-A channel is a folder in ``beacon/gateway/`` whose gateway takes the settings, serves webhooks
-into ``bm_in`` and sends its own channel's messages from ``bm_out`` until ``stop()``.
+A gateway takes the settings, serves webhooks into ``bm_in`` and sends its own channel's messages
+from ``bm_out`` until ``stop()``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,35 @@ gateway_app = typer.Typer(help="Channel gateways: webhooks into bm_in, bm_out ba
 def whatsapp() -> None:
     """The WhatsApp gateway: Cloud API webhooks into bm_in, and the sender of bm_out's WhatsApp messages."""
     from beacon.errors import BeaconError
-    from beacon.gateway.whatsapp.service import run
+    from beacon.gateway.service import run
+    from beacon.gateway.whatsapp.channel import WhatsAppChannel
+
+    try:
+        run(get_settings(), WhatsAppChannel)
+    except BeaconError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@gateway_app.command("telegram")
+def telegram() -> None:
+    """The Telegram gateway: Bot API webhooks into bm_in, and the sender of bm_out's Telegram messages."""
+    from beacon.errors import BeaconError
+    from beacon.gateway.service import run
+    from beacon.gateway.telegram.channel import TelegramChannel
+
+    try:
+        run(get_settings(), TelegramChannel)
+    except BeaconError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@gateway_app.command("webchat")
+def webchat() -> None:
+    """The web chat gateway: the chat page on BEACON_WEBCHAT_PORT, visitors' messages into bm_in, replies live."""
+    from beacon.errors import BeaconError
+    from beacon.gateway.webchat.service import run
 
     try:
         run(get_settings())

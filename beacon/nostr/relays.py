@@ -19,9 +19,9 @@ from typing import Any
 
 import aiohttp
 
+from beacon.backoff import backoff_delay
 from beacon.errors import NostrError
 from beacon.nostr.event import Event
-from beacon.streams.client import backoff_delay
 
 log = logging.getLogger("beacon.nostr")
 

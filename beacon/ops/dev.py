@@ -2,9 +2,12 @@
 
 Order: Kafka and the schema registry (background services from ``ops/``), topics, the
 BeaconMessage schema registered, database migrations; then, supervised, the API layer, the
-workers (``BEACON_DEV_WORKERS``, each with its own web port), the operator console, the fake Cloud API and
-the WhatsApp gateway pointed at it — or, when real Cloud API credentials are set, the gateway alone, talking to
-Meta. Each process logs to ``<data dir>/logs/<name>.log``; a crash is reported and restarted.
+workers (``BEACON_DEV_WORKERS``, each with its own web port), the operator console, the web chat
+gateway (its URL printed first: a newcomer opens it and types ``/ping``), the fake Cloud API and the WhatsApp
+gateway pointed at it — or, when real Cloud API credentials are set, the gateway alone, talking to
+Meta — and the same for Telegram: the fake Bot API and the Telegram gateway, or the gateway alone
+when a real ``BEACON_TELEGRAM_BOT_TOKEN`` is set. Each process logs to ``<data dir>/logs/<name>.log``;
+a crash is reported and restarted.
 Ctrl-C stops everything, including Kafka and the registry when this command started them.
 """
 
@@ -29,6 +32,10 @@ DEV_ACCESS_TOKEN = "dev-access-token"
 DEV_APP_SECRET = "dev-secret"
 DEV_VERIFY_TOKEN = "dev-verify-token"
 SAMPLE_USER = "447700900123"
+#: Development credentials of the fake Bot API and the Telegram gateway.
+DEV_TELEGRAM_TOKEN = "123456789:dev-fake-telegram-token"
+DEV_TELEGRAM_SECRET = "dev-telegram-webhook-secret"
+SAMPLE_CHAT = "987654321"
 
 Say = Callable[[str], None]
 
@@ -50,6 +57,12 @@ def has_real_credentials(settings: Settings) -> bool:
     return token is not None and token.get_secret_value() not in DEV_PLACEHOLDER_SECRETS | {DEV_ACCESS_TOKEN}
 
 
+def has_real_telegram_token(settings: Settings) -> bool:
+    """True when a real Telegram bot token is configured (then the Telegram gateway talks to Telegram)."""
+    token = settings.telegram_bot_token
+    return token is not None and token.get_secret_value() not in DEV_PLACEHOLDER_SECRETS | {DEV_TELEGRAM_TOKEN}
+
+
 def beacon_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "beacon", *args]
 
@@ -58,7 +71,7 @@ def dev_plan(settings: Settings, workers: int | None = None) -> DevPlan:
     """Which processes to run, with which environment (a pure function of the settings)."""
     n = settings.dev_workers if workers is None else workers
     fake = not has_real_credentials(settings)
-    gateway_url = f"http://127.0.0.1:{settings.gateway_port}"
+    gateway_url = f"http://127.0.0.1:{settings.whatsapp_gateway_port}"
     fake_url = f"http://127.0.0.1:{settings.fake_whatsapp_port}"
     common: dict[str, str] = {"BEACON_API_URL": f"http://127.0.0.1:{settings.api_port}"}
     whatsapp: dict[str, str] = {}
@@ -73,8 +86,12 @@ def dev_plan(settings: Settings, workers: int | None = None) -> DevPlan:
             # With real credentials the setting (default 80) applies.
             "BEACON_WHATSAPP_RATE_LIMIT": "0",
         }
-    specs = [ProcessSpec("api", beacon_argv("api"), env=common)]
-    endpoints = [("API layer", f"http://127.0.0.1:{settings.api_port}  (docs at /docs, metrics at /metrics)")]
+    webchat_url = f"http://127.0.0.1:{settings.webchat_port}/"
+    # The API accepts proactive sends (`POST /v1/messages/send`) for every channel dev runs a gateway for.
+    served = {"BEACON_SERVED_CHANNELS": '["whatsapp", "telegram", "webchat"]'}
+    specs = [ProcessSpec("api", beacon_argv("api"), env={**common, **served})]
+    endpoints = [("web chat", f"{webchat_url}  (open it in a browser and type /ping)"),
+                 ("API layer", f"http://127.0.0.1:{settings.api_port}  (docs at /docs, metrics at /metrics)")]
     for i in range(n):
         port = settings.worker_web_port + i
         specs.append(ProcessSpec(f"worker-{i + 1}", beacon_argv("worker"),
@@ -88,8 +105,23 @@ def dev_plan(settings: Settings, workers: int | None = None) -> DevPlan:
         endpoints.append(("fake Cloud API", fake_url))
     specs.append(ProcessSpec("gateway-whatsapp", beacon_argv("gateway", "whatsapp"), env={**common, **whatsapp}))
     endpoints.append(("WhatsApp gateway", f"{gateway_url}/webhooks/whatsapp  (metrics at /metrics)"))
+    telegram: dict[str, str] = {}
+    if not has_real_telegram_token(settings):
+        telegram = {
+            "BEACON_TELEGRAM_BOT_TOKEN": DEV_TELEGRAM_TOKEN,
+            "BEACON_TELEGRAM_API_URL": f"http://127.0.0.1:{settings.fake_telegram_port}",
+            "BEACON_TELEGRAM_WEBHOOK_SECRET": DEV_TELEGRAM_SECRET,
+        }
+        specs.append(ProcessSpec("fake-telegram", beacon_argv("fake-telegram"), env={**common, **telegram}))
+        endpoints.append(("fake Bot API", f"http://127.0.0.1:{settings.fake_telegram_port}"))
+    specs.append(ProcessSpec("gateway-telegram", beacon_argv("gateway", "telegram"), env={**common, **telegram}))
+    endpoints.append(("Telegram gateway",
+                      f"http://127.0.0.1:{settings.telegram_port}/webhooks/telegram  (metrics at /metrics)"))
+    specs.append(ProcessSpec("gateway-webchat", beacon_argv("gateway", "webchat"), env=common))
     health = {"api": f"http://127.0.0.1:{settings.api_port}/healthz", "gateway-whatsapp": f"{gateway_url}/healthz",
-              "console": f"{console_url}/healthz"}
+              "console": f"{console_url}/healthz",
+              "gateway-telegram": f"http://127.0.0.1:{settings.telegram_port}/healthz",
+              "gateway-webchat": f"{webchat_url}healthz"}
     health.update({f"worker-{i + 1}": f"http://127.0.0.1:{settings.worker_web_port + i}/healthz" for i in range(n)})
     if fake:
         health["fake-whatsapp"] = f"{fake_url}/healthz"
@@ -172,9 +204,13 @@ def run(settings: Settings, *, workers: int | None = None, keep_services: bool =
         token, _generated = console_token(settings)
         for spec in plan.specs:
             sup.add(spec)
-        ports = [settings.api_port, settings.gateway_port, settings.console_port] + (
-            [settings.fake_whatsapp_port] if plan.uses_fake else [])
+        ports = [settings.api_port, settings.whatsapp_gateway_port, settings.telegram_port, settings.console_port]
+        ports += [settings.fake_whatsapp_port] if plan.uses_fake else []
+        ports += [] if has_real_telegram_token(settings) else [settings.fake_telegram_port]
+        ports += [settings.webchat_port]
         closed = wait_listening(sup, ports, timeout=90)
+        say("")
+        say(f"Chat with the bot: open http://127.0.0.1:{settings.webchat_port}/ in a browser")
         say("")
         say("Beacon is running:")
         for name, where in plan.endpoints:
@@ -184,13 +220,21 @@ def run(settings: Settings, *, workers: int | None = None, keep_services: bool =
         if closed:
             say(f"  (still not listening on port(s) {', '.join(map(str, closed))}: see the logs)")
         say("")
-        if plan.uses_fake:
+        fake_telegram = not has_real_telegram_token(settings)
+        if plan.uses_fake or fake_telegram:
             say("Talk to the bot (in another terminal):")
+        if plan.uses_fake:
             say(f'  beacon fake-whatsapp say --from {SAMPLE_USER} "hello"')
             say(f'  beacon fake-whatsapp say --from {SAMPLE_USER} "/help"')
-        else:
+        if fake_telegram:
+            say(f'  beacon fake-telegram say --chat {SAMPLE_CHAT} "/ping"')
+        if not plan.uses_fake:
             say("Real Cloud API credentials are set: the gateway talks to Meta. Point your app's webhook at "
-                f"the gateway's /webhooks/whatsapp (port {settings.gateway_port}).")
+                f"the gateway's /webhooks/whatsapp (port {settings.whatsapp_gateway_port}).")
+        if not fake_telegram:
+            say("A real Telegram bot token is set: the Telegram gateway talks to Telegram. Register its webhook "
+                f"with `beacon telegram set-webhook https://<public host>/webhooks/telegram` (port "
+                f"{settings.telegram_port}).")
         say("Ctrl-C stops everything.")
         sup.run()
     finally:

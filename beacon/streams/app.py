@@ -1,7 +1,7 @@
 """The Faust app of Beacon's workers: one agent on bm_in, manual acknowledgement, keyed dispatch.
 
 The agent reads raw records (key and value bytes) with ``stream.noack()`` and hands each to the
-:class:`~beacon.streams.dispatcher.KeyedDispatcher`: strictly sequential per user key, concurrent
+:class:`~beacon.lanes.KeyedDispatcher`: strictly sequential per user key, concurrent
 across keys up to ``BEACON_WORKER_MAX_IN_FLIGHT``. A record is done only after its replies were
 acknowledged on bm_out or it went to bm_dlq; the dispatcher then acks events in offset order per
 partition, and Faust's committer (every ``BEACON_WORKER_COMMIT_INTERVAL``) commits the offset the
@@ -37,8 +37,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from beacon.codec import get_codec
 from beacon.config import Settings
 from beacon.kafka import AsyncProducer
+from beacon.lanes import Job, KeyedDispatcher
 from beacon.logs import quiet_repeats
-from beacon.streams.dispatcher import Job, KeyedDispatcher
 from beacon.streams.health import DependencyHealth
 from beacon.streams.metrics import WorkerMetrics
 from beacon.streams.processor import MessageProcessor, Record, echo_pipeline

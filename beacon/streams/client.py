@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from collections import deque
 from collections.abc import Awaitable
 from typing import Any
@@ -51,11 +50,6 @@ class ApiError(BeaconError):
         self.unreachable = unreachable or status in UNREACHABLE_STATUSES
         #: API calls made for the message so far (set by the processor's retry loop).
         self.attempts = 1
-
-
-def backoff_delay(attempt: int, base: float, cap: float) -> float:
-    """Delay before retry number ``attempt`` (1-based): exponential with full jitter, capped."""
-    return random.uniform(0, min(cap, base * (2 ** (attempt - 1))))
 
 
 class ApiClient:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from beacon.streams.client import backoff_delay
+from beacon.backoff import backoff_delay
 from beacon.streams.metrics import WorkerMetrics
 
 log = logging.getLogger("beacon.streams")

@@ -17,13 +17,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from beacon.backoff import backoff_delay
 from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
 from beacon.dlq import dead_letter
 from beacon.errors import BadMessageError, KafkaError, RegistryUnavailableError
 from beacon.kafka import AsyncProducer
 from beacon.messages import INBOUND, BeaconMessage
-from beacon.streams.client import ApiClient, ApiError, backoff_delay
+from beacon.streams.client import ApiClient, ApiError
 from beacon.streams.health import API, KAFKA, REGISTRY, DependencyHealth
 from beacon.streams.metrics import WorkerMetrics
 

@@ -160,7 +160,7 @@ def test_overview_shows_each_process_healthy_the_chart_lag_and_dead_letters(brow
     assert page.locator("#chart svg").count() == 1
     s = running.stack.settings
     body = page.locator("main").inner_text()
-    assert s.worker_group in body and s.gateway_group in body
+    assert s.worker_group in body and s.whatsapp_gateway_group in body
     assert re.search(r"1 record\(s\) on " + re.escape(s.topic_dlq), body)
     # The chart refreshes from samples of the end offsets: it reaches the rate of the messages above.
     wait_for(lambda: page.locator("#chart polyline").count() == 2, "two lines on the chart", timeout=30)

@@ -13,8 +13,8 @@ from aiohttp import web
 from beacon.fakes.whatsapp import payloads as p
 from beacon.fakes.whatsapp.driver import WebhookDeliveryError, WebhookDriver
 from beacon.fakes.whatsapp.server import FakeCloudApi, running
+from beacon.gateway.whatsapp.parse import parse_webhook
 from beacon.gateway.whatsapp.signature import HEADER, check_signature
-from beacon.gateway.whatsapp.webhook import parse_webhook
 
 TOKEN = "tok"
 SECRET = "sec"

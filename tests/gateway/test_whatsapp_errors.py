@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from beacon.gateway.whatsapp.errors import Action, CloudApiError, classify
-from beacon.gateway.whatsapp.requests import UnsendableMessageError, build_request
+from beacon.gateway.channel import Action
+from beacon.gateway.whatsapp.errors import CloudApiError, classify
+from beacon.gateway.whatsapp.sends import UnsendableMessageError, build_request
 from beacon.messages import BeaconMessage, stable_id
 
 
 @pytest.mark.parametrize(("code", "action"), [
-    (131056, Action.BACKOFF_USER), (130429, Action.THROTTLE_NUMBER), (4, Action.THROTTLE_NUMBER),
-    (80007, Action.THROTTLE_NUMBER), (190, Action.PAUSE_NUMBER), (2, Action.RETRY), (131016, Action.RETRY),
+    (131056, Action.BACKOFF_USER), (130429, Action.SLOW_ACCOUNT), (4, Action.SLOW_ACCOUNT),
+    (80007, Action.SLOW_ACCOUNT), (190, Action.PAUSE_ACCOUNT), (2, Action.RETRY), (131016, Action.RETRY),
     (131057, Action.RETRY), (131000, Action.RETRY_FEW), (131047, Action.PERMANENT), (131026, Action.PERMANENT),
     (131050, Action.PERMANENT), (130403, Action.PERMANENT), (100, Action.PERMANENT), (131008, Action.PERMANENT),
     (131009, Action.PERMANENT), (131051, Action.PERMANENT), (132001, Action.PERMANENT), (368, Action.PERMANENT),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from beacon.fakes.whatsapp import payloads as p
-from beacon.gateway.whatsapp.webhook import parse_webhook
+from beacon.gateway.whatsapp.parse import parse_webhook
 from beacon.messages import EVENT_KINDS, BeaconMessage
 
 USER = "447700900123"

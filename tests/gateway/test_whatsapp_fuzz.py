@@ -23,9 +23,10 @@ from pydantic import SecretStr
 
 from beacon.codec import MessageCodec
 from beacon.config import Settings
-from beacon.gateway.whatsapp.inbound import WEBHOOK_PATH, Inbound
+from beacon.gateway.inbound import Inbound
+from beacon.gateway.whatsapp.channel import WEBHOOK_PATH, WhatsAppChannel
+from beacon.gateway.whatsapp.parse import MalformedWebhookError, parse_notification
 from beacon.gateway.whatsapp.signature import HEADER, sign
-from beacon.gateway.whatsapp.webhook import MalformedWebhookError, parse_notification
 from beacon.kafka import AsyncProducer
 from tests.gateway.conftest import end_offsets, serve
 
@@ -101,7 +102,7 @@ async def endpoint(registry_settings: Settings, new_topic: Callable[..., str]) -
     codec.prepare([settings.topic_in])
     producer = AsyncProducer(settings)
     try:
-        async with serve(Inbound(settings, producer, codec).app) as url:
+        async with serve(Inbound(settings, producer, codec, WhatsAppChannel(settings)).app) as url:
             yield url + WEBHOOK_PATH, settings
     finally:
         producer.close()

@@ -15,9 +15,10 @@ from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.fakes.whatsapp import payloads as p
 from beacon.fakes.whatsapp.driver import WebhookDeliveryError, WebhookDriver
-from beacon.gateway.whatsapp.inbound import Inbound
+from beacon.gateway.inbound import Inbound
+from beacon.gateway.whatsapp.channel import WhatsAppChannel
+from beacon.gateway.whatsapp.parse import parse_webhook
 from beacon.gateway.whatsapp.signature import HEADER, sign
-from beacon.gateway.whatsapp.webhook import parse_webhook
 from beacon.kafka import AsyncProducer
 from beacon.messages import BeaconMessage
 from beacon.ops.process import free_port
@@ -50,7 +51,7 @@ async def gateway(registry_settings: Settings, new_topic: Callable[..., str]) ->
     codec.prepare([settings.topic_in])
     producer = AsyncProducer(settings)
     try:
-        async with serve(Inbound(settings, producer, codec).app) as url:
+        async with serve(Inbound(settings, producer, codec, WhatsAppChannel(settings)).app) as url:
             yield Gateway(settings, url, codec)
     finally:
         producer.close()
@@ -145,7 +146,7 @@ async def test_broker_down_gives_503_and_a_later_retry_loses_nothing(gateway: Ga
     producer = AsyncProducer(dead)
     body = p.encode(p.text_webhook("447700900123", "while the broker was down"))
     try:
-        async with serve(Inbound(dead, producer, gateway.codec).app) as dead_url:
+        async with serve(Inbound(dead, producer, gateway.codec, WhatsAppChannel(dead)).app) as dead_url:
             d = WebhookDriver(dead_url, SECRET, max_attempts=1)
             with pytest.raises(WebhookDeliveryError) as exc:
                 await d.post(body)
@@ -163,19 +164,20 @@ async def test_unsigned_webhooks_only_when_explicitly_allowed(
     gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     from beacon.errors import ConfigError
-    from beacon.gateway.whatsapp.service import check_settings
+    from beacon.gateway.whatsapp.channel import check_settings
 
     unsigned = gateway.settings.model_copy(update={"whatsapp_app_secret": None})
     producer = AsyncProducer(unsigned)
     try:
         with pytest.raises(ConfigError):
-            Inbound(unsigned, producer, gateway.codec)
+            Inbound(unsigned, producer, gateway.codec, WhatsAppChannel(unsigned))
         with pytest.raises(ConfigError):
             check_settings(unsigned)
         allowed = unsigned.model_copy(update={"whatsapp_allow_unsigned": True})
         check_settings(allowed)
         assert "UNSIGNED WEBHOOKS ACCEPTED" in caplog.text
-        async with serve(Inbound(allowed, producer, gateway.codec).app) as url, httpx.AsyncClient() as c:
+        async with serve(Inbound(allowed, producer, gateway.codec, WhatsAppChannel(allowed)).app) as url, \
+                httpx.AsyncClient() as c:
             body = p.encode(p.text_webhook("447700900123", "no signature"))
             assert (await c.post(url + "/webhooks/whatsapp", content=body)).status_code == 200
     finally:
@@ -223,7 +225,7 @@ async def test_an_oversized_text_is_delivered_as_too_large_and_answered_200(
     user = "447700900125"
     payload = p.envelope([p.value(messages=[p.text_message(user, "y" * 1_500_000), p.text_message(user, "short")])])
     try:
-        async with serve(Inbound(settings, producer, gateway.codec).app) as url, \
+        async with serve(Inbound(settings, producer, gateway.codec, WhatsAppChannel(settings)).app) as url, \
                 WebhookDriver(url, SECRET, max_attempts=1) as d:
             assert await d.post(payload) == 200
     finally:

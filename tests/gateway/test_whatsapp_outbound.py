@@ -17,9 +17,9 @@ from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.dlq import read_dlq_headers
 from beacon.fakes.whatsapp.server import FakeCloudApi, running
-from beacon.gateway.whatsapp.client import CloudApiClient
-from beacon.gateway.whatsapp.outbound import Outbound
-from beacon.gateway.whatsapp.store import SentStore
+from beacon.gateway.outbound import Outbound
+from beacon.gateway.store import SentStore
+from beacon.gateway.whatsapp.channel import WhatsAppChannel
 from beacon.kafka import AsyncProducer
 from beacon.messages import BeaconMessage, Media, Reaction, stable_id
 from tests.gateway.conftest import aread_topic, await_committed, end_offsets
@@ -43,11 +43,11 @@ class Harness:
         self.codec.prepare([settings.topic_in, settings.topic_out])
         self.producer = AsyncProducer(settings)
         self.tmp = tmp
-        self.outbounds: list[tuple[Outbound, asyncio.Task[None], SentStore, CloudApiClient]] = []
+        self.outbounds: list[tuple[Outbound, asyncio.Task[None], SentStore, WhatsAppChannel]] = []
 
     def start(self, store_name: str = "sent.db") -> Outbound:
         store = SentStore(self.tmp / store_name)
-        client = CloudApiClient(self.settings)
+        client = WhatsAppChannel(self.settings)
         out = Outbound(self.settings, self.producer, self.codec, store, client)
         self.outbounds.append((out, asyncio.create_task(out.run()), store, client))
         return out
@@ -75,7 +75,7 @@ class Harness:
 
     async def settled(self, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Every send, once the sender committed every record of bm_out: nothing more can be sent."""
-        await await_committed(self.settings, self.settings.gateway_group, self.settings.topic_out, timeout)
+        await await_committed(self.settings, self.settings.whatsapp_gateway_group, self.settings.topic_out, timeout)
         return list(self.fake.state.sent)
 
     async def topic(self, topic: str) -> list[BeaconMessage]:
@@ -96,7 +96,8 @@ async def harness(registry_settings: Settings, new_topic: Callable[..., str], un
     async with running(fake) as url:
         settings = registry_settings.model_copy(update={
             "topic_in": new_topic(4, "bm_in"), "topic_out": new_topic(4, "bm_out"), "topic_dlq": new_topic(1, "dlq"),
-            "gateway_group": unique("gw"), "whatsapp_graph_url": url, "whatsapp_access_token": SecretStr(TOKEN),
+            "whatsapp_gateway_group": unique("gw"), "whatsapp_graph_url": url,
+            "whatsapp_access_token": SecretStr(TOKEN),
             "whatsapp_rate_limit": 0.0, "whatsapp_user_rate": 0.0, "whatsapp_retry_base_delay": 0.02,
             "whatsapp_retry_max_delay": 0.2, "whatsapp_user_backoff_base": 0.02, "whatsapp_auth_pause": 0.2,
             "gateway_max_in_flight": 32,
@@ -167,7 +168,8 @@ async def test_a_reply_delivered_twice_is_sent_once_even_across_a_restart(harnes
     assert _ids(await harness.sent(1)) == [msg.id]
     await harness.stop_all()
     # a new consumer group re-reads everything; the durable store says it was sent
-    harness.settings = harness.settings.model_copy(update={"gateway_group": harness.settings.gateway_group + "-b"})
+    group = harness.settings.whatsapp_gateway_group + "-b"
+    harness.settings = harness.settings.model_copy(update={"whatsapp_gateway_group": group})
     harness.start()
     await harness.produce([msg])
     assert _ids(await harness.settled()) == [msg.id]

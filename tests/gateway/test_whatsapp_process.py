@@ -38,7 +38,7 @@ def gateway_env(settings: Settings, tmp: Path, port: int, graph_url: str, **extr
         "BEACON_DATA_DIR": str(tmp / "data"),
         "BEACON_TOPIC_IN": settings.topic_in, "BEACON_TOPIC_OUT": settings.topic_out,
         "BEACON_TOPIC_DLQ": settings.topic_dlq, "BEACON_TOPIC_PARTITIONS": "4",
-        "BEACON_GATEWAY_GROUP": settings.gateway_group, "BEACON_GATEWAY_PORT": str(port),
+        "BEACON_GATEWAY_GROUP": settings.whatsapp_gateway_group, "BEACON_GATEWAY_PORT": str(port),
         "BEACON_WHATSAPP_GRAPH_URL": graph_url, "BEACON_WHATSAPP_ACCESS_TOKEN": TOKEN,
         "BEACON_WHATSAPP_APP_SECRET": SECRET, "BEACON_WHATSAPP_USER_RATE": "0", "BEACON_WHATSAPP_RATE_LIMIT": "0",
         "BEACON_GATEWAY_MAX_IN_FLIGHT": "16",
@@ -79,7 +79,7 @@ def isolated(registry_settings: Settings, new_topic: Callable[..., str],
     """Fresh topics and group, a fake Cloud API answering in 10 ms, and a codec ready for bm_out."""
     settings = registry_settings.model_copy(update={
         "topic_in": new_topic(4, "bm_in"), "topic_out": new_topic(4, "bm_out"), "topic_dlq": new_topic(1, "dlq"),
-        "gateway_group": unique("gw"),
+        "whatsapp_gateway_group": unique("gw"),
     })
     fake = FakeCloudApi(access_token=TOKEN, app_secret=SECRET, gateway_url="http://127.0.0.1:9")
     fake.state.latency = 0.01
@@ -117,7 +117,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_double_sends_only_counted_in
             while {s["body"]["biz_opaque_callback_data"] for s in fake.state.sent} != want:
                 assert time.monotonic() < deadline, "not every reply was sent after the restart"
                 await asyncio.sleep(0.1)
-            await await_committed(settings, settings.gateway_group, settings.topic_out)  # every record settled
+            await await_committed(settings, settings.whatsapp_gateway_group, settings.topic_out)  # every record settled
             async with httpx.AsyncClient() as c:
                 metrics = (await c.get(f"http://127.0.0.1:{port}/metrics")).text
             match = re.search(r'beacon_gateway_possible_duplicate_sends_total\{channel="whatsapp"\} (\S+)', metrics)
@@ -172,7 +172,7 @@ async def test_sigterm_mid_stream_finishes_in_flight_sends_and_a_restart_sends_n
             deadline = time.monotonic() + 60
             while len(fake.state.sent) < len(msgs) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
-            await await_committed(settings, settings.gateway_group, settings.topic_out)  # every record settled
+            await await_committed(settings, settings.whatsapp_gateway_group, settings.topic_out)  # every record settled
             ids = [s["body"]["biz_opaque_callback_data"] for s in fake.state.sent]
             print(f"stopped after {stopped_at} sends; {len(ids)} sends in all")
             assert sorted(ids) == sorted(m.id for m in msgs)  # each exactly once
@@ -233,7 +233,7 @@ async def test_a_cloud_api_outage_is_waited_out_per_number_with_nothing_dead_let
         async with running(back, port=fake_port):
             want = before + during + refused
             await until("every reply after the outage", lambda: len(back.state.sent) >= len(want))
-            await await_committed(settings, settings.gateway_group, settings.topic_out)
+            await await_committed(settings, settings.whatsapp_gateway_group, settings.topic_out)
         ids = [s["body"]["biz_opaque_callback_data"] for s in back.state.sent]
         assert sorted(ids) == sorted(m.id for m in want)  # each exactly once
         for u in users:

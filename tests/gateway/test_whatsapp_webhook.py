@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 
 from beacon.fakes.whatsapp import payloads as p
-from beacon.gateway.whatsapp.signature import SignatureError, check_signature, sign
-from beacon.gateway.whatsapp.webhook import (
+from beacon.gateway.whatsapp.parse import (
     MalformedWebhookError,
     message_id,
     parse_notification,
     parse_webhook,
     status_id,
 )
+from beacon.gateway.whatsapp.signature import SignatureError, check_signature, sign
 from beacon.messages import BeaconMessage
 
 PNID = p.DEFAULT_PHONE_NUMBER_ID

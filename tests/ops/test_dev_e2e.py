@@ -38,16 +38,24 @@ def test_beacon_dev_runs_the_stack_answers_and_stops_on_ctrl_c(
         assert dev.poll() is None, out.read_text()
         text = out.read_text()
         assert f"http://127.0.0.1:{stack.settings.api_port}" in text and "fake-whatsapp say --from" in text
+        announced = text.split("Database       migrated", 1)[1].splitlines()[1:]
+        announced = [line for line in announced if line.strip()]
+        assert announced[0] == f"Chat with the bot: open http://127.0.0.1:{stack.settings.webchat_port}/ in a browser"
         said = stack.beacon("fake-whatsapp", "say", "--from", "447700900123", "/ping", "--timeout", "60")
         assert said.returncode == 0, said.stderr + out.read_text()
         assert said.stdout.strip() == "pong"
+        said = stack.beacon("fake-telegram", "say", "--chat", "987654321", "/ping", "--timeout", "60")
+        assert said.returncode == 0, said.stderr + out.read_text()
+        assert said.stdout.strip() == "pong"
+        assert 'fake-telegram say --chat 987654321 "/ping"' in text
 
         # `beacon bench e2e` in another terminal, as the README shows it: the plain environment has no app
         # secret, the bench finds the running stack's card and its webhooks are accepted.
         assert "BEACON_WHATSAPP_APP_SECRET" not in stack.env
         card = stackfile.read(stack.settings)
         assert card is not None
-        assert set(card.processes) == {"api", "worker-1", "console", "fake-whatsapp", "gateway-whatsapp"}
+        assert set(card.processes) == {"api", "worker-1", "console", "fake-whatsapp", "gateway-whatsapp",
+                                       "fake-telegram", "gateway-telegram", "gateway-webchat"}
         bench = stack.beacon("bench", "e2e", "--rate", "20", "--seconds", "2", "--latency-rate", "10",
                              "--latency-seconds", "2", "--users", "10", "--out", str(tmp_path / "bench" / "e2e"),
                              timeout=300)
@@ -67,14 +75,19 @@ def test_beacon_dev_runs_the_stack_answers_and_stops_on_ctrl_c(
         dev.send_signal(signal.SIGINT)
         assert dev.wait(timeout=60) == 0
     finally:
-        if dev.poll() is None:
-            dev.kill()
+        if dev.poll() is None:  # a failed check: stop the stack as Ctrl-C does (a kill would orphan its children)
+            dev.send_signal(signal.SIGINT)
+            try:
+                dev.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                dev.kill()
     text = out.read_text()
     assert "SIGINT received" in text and "Beacon stopped." in text
-    for name in ("api", "worker-1", "fake-whatsapp", "gateway-whatsapp"):
+    for name in ("api", "worker-1", "fake-whatsapp", "gateway-whatsapp", "fake-telegram", "gateway-telegram"):
         assert (tmp_path / "logs" / f"{name}.log").stat().st_size > 0
     s = stack.settings
-    assert not any(port_open("127.0.0.1", p) for p in (s.api_port, s.gateway_port, s.fake_whatsapp_port))
+    assert not any(port_open("127.0.0.1", p) for p in (s.api_port, s.whatsapp_gateway_port, s.fake_whatsapp_port,
+                                                        s.telegram_port, s.fake_telegram_port))
     assert not stackfile.path(s).exists()
 
 
@@ -122,7 +135,7 @@ def test_replaying_bm_in_through_the_workers_sends_no_reply_twice(
                 return sum(end.values()) >= 2 * out_end
 
             wait_for(replies_reproduced, "the replayed replies on bm_out", step=sup.poll)
-            wait_for(lambda: total_lag(group_lag(s, s.gateway_group, s.topic_out)) == 0,
+            wait_for(lambda: total_lag(group_lag(s, s.whatsapp_gateway_group, s.topic_out)) == 0,
                      "the gateway to settle the replayed replies", step=sup.poll)
             again = stack.sent(client)
         assert len(again) == len(texts), [i["body"]["text"]["body"] for i in again]

@@ -29,7 +29,7 @@ def _exposed(registry: CollectorRegistry) -> set[str]:
 
 def _all_exposed() -> dict[str, set[str]]:
     # Importing these registers their metrics on the global registry.
-    for module in ("beacon.api.metrics", "beacon.gateway.whatsapp.metrics"):
+    for module in ("beacon.api.metrics", "beacon.gateway.metrics"):
         importlib.import_module(module)
     from beacon.streams.metrics import WorkerMetrics
 

@@ -192,7 +192,7 @@ def test_the_pipeline_rides_through_the_sigkill_of_the_leading_broker(
 
     reports: list[str] = []
     sup = Supervisor(tmp_path / "logs", report=reports.append)
-    gateway = f"http://127.0.0.1:{s.gateway_port}"
+    gateway = f"http://127.0.0.1:{s.whatsapp_gateway_port}"
     users = [f"4477009{i:05d}" for i in range(USERS)]
     killed: list[int] = []
 
@@ -246,8 +246,8 @@ def test_the_pipeline_rides_through_the_sigkill_of_the_leading_broker(
             # Everything settled (offsets committed on both hops), so no late duplicate can still come.
             wait_for(lambda: total_lag(group_lag(s, s.worker_group, s.topic_in)) == 0, "the workers to commit",
                      step=sup.poll, timeout=60)
-            wait_for(lambda: total_lag(group_lag(s, s.gateway_group, s.topic_out)) == 0, "the gateway to commit",
-                     step=sup.poll, timeout=60)
+            wait_for(lambda: total_lag(group_lag(s, s.whatsapp_gateway_group, s.topic_out)) == 0,
+                     "the gateway to commit", step=sup.poll, timeout=60)
             sent = replies(client)
             print(f"{time.monotonic() - began:.0f}s: all answered and committed")
     finally:

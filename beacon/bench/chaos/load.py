@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import aiohttp
 import httpx
 
+from beacon.backoff import backoff_delay
 from beacon.fakes.whatsapp import payloads as p
 from beacon.fakes.whatsapp.driver import WebhookDriver
-from beacon.streams.client import backoff_delay
 
 
 @dataclass

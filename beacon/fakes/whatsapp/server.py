@@ -402,7 +402,7 @@ class FakeCloudApi:
 
 def gateway_url(settings: Settings) -> str:
     """Where the fake posts webhooks: BEACON_GATEWAY_URL or the local gateway's port."""
-    return settings.gateway_url or f"http://127.0.0.1:{settings.gateway_port}"
+    return settings.gateway_url or f"http://127.0.0.1:{settings.whatsapp_gateway_port}"
 
 
 def from_settings(settings: Settings) -> FakeCloudApi:

@@ -1,24 +1,12 @@
 """Cloud API errors, classified by ``error.code`` (never by HTTP status: throughput errors have
-been seen as 400 and as 429) into what the sender does next."""
+been seen as 400 and as 429) into what the sender engine does next (``beacon.gateway.channel.Action``;
+the account is the business phone number)."""
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Any
 
-from beacon.errors import BeaconError
-
-
-class Action(Enum):
-    """What the sender does about a failed send."""
-
-    RETRY = "retry"  #: transient: retry this message with backoff
-    RETRY_FEW = "retry_few"  #: unknown error: retry a few times, then give up
-    BACKOFF_USER = "backoff_user"  #: too many messages to this user: back off for this user only
-    THROTTLE_NUMBER = "throttle_number"  #: throughput exceeded: slow the whole business number
-    PAUSE_NUMBER = "pause_number"  #: token expired or invalid: pause the number, alert the operator
-    PERMANENT = "permanent"  #: never retry: dead-letter and report a failed status
-
+from beacon.gateway.channel import Action, SendError
 
 THROUGHPUT_CODES = frozenset({130429, 4, 80007})
 TRANSIENT_CODES = frozenset({1, 2, 131016, 131057})
@@ -36,9 +24,9 @@ def classify(code: int | None, http_status: int | None = None) -> Action:
     if code == 131056:
         return Action.BACKOFF_USER
     if code in THROUGHPUT_CODES:
-        return Action.THROTTLE_NUMBER
+        return Action.SLOW_ACCOUNT
     if code == 190:
-        return Action.PAUSE_NUMBER
+        return Action.PAUSE_ACCOUNT
     if code in TRANSIENT_CODES:
         return Action.RETRY
     if code == 131000:
@@ -48,7 +36,7 @@ def classify(code: int | None, http_status: int | None = None) -> Action:
     return Action.RETRY_FEW
 
 
-class CloudApiError(BeaconError):
+class CloudApiError(SendError):
     """A send the Cloud API refused (or that never got an answer), with its classification."""
 
     def __init__(
@@ -62,14 +50,10 @@ class CloudApiError(BeaconError):
         title: str | None = None,
         fbtrace_id: str | None = None,
     ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.http_status = http_status
+        super().__init__(message, action=classify(code, http_status), code=code, http_status=http_status,
+                         title=title, details=details)
         self.error_type = error_type
-        self.details = details
-        self.title = title
         self.fbtrace_id = fbtrace_id
-        self.action = classify(code, http_status)
 
     @classmethod
     def from_response(cls, http_status: int, body: Any) -> CloudApiError:
@@ -89,10 +73,3 @@ class CloudApiError(BeaconError):
             title=err.get("error_user_title") or err.get("title"),
             fbtrace_id=err.get("fbtrace_id"),
         )
-
-    @property
-    def code_label(self) -> str:
-        """The code as a metrics label (``http_<status>`` / ``network`` when there is none)."""
-        if self.code is not None:
-            return str(self.code)
-        return f"http_{self.http_status}" if self.http_status else "network"

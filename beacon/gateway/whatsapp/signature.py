@@ -9,18 +9,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from beacon.errors import BeaconError
+from beacon.gateway.channel import RequestRefusedError
 
 HEADER = "X-Hub-Signature-256"
 _PREFIX = "sha256="
 
 
-class SignatureError(BeaconError):
+class SignatureError(RequestRefusedError):
     """The webhook's signature is missing (``status`` 401) or wrong (``status`` 403)."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def sign(body: bytes, secret: str) -> str:

@@ -1,6 +1,6 @@
-"""Webhooks in: the verification handshake, the signature check over raw bytes, parsing, and
-producing every message of a POST to ``bm_in`` before answering 200 (503 when the broker does
-not acknowledge in time, so Meta redelivers).
+"""Webhooks in, for any channel: authentication over the raw bytes, the channel's parser, and producing
+every message of a request to ``bm_in`` (keyed by user) before answering 200 (503 when the broker does
+not acknowledge in time, so the channel redelivers).
 
 What is wrong with one message is that message's outcome, never the request's: an item that cannot
 be attributed is dropped (logged, counted), content too large for a record is delivered as
@@ -20,66 +20,48 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from beacon.codec import MessageCodec
 from beacon.config import Settings
-from beacon.errors import BeaconError, ConfigError, SerializationError
+from beacon.errors import BeaconError, SerializationError
 from beacon.gateway.badrequests import expect_handler, install_refused_request_filter
-from beacon.gateway.records import ENCODE_ERRORS, encode_within, is_too_large, shrink
-from beacon.gateway.whatsapp import CHANNEL
-from beacon.gateway.whatsapp.metrics import (
+from beacon.gateway.channel import Channel, Dropped, MalformedRequestError, RequestRefusedError
+from beacon.gateway.metrics import (
     PRODUCE_SECONDS,
     WEBHOOK_DROPPED,
     WEBHOOK_MESSAGES,
     WEBHOOK_TOO_LARGE,
     WEBHOOKS,
 )
-from beacon.gateway.whatsapp.signature import HEADER, SignatureError, check_signature
-from beacon.gateway.whatsapp.webhook import Dropped, MalformedWebhookError, parse_notification
+from beacon.gateway.records import ENCODE_ERRORS, encode_within, is_too_large, shrink
 from beacon.kafka import AsyncProducer, Message
 from beacon.messages import BeaconMessage
 
-log = logging.getLogger("beacon.gateway.whatsapp.inbound")
-
-WEBHOOK_PATH = "/webhooks/whatsapp"
-
 
 class Inbound:
-    """The HTTP half of the gateway."""
+    """The HTTP half of a channel's gateway: ``POST <webhook path>``, the channel's own routes, ``/healthz``,
+    ``/metrics``. Refuses to exist (``ConfigError``) when ``channel.check_settings()`` refuses, e.g. with no
+    secret to authenticate webhooks by."""
 
-    def __init__(self, settings: Settings, producer: AsyncProducer, codec: MessageCodec) -> None:
+    def __init__(self, settings: Settings, producer: AsyncProducer, codec: MessageCodec, channel: Channel) -> None:
+        channel.check_settings()
         self.settings = settings
         self.producer = producer
         self.codec = codec
+        self.channel = channel
+        self.name = channel.name
+        self.log = logging.getLogger(f"beacon.gateway.{channel.name}.inbound")
         self.topic = settings.topic_in
-        self.secret = settings.whatsapp_app_secret.get_secret_value() if settings.whatsapp_app_secret else None
-        if not self.secret:
-            if not settings.whatsapp_allow_unsigned:
-                raise ConfigError("no BEACON_WHATSAPP_APP_SECRET: refusing to accept unsigned webhooks "
-                                  "(BEACON_WHATSAPP_ALLOW_UNSIGNED=true allows it, for development only)")
-            self.secret = None
-        self.verify_token = (settings.whatsapp_verify_token.get_secret_value()
-                             if settings.whatsapp_verify_token else None)
         self.accepting = True
         install_refused_request_filter()
         self.app = web.Application(client_max_size=settings.gateway_max_body_bytes)
         self.app.add_routes([
-            web.get(WEBHOOK_PATH, self.verify),
-            web.post(WEBHOOK_PATH, self.receive, expect_handler=expect_handler),
+            *channel.routes(),
+            web.post(channel.webhook_path, self.receive, expect_handler=expect_handler),
             web.get("/healthz", self.healthz),
             web.get("/metrics", self.metrics),
         ])
 
     def _reject(self, outcome: str, status: int, reason: str) -> web.Response:
-        WEBHOOKS.labels(CHANNEL, outcome).inc()
+        WEBHOOKS.labels(self.name, outcome).inc()
         return web.Response(status=status, text=reason)
-
-    async def verify(self, request: web.Request) -> web.Response:
-        """Meta's subscription handshake: echo ``hub.challenge`` for the right verify token."""
-        q = request.query
-        token = q.get("hub.verify_token")
-        if q.get("hub.mode") == "subscribe" and self.verify_token and token == self.verify_token:
-            return web.Response(text=q.get("hub.challenge", ""))
-        log.warning("webhook verification refused (mode %r, token %s)", q.get("hub.mode", "")[:20],
-                    "missing" if not token else "wrong")
-        return web.Response(status=403, text="verification failed")
 
     async def receive(self, request: web.Request) -> web.Response:
         """One notification: check, parse, produce all, then 200."""
@@ -93,34 +75,33 @@ class Inbound:
         except web.HTTPRequestEntityTooLarge:
             return self._reject("too_large", 413, "body too large")
         except (RequestPayloadError, HttpProcessingError) as exc:  # e.g. a Content-Encoding it does not decode
-            log.warning("webhook rejected: its body could not be read (%s, from %s)", type(exc).__name__,
-                        request.remote)
+            self.log.warning("webhook rejected: its body could not be read (%s, from %s)", type(exc).__name__,
+                             request.remote)
             return self._reject("unreadable", 400, "body could not be read")
-        if self.secret is not None:
-            try:
-                check_signature(body, request.headers.get(HEADER), self.secret)
-            except SignatureError as exc:
-                log.warning("webhook rejected: %s (from %s)", exc, request.remote)
-                return self._reject("signature_missing" if exc.status == 401 else "signature_wrong", exc.status,
-                                    str(exc))
         try:
-            notification = parse_notification(body)
-        except MalformedWebhookError as exc:
-            log.warning("webhook rejected as malformed: %s; body starts %r", exc, body[:200])
+            self.channel.authenticate(request.headers, body)
+        except RequestRefusedError as exc:
+            self.log.warning("webhook rejected: %s (from %s)", exc, request.remote)
+            return self._reject("signature_missing" if exc.status == 401 else "signature_wrong", exc.status, str(exc))
+        try:
+            parsed = self.channel.parse(body)
+        except MalformedRequestError as exc:
+            self.log.warning("webhook rejected as malformed: %s; body starts %r", exc, body[:200])
             return self._reject("malformed", 400, str(exc))
-        self._report_dropped(notification.dropped)
-        records = self._encode(notification.messages)
+        self._report_dropped(parsed.dropped)
+        records = self._encode(parsed.messages)
         messages = [msg for msg, _value in records]
         try:
             await asyncio.wait_for(self._produce(records), self.settings.gateway_ack_timeout)
         except (TimeoutError, BeaconError) as exc:
-            log.error("webhook with %d message(s) answered 503: the broker did not acknowledge within %.1fs (%s). "
-                      "Meta will redeliver; check `beacon kafka status`.", len(messages),
-                      self.settings.gateway_ack_timeout, str(exc) or type(exc).__name__)
+            self.log.error("webhook with %d message(s) answered 503: the broker did not acknowledge within %.1fs (%s). "
+                           "%s will redeliver; check `beacon kafka status`.", len(messages),
+                           self.settings.gateway_ack_timeout, str(exc) or type(exc).__name__, self.channel.api_name)
             return self._reject("broker_unavailable", 503, "broker unavailable")
-        PRODUCE_SECONDS.labels(CHANNEL).observe(time.perf_counter() - started)
-        WEBHOOKS.labels(CHANNEL, "accepted").inc()
-        WEBHOOK_MESSAGES.labels(CHANNEL).inc(len(messages))
+        PRODUCE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        WEBHOOKS.labels(self.name, "accepted").inc()
+        WEBHOOK_MESSAGES.labels(self.name).inc(len(messages))
+        await self.channel.after_produce(messages)
         return web.Response(text="OK")
 
     def _report_dropped(self, dropped: list[Dropped]) -> None:
@@ -128,11 +109,11 @@ class Inbound:
         if not dropped:
             return
         for d in dropped:
-            WEBHOOK_DROPPED.labels(CHANNEL, d.what).inc()
-        shown = "; ".join(f"{d.what} {d.wamid or '(no id)'} of number {d.account}: {d.reason}" for d in dropped[:5])
+            WEBHOOK_DROPPED.labels(self.name, d.what).inc()
+        shown = "; ".join(f"{d.what} {d.item_id or '(no id)'} of account {d.account}: {d.reason}" for d in dropped[:5])
         more = f" (and {len(dropped) - 5} more)" if len(dropped) > 5 else ""
-        log.warning("webhook: %d item(s) dropped, the rest kept: %s%s. They cannot be attributed or parsed; "
-                    "nothing is retried (Meta is answered 200).", len(dropped), shown, more)
+        self.log.warning("webhook: %d item(s) dropped, the rest kept: %s%s. They cannot be attributed or parsed; "
+                         "nothing is retried (%s is answered 200).", len(dropped), shown, more, self.channel.api_name)
 
     def _encode(self, messages: list[BeaconMessage]) -> list[tuple[BeaconMessage, bytes]]:
         """Each message encoded within the record limit; one that cannot be encoded at all is dropped."""
@@ -142,9 +123,9 @@ class Inbound:
             try:
                 value, kept = encode_within(self.codec, msg, self.topic, limit)
             except (SerializationError, *ENCODE_ERRORS) as exc:
-                WEBHOOK_DROPPED.labels(CHANNEL, "unencodable").inc()
-                log.warning("webhook: message %s (%s, user %s) dropped: it cannot be encoded: %s", msg.id, msg.kind,
-                            msg.user_key, str(exc)[:300])
+                WEBHOOK_DROPPED.labels(self.name, "unencodable").inc()
+                self.log.warning("webhook: message %s (%s, user %s) dropped: it cannot be encoded: %s", msg.id,
+                                 msg.kind, msg.user_key, str(exc)[:300])
                 continue
             if kept is not msg:
                 self._too_large(msg, len(value))
@@ -152,10 +133,10 @@ class Inbound:
         return out
 
     def _too_large(self, msg: BeaconMessage, size: int) -> None:
-        WEBHOOK_TOO_LARGE.labels(CHANNEL).inc()
-        log.warning("webhook: %s message %s from %s takes %d bytes, too large for a record: delivered as "
-                    "'unsupported' with a too-large error, without its content", msg.kind, msg.id, msg.user_key,
-                    size)
+        WEBHOOK_TOO_LARGE.labels(self.name).inc()
+        self.log.warning("webhook: %s message %s from %s takes %d bytes, too large for a record: delivered as "
+                         "'unsupported' with a too-large error, without its content", msg.kind, msg.id, msg.user_key,
+                         size)
 
     async def _produce(self, records: list[tuple[BeaconMessage, bytes]]) -> None:
         """Produce every record and wait for all acks; anything but a size refusal raises (answer 503).

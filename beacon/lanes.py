@@ -1,5 +1,8 @@
-"""Per-key sequential, cross-key concurrent dispatch with a bound on work in flight, and
-in-order acknowledgement per partition.
+"""Keyed lanes: per-key sequential, cross-key concurrent dispatch with a bound on work in flight, and
+in-order acknowledgement per partition. The one such component in Beacon: workers (``beacon.streams.app``,
+through Faust), gateways' senders (``beacon.gateway.outbound``) and the bridge (``beacon.bridge.forward``,
+both on confluent-kafka, whose rebalance callbacks run in the polling thread: they hand ``drain`` to the
+event loop with ``asyncio.run_coroutine_threadsafe``; the lanes themselves live on the loop only).
 
 Jobs with the same key run one after another in arrival order; jobs with different keys run
 concurrently, at most ``max_in_flight`` at once (``submit`` waits for a free slot: that is the
@@ -23,7 +26,13 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-log = logging.getLogger("beacon.streams")
+log = logging.getLogger("beacon.lanes")
+
+
+class LeaveUnfinished(Exception):
+    """Raised by a handler that is shutting down while its job waits (for a rate limit, an outage): the
+    job stays unfinished without a word, its partition commits no further, and its key's lane stops; the
+    caller then ``drain``s, and the job is fetched again from the committed offset at the next start."""
 
 
 @dataclass(eq=False)
@@ -83,7 +92,8 @@ class KeyedDispatcher:
     """Runs ``handle(job)`` per key in order, across keys concurrently, acking per partition in order.
 
     ``handle`` must settle the job (processed or dead-lettered) and not raise; if it raises, the
-    job stays unfinished (its partition stops committing) and the error is logged. ``admit``, when
+    job stays unfinished (its partition stops committing) and the error is logged. ``LeaveUnfinished``
+    is the quiet way out while stopping. ``admit``, when
     given, is awaited before each job is taken (the worker holds new work there during an outage).
     """
 
@@ -146,6 +156,8 @@ class KeyedDispatcher:
                     await self._handle(job)
                 except asyncio.CancelledError:
                     raise
+                except LeaveUnfinished:
+                    return  # the queue, this job first, is left for ``drain`` to abandon
                 except Exception:
                     log.exception(
                         "processing message at partition %s offset %s failed unexpectedly; its partition will "
@@ -237,8 +249,8 @@ class KeyedDispatcher:
             self._draining_all = False
         if abandoned:
             log.info(
-                "left %d unfinished message(s) of revoked partitions; they will be processed again from the last "
-                "committed offset (the API's idempotency keeps their replies the same)", abandoned,
+                "left %d unfinished message(s) of revoked partitions; whoever owns them next handles them again "
+                "from the last committed offset (idempotent handling keeps the outcome the same)", abandoned,
             )
         result: dict[Hashable, int] = {}
         for p in list(self._trackers):

@@ -2,10 +2,10 @@
 
 SQLite in the data dir: it survives restarts and kills (WAL; each settle is its own transaction,
 in the OS before the offset can be committed), needs no extra service, answers an indexed lookup
-in microseconds from the event loop, and there is one gateway process per channel, so nothing else
-writes it. A compacted Kafka topic would need a full read at start and a second produce per send.
+in microseconds from the event loop, and there is one gateway process per channel (each with its own
+file), so nothing else writes it. A compacted Kafka topic would need a full read at start and a second produce per send.
 Before each request the id is marked ``sending``; finding that mark after a restart means the
-Cloud API may have accepted the first attempt (counted as a possible duplicate).
+channel may have accepted the first attempt (counted as a possible duplicate).
 Rows older than the bm_out retention are pruned: no redelivery can be older.
 """
 
@@ -21,7 +21,10 @@ FAILED = "failed"
 
 
 class SentStore:
-    """id -> (state, wamid) for every outbound message the gateway tried or settled."""
+    """id -> (state, the channel's message id) for every outbound message the gateway tried or settled.
+
+    (The column keeps its first name, ``wamid``, so files written before other channels existed still open.)
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,9 +47,9 @@ class SentStore:
         self._db.execute("INSERT OR IGNORE INTO settled (id, state, at) VALUES (?, ?, ?)",
                          (message_id, SENDING, time.time()))
 
-    def settle(self, message_id: str, state: str, wamid: str | None = None, code: int | None = None) -> None:
+    def settle(self, message_id: str, state: str, channel_id: str | None = None, code: int | None = None) -> None:
         self._db.execute("INSERT OR REPLACE INTO settled (id, state, wamid, code, at) VALUES (?, ?, ?, ?, ?)",
-                         (message_id, state, wamid, code, time.time()))
+                         (message_id, state, channel_id, code, time.time()))
 
     def prune(self, older_than_seconds: float) -> int:
         cur = self._db.execute("DELETE FROM settled WHERE at < ?", (time.time() - older_than_seconds,))

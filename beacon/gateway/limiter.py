@@ -1,5 +1,5 @@
-"""Rate limits and backoffs of the sender: per business number (throughput, 130429 throttling,
-190 pause, outage pause and probe) and per user (the pair limit, 131056 backoff).
+"""Rate limits and backoffs of the sender engine: per account (throughput, slowing down, pauses on
+refused credentials, outage pause and probe) and per user (the per-user rate, back-offs).
 
 Token buckets hand out reservations, so concurrent waiters are served in order without polling.
 """
@@ -40,7 +40,7 @@ class TokenBucket:
 class Gate:
     """A bucket plus a "not before" time set by errors; ``streak`` counts errors in a row.
 
-    ``down``: the Cloud API is failing for this scope (an outage, not one message): once the block
+    ``down``: the channel's API is failing for this scope (an outage, not one message): once the block
     ends a single send goes through as a probe while the others wait; its success resumes them all.
     """
 

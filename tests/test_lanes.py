@@ -6,7 +6,7 @@ import asyncio
 import random
 from collections import defaultdict
 
-from beacon.streams.dispatcher import Job, KeyedDispatcher
+from beacon.lanes import Job, KeyedDispatcher
 
 
 async def test_keys_run_in_order_concurrently_and_in_flight_stays_bounded() -> None:

@@ -14,19 +14,15 @@ from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.dlq import dead_letter
 from beacon.errors import BeaconError, KafkaError
+from beacon.gateway.channel import SendError
+from beacon.gateway.limiter import sleep_unless_stopped
+from beacon.gateway.metrics import SENDS
 from beacon.gateway.records import AVRO_INT, encode_within, is_too_large, shrink
-from beacon.gateway.whatsapp import CHANNEL
-from beacon.gateway.whatsapp.errors import CloudApiError
-from beacon.gateway.whatsapp.limiter import sleep_unless_stopped
-from beacon.gateway.whatsapp.metrics import SENDS
-from beacon.gateway.whatsapp.store import FAILED, SentStore
+from beacon.gateway.store import FAILED, SentStore
 from beacon.kafka import AsyncProducer, Message
+from beacon.lanes import LeaveUnfinished
 from beacon.messages import STATUS, BeaconMessage, StatusError, stable_id
 from beacon.ops.deadletters import H_REDRIVEN_FROM
-
-log = logging.getLogger("beacon.gateway.whatsapp.outbound")
-
-ORIGIN = "gateway-whatsapp"
 
 
 def where(record: Message) -> tuple[str, int, int]:
@@ -36,15 +32,18 @@ def where(record: Message) -> tuple[str, int, int]:
     return topic, partition, offset
 
 
-class Abandoned(Exception):
+class Abandoned(LeaveUnfinished):
     """Shutting down while a message waited: leave it unsettled, it is redelivered at the next start."""
 
 
 class FailureReporter:
-    """Dead-letters records and reports failed sends for the sender."""
+    """Dead-letters records and reports failed sends for one channel's sender."""
 
-    def __init__(self, settings: Settings, producer: AsyncProducer, codec: MessageCodec, store: SentStore,
-                 stop: asyncio.Event) -> None:
+    def __init__(self, channel: str, settings: Settings, producer: AsyncProducer, codec: MessageCodec,
+                 store: SentStore, stop: asyncio.Event) -> None:
+        self.channel = channel
+        self.origin = f"gateway-{channel}"
+        self.log = logging.getLogger(f"beacon.gateway.{channel}.outbound")
         self.settings = settings
         self.producer = producer
         self.codec = codec
@@ -54,20 +53,20 @@ class FailureReporter:
     async def fail(self, record: Message, msg: BeaconMessage, error: BaseException, attempts: int) -> None:
         """Permanent failure: the original record to bm_dlq, a ``failed`` status to bm_in, then settled."""
         await self.dead_letter(record, error, attempts)
-        code = error.code if isinstance(error, CloudApiError) else None
+        code = error.code if isinstance(error, SendError) else None
         if code is not None and code not in AVRO_INT:
             code = None  # the text still carries it
         status = BeaconMessage(
-            id=stable_id(CHANNEL, msg.account, "send-failed", msg.id),
-            user_key=msg.user_key, channel=CHANNEL, account=msg.account, user_id=msg.user_id,
+            id=stable_id(self.channel, msg.account, "send-failed", msg.id),
+            user_key=msg.user_key, channel=self.channel, account=msg.account, user_id=msg.user_id,
             direction=STATUS, kind="status", status="failed", reply_to_id=msg.id, trace_id=msg.trace_id,
             error=StatusError(code=code, title=getattr(error, "title", None), message=str(error),
                               details=getattr(error, "details", None)),
-            metadata={"origin": ORIGIN, "failed_kind": msg.kind},
+            metadata={"origin": self.origin, "failed_kind": msg.kind},
         )
         await self._produce_status(status)
         self.store.settle(msg.id, FAILED, code=code)
-        SENDS.labels(CHANNEL, "failed", str(code) if code is not None else type(error).__name__).inc()
+        SENDS.labels(self.channel, "failed", str(code) if code is not None else type(error).__name__).inc()
 
     async def dead_letter(self, record: Message, error: BaseException, attempts: int) -> None:
         """The record to bm_dlq; when the broker refuses it as too large, the reason and origin without the value."""
@@ -77,18 +76,18 @@ class FailureReporter:
             try:
                 await dead_letter(self.producer, self.settings, key=record.key(), value=value,
                                   topic=topic, partition=partition, offset=offset,
-                                  error=error, attempts=attempts, origin=ORIGIN)
+                                  error=error, attempts=attempts, origin=self.origin)
                 return
             except KafkaError as exc:
                 if is_too_large(exc) and value is not None:
-                    log.error("the dead letter of %s[%d]@%d is too large for %s (%d bytes): dead-lettering the reason "
-                              "without the value; the value stays on %s until its retention ends", topic, partition,
-                              offset, self.settings.topic_dlq, len(value), topic)
+                    self.log.error("the dead letter of %s[%d]@%d is too large for %s (%d bytes): dead-lettering the "
+                                   "reason without the value; the value stays on %s until its retention ends", topic,
+                                   partition, offset, self.settings.topic_dlq, len(value), topic)
                     reason = f"{type(error).__name__}: {error}"[:2000]
                     error = TooLargeError(f"{reason} (value of {len(value)} bytes not kept: too large to dead-letter)")
                     value = None
                     continue
-                log.error("dead-lettering %s[%d]@%d failed (%s); retrying", topic, partition, offset, exc)
+                self.log.error("dead-lettering %s[%d]@%d failed (%s); retrying", topic, partition, offset, exc)
                 if await sleep_unless_stopped(1.0, self.stop):
                     raise Abandoned from exc
 
@@ -102,11 +101,11 @@ class FailureReporter:
                 return
             except BeaconError as exc:
                 if is_too_large(exc):
-                    log.error("the failed status %s is too large for %s (%d bytes): producing it without its error "
-                              "details", status.id, topic, len(value))
+                    self.log.error("the failed status %s is too large for %s (%d bytes): producing it without its "
+                                   "error details", status.id, topic, len(value))
                     value, status = shrink(self.codec, status, topic, len(value))
                     continue
-                log.error("producing a failed status to %s failed (%s); retrying", topic, exc)
+                self.log.error("producing a failed status to %s failed (%s); retrying", topic, exc)
                 if await sleep_unless_stopped(1.0, self.stop):
                     raise Abandoned from exc
 

@@ -10,15 +10,13 @@ from typing import Any
 
 import orjson
 
-from beacon.errors import BeaconError
-from beacon.gateway.whatsapp.webhook import MEDIA_TYPES
+from beacon.gateway.channel import UnsendableMessageError
+from beacon.gateway.whatsapp.parse import MEDIA_TYPES
 from beacon.messages import BeaconMessage
 
 Json = dict[str, Any]
 
-
-class UnsendableMessageError(BeaconError):
-    """An outbound message that cannot become a Cloud API request (dead-letter it)."""
+__all__ = ["UnsendableMessageError", "build_request", "recipient"]
 
 
 def recipient(user_id: str) -> str:

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the WhatsApp gateway (process-wide, served at ``/metrics``)."""
+"""Prometheus metrics of every channel gateway (process-wide, labelled by channel, served at ``/metrics``)."""
 
 from __future__ import annotations
 
@@ -17,17 +17,19 @@ WEBHOOK_TOO_LARGE = Counter("beacon_gateway_webhook_too_large_total",
 PRODUCE_SECONDS = Histogram("beacon_gateway_produce_seconds",
                             "Time from a webhook's arrival to the broker's acknowledgement of all its messages.",
                             ["channel"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-SENDS = Counter("beacon_gateway_sends_total", "Outbound messages settled, by outcome and Cloud API error code.",
+SENDS = Counter("beacon_gateway_sends_total", "Outbound messages settled, by outcome and the channel's error code.",
                 ["channel", "outcome", "code"])
-SEND_ERRORS = Counter("beacon_gateway_send_errors_total", "Failed send attempts by Cloud API error code.",
+SEND_ERRORS = Counter("beacon_gateway_send_errors_total",
+                      "Failed send attempts by the channel's error code and the action taken.",
                       ["channel", "code", "action"])
-SEND_SECONDS = Histogram("beacon_gateway_send_seconds", "Duration of one Cloud API send request.", ["channel"])
+SEND_SECONDS = Histogram("beacon_gateway_send_seconds", "Duration of one send request to the channel's API.",
+                         ["channel"])
 LIMITER_WAIT = Histogram("beacon_gateway_limiter_wait_seconds",
-                         "Time a send waited for a rate limiter or backoff, by scope (number, user).",
+                         "Time a send waited for a rate limiter or backoff, by scope (account, user).",
                          ["channel", "scope"], buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300))
 POSSIBLE_DUPLICATES = Counter("beacon_gateway_possible_duplicate_sends_total",
-                              "Sends retried after a restart found them in flight: the Cloud API may have "
+                              "Sends retried after a restart found them in flight: the channel may have "
                               "accepted the first attempt.", ["channel"])
 OUTAGES = Counter("beacon_gateway_outages_total",
-                  "Times the Cloud API started failing for a business number (its sends paused and probed).",
+                  "Times a channel's API started failing for an account (its sends paused and probed).",
                   ["channel"])

@@ -1,0 +1,80 @@
+"""``beacon gateway <channel>``: a channel's two halves in one process, with a clean SIGTERM.
+
+SIGTERM / SIGINT (see ``beacon.gateway.base``): stop accepting webhooks (503, so the channel
+redelivers elsewhere or later), finish in-flight sends, commit, exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from aiohttp import web
+
+from beacon.codec import MessageCodec, retry_registry
+from beacon.config import Settings
+from beacon.errors import KafkaError
+from beacon.gateway.base import run_gateway
+from beacon.gateway.channel import Channel
+from beacon.gateway.inbound import Inbound
+from beacon.gateway.outbound import Outbound
+from beacon.gateway.store import SentStore
+from beacon.kafka import AsyncProducer, ensure_topics
+
+
+class Gateway:
+    """One channel's running gateway (a ChannelGateway): webhooks in, its replies out."""
+
+    def __init__(self, settings: Settings, channel: Channel) -> None:
+        self.name = channel.name
+        self.channel = channel
+        self.log = logging.getLogger(f"beacon.gateway.{channel.name}")
+        self.settings = settings
+        self.codec = MessageCodec(settings)
+        self.producer = AsyncProducer(settings)
+        self.store = SentStore(channel.sent_store)
+        self.inbound = Inbound(settings, self.producer, self.codec, channel)
+        self.outbound = Outbound(settings, self.producer, self.codec, self.store, channel)
+        self.stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def serve(self) -> None:
+        s, ch, log = self.settings, self.channel, self.log
+        try:
+            report = await asyncio.to_thread(ensure_topics, s)
+            if report.mismatches:
+                log.warning("topic settings differ from the configured ones: %s", "; ".join(report.mismatches))
+        except KafkaError as exc:
+            log.error("%s (webhooks are answered 503 until the broker is back)", exc)
+        await retry_registry(self.codec.prepare, [s.topic_in, s.topic_out])
+        pruned = self.store.prune(s.topic_retention_ms / 1000)
+        if pruned:
+            log.info("pruned %d settled ids older than bm_out's retention", pruned)
+        runner = web.AppRunner(self.inbound.app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, ch.host, ch.port).start()
+        sender = asyncio.create_task(self.outbound.run())
+        log.info("%s gateway: webhooks at http://%s:%d%s, sending its messages of %s through %s", ch.name, ch.host,
+                 ch.port, ch.webhook_path, s.topic_out, ch.api_name)
+        stopped = asyncio.create_task(self.stopping.wait())
+        await asyncio.wait([sender, stopped], return_when=asyncio.FIRST_COMPLETED)
+        log.info("stopping: no more webhooks; finishing in-flight sends")
+        self.inbound.accepting = False
+        self.outbound.stop()
+        try:
+            await sender
+        finally:
+            stopped.cancel()
+            await runner.cleanup()
+            await ch.close()
+            await asyncio.to_thread(self.producer.close)
+            self.store.close()
+        log.info("%s gateway stopped", ch.name)
+
+
+def run(settings: Settings, make_channel: Callable[[Settings], Channel]) -> None:
+    """Run a channel's gateway until SIGTERM / SIGINT."""
+    run_gateway(lambda s: Gateway(s, make_channel(s)), settings)
