@@ -156,7 +156,8 @@ def test_overview_shows_each_process_healthy_the_chart_lag_and_dead_letters(brow
     assert page.url == running.url + "/"
     rows = page.locator("table").first.locator("tbody tr")
     health = {r.locator("td").nth(0).inner_text(): r.locator("td").nth(1).inner_text() for r in rows.all()}
-    assert health == {name: "up" for name in ("api", "worker-1", "console", "fake-whatsapp", "gateway-whatsapp")}
+    assert health == {name: "up" for name in ("api", "worker-1", "console", "fake-whatsapp", "gateway-whatsapp",
+                                              "gateway-telegram", "gateway-webchat")}
     assert page.locator("#chart svg").count() == 1
     s = running.stack.settings
     body = page.locator("main").inner_text()
