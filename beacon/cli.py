@@ -13,6 +13,7 @@ from beacon.api.cli import api_app, fake_openai_app
 from beacon.bench.cli import bench_app
 from beacon.bridge.cli import bridge_app
 from beacon.config import get_settings
+from beacon.console.cli import console
 from beacon.fakes.telegram.cli import fake_telegram_app
 from beacon.fakes.whatsapp.cli import fake_whatsapp_app
 from beacon.gateway.cli import gateway_app
@@ -43,6 +44,7 @@ app.command("replay")(replay)
 app.command("lag")(lag)
 app.add_typer(dlq_app, name="dlq")
 app.command("dev")(dev)
+app.command("console")(console)
 app.command("scale")(scale)
 app.command("worker")(worker)
 app.add_typer(nostr_app, name="nostr")

@@ -7,13 +7,14 @@ never logged. Defaults work on a laptop: local Kafka, local registry, SQLite in 
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Secrets shipped as defaults for local development; refused when ``BEACON_ENV=production``.
 DEV_PLACEHOLDER_SECRETS = frozenset({"dev-token", "dev-secret", "dev-verify-token", "changeme", ""})
@@ -261,6 +262,32 @@ class Settings(BaseSettings):
         "http://127.0.0.1:<telegram port>/webhooks/telegram."
     )
 
+    # --- web chat gateway -----------------------------------------------------------------
+    webchat_host: str = Field("127.0.0.1", description="Interface the web chat gateway listens on.")
+    webchat_port: int = Field(8083, description="Port of the web chat gateway (the chat page and its WebSocket).")
+    webchat_secret: SecretStr | None = Field(
+        None, description="Signs the visitor cookie; production refuses to start the web chat without one "
+        "(development falls back to a fixed dev secret, with a warning)."
+    )
+    webchat_site: str = Field("default", description="The site this web chat serves: the account in its user keys "
+                              "(`webchat:<site>:<visitor id>`).")
+    webchat_allowed_origins: tuple[str, ...] = Field(
+        (), description="Origins allowed to open the chat WebSocket (JSON list, e.g. [\"https://example.com\"]); "
+        "empty = only the page's own origin. Others are refused 403."
+    )
+    webchat_max_message_chars: int = Field(4000, description="Longest message a visitor may send (characters).")
+    webchat_visitor_rate: float = Field(1.0, description="Messages per second one visitor may send, sustained.")
+    webchat_visitor_burst: int = Field(
+        10, description="Messages one visitor may send at once before the rate applies."
+    )
+    webchat_gateway_group: str = Field(
+        "beacon-gateway-webchat", description="Consumer group of the web chat gateway on bm_out (each site's gateway "
+        "reads every web chat reply and delivers its own site's: give each site a group of its own)."
+    )
+    webchat_history_store: Path | None = Field(
+        None, description="SQLite file of the visitors' conversations; default <data dir>/gateway-webchat-history.db."
+    )
+
     # --- workers --------------------------------------------------------------------------
     worker_group: str = Field("beacon-workers", description="Consumer group (Faust app id) of the workers.")
     worker_web_port: int = Field(6066, description="Port of a worker's web server (metrics, health).")
@@ -336,10 +363,11 @@ class Settings(BaseSettings):
     mcp_timeout: float = Field(10.0, description="Seconds for connecting to an MCP server or one tool call.")
 
     # --- API layer: pipeline, window, hook -------------------------------------------------
-    api_pipeline: tuple[str, ...] = Field(
+    api_pipeline: Annotated[tuple[str, ...], NoDecode] = Field(
         ("commands", "agent", "hook", "fallback"),
-        description="Ordered handlers of the API pipeline (commands, agent, hook, fallback); agent runs only "
-        "with BEACON_LLM_BASE_URL, hook only with BEACON_HOOK_URL.",
+        description="Ordered handlers of the API pipeline, comma-separated or a JSON list: built-ins (commands, "
+        "agent, hook, fallback; agent runs only with BEACON_LLM_BASE_URL, hook only with BEACON_HOOK_URL), "
+        "your own by import path (`mybot.handlers:bot`) or entry point name (group `beacon.handlers`).",
     )
     api_workers: int = Field(1, description="uvicorn worker processes of `beacon api`.")
     db_auto_migrate: bool = Field(
@@ -359,6 +387,23 @@ class Settings(BaseSettings):
         "unset: such replies are refused with a reason.",
     )
     history_command_size: int = Field(5, description="Messages `/history` shows.")
+    outbox_url: str | None = Field(
+        None, description="Where the API POSTs each outbox event your handlers record (JSON, header "
+        "`Idempotency-Key` = event id); a 2xx marks it done, anything else is retried with backoff.",
+    )
+    outbox_callback: str | None = Field(
+        None, description="Import path of an async function taking a beacon.bot.OutboxItem, called for each "
+        "outbox event instead of BEACON_OUTBOX_URL (raising = retry with backoff).",
+    )
+    outbox_poll_interval: float = Field(
+        1.0, description="Seconds between looks for due outbox events (a turn that records one wakes it at once)."
+    )
+    outbox_retry_base_delay: float = Field(1.0, description="First delay before re-delivering a failed outbox event.")
+    outbox_retry_max_delay: float = Field(300.0, description="Upper bound of one outbox re-delivery delay.")
+    outbox_timeout: float = Field(
+        10.0, description="Seconds one outbox delivery may take; also the lease that keeps other API "
+        "processes from delivering the same event meanwhile.",
+    )
 
     # --- Nostr (NostrMQ) ------------------------------------------------------------------
     nostr_private_key: SecretStr | None = Field(
@@ -404,9 +449,31 @@ class Settings(BaseSettings):
         "already produced (its dedupe memory across restarts)."
     )
 
+    # --- console --------------------------------------------------------------------------
+    console_host: str = Field("127.0.0.1", description="Interface the operator console listens on.")
+    console_port: int = Field(8084, description="Port of the operator console (`beacon console`).")
+    console_token: SecretStr | None = Field(
+        None, description="Operator login token of the console; production refuses to start without one, "
+        "development generates one and prints the login URL."
+    )
+    console_sample_seconds: float = Field(
+        2.0, description="Seconds between two samples of bm_in/bm_out end offsets for the console's chart."
+    )
+    console_chart_minutes: float = Field(5.0, description="Minutes of messages per second the console's chart shows.")
+
     # --- dev supervisor -------------------------------------------------------------------
     dev_workers: int = Field(2, description="Worker processes `beacon dev` starts.")
     fake_whatsapp_port: int = Field(8090, description="Port of the fake Cloud API in `beacon dev`.")
+
+    @field_validator("api_pipeline", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        """``commands,mybot.handlers:bot,fallback`` or a JSON list."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
     @field_validator("topic_partitions", "topic_replication_factor")
     @classmethod

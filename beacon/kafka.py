@@ -400,9 +400,10 @@ def describe_group(settings: Settings, group: str) -> GroupInfo:
     return GroupInfo(group, state, tuple(f"{m.client_id}@{m.host}" for m in desc.members))
 
 
-def topic_partitions(settings: Settings, topic: str) -> list[int]:
-    """The partition numbers of ``topic``; KafkaError if it does not exist."""
-    admin = make_admin(settings)
+def topic_partitions(settings: Settings, topic: str, admin: AdminClient | None = None) -> list[int]:
+    """The partition numbers of ``topic``; KafkaError if it does not exist. A caller that asks often
+    (the console's sampler) passes its own ``admin`` rather than connecting anew each time."""
+    admin = make_admin(settings) if admin is None else admin
     try:
         md = admin.list_topics(topic, timeout=settings.kafka_request_timeout)
     except KafkaException as exc:
@@ -433,7 +434,8 @@ def committed_offsets(settings: Settings, group: str, topic: str | None = None) 
     }
 
 
-def list_topic_offsets(settings: Settings, topic: str, partitions: Iterable[int], at: str | int) -> dict[int, int]:
+def list_topic_offsets(settings: Settings, topic: str, partitions: Iterable[int], at: str | int,
+                       admin: AdminClient | None = None) -> dict[int, int]:
     """Offsets of ``topic``'s partitions: ``at`` is "earliest", "latest" or a timestamp in ms (the first
     offset whose timestamp is at or after it; -1 where there is none)."""
     from confluent_kafka.admin import OffsetSpec as _OffsetSpec  # type: ignore[attr-defined]
@@ -445,7 +447,7 @@ def list_topic_offsets(settings: Settings, topic: str, partitions: Iterable[int]
         spec = offset_spec.latest()
     else:
         spec = offset_spec.for_timestamp(int(at))
-    admin = make_admin(settings)
+    admin = make_admin(settings) if admin is None else admin
     futures = admin.list_offsets(
         {TopicPartition(topic, p): spec for p in partitions}, request_timeout=settings.kafka_request_timeout
     )

@@ -22,7 +22,8 @@ DIRECTIONS = frozenset({INBOUND, OUTBOUND, STATUS})
 
 #: Kinds of content. Inbound kinds mirror the Cloud API's message types; ``unsupported`` keeps the
 #: channel's own type in ``raw_type``. Outbound adds ``template`` and ``read_receipt`` (mark the
-#: user's message ``channel_message_id`` as read, optionally showing a typing indicator).
+#: user's message ``channel_message_id`` as read, optionally showing a typing indicator). The
+#: ``EVENT_KINDS`` are inbound too but are things that happened, not something a person asked.
 KINDS = frozenset(
     {
         "text",
@@ -42,6 +43,21 @@ KINDS = frozenset(
         "unsupported",
     }
 )
+
+#: A user edited one of their messages: ``quoted_channel_message_id`` names it, the new content is in
+#: the usual fields (``text``, or ``media`` with its caption).
+EDIT = "edit"
+#: A user deleted (revoked) one of their messages, named by ``quoted_channel_message_id``.
+DELETE = "delete"
+#: The user's identity on the channel changed (WhatsApp: a new phone number): the new user id is in
+#: ``metadata["new_user_id"]`` (when the channel shares it), the channel's wording in ``text``.
+USER_CHANGED = "user_changed"
+#: The user answered a request for permission to call them: ``metadata["response"]`` (accept or
+#: reject), the channel's whole reply as JSON in ``payload``.
+CALL_PERMISSION = "call_permission"
+#: Inbound kinds that record an event; the pipeline records them and never answers them.
+EVENT_KINDS = frozenset({EDIT, DELETE, USER_CHANGED, CALL_PERMISSION})
+KINDS = KINDS | EVENT_KINDS
 
 #: Delivery states carried by status messages, in the order they may advance.
 STATUS_ORDER = {"sent": 1, "delivered": 2, "read": 3, "played": 4, "failed": 5}
@@ -128,7 +144,10 @@ class BeaconMessage(BaseModel):
     account: str = Field(description="The business account on the channel (WhatsApp: phone number id).")
     user_id: str = Field(description="The user on the channel (WhatsApp: wa_id).")
     direction: str = Field(description="inbound, outbound or status.")
-    kind: str = Field(description="text, image, ..., status, unsupported (see KINDS).")
+    kind: str = Field(
+        description="text, image, ..., status, unsupported (see KINDS); the events edit, delete, user_changed, "
+        "call_permission are recorded, never answered (see EVENT_KINDS)."
+    )
     text: str | None = None
     media: Media | None = None
     location: Location | None = None
@@ -144,7 +163,9 @@ class BeaconMessage(BaseModel):
     channel_message_id: str | None = Field(None, description="The channel's id of this message (wamid).")
     reply_to_id: str | None = Field(None, description="BeaconMessage id this message answers.")
     quoted_channel_message_id: str | None = Field(
-        None, description="Channel id of the message quoted or replied to (WhatsApp context.id)."
+        None,
+        description="Channel id of the message quoted or replied to (WhatsApp context.id); for kinds edit and "
+        "delete, the message edited or deleted.",
     )
     status: str | None = Field(None, description="For statuses: sent, delivered, read, failed, played.")
     error: StatusError | None = None

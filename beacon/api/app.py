@@ -19,8 +19,9 @@ from beacon.api.db import make_engine, make_sessionmaker
 from beacon.api.deps import ApiState
 from beacon.api.guard import Guard
 from beacon.api.outage import DATABASE_UNAVAILABLE
-from beacon.api.pipeline import build_pipeline
+from beacon.api.pipeline import Handler, build_pipeline
 from beacon.api.routers import health, operator, process
+from beacon.bot.delivery import OutboxDelivery, make_sink
 from beacon.config import Settings, get_settings
 from beacon.errors import BeaconError
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             start = getattr(handler, "start", None)
             if start is not None:
                 await start()
+        start_outbox(state, handlers)
         log.info(
             "API ready on %s with pipeline %s",
             engine.url.render_as_string(hide_password=True),
@@ -67,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 close = getattr(handler, "close", None)
                 if close is not None:
                     await close()
+            if "outbox" in state.extras:
+                await state.extras["outbox"].close()
             await state.writer.close()
             await state.lookup.close()
             await state.statuses.close()
@@ -125,6 +129,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = lambda: contract(app)  # type: ignore[method-assign]
     return app
+
+
+def start_outbox(state: ApiState, handlers: list[Handler]) -> None:
+    """Deliver outbox events when a receiver is configured; else say where they wait (once)."""
+    sink = make_sink(state.settings)
+    if sink is not None:
+        delivery = OutboxDelivery(state.settings, state.engine, *sink)
+        delivery.start()
+        state.extras["outbox"] = delivery
+    elif any(getattr(handler, "needs_context", False) for handler in handlers):
+        log.info("no BEACON_OUTBOX_URL or BEACON_OUTBOX_CALLBACK: outbox events your handlers record stay in "
+                 "table outbox, undelivered, until one is set")
 
 
 def contract(app: FastAPI) -> dict[str, Any]:

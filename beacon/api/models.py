@@ -1,4 +1,5 @@
-"""The API layer's tables: users, conversations, messages (with delivery state), processed ids."""
+"""The API layer's tables: users, conversations, messages (with delivery state), processed ids, bot
+state and the outbox."""
 
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ class User(Base):
     last_inbound_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     opted_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     conversation_id: Mapped[str] = mapped_column(String(64))
+    new_user_id: Mapped[str | None] = mapped_column(
+        String(128), doc="The user's id after they changed it (WhatsApp: new number); later messages use a new key."
+    )
 
 
 class Conversation(Base):
@@ -67,6 +71,8 @@ class Message(Base):
     delivery_status: Mapped[str | None] = mapped_column(String(16))
     delivery_rank: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     delivery_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), doc="When the user last edited it.")
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), doc="When the user deleted it.")
 
     __table_args__ = (Index("ix_messages_user_key_created_at", "user_key", "created_at"),)
 
@@ -92,3 +98,33 @@ class Processed(Base):
     message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     replies: Mapped[str] = mapped_column(Text, doc="JSON list of the reply BeaconMessages.")
+
+
+class UserState(Base):
+    """A bot's per-user state: one JSON document, saved in the transaction of the turn that changed it."""
+
+    __tablename__ = "user_states"
+
+    user_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    data: Mapped[str] = mapped_column(Text, doc="The state's JSON object.")
+    message_id: Mapped[str] = mapped_column(String(64), doc="The inbound message whose turn saved it last.")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OutboxEvent(Base):
+    """A side effect a turn recorded, committed with its replies, delivered after (at least once, marked done)."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, doc="Derived from message id and position.")
+    message_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_key: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text, doc="JSON of the event's data.")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), doc="Next delivery attempt (or lease end).")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_outbox_done_at_due_at", "done_at", "due_at"),)

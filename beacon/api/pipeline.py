@@ -4,38 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from beacon.api import store
 from beacon.api.split import split_text, text_limit
+from beacon.bot.turn import Turn as Turn
 from beacon.config import Settings
-from beacon.errors import ConfigError
-from beacon.messages import OUTBOUND, BeaconMessage, stable_id
+from beacon.messages import EVENT_KINDS, OUTBOUND, BeaconMessage, stable_id
 
 log = logging.getLogger(__name__)
 
 #: What a handler answers: reply texts, or whole outbound messages (ids and addressing are filled in).
 Answer = list[str | BeaconMessage]
-
-
-@dataclass
-class Turn:
-    """One inbound message going through the pipeline, with lazy access to its conversation."""
-
-    message: BeaconMessage
-    settings: Settings
-    sessions: async_sessionmaker[AsyncSession]
-    reset_conversation: bool = False
-    handled_by: str | None = None
-    notes: dict[str, Any] = field(default_factory=dict)
-
-    async def history(self, limit: int) -> list[BeaconMessage]:
-        """The last ``limit`` stored messages of the current conversation (this one not included)."""
-        async with self.sessions() as session:
-            return await store.conversation_history(session, self.message.user_key, limit=limit)
 
 
 class Handler(Protocol):
@@ -116,7 +96,8 @@ async def fallback(turn: Turn) -> Answer:
 
 
 def build_pipeline(settings: Settings) -> list[Handler]:
-    """The handlers named in BEACON_API_PIPELINE; agent and hook only when configured."""
+    """The handlers named in BEACON_API_PIPELINE: built-ins (agent and hook only when configured) and
+    handlers of your own by import path or entry point (``beacon.bot.load``)."""
     handlers: list[Handler] = []
     for name in settings.api_pipeline:
         if name == "commands":
@@ -134,9 +115,9 @@ def build_pipeline(settings: Settings) -> list[Handler]:
 
                 handlers.append(HookHandler(settings))
         else:
-            raise ConfigError(
-                f"unknown handler {name!r} in BEACON_API_PIPELINE; known: commands, agent, hook, fallback"
-            )
+            from beacon.bot.load import load_handler
+
+            handlers.append(load_handler(name))
     return handlers
 
 
@@ -186,7 +167,11 @@ def split_long_text(reply: BeaconMessage) -> list[BeaconMessage]:
 
 
 async def run_pipeline(handlers: list[Handler], turn: Turn) -> list[BeaconMessage]:
-    """Ask each handler in order; the first answer wins. No handler answering means no reply."""
+    """Ask each handler in order; the first answer wins. No handler answering means no reply. An event
+    (an edit, a deletion, a number change: ``EVENT_KINDS``) is no question: it is recorded
+    (``beacon.api.events``), never answered."""
+    if turn.message.kind in EVENT_KINDS:
+        return []
     for handler in handlers:
         answer = await handler.handle(turn)
         if answer is not None:

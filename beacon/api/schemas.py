@@ -101,7 +101,15 @@ class UserOut(BaseModel):
     last_inbound_at: datetime | None
     opted_out: bool
     conversation_id: str
-    window_open: bool
+    window_open: bool = Field(
+        description="Whether a free-form message may be sent now: always true outside WhatsApp, whose 24-hour "
+        "customer-service window is the only one Beacon applies."
+    )
+    new_user_id: str | None = Field(
+        None,
+        description="The user's new id on the channel after they changed it (WhatsApp: a new number). The user "
+        "key stays the old one; the user's later messages arrive under the new id's key, as a new user.",
+    )
 
 
 class OptOut(BaseModel):
@@ -109,8 +117,18 @@ class OptOut(BaseModel):
 
 
 class StoredMessage(BaseModel):
-    message: BeaconMessage
+    message: BeaconMessage = Field(description="As last edited by the user (edits rewrite it).")
     delivery_status: str | None = None
+    edited_at: datetime | None = Field(None, description="When the user last edited this message.")
+    deleted_at: datetime | None = Field(None, description="When the user deleted this message.")
+    delivery_updated_at: datetime | None = Field(None, description="When the delivery status last changed.")
+
+
+class UserList(BaseModel):
+    """Users found by a search, most recently seen first."""
+
+    query: str
+    users: list[UserOut]
 
 
 class MessagePage(BaseModel):
@@ -126,11 +144,12 @@ class MessagePage(BaseModel):
 class SendRequest(BaseModel):
     """A proactive message to one user."""
 
-    channel: str = "whatsapp"
-    account: str = Field(description="The business account (WhatsApp: phone number id).")
-    user_id: str = Field(description="The user (WhatsApp: wa_id).")
+    channel: str = Field("whatsapp", description="whatsapp, telegram, webchat, ...: one in BEACON_SERVED_CHANNELS.")
+    account: str = Field(description="The business account (WhatsApp: phone number id; Telegram: bot id).")
+    user_id: str = Field(description="The user (WhatsApp: wa_id; Telegram: chat id; web chat: visitor id).")
     kind: str = Field(
-        "text", description="text, template, image, audio, video, document, sticker, location, interactive"
+        "text",
+        description="text, template (WhatsApp only), image, audio, video, document, sticker, location, interactive",
     )
     text: str | None = None
     media: Media | None = None

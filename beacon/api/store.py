@@ -3,9 +3,9 @@ batches by ``beacon.api.writer``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import orjson
 from sqlalchemy import ColumnElement, bindparam, func, or_, select, update
@@ -13,7 +13,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from beacon.api.models import Conversation, DeliveryState, Message, Processed, User
-from beacon.messages import BeaconMessage, stable_id
+from beacon.messages import EVENT_KINDS, BeaconMessage, stable_id
+
+if TYPE_CHECKING:
+    from beacon.bot.outbox import OutboxItem
 
 
 @overload
@@ -43,6 +46,9 @@ class TurnRecord:
     replies: list[BeaconMessage]
     replies_json: bytes
     reset_conversation: bool = False
+    state_json: str | None = None
+    """The user's new bot state (JSON), or None when the turn left it unchanged."""
+    outbox: list[OutboxItem] = field(default_factory=list)
 
 
 def _message_row(msg: BeaconMessage, conversation_id: str, seq: int, now: datetime) -> dict[str, Any]:
@@ -162,7 +168,8 @@ async def get_message(session: AsyncSession, message_id: str) -> BeaconMessage |
 async def conversation_history(
     session: AsyncSession, user_key: str, *, limit: int, conversation_id: str | None = None
 ) -> list[BeaconMessage]:
-    """The last ``limit`` messages of the user's current conversation, oldest first."""
+    """The last ``limit`` messages of the user's current conversation, oldest first: as edited, without
+    those the user deleted and without the event records themselves (an edit is shown in what it edited)."""
     if conversation_id is None:
         conversation_id = await session.scalar(select(User.conversation_id).where(User.user_key == user_key))
         if conversation_id is None:
@@ -170,6 +177,7 @@ async def conversation_history(
     rows = await session.scalars(
         select(Message.body)
         .where(Message.user_key == user_key, Message.conversation_id == conversation_id)
+        .where(Message.kind.not_in(EVENT_KINDS), Message.deleted_at.is_(None))
         .order_by(Message.created_at.desc(), Message.seq.desc())
         .limit(limit)
     )
@@ -185,6 +193,19 @@ async def message_page(
     if older_than is not None:
         stmt = stmt.where(older_than)
     stmt = stmt.order_by(Message.created_at.desc(), Message.seq.desc(), Message.id.desc()).limit(limit)
+    return list(await session.scalars(stmt))
+
+
+async def find_users(session: AsyncSession, text: str, *, limit: int) -> list[User]:
+    """Users whose key contains ``text`` or who have a message containing it, most recently seen first."""
+    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    with_text = select(Message.user_key).where(Message.text.like(pattern, escape="\\"))
+    stmt = (
+        select(User)
+        .where(or_(User.user_key.like(pattern, escape="\\"), User.user_key.in_(with_text)))
+        .order_by(User.last_seen.desc())
+        .limit(limit)
+    )
     return list(await session.scalars(stmt))
 
 

@@ -21,8 +21,10 @@ from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from beacon.api.events import apply_event
 from beacon.api.models import Conversation, User
 from beacon.api.store import HotPath, TurnRecord, _message_row, first_conversation_id, utc
+from beacon.bot.persist import save_turn_effects
 from beacon.messages import STATUS_ORDER, BeaconMessage, stable_id
 
 log = logging.getLogger(__name__)
@@ -211,6 +213,10 @@ class TurnWriter(Batcher[TurnJob, "bytes | None"]):
             rows.append(_message_row(msg, conversation_id, 0, turn.now))
             rows += [_message_row(r, conversation_id, i + 1, turn.now) for i, r in enumerate(turn.record.replies)]
         await conn.execute(self.hot.insert_messages, rows)
+        for turn in fresh:  # after the inserts: an edit may name a message stored in this same batch
+            await apply_event(conn, turn.record.inbound, turn.now)
+        if any(turn.record.state_json is not None or turn.record.outbox for turn in fresh):
+            await save_turn_effects(conn, [(turn.record, turn.now) for turn in fresh])
         for turn in fresh:
             if turn.record.reset_conversation:
                 msg, old = turn.record.inbound, conversations[turn.record.inbound.user_key]

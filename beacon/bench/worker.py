@@ -109,7 +109,7 @@ class _Stub:
         self.port = free_port()
         with open(logdir / "stub.log", "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "beacon.streams.stub_api", "--port", str(self.port), "--token",
+                [sys.executable, "-m", "beacon.fakes.beacon_api", "--port", str(self.port), "--token",
                  "bench-token", "--latency-min", str(latency), "--latency-max", str(latency)],
                 stdout=log, stderr=subprocess.STDOUT,
             )

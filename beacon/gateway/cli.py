@@ -35,3 +35,16 @@ def telegram() -> None:
     except BeaconError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+@gateway_app.command("webchat")
+def webchat() -> None:
+    """The web chat gateway: the chat page on BEACON_WEBCHAT_PORT, visitors' messages into bm_in, replies live."""
+    from beacon.errors import BeaconError
+    from beacon.gateway.webchat.service import run
+
+    try:
+        run(get_settings())
+    except BeaconError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc

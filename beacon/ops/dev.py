@@ -2,7 +2,8 @@
 
 Order: Kafka and the schema registry (background services from ``ops/``), topics, the
 BeaconMessage schema registered, database migrations; then, supervised, the API layer, the
-workers (``BEACON_DEV_WORKERS``, each with its own web port), the fake Cloud API and the WhatsApp
+workers (``BEACON_DEV_WORKERS``, each with its own web port), the operator console, the web chat
+gateway (its URL printed first: a newcomer opens it and types ``/ping``), the fake Cloud API and the WhatsApp
 gateway pointed at it — or, when real Cloud API credentials are set, the gateway alone, talking to
 Meta — and the same for Telegram: the fake Bot API and the Telegram gateway, or the gateway alone
 when a real ``BEACON_TELEGRAM_BOT_TOKEN`` is set. Each process logs to ``<data dir>/logs/<name>.log``;
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from beacon.config import DEV_PLACEHOLDER_SECRETS, Settings
+from beacon.console.cli import console_token, login_url
 from beacon.errors import ServiceError
 from beacon.ops import stackfile
 from beacon.ops.process import port_open
@@ -84,13 +86,20 @@ def dev_plan(settings: Settings, workers: int | None = None) -> DevPlan:
             # With real credentials the setting (default 80) applies.
             "BEACON_WHATSAPP_RATE_LIMIT": "0",
         }
-    specs = [ProcessSpec("api", beacon_argv("api"), env=common)]
-    endpoints = [("API layer", f"http://127.0.0.1:{settings.api_port}  (docs at /docs, metrics at /metrics)")]
+    webchat_url = f"http://127.0.0.1:{settings.webchat_port}/"
+    # The API accepts proactive sends (`POST /v1/messages/send`) for every channel dev runs a gateway for.
+    served = {"BEACON_SERVED_CHANNELS": '["whatsapp", "telegram", "webchat"]'}
+    specs = [ProcessSpec("api", beacon_argv("api"), env={**common, **served})]
+    endpoints = [("web chat", f"{webchat_url}  (open it in a browser and type /ping)"),
+                 ("API layer", f"http://127.0.0.1:{settings.api_port}  (docs at /docs, metrics at /metrics)")]
     for i in range(n):
         port = settings.worker_web_port + i
         specs.append(ProcessSpec(f"worker-{i + 1}", beacon_argv("worker"),
                                  env={**common, "BEACON_WORKER_WEB_PORT": str(port)}))
         endpoints.append((f"worker {i + 1}", f"http://127.0.0.1:{port}  (metrics at /metrics)"))
+    console_url = f"http://127.0.0.1:{settings.console_port}"
+    specs.append(ProcessSpec("console", beacon_argv("console"), env=common))
+    endpoints.append(("console", f"{console_url}  (login link below)"))
     if fake:
         specs.append(ProcessSpec("fake-whatsapp", beacon_argv("fake-whatsapp"), env={**common, **whatsapp}))
         endpoints.append(("fake Cloud API", fake_url))
@@ -108,10 +117,19 @@ def dev_plan(settings: Settings, workers: int | None = None) -> DevPlan:
     specs.append(ProcessSpec("gateway-telegram", beacon_argv("gateway", "telegram"), env={**common, **telegram}))
     endpoints.append(("Telegram gateway",
                       f"http://127.0.0.1:{settings.telegram_port}/webhooks/telegram  (metrics at /metrics)"))
+    specs.append(ProcessSpec("gateway-webchat", beacon_argv("gateway", "webchat"), env=common))
+    health = {"api": f"http://127.0.0.1:{settings.api_port}/healthz", "gateway-whatsapp": f"{gateway_url}/healthz",
+              "console": f"{console_url}/healthz",
+              "gateway-telegram": f"http://127.0.0.1:{settings.telegram_port}/healthz",
+              "gateway-webchat": f"{webchat_url}healthz"}
+    health.update({f"worker-{i + 1}": f"http://127.0.0.1:{settings.worker_web_port + i}/healthz" for i in range(n)})
+    if fake:
+        health["fake-whatsapp"] = f"{fake_url}/healthz"
     card = stackfile.StackCard(
         supervisor_pid=0, gateway_url=gateway_url, fake_url=fake_url if fake else None,
         phone_number_id=settings.whatsapp_phone_number_id,
         whatsapp_app_secret=DEV_APP_SECRET if fake else None, kafka_bootstrap=settings.kafka_bootstrap,
+        health_urls={name: health[name] for name in (s.name for s in specs) if name in health},
     )
     return DevPlan(specs, endpoints, fake, card)
 
@@ -182,17 +200,23 @@ def run(settings: Settings, *, workers: int | None = None, keep_services: bool =
     sup.install_signal_handlers()
     started = prepare(settings, say)
     try:
+        # Before the console starts: a generated token is written once, and both read the same file.
+        token, _generated = console_token(settings)
         for spec in plan.specs:
             sup.add(spec)
-        ports = [settings.api_port, settings.whatsapp_gateway_port, settings.telegram_port]
+        ports = [settings.api_port, settings.whatsapp_gateway_port, settings.telegram_port, settings.console_port]
         ports += [settings.fake_whatsapp_port] if plan.uses_fake else []
         ports += [] if has_real_telegram_token(settings) else [settings.fake_telegram_port]
+        ports += [settings.webchat_port]
         closed = wait_listening(sup, ports, timeout=90)
+        say("")
+        say(f"Chat with the bot: open http://127.0.0.1:{settings.webchat_port}/ in a browser")
         say("")
         say("Beacon is running:")
         for name, where in plan.endpoints:
             say(f"  {name:<17} {where}")
         say(f"  {'logs':<17} {settings.log_dir.resolve()}/<process>.log")
+        say(f"  {'console login':<17} {login_url(settings, token)}")
         if closed:
             say(f"  (still not listening on port(s) {', '.join(map(str, closed))}: see the logs)")
         say("")

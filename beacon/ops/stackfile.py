@@ -35,6 +35,8 @@ class StackCard:
     whatsapp_app_secret: str | None
     kafka_bootstrap: str
     processes: dict[str, int] = field(default_factory=dict)
+    #: Process name -> the URL of its health check (``/healthz``), for the console's overview.
+    health_urls: dict[str, str] = field(default_factory=dict)
 
 
 def path(settings: Settings) -> Path:

@@ -183,3 +183,20 @@ async def test_sends_that_would_never_be_delivered_are_refused(kafka_api: tuple[
     assert too_long.status_code == 422 and "4096" in too_long.json()["detail"]
     assert first.status_code == 202 and repeat.status_code == 202, (first.text, repeat.text)
     assert reused.status_code == 409 and "used before" in reused.json()["detail"]
+
+
+async def test_users_are_found_by_part_of_their_key_or_of_a_message_text(api: ApiServer) -> None:
+    marker = f"zebra-{utcnow().timestamp():.0f}_%"
+    first = inbound(f"about the {marker} order")
+    other = inbound("nothing to see")
+    async with api.client() as client:
+        for msg in (first, other):
+            assert (await process(client, msg)).status_code == 200
+        by_text = (await client.get("/v1/users", params={"q": marker})).json()
+        assert [u["user_key"] for u in by_text["users"]] == [first.user_key]
+        # `%` and `_` are matched as themselves, not as wildcards.
+        assert (await client.get("/v1/users", params={"q": "zebra-%"})).json()["users"] == []
+        by_key = (await client.get("/v1/users", params={"q": other.user_id})).json()
+        assert [u["user_key"] for u in by_key["users"]] == [other.user_key]
+        assert (await client.get("/v1/users", params={"q": ""})).status_code == 422
+        assert (await client.get("/v1/users", params={"q": "a\x00b"})).status_code == 422

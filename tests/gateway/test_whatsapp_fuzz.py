@@ -52,12 +52,18 @@ def fields(**shaped: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]
 ids = st.text(min_size=0, max_size=40)
 users = st.sampled_from(["447700900123", "US.1234", "", "unknown", "4477\x00", "a:b"]) | st.text(max_size=20)
 types = st.sampled_from(["text", "image", "audio", "document", "sticker", "video", "location", "contacts",
-                         "interactive", "button", "reaction", "order", "system", "unsupported"]) | st.text(max_size=8)
+                         "interactive", "button", "reaction", "order", "system", "unsupported", "edit",
+                         "revoke"]) | st.text(max_size=8)
 message = fields(id=ids, type=types, timestamp=st.integers(-(2**64), 2**64).map(str) | st.integers(),
                  text=fields(body=st.text(max_size=50)), image=fields(id=ids, mime_type=st.text(max_size=10)),
                  location=fields(latitude=st.floats() | st.text(max_size=5), longitude=st.floats()),
-                 interactive=fields(type=st.sampled_from(["button_reply", "list_reply", "nfm_reply"]),
-                                    button_reply=fields(id=ids, title=st.text(max_size=10))),
+                 interactive=fields(type=st.sampled_from(["button_reply", "list_reply", "nfm_reply",
+                                                          "call_permission_reply"]),
+                                    button_reply=fields(id=ids, title=st.text(max_size=10)),
+                                    call_permission_reply=fields(response=st.text(max_size=6))),
+                 edit=fields(original_message_id=ids, message=fields(type=types, text=fields(body=st.text()))),
+                 revoke=fields(original_message_id=ids), unsupported=fields(type=types),
+                 system=fields(type=st.sampled_from(["user_changed_number", "x"]), wa_id=users, body=st.text()),
                  reaction=fields(message_id=ids, emoji=st.text(max_size=2)), context=fields(id=ids, **{"from": users}),
                  errors=st.lists(fields(code=st.integers(-(2**40), 2**40), title=st.text(max_size=10)), max_size=2),
                  referral=json_values, **{"from": users})

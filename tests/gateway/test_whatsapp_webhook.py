@@ -69,7 +69,9 @@ def test_location_contacts_reaction_button_and_interactive_replies() -> None:
 
 @pytest.mark.parametrize("mtype", ["order", "system", "brand_new_type"])
 def test_unknown_types_are_unsupported_with_raw_type_and_body_kept(mtype: str) -> None:
-    msg = _one(mtype, p.EXAMPLE_BODIES.get(mtype, {"x": 1}))
+    # a system message of a type Beacon does not know (a number change is an event: test_whatsapp_events)
+    body = {"body": "?", "type": "brand_new_system_type"} if mtype == "system" else p.EXAMPLE_BODIES.get(mtype)
+    msg = _one(mtype, body or {"x": 1})
     assert msg.kind == "unsupported" and msg.raw_type == mtype and msg.payload
 
 

@@ -48,9 +48,10 @@ class Stack:
             "topic_partitions": 4,
             "worker_group": f"{name}-workers", "whatsapp_gateway_group": f"{name}-gateway",
             "api_port": free_port(), "whatsapp_gateway_port": free_port(), "fake_whatsapp_port": free_port(),
-            "worker_web_port": free_port(), "dev_workers": workers,
+            "worker_web_port": free_port(), "dev_workers": workers, "console_port": free_port(),
             "telegram_gateway_group": f"{name}-gateway-telegram", "telegram_port": free_port(),
             "fake_telegram_port": free_port(),
+            "webchat_port": free_port(), "webchat_gateway_group": f"{name}-gateway-webchat",
         }
         settings = base.model_copy(update=overrides)
         env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
@@ -79,7 +80,8 @@ class Stack:
 
     def listening(self) -> bool:
         s = self.settings
-        return all(port_open("127.0.0.1", p) for p in (s.api_port, s.whatsapp_gateway_port, s.fake_whatsapp_port))
+        return all(port_open("127.0.0.1", p) for p in (s.api_port, s.whatsapp_gateway_port, s.fake_whatsapp_port,
+                                                         s.webchat_port))
 
     def say(self, client: httpx.Client, user: str, text: str) -> None:
         r = client.post(f"{self.fake_url}/_fake/say", json={"from": user, "text": text})

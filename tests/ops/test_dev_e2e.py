@@ -38,6 +38,9 @@ def test_beacon_dev_runs_the_stack_answers_and_stops_on_ctrl_c(
         assert dev.poll() is None, out.read_text()
         text = out.read_text()
         assert f"http://127.0.0.1:{stack.settings.api_port}" in text and "fake-whatsapp say --from" in text
+        announced = text.split("Database       migrated", 1)[1].splitlines()[1:]
+        announced = [line for line in announced if line.strip()]
+        assert announced[0] == f"Chat with the bot: open http://127.0.0.1:{stack.settings.webchat_port}/ in a browser"
         said = stack.beacon("fake-whatsapp", "say", "--from", "447700900123", "/ping", "--timeout", "60")
         assert said.returncode == 0, said.stderr + out.read_text()
         assert said.stdout.strip() == "pong"
@@ -50,8 +53,9 @@ def test_beacon_dev_runs_the_stack_answers_and_stops_on_ctrl_c(
         # secret, the bench finds the running stack's card and its webhooks are accepted.
         assert "BEACON_WHATSAPP_APP_SECRET" not in stack.env
         card = stackfile.read(stack.settings)
-        assert card is not None and set(card.processes) == {"api", "worker-1", "fake-whatsapp", "gateway-whatsapp",
-                                                            "fake-telegram", "gateway-telegram"}
+        assert card is not None
+        assert set(card.processes) == {"api", "worker-1", "console", "fake-whatsapp", "gateway-whatsapp",
+                                       "fake-telegram", "gateway-telegram", "gateway-webchat"}
         bench = stack.beacon("bench", "e2e", "--rate", "20", "--seconds", "2", "--latency-rate", "10",
                              "--latency-seconds", "2", "--users", "10", "--out", str(tmp_path / "bench" / "e2e"),
                              timeout=300)
@@ -71,8 +75,12 @@ def test_beacon_dev_runs_the_stack_answers_and_stops_on_ctrl_c(
         dev.send_signal(signal.SIGINT)
         assert dev.wait(timeout=60) == 0
     finally:
-        if dev.poll() is None:
-            dev.kill()
+        if dev.poll() is None:  # a failed check: stop the stack as Ctrl-C does (a kill would orphan its children)
+            dev.send_signal(signal.SIGINT)
+            try:
+                dev.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                dev.kill()
     text = out.read_text()
     assert "SIGINT received" in text and "Beacon stopped." in text
     for name in ("api", "worker-1", "fake-whatsapp", "gateway-whatsapp", "fake-telegram", "gateway-telegram"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pydantic import SecretStr
 
 from beacon.config import Settings
@@ -16,8 +17,8 @@ def test_dev_plan_uses_the_fake_with_dev_credentials_and_one_port_per_worker() -
     plan = dev_plan(_settings(dev_workers=3, worker_web_port=7000, fake_whatsapp_port=8999,
                               whatsapp_gateway_port=8181))
     names = [s.name for s in plan.specs]
-    assert names == ["api", "worker-1", "worker-2", "worker-3", "fake-whatsapp", "gateway-whatsapp", "fake-telegram",
-                     "gateway-telegram"]
+    assert names == ["api", "worker-1", "worker-2", "worker-3", "console", "fake-whatsapp", "gateway-whatsapp",
+                     "fake-telegram", "gateway-telegram", "gateway-webchat"]
     ports = [s.env["BEACON_WORKER_WEB_PORT"] for s in plan.specs if s.name.startswith("worker")]
     assert ports == ["7000", "7001", "7002"]
     gateway = next(s for s in plan.specs if s.name == "gateway-whatsapp")
@@ -32,8 +33,9 @@ def test_real_credentials_send_the_gateway_to_meta_without_a_fake() -> None:
     settings = _settings(whatsapp_access_token=SecretStr("EAAG-real-token"))
     assert has_real_credentials(settings)
     plan = dev_plan(settings, workers=1)
-    assert [s.name for s in plan.specs] == ["api", "worker-1", "gateway-whatsapp", "fake-telegram", "gateway-telegram"]
-    assert "BEACON_WHATSAPP_GRAPH_URL" not in plan.specs[2].env
+    assert [s.name for s in plan.specs] == ["api", "worker-1", "console", "gateway-whatsapp", "fake-telegram",
+                                            "gateway-telegram", "gateway-webchat"]
+    assert "BEACON_WHATSAPP_GRAPH_URL" not in plan.specs[3].env
     assert not has_real_credentials(_settings(whatsapp_access_token=SecretStr("dev-access-token")))
 
 
@@ -47,7 +49,7 @@ def test_telegram_runs_against_its_fake_with_one_secret_unless_a_real_token_is_s
     assert list(gateway.argv[-3:]) == ["beacon", "gateway", "telegram"]
     real = _settings(telegram_bot_token=SecretStr("7000001:real-token"))
     assert has_real_telegram_token(real)
-    assert [s.name for s in dev_plan(real, workers=1).specs][-1:] == ["gateway-telegram"]
+    assert [s.name for s in dev_plan(real, workers=1).specs][-2:] == ["gateway-telegram", "gateway-webchat"]
     assert "fake-telegram" not in [s.name for s in dev_plan(real, workers=1).specs]
 
 
@@ -55,3 +57,17 @@ def test_every_variable_beacon_dev_sets_is_a_setting() -> None:
     fields = {f"BEACON_{name.upper()}" for name in Settings.model_fields}
     for spec in dev_plan(_settings()).specs:
         assert set(spec.env) <= fields, set(spec.env) - fields
+
+
+def test_the_web_chat_url_is_announced_first() -> None:
+    plan = dev_plan(_settings(webchat_port=8383))
+    assert plan.endpoints[0][0] == "web chat"
+    assert plan.endpoints[0][1].startswith("http://127.0.0.1:8383/")
+    webchat = next(s for s in plan.specs if s.name == "gateway-webchat")
+    assert list(webchat.argv[-3:]) == ["beacon", "gateway", "webchat"]
+
+
+def test_the_api_accepts_proactive_sends_to_the_web_chat(monkeypatch: pytest.MonkeyPatch) -> None:
+    api = next(s for s in dev_plan(_settings()).specs if s.name == "api")
+    monkeypatch.setenv("BEACON_SERVED_CHANNELS", api.env["BEACON_SERVED_CHANNELS"])
+    assert set(Settings(_env_file=None).served_channels) == {"whatsapp", "telegram", "webchat"}

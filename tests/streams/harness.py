@@ -56,7 +56,7 @@ class Topics:
 
 
 class StubApi:
-    """``python -m beacon.streams.stub_api`` in its own process; can go down and come back."""
+    """``python -m beacon.fakes.beacon_api`` in its own process; can go down and come back."""
 
     def __init__(self, log_dir: Path, latency: tuple[float, float] = (0.0, 0.0), port: int | None = None) -> None:
         self.port = port or free_port()
@@ -71,7 +71,7 @@ class StubApi:
     def start(self) -> StubApi:
         with open(self.log_dir / f"stub-{self.port}.log", "ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "beacon.streams.stub_api", "--port", str(self.port), "--token", TOKEN,
+                [sys.executable, "-m", "beacon.fakes.beacon_api", "--port", str(self.port), "--token", TOKEN,
                  "--latency-min", str(self.latency[0]), "--latency-max", str(self.latency[1])],
                 stdout=log, stderr=subprocess.STDOUT, cwd=self.log_dir,
             )

@@ -12,12 +12,21 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from beacon.api import metrics, store
 from beacon.api.deps import ApiState, Authorized, StateDep
-from beacon.api.models import Message
+from beacon.api.models import Message, User
 from beacon.api.paging import Cursor, cursor_of, parse_before
-from beacon.api.schemas import MessagePage, OptOut, SendRequest, SendResult, StoredMessage, UserOut, problems
+from beacon.api.schemas import (
+    MessagePage,
+    OptOut,
+    SendRequest,
+    SendResult,
+    StoredMessage,
+    UserList,
+    UserOut,
+    problems,
+)
 from beacon.api.split import text_limit, units
-from beacon.api.window import apply_window, window_open
-from beacon.api.wire import message_problems, too_long
+from beacon.api.window import WINDOWED_CHANNELS, apply_window, window_open
+from beacon.api.wire import message_problems, text_problems, too_long
 from beacon.config import Settings
 from beacon.errors import KafkaError
 from beacon.messages import OUTBOUND, BeaconMessage, make_user_key, utcnow
@@ -27,6 +36,25 @@ router = APIRouter(tags=["operators"], dependencies=[Authorized])
 
 #: Seconds a proactive send waits for the schema registry before answering 503.
 _REGISTRY_WAIT = 15.0
+
+
+@router.get(
+    "/v1/users",
+    response_model=UserList,
+    summary="Find users whose key, or one of whose messages, contains a text.",
+    responses=problems(401, 422, 503),
+)
+async def find_users(
+    q: Annotated[str, Query(min_length=1, max_length=200, description="Text to look for.")],
+    state: StateDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> UserList:
+    found = text_problems(q)
+    if found:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="`q` " + "; ".join(found))
+    async with state.sessions() as session:
+        users = await store.find_users(session, q, limit=limit)
+    return UserList(query=q, users=[_user_out(state, u) for u in users])
 
 
 @router.get(
@@ -40,6 +68,10 @@ async def get_user(user_key: str, state: StateDep) -> UserOut:
         user = await store.get_user(session, user_key)
     if user is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no user with key {user_key!r}")
+    return _user_out(state, user)
+
+
+def _user_out(state: ApiState, user: User) -> UserOut:
     last_inbound = store.utc(user.last_inbound_at)
     return UserOut(
         user_key=user.user_key,
@@ -52,7 +84,8 @@ async def get_user(user_key: str, state: StateDep) -> UserOut:
         last_inbound_at=last_inbound,
         opted_out=user.opted_out,
         conversation_id=user.conversation_id,
-        window_open=window_open(state.settings, last_inbound, utcnow()),
+        window_open=window_open(state.settings, last_inbound, utcnow(), channel=user.channel),
+        new_user_id=user.new_user_id,
     )
 
 
@@ -103,7 +136,13 @@ async def user_messages(
     more = len(rows) > limit
     rows = rows[:limit]
     messages = [
-        StoredMessage(message=BeaconMessage.model_validate_json(r.body), delivery_status=r.delivery_status)
+        StoredMessage(
+            message=BeaconMessage.model_validate_json(r.body),
+            delivery_status=r.delivery_status,
+            delivery_updated_at=store.utc(r.delivery_updated_at),
+            edited_at=store.utc(r.edited_at),
+            deleted_at=store.utc(r.deleted_at),
+        )
         for r in rows
     ]
     next_before = cursor_of(rows[-1]).encode() if more and rows else None
@@ -119,6 +158,10 @@ def _validate(req: SendRequest, settings: Settings) -> None:
         found.append(
             f"channel {req.channel!r} has no gateway in this deployment (BEACON_SERVED_CHANNELS: "
             f"{', '.join(settings.served_channels)}): nothing would deliver the message"
+        )
+    if req.kind == "template" and req.channel not in WINDOWED_CHANNELS:
+        found.append(
+            f"kind template is a WhatsApp template; {req.channel} has none and no window: send kind text instead"
         )
     if req.kind == "text" and not req.text:
         found.append("kind text needs `text`")

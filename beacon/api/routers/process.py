@@ -21,6 +21,7 @@ from beacon.api.schemas import BatchItem, BatchRequest, ProcessResult, problems
 from beacon.api.window import Refusal, apply_window
 from beacon.api.wire import message_problems
 from beacon.api.writer import StatusJob
+from beacon.bot.persist import load_user_and_state, state_json_if_changed
 from beacon.errors import BeaconError
 from beacon.messages import INBOUND, STATUS, BeaconMessage, utcnow
 
@@ -187,6 +188,10 @@ async def _process_inbound(state: StateDep, msg: BeaconMessage) -> bytes:
         return _result(msg.id, True, stored)
 
     turn = Turn(message=msg, settings=state.settings, sessions=state.sessions)
+    state_before = b""
+    if any(getattr(handler, "needs_context", False) for handler in state.handlers):
+        turn.user, turn.state = await load_user_and_state(state.read_engine, msg)
+        state_before = orjson.dumps(turn.state, option=orjson.OPT_SORT_KEYS)
     replies = await run_pipeline(state.handlers, turn)
     now = utcnow()
     replies, refused = apply_window(state.settings, replies, msg.channel_timestamp or msg.created_at, now)
@@ -194,12 +199,21 @@ async def _process_inbound(state: StateDep, msg: BeaconMessage) -> bytes:
         metrics.REFUSED.inc()
         log.warning("reply %s to message %s not sent: %s", refusal.message_id, msg.id, refusal.reason)
     replies_json = store.dump_messages(replies)
-    record = store.TurnRecord(msg, replies, replies_json, reset_conversation=turn.reset_conversation)
+    record = store.TurnRecord(
+        msg,
+        replies,
+        replies_json,
+        reset_conversation=turn.reset_conversation,
+        state_json=state_json_if_changed(state_before, turn.state, msg) if state_before else None,
+        outbox=turn.outbox.items,
+    )
     stored = await state.writer.write(record, now)
     if stored is not None:
         # Processed meanwhile (a concurrent duplicate won the processed-id constraint): its replies.
         metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
         return _result(msg.id, True, stored)
     metrics.PROCESSED.labels(INBOUND, "new").inc()
+    if turn.outbox.items and "outbox" in state.extras:
+        state.extras["outbox"].wake()
     metrics.HANDLED.labels(turn.handled_by or "none").inc()
     return _result(msg.id, False, replies_json, refused)

@@ -137,6 +137,10 @@ class ChaosStack:
         if migrate.returncode != 0:
             raise ServiceError(f"`beacon api migrate` failed:\n{migrate.stdout}{migrate.stderr}")
         for spec in dev_plan(s).specs:
+            # The load is WhatsApp's: the other channels and the console would only take CPU (and their
+            # default ports, which a running `beacon dev` may hold).
+            if spec.name not in {"api", "fake-whatsapp", "gateway-whatsapp"} and not spec.name.startswith("worker-"):
+                continue
             spec = ProcessSpec(spec.name, spec.argv, env={**self.env, **spec.env}, cwd=spec.cwd)
             self.specs[spec.name] = spec
             with self.lock:

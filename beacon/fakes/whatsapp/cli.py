@@ -1,4 +1,5 @@
-"""``beacon fake-whatsapp``: serve the fake Cloud API; ``beacon fake-whatsapp say``: play a user."""
+"""``beacon fake-whatsapp``: serve the fake Cloud API; ``beacon fake-whatsapp say``: play a user;
+``beacon fake-whatsapp event``: play a user's event (an edit, a deletion, a number change...)."""
 
 from __future__ import annotations
 
@@ -79,6 +80,37 @@ def say(
     typer.echo(f"error: no reply to {to} within {timeout:.0f}s (the webhook was accepted: check the workers "
                "and the gateway's sender).", err=True)
     raise typer.Exit(1)
+
+
+@fake_whatsapp_app.command("event")
+def event(
+    kind: Annotated[str, typer.Argument(help="edit, revoke, user_changed_number, call_permission_reply or "
+                                             "interactive_error.")],
+    from_: Annotated[str, typer.Option("--from", help="The user's number (wa_id), e.g. 447700900123.")],
+    original: Annotated[str | None, typer.Option(help="wamid of the message edited or revoked.")] = None,
+    text: Annotated[str | None, typer.Option(help="An edit's new text.")] = None,
+    new_wa_id: Annotated[str | None, typer.Option(help="The number a user changed to.")] = None,
+    response: Annotated[str, typer.Option(help="A call permission reply: accept or reject.")] = "accept",
+    url: Annotated[str | None, typer.Option(help="The fake's URL (default http://127.0.0.1:<port>).")] = None,
+) -> None:
+    """Post a signed webhook of user NUMBER's event through the running fake; print its wamid. Events get
+    no reply (the bot records them)."""
+    import httpx
+
+    settings = get_settings()
+    base = (url or f"http://127.0.0.1:{settings.fake_whatsapp_port}").rstrip("/")
+    body = {"event": kind, "from": from_.lstrip("+"), "original": original, "text": text, "new_wa_id": new_wa_id,
+            "response": response}
+    try:
+        answer = httpx.post(f"{base}/_fake/event", json=body, timeout=60)
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: the fake Cloud API at {base} did not answer ({exc}); start it with "
+                   "`beacon fake-whatsapp` or `beacon dev`.", err=True)
+        raise typer.Exit(1) from exc
+    if answer.status_code != 200:
+        typer.echo(f"error: {answer.text}", err=True)
+        raise typer.Exit(1)
+    typer.echo(answer.json()["wamid"])
 
 
 def _render(body: dict[str, object]) -> str:

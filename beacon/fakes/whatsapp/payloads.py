@@ -136,3 +136,68 @@ def status_webhook(wamid: str, state: str, recipient: str, *, phone_number_id: s
                    errors: list[Json] | None = None, opaque: str | None = None) -> Json:
     return envelope([value(phone_number_id=phone_number_id,
                            statuses=[status(wamid, state, recipient, errors=errors, opaque=opaque)])])
+
+
+# --- events: what a user did, not what they asked --------------------------------------------------
+# Shapes from Meta's webhook reference (developers.facebook.com/documentation/business-messaging/whatsapp/
+# webhooks/reference/messages/edit, /revoke, /system) and, for call_permission_reply, the types of
+# whatsapp-api-js (ServerInteractiveCallPermissionMessage); the 131000 interactive from Cloud API bodies
+# that carry a message-level ``errors`` array instead of the type's object.
+
+SOMETHING_WENT_WRONG = [{"code": 131000, "title": "Something went wrong", "message": "Something went wrong",
+                         "error_data": {"details": "Message failed to be processed"}}]
+
+
+def edit_message(from_: str, original_wamid: str, text: str, **kw: Any) -> Json:
+    """The user edited their text ``original_wamid``; ``text`` is what it says now."""
+    return message(from_, "edit", {"original_message_id": original_wamid,
+                                   "message": {"type": "text", "text": {"body": text}}}, **kw)
+
+
+def revoke_message(from_: str, original_wamid: str, **kw: Any) -> Json:
+    """The user deleted their message ``original_wamid``."""
+    return message(from_, "revoke", {"original_message_id": original_wamid}, **kw)
+
+
+def number_change_message(from_: str, new_wa_id: str, name: str = "User", **kw: Any) -> Json:
+    """The user changed their number from ``from_`` to ``new_wa_id`` (sent without a contacts array)."""
+    return message(from_, "system", {"body": f"User {name} changed from {from_} to {new_wa_id}",
+                                     "wa_id": new_wa_id, "type": "user_changed_number"}, **kw)
+
+
+def call_permission_reply_message(from_: str, response: str = "accept", **kw: Any) -> Json:
+    """The user answered a call permission request (``accept`` or ``reject``)."""
+    reply = {"response": response, "is_permanent": False, "expiration_timestamp": int(time.time()) + 7 * 86400,
+             "response_source": "user_action"}
+    return message(from_, "interactive", {"type": "call_permission_reply", "call_permission_reply": reply}, **kw)
+
+
+def interactive_error_message(from_: str, **kw: Any) -> Json:
+    """An interactive reply Meta could not deliver: no ``interactive`` object, a 131000 error instead."""
+    m = message(from_, "interactive", None, **kw)
+    m["errors"] = SOMETHING_WENT_WRONG
+    return m
+
+
+#: What ``event_webhook`` builds, by name (the fake's ``POST /_fake/event`` takes these names).
+EVENTS = ("edit", "revoke", "user_changed_number", "call_permission_reply", "interactive_error")
+
+
+def event_webhook(event: str, from_: str, *, original: str | None = None, text: str | None = None,
+                  new_wa_id: str | None = None, response: str = "accept", wamid: str | None = None,
+                  phone_number_id: str = DEFAULT_PHONE_NUMBER_ID) -> Json:
+    """A whole notification carrying one event of ``EVENTS`` from ``from_``."""
+    if event == "edit":
+        m = edit_message(from_, original or new_wamid(), text or "", wamid=wamid)
+    elif event == "revoke":
+        m = revoke_message(from_, original or new_wamid(), wamid=wamid)
+    elif event == "user_changed_number":
+        m = number_change_message(from_, new_wa_id or "447700900999", wamid=wamid)
+        return envelope([value(phone_number_id=phone_number_id, messages=[m])])
+    elif event == "call_permission_reply":
+        m = call_permission_reply_message(from_, response, wamid=wamid)
+    elif event == "interactive_error":
+        m = interactive_error_message(from_, wamid=wamid)
+    else:
+        raise ValueError(f"unknown event {event!r}; known: {', '.join(EVENTS)}")
+    return envelope([value(phone_number_id=phone_number_id, contacts=[contact(from_)], messages=[m])])

@@ -4,6 +4,9 @@ a record of everything sent (long-poll ``/_fake/sent``) and ``/_fake/say`` to pl
 Control endpoints (``/_fake/...``) are not part of the Cloud API:
 - ``GET /_fake/sent?after=<seq>&wait=<s>&limit=<n>``: recorded sends with seq > after (waits for one).
 - ``POST /_fake/say`` ``{"from", "text", "name"}``: a signed text webhook to the gateway.
+- ``POST /_fake/event`` ``{"event", "from", "original"?, "text"?, "new_wa_id"?, "response"?}``: a signed
+  webhook of a user's event (``payloads.EVENTS``: an edit or revoke of message ``original``, a number
+  change, a call permission reply, an interactive Meta sent without its body but with a 131000 error).
 - ``POST /_fake/faults`` ``{"code", "to"?, "phone_number_id"?, "count"?}``: answer the next ``count``
   (default: every) matching sends with that error; ``DELETE /_fake/faults`` clears them.
 - ``POST /_fake/config`` ``{"access_token"?, "rate_limit"?, "statuses"?, "latency"?}``: rotate the token
@@ -118,6 +121,7 @@ class FakeCloudApi:
             web.post("/{version}/{phone_number_id}/media", self.upload_media),
             web.get("/_fake/sent", self.list_sent),
             web.post("/_fake/say", self.say),
+            web.post("/_fake/event", self.event),
             web.post("/_fake/faults", self.add_fault),
             web.delete("/_fake/faults", self.clear_faults),
             web.post("/_fake/config", self.configure),
@@ -294,6 +298,25 @@ class FakeCloudApi:
         payload = p.text_webhook(str(from_), text, name=data.get("name"),
                                  phone_number_id=str(data.get("phone_number_id") or self.state.phone_number_id),
                                  wamid=wamid)
+        try:
+            status = await self.driver.post(payload)
+        except WebhookDeliveryError as exc:
+            return _json({"wamid": wamid, "gateway_status": exc.status, "error": str(exc)}, 502)
+        return _json({"wamid": wamid, "gateway_status": status})
+
+    async def event(self, request: web.Request) -> web.Response:
+        """Play a user's event: ``{"event": one of payloads.EVENTS, "from": ..., "original": wamid,
+        "text": ..., "new_wa_id": ..., "response": "accept"}``; answers its wamid and the gateway's status."""
+        data = orjson.loads(await request.read())
+        from_, event = data.get("from"), data.get("event")
+        if not from_ or event not in p.EVENTS:
+            return _json({"error": f"from and event ({', '.join(p.EVENTS)}) are required"}, 400)
+        wamid = p.new_wamid()
+        payload = p.event_webhook(
+            str(event), str(from_), original=data.get("original"), text=data.get("text"),
+            new_wa_id=data.get("new_wa_id"), response=str(data.get("response") or "accept"), wamid=wamid,
+            phone_number_id=str(data.get("phone_number_id") or self.state.phone_number_id),
+        )
         try:
             status = await self.driver.post(payload)
         except WebhookDeliveryError as exc:

@@ -5,6 +5,13 @@ may be missing are optional; unknown message types become ``unsupported`` with t
 the raw object kept. Ids are derived from the wamid (messages) and from (wamid, status)
 (statuses), so a redelivered webhook yields the same ids.
 
+Events are told from what a person wrote: an edit (``edit``), a deletion (``revoke``, or
+``unsupported`` standing for a revoke or an edit), a number change (``system``) and a reply to a
+call permission request (``interactive`` ``call_permission_reply``) become the event kinds of
+``beacon.messages.EVENT_KINDS``, which the pipeline records and never answers. A message Meta could
+not deliver whole (an ``interactive`` without its body, with an ``errors`` array) is ``unsupported``
+with that error.
+
 One bad item never sinks the batch: a message or status that cannot be attributed (no id, no
 usable sender) or that does not parse is dropped with its reason, and the rest are kept. Only a
 body that is not a notification at all (not JSON, no entry list, no phone number id) is refused.
@@ -26,7 +33,11 @@ from beacon.errors import BeaconError
 from beacon.gateway.records import AVRO_INT
 from beacon.gateway.whatsapp import CHANNEL
 from beacon.messages import (
+    CALL_PERMISSION,
+    DELETE,
+    EDIT,
     INBOUND,
+    USER_CHANGED,
     BeaconMessage,
     InteractiveReply,
     Location,
@@ -42,6 +53,10 @@ log = logging.getLogger("beacon.gateway.whatsapp.webhook")
 MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
 #: Types with a typed BeaconMessage form; everything else is ``unsupported`` with ``raw_type``.
 KNOWN_TYPES = MEDIA_TYPES | {"text", "location", "contacts", "interactive", "button", "reaction"}
+#: ``system`` types that say the user's identity changed (the current names and the pre-v12 ones).
+USER_CHANGE_TYPES = frozenset(
+    {"user_changed_number", "user_changed_user_id", "customer_changed_number", "customer_identity_changed"}
+)
 UNKNOWN_USER = "unknown"
 #: A user id the gateway can key on: a phone number (wa_id) or a business-scoped user id such as ``US.123``.
 #: No ``:`` (the user key's separator), no control characters, bounded length.
@@ -261,6 +276,18 @@ def _parse_message(m: Any, account: str, names: dict[str, str], only_contact: An
             fields["payload"] = _json_text(obj)
     elif mtype == "contacts":
         fields["payload"] = _json_text(body if body is not None else [])
+    elif mtype in {"edit", "revoke", "system", "unsupported"} and (event := _event(mtype, obj, fields, meta)):
+        kind = event
+    elif mtype == "interactive" and not obj:
+        kind = "unsupported"  # Meta sent no body (its reason is in the message's errors, kept in ``error``)
+        fields["payload"] = _json_text(body if body is not None else {})
+    elif mtype == "interactive" and obj.get("type") == "call_permission_reply":
+        kind = CALL_PERMISSION
+        reply_obj = obj.get("call_permission_reply")
+        answer: Json = reply_obj if isinstance(reply_obj, dict) else {}
+        if answer.get("response") is not None:
+            meta["response"] = str(answer["response"])
+        fields["payload"] = _json_text(answer)
     elif mtype == "interactive":
         itype = str(obj.get("type") or "unknown")
         raw_reply = obj.get(itype)
@@ -287,7 +314,7 @@ def _parse_message(m: Any, account: str, names: dict[str, str], only_contact: An
     err = _error(m.get("errors"))
     context = m.get("context")
     if isinstance(context, dict):
-        fields["quoted_channel_message_id"] = _str(context.get("id"))
+        fields.setdefault("quoted_channel_message_id", _str(context.get("id")))  # an edit's target comes first
         if context.get("from"):
             meta["context_from"] = str(context["from"])
         if context.get("forwarded"):
@@ -311,6 +338,53 @@ def _parse_message(m: Any, account: str, names: dict[str, str], only_contact: An
         metadata=meta,
         **fields,
     )
+
+
+def _event(mtype: str, obj: Json, fields: dict[str, Any], meta: dict[str, str]) -> str | None:
+    """The event kind of an ``edit``, ``revoke``, ``system`` or ``unsupported`` message, filling ``fields``
+    and ``meta``; None when it is no event (an ``unsupported`` poll, an unknown ``system`` type).
+
+    Shapes: Meta's webhook reference, messages/edit, messages/revoke and messages/system
+    (developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages/)."""
+    if mtype == "revoke":
+        fields["quoted_channel_message_id"] = _str(obj.get("original_message_id"))
+        fields["raw_type"] = mtype
+        return DELETE
+    if mtype == "edit":
+        fields["quoted_channel_message_id"] = _str(obj.get("original_message_id"))
+        fields["raw_type"] = mtype
+        edited = obj.get("message")
+        if isinstance(edited, dict):
+            etype = edited.get("type")
+            content = edited.get(etype) if isinstance(etype, str) else None
+            if isinstance(content, dict):
+                if etype == "text":
+                    fields["text"] = _str(content.get("body"))
+                elif etype in MEDIA_TYPES:
+                    fields["text"] = _str(content.get("caption"))
+                    fields["media"] = Media(id=_str(content.get("id")), mime_type=_str(content.get("mime_type")),
+                                            caption=_str(content.get("caption")),
+                                            filename=_str(content.get("filename")))
+            if isinstance(etype, str):
+                meta["edited_type"] = etype[:64]
+        return EDIT
+    if mtype == "system":
+        stype = _str(obj.get("type"))
+        if stype not in USER_CHANGE_TYPES:
+            return None
+        meta["system_type"] = stype or ""
+        new_id = user_id(obj.get("wa_id") or obj.get("new_wa_id") or obj.get("user_id"))
+        if new_id:
+            meta["new_user_id"] = new_id
+        fields["text"] = _str(obj.get("body"))
+        fields["raw_type"] = mtype
+        return USER_CHANGED
+    # ``unsupported`` names the type Meta did not deliver: a revoke or an edit is still an event
+    inner = obj.get("type")
+    if isinstance(inner, str) and inner in {"revoke", "edit"}:
+        fields["raw_type"] = f"unsupported:{inner}"
+        return DELETE if inner == "revoke" else EDIT
+    return None
 
 
 def _parse_status(s: Any, account: str) -> BeaconMessage:

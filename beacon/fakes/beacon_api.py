@@ -1,6 +1,6 @@
-"""A small HTTP server honouring the API's processing contract, for worker tests and benchmarks.
+"""A fake Beacon API honouring the processing contract, for worker tests and benchmarks (a fake, not product code).
 
-``python -m beacon.streams.stub_api --port 8765 [--latency-min 0 --latency-max 0.005]``
+``python -m beacon.fakes.beacon_api --port 8765 [--latency-min 0 --latency-max 0.005]``
 
 ``POST /v1/messages/process`` (and ``/process-batch``, one NDJSON line per message as it is done) checks the bearer
 token and the idempotency key, answers

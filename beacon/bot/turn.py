@@ -1,0 +1,178 @@
+"""The ``Turn``: one inbound message going through the pipeline, and everything a handler reaches."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from beacon.api import store
+from beacon.bot import replies
+from beacon.bot.outbox import Outbox
+from beacon.config import Settings
+from beacon.errors import BeaconError
+from beacon.messages import BeaconMessage, Location, Media, stable_id
+
+#: Most messages ``Turn.history`` returns, whatever a handler asks for.
+HISTORY_MAX = 50
+
+
+class MediaUnavailable(BeaconError):
+    """The bytes of a message's media cannot be read yet: Beacon has no gateway media service (the
+    gateway would fetch them from the channel with its credentials). Handlers get the reference
+    (``turn.message.media``: id, link, mime type, caption) and should answer without the bytes."""
+
+
+@dataclass(frozen=True)
+class BotUser:
+    """The user who wrote, as the API layer knows them before this turn (None fields: not known)."""
+
+    key: str
+    """``<channel>:<account>:<user id>``, the Kafka key of the conversation."""
+    channel: str
+    account: str
+    user_id: str
+    profile_name: str | None
+    """The name the user gave the channel (WhatsApp profile name), if it sent one."""
+    language: str | None
+    """The user's language when the channel tells it (message metadata ``language``), else None."""
+    opted_out: bool
+    """The user asked not to receive proactive messages."""
+    first_seen: datetime | None
+    """When the user first wrote; None on their very first message."""
+
+    @property
+    def is_new(self) -> bool:
+        """True on the user's first message."""
+        return self.first_seen is None
+
+
+@dataclass
+class Turn:
+    """One inbound message going through the pipeline.
+
+    A handler reads ``message``, ``user`` and ``state``, may change ``state`` (a JSON-able dict saved
+    with the replies, in one transaction, only if the turn's replies are stored), may record side
+    effects in ``outbox`` (delivered after the commit, once per message id), and answers replies
+    (texts, or messages from the helpers below) or None to pass to the next handler."""
+
+    message: BeaconMessage
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    reset_conversation: bool = False
+    handled_by: str | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+    user: BotUser = field(init=False)
+    """The user, as stored before this turn when the pipeline holds a handler of your own (for
+    built-ins alone only what the message says: never opted out, first seen unknown)."""
+    state: dict[str, Any] = field(default_factory=dict)
+    """This user's state: a JSON document read at the start of the turn, saved with its replies."""
+    outbox: Outbox = field(default_factory=Outbox)
+    """Side effects to run after the turn commits: ``turn.outbox.add("order_placed", {...})``."""
+    match: re.Match[str] | None = None
+    """The match of the ``Router.regex`` route that took the message."""
+    args: str = ""
+    """The text after the command, for a ``Router.command`` route (``/order 42`` -> ``"42"``)."""
+    handoff_requested: str | None = None
+    """The reason given to ``handoff``, if the turn asked for a human."""
+
+    def __post_init__(self) -> None:
+        msg = self.message
+        self.user = BotUser(msg.user_key, msg.channel, msg.account, msg.user_id, msg.profile_name,
+                            msg.metadata.get("language"), opted_out=False, first_seen=None)
+        self.outbox.message_id = self.message.id
+        self.outbox.user_key = self.message.user_key
+
+    # --- the message --------------------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        """The message's text, stripped ('' when it has none)."""
+        return (self.message.text or "").strip()
+
+    @property
+    def kind(self) -> str:
+        """text, image, audio, video, document, sticker, location, contacts, interactive, button, ..."""
+        return self.message.kind
+
+    @property
+    def channel(self) -> str:
+        return self.message.channel
+
+    @property
+    def button_id(self) -> str | None:
+        """The id of the button or list row the user chose, if this is an interactive reply."""
+        return self.message.interactive_reply.id if self.message.interactive_reply else None
+
+    @property
+    def media(self) -> Media | None:
+        """The media reference (id or link, mime type, caption, filename)."""
+        return self.message.media
+
+    @property
+    def reply_to(self) -> str | None:
+        """The channel message id the user quoted or replied to."""
+        return self.message.quoted_channel_message_id
+
+    @property
+    def idempotency_key(self) -> str:
+        """A key for external calls made by this turn: the same on every rerun of this message."""
+        return stable_id("turn", self.message.id)
+
+    def idempotency_key_for(self, purpose: str) -> str:
+        """A distinct stable key per external call of this turn (``"charge"``, ``"email"``)."""
+        return stable_id("turn", self.message.id, purpose)
+
+    async def media_bytes(self) -> bytes:
+        """The media's bytes. Raises ``MediaUnavailable`` until the gateway media service exists."""
+        raise MediaUnavailable(
+            f"message {self.message.id} ({self.message.kind} of {self.message.user_key}): Beacon cannot fetch "
+            "media bytes yet (no gateway media service); use turn.media (id, link, mime type) instead"
+        )
+
+    async def history(self, limit: int) -> list[BeaconMessage]:
+        """The last ``limit`` (at most ``HISTORY_MAX``, or the built-ins' configured history sizes when
+        larger) stored messages of the current conversation, oldest first, this one not included."""
+        # The built-ins' own settings may ask for more; they keep working as configured.
+        bound = max(HISTORY_MAX, self.settings.llm_history_messages, self.settings.history_command_size)
+        async with self.sessions() as session:
+            return await store.conversation_history(session, self.message.user_key, limit=max(0, min(limit, bound)))
+
+    # --- answering ----------------------------------------------------------------------------
+
+    def reply(self, text: str) -> BeaconMessage:
+        """A text reply."""
+        return replies.text(text)
+
+    def buttons(self, text: str, buttons: dict[str, str] | list[str], *, footer: str | None = None) -> BeaconMessage:
+        """Text with up to 3 reply buttons, ``{id: title}`` (or titles, used as ids too)."""
+        return replies.buttons(text, buttons, footer=footer)
+
+    def list_menu(self, text: str, button: str, rows: dict[str, str], *, section: str = "Options") -> BeaconMessage:
+        """Text with a list menu behind ``button``: ``rows`` is ``{id: title}``."""
+        return replies.choice_list(text, button, rows, section=section)
+
+    def media_reply(self, kind: str, *, link: str | None = None, media_id: str | None = None,
+                    caption: str | None = None, filename: str | None = None) -> BeaconMessage:
+        """An image, audio, video, document or sticker by link or channel media id."""
+        return replies.media(kind, link=link, media_id=media_id, caption=caption, filename=filename)
+
+    def location(self, location: Location) -> BeaconMessage:
+        """A map pin."""
+        return replies.location(location)
+
+    def template(self, name: str, language: str = "en", components: list[Any] | None = None) -> BeaconMessage:
+        """An approved template (needed outside the 24-hour window on WhatsApp)."""
+        return replies.template(name, language, components)
+
+    def handoff(self, reason: str, *, note: str = "A person from our team will answer you here soon.") -> str:
+        """Hand the conversation to a human. Beacon has no human inbox yet: this records a ``handoff``
+        outbox event (with the reason, user and message) for your outbox callback or URL, sets
+        ``state["handoff"]``, and returns ``note`` to send to the user."""
+        self.handoff_requested = reason
+        self.state["handoff"] = {"reason": reason, "message_id": self.message.id}
+        self.outbox.add("handoff", {"reason": reason, "user_key": self.message.user_key})
+        return note

@@ -1,0 +1,1 @@
+"""The operator console: server-rendered pages that show and operate a running Beacon stack."""

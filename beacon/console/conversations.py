@@ -1,0 +1,87 @@
+"""Conversations as the console shows them, read from the API layer's operator endpoints with the
+service token: users found by key or text, and a user's timeline with the time each hop took."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from beacon.config import Settings
+from beacon.errors import BeaconError
+from beacon.messages import BeaconMessage
+
+
+class ApiUnavailableError(BeaconError):
+    """The API layer did not answer the console, or refused its token."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of a timeline: a message, its delivery status, and how long the hops before it took."""
+
+    message: BeaconMessage
+    delivery_status: str | None
+    delivery_updated_at: datetime | None
+    hops: list[tuple[str, float]]
+
+
+def _client(settings: Settings) -> httpx.Client:
+    return httpx.Client(base_url=settings.api_url.rstrip("/"), timeout=5.0,
+                        headers={"Authorization": f"Bearer {settings.api_token.get_secret_value()}"})
+
+
+def _get(settings: Settings, path: str, **params: Any) -> httpx.Response:
+    try:
+        with _client(settings) as client:
+            r = client.get(path, params=params)
+    except httpx.HTTPError as exc:
+        raise ApiUnavailableError(f"the API layer at {settings.api_url} did not answer: {exc}") from exc
+    if r.status_code == 401:
+        raise ApiUnavailableError(f"the API layer at {settings.api_url} refused BEACON_API_TOKEN (401)")
+    if r.status_code >= 500:
+        raise ApiUnavailableError(f"the API layer at {settings.api_url} answered {r.status_code}: {r.text[:200]}")
+    return r
+
+
+def find_users(settings: Settings, query: str) -> list[dict[str, Any]]:
+    """The user with key ``query`` if there is one, else the users whose key or messages contain it."""
+    r = _get(settings, f"/v1/users/{quote(query, safe='')}")
+    if r.status_code == 200:
+        return [r.json()]
+    r = _get(settings, "/v1/users", q=query, limit=50)
+    r.raise_for_status()
+    users: list[dict[str, Any]] = r.json()["users"]
+    return users
+
+
+def _seconds(a: datetime | None, b: datetime | None) -> float | None:
+    return None if a is None or b is None else (b - a).total_seconds()
+
+
+def timeline(settings: Settings, user_key: str, limit: int = 200) -> list[Step]:
+    """The user's latest messages, oldest first, each with the hops that led to it:
+
+    - an inbound message: channel -> gateway (the channel's timestamp to the gateway's);
+    - a reply: inbound -> reply (the API and worker's processing), reply -> its delivery status.
+    """
+    r = _get(settings, f"/v1/users/{quote(user_key, safe='')}/messages", limit=limit)
+    r.raise_for_status()
+    stored = [(BeaconMessage.model_validate(m["message"]), m.get("delivery_status"),
+               datetime.fromisoformat(m["delivery_updated_at"]) if m.get("delivery_updated_at") else None)
+              for m in reversed(r.json()["messages"])]
+    by_id = {m.id: m for m, _, _ in stored}
+    steps = []
+    for msg, status, status_at in stored:
+        hops: list[tuple[str, float | None]] = []
+        if msg.direction == "inbound":
+            hops.append(("channel → gateway", _seconds(msg.channel_timestamp, msg.created_at)))
+        else:
+            source = by_id.get(msg.reply_to_id or "")
+            hops.append(("inbound → reply", _seconds(source.created_at if source else None, msg.created_at)))
+            hops.append((f"reply → {status or 'status'}", _seconds(msg.created_at, status_at)))
+        steps.append(Step(msg, status, status_at, [(n, s) for n, s in hops if s is not None]))
+    return steps

@@ -1,0 +1,28 @@
+"""The console's chart data: messages in and out per second from samples of real end offsets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from beacon import kafka
+from beacon.config import Settings
+from beacon.console.throughput import Sampler, chart_svg
+
+
+def test_rates_count_the_records_produced_between_two_samples(
+    kafka_settings: Settings, new_topic: Callable[..., str]
+) -> None:
+    settings = kafka_settings.model_copy(update={"topic_in": new_topic(partitions=3), "topic_out": new_topic(3)})
+    sampler = Sampler(settings)
+    sampler.sample_once()
+    producer = kafka.make_producer(settings)
+    for n in range(30):
+        producer.produce(settings.topic_in, value=b"x", key=f"user-{n}")
+    assert producer.flush(10) == 0
+    sampler.sample_once()
+    assert sampler.problem is None and len(sampler.samples) == 2
+    (rate,) = sampler.rates()
+    span = sampler.samples[1].at - sampler.samples[0].at
+    assert round(rate.inbound * span) == 30 and rate.outbound == 0
+    svg = chart_svg(sampler.rates(), settings.console_chart_minutes)
+    assert svg.count("<polyline") == 2 and "in " in svg
