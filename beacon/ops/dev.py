@@ -145,9 +145,8 @@ def prepare(settings: Settings, say: Say) -> list[Callable[[], object]]:
     Docker) is used as it is. Returns the stop functions of the services this call started (to undo
     on Ctrl-C).
     """
-    from beacon.codec import MessageCodec
     from beacon.kafka import ensure_topics
-    from beacon.ops import kafka_local, registry_local
+    from beacon.ops import kafka_local, registry_local, schemas
 
     started: list[Callable[[], object]] = []
     took = kafka_local.ensure(settings)
@@ -163,9 +162,11 @@ def prepare(settings: Settings, say: Say) -> list[Callable[[], object]]:
         + (f"  (created {', '.join(report.created)})" if report.created else ""))
     for problem in report.mismatches:
         say(f"  warning: {problem}")
-    MessageCodec(settings).prepare([settings.topic_in, settings.topic_out])
+    # As `beacon schemas register`: the subjects' compatibility level is set first, so the registry
+    # refuses an incompatible change from now on (a bare registration would leave it at NONE).
+    schemas.register(settings)
     say("Schemas        BeaconMessage registered for " + ", ".join(
-        f"{t}-value" for t in (settings.topic_in, settings.topic_out)))
+        f"{t}-value" for t in (settings.topic_in, settings.topic_out)) + f"  ({settings.schema_compatibility})")
     result = subprocess.run(beacon_argv("api", "migrate"), capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
         raise ServiceError(f"`beacon api migrate` failed (exit {result.returncode}):\n{result.stdout}{result.stderr}")

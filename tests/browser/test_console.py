@@ -274,6 +274,7 @@ def test_schemas_page_lists_the_registered_versions_and_the_compatibility_level(
     page.get_by_role("heading", name=f"{s.topic_in}-value").wait_for()
     text = page.locator("main").inner_text()
     assert f"{s.topic_out}-value" in text and "Compatibility:" in text
+    assert s.schema_compatibility in text  # `beacon dev` set it, as `beacon schemas register` does
     assert re.search(r"version\s+schema id\s+1\s+\d+", text), text
     browser_page.screenshot("console-schemas")
     assert browser_page.errors == [], browser_page.errors
