@@ -25,6 +25,7 @@ from beacon.api.guard import token_matches
 from beacon.config import Settings
 from beacon.errors import BeaconError
 from beacon.gateway.mediacache import FetchedMedia, MediaCache
+from beacon.gateway.metrics import MEDIA_REQUESTS
 
 __all__ = ["FetchedMedia", "MediaFetchError", "MediaNotFoundError", "MediaService", "MediaSource",
            "MediaTooLargeError", "read_bounded"]
@@ -90,30 +91,40 @@ class MediaService:
         directory = settings.media_cache_dir or settings.data_dir / "media-cache"
         self.cache = MediaCache(directory / source.name, settings.media_cache_bytes)
         self._fetching: dict[tuple[str, str], asyncio.Task[FetchedMedia]] = {}
+        self._failing = False  #: the last fetch failed with MediaFetchError (logged once until one succeeds)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get(MEDIA_PATH, self.serve)]
 
     async def serve(self, request: web.Request) -> web.Response:
         if not token_matches(request.headers.get("Authorization", "").encode(), self.token):
+            MEDIA_REQUESTS.labels(self.channel, "unauthorized").inc()
             return web.Response(status=401, text="missing or wrong service token: send 'Authorization: Bearer "
                                 "<BEACON_API_TOKEN>'", headers={"WWW-Authenticate": "Bearer"})
         account, media_id = request.match_info["account"], request.match_info["media_id"]
         try:
             media = await self.get(account, media_id)
         except MediaNotFoundError as exc:
-            return web.Response(status=404, text=str(exc))
+            return self._refuse("not_found", 404, exc)
         except MediaTooLargeError as exc:
-            return web.Response(status=413, text=str(exc))
+            return self._refuse("too_large", 413, exc)
         except MediaFetchError as exc:
-            log.warning("media %s of %s %s not fetched: %s", media_id, self.channel, account, exc)
-            return web.Response(status=502, text=str(exc))
+            if not self._failing:  # once per outage of the channel, not once per media
+                log.warning("media %s of %s %s not fetched: %s. The API gets 502 (MediaUnavailable) until the "
+                            "channel answers again.", media_id, self.channel, account, exc)
+            self._failing = True
+            return self._refuse("channel_error", 502, exc)
         return web.Response(body=media.content, headers={"Content-Type": media.content_type})
+
+    def _refuse(self, outcome: str, status: int, exc: BaseException) -> web.Response:
+        MEDIA_REQUESTS.labels(self.channel, outcome).inc()
+        return web.Response(status=status, text=str(exc))
 
     async def get(self, account: str, media_id: str) -> FetchedMedia:
         """From the cache, else from the channel (one fetch for concurrent asks of the same media)."""
         cached = self.cache.get(self.channel, account, media_id)
         if cached is not None:
+            MEDIA_REQUESTS.labels(self.channel, "cached").inc()
             return cached
         key = (account, media_id)
         task = self._fetching.get(key)
@@ -128,5 +139,9 @@ class MediaService:
         if len(media.content) > self.max_bytes:  # a channel's own bound must never let more through
             raise MediaTooLargeError(f"media {media_id} is {len(media.content)} bytes, more than the "
                                      f"{self.max_bytes} allowed (BEACON_MEDIA_MAX_BYTES)")
+        if self._failing:
+            log.info("media of %s fetched again: the channel answers", self.channel)
+            self._failing = False
+        MEDIA_REQUESTS.labels(self.channel, "fetched").inc()
         await asyncio.to_thread(self.cache.put, self.channel, account, media_id, media)
         return media

@@ -203,3 +203,12 @@ async def test_the_whatsapp_gateway_serves_media_on_its_port(registry_settings: 
     finally:
         gateway.stop()
         await asyncio.wait_for(task, 60)
+
+
+async def test_a_whatsapp_media_url_that_expired_is_asked_for_again(whatsapp: tuple[Stack, FakeCloudApi]) -> None:
+    stack, fake = whatsapp
+    note = os.urandom(4_000)
+    media_id = fake.add_media(note, "audio/ogg")
+    fake.state.expire_media_urls = 1  # the first URL is past its 5 minutes when downloaded
+    assert await stack.read(media_id, kind="audio") == answer_for(note)
+    assert (fake.state.media_lookups, fake.state.media_downloads) == (2, 2)

@@ -81,6 +81,7 @@ class FakeState:
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     media_lookups: int = 0  #: ``GET /<version>/<media id>`` asked (a cache in front of the fake asks less)
     media_downloads: int = 0  #: media URLs downloaded
+    expire_media_urls: int = 0  #: the next this many downloads answer 404, as Meta does for a URL past its 5 minutes
     recent: dict[str, deque[float]] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     outage: Outage | None = None
@@ -277,6 +278,9 @@ class FakeCloudApi:
         if not self._authorised(request):
             return web.Response(status=401)
         self.state.media_downloads += 1
+        if self.state.expire_media_urls > 0:
+            self.state.expire_media_urls -= 1
+            return web.Response(status=404)
         item = self.state.media.get(request.match_info["media_id"])
         if item is None:
             return web.Response(status=404)
