@@ -128,6 +128,8 @@ async def test_whatsapp_media_beyond_the_bound_unknown_or_without_the_token_is_r
     assert (await stack.get(NUMBER, "9999999999")).status_code == 404
 
     lookups = fake.state.media_lookups
+    assert (await stack.get(NUMBER, "..%2F" + NUMBER + "%2Fmessages")).status_code == 404  # never a Graph URL
+    assert fake.state.media_lookups == lookups
     small = fake.add_media(b"secret photo", "image/jpeg")
     assert (await stack.get(NUMBER, small, token=None)).status_code == 401
     assert (await stack.get(NUMBER, small, token="not-the-token")).status_code == 401

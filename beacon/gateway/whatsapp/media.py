@@ -29,23 +29,29 @@ async def fetch_media(client: CloudApiClient, phone_number_id: str, media_id: st
     if token is None:
         raise MediaFetchError(f"no access token for phone number {phone_number_id} (set BEACON_WHATSAPP_ACCESS_TOKEN "
                               "or BEACON_WHATSAPP_ACCESS_TOKENS)")
+    if not media_id.isdigit():  # a Cloud API media id is a number; anything else must not reach a Graph URL
+        raise MediaNotFoundError(f"{media_id!r} is not a WhatsApp media id")
     headers = {"Authorization": f"Bearer {token}"}
-    for attempt in (1, 2):
-        url, mime = await _media_url(client, headers, phone_number_id, media_id, max_bytes)
-        try:
-            async with client.session.get(url, headers=headers) as response:
-                if response.status in {401, 403, 404} and attempt == 1:
-                    continue  # the URL expired (5 minutes) or was refused: ask for a fresh one once
-                if response.status != 200:
-                    raise (MediaNotFoundError if response.status in {401, 403, 404, 410} else MediaFetchError)(
-                        f"the download of WhatsApp media {media_id} answered HTTP {response.status}")
-                content = await read_bounded(response, max_bytes, f"WhatsApp media {media_id}")
-                content_type = mime or response.headers.get("Content-Type") or "application/octet-stream"
-                return FetchedMedia(content, content_type)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise MediaFetchError(f"the download of WhatsApp media {media_id} failed: {type(exc).__name__}: "
-                                  f"{exc}") from exc
-    raise AssertionError("unreachable")  # pragma: no cover
+    url, mime = await _media_url(client, headers, phone_number_id, media_id, max_bytes)
+    try:
+        async with client.session.get(url, headers=headers) as response:
+            if response.status in {401, 403, 404}:  # the URL expired (5 minutes) or was refused: ask once more
+                url, mime = await _media_url(client, headers, phone_number_id, media_id, max_bytes)
+                async with client.session.get(url, headers=headers) as again:
+                    return await _download(again, media_id, mime, max_bytes)
+            return await _download(response, media_id, mime, max_bytes)
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise MediaFetchError(f"the download of WhatsApp media {media_id} failed: {type(exc).__name__}: "
+                              f"{exc}") from exc
+
+
+async def _download(response: aiohttp.ClientResponse, media_id: str, mime: str | None,
+                    max_bytes: int) -> FetchedMedia:
+    if response.status != 200:
+        error = MediaNotFoundError if response.status in {401, 403, 404, 410} else MediaFetchError
+        raise error(f"the download of WhatsApp media {media_id} answered HTTP {response.status}")
+    content = await read_bounded(response, max_bytes, f"WhatsApp media {media_id}")
+    return FetchedMedia(content, mime or response.headers.get("Content-Type") or "application/octet-stream")
 
 
 async def _media_url(client: CloudApiClient, headers: dict[str, str], phone_number_id: str, media_id: str,
