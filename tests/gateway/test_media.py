@@ -168,43 +168,62 @@ async def test_a_gateway_that_is_down_makes_the_media_unavailable_not_the_turn_f
     assert f"the whatsapp gateway at {down} cannot be reached" in replies[0].text
 
 
-async def test_the_whatsapp_gateway_serves_media_on_its_port(registry_settings: Settings,
+@pytest.mark.parametrize("channel", ["whatsapp", "telegram"])
+async def test_the_channels_gateway_serves_media_on_its_port(channel: str, registry_settings: Settings,
                                                              fake_whatsapp: tuple[FakeCloudApi, str],
                                                              new_topic: Callable[..., str],
                                                              unique: Callable[[str], str], tmp_path: Path) -> None:
-    fake, fake_url = fake_whatsapp
+    wa_fake, wa_url = fake_whatsapp
+    tg_fake = FakeBotApi(token=DEV_TOKEN)
     port = free_port()
-    settings = registry_settings.model_copy(update={
-        "topic_in": new_topic(1, "bm_in"), "topic_out": new_topic(1, "bm_out"), "topic_dlq": new_topic(1, "dlq"),
-        "whatsapp_graph_url": fake_url, "whatsapp_access_token": SecretStr("dev-access-token"),
-        "whatsapp_app_secret": SecretStr("dev-secret"), "whatsapp_gateway_port": port,
-        "whatsapp_gateway_group": unique("wa"), "whatsapp_sent_store": tmp_path / "sent.db",
-        "api_token": SecretStr(TOKEN), "data_dir": tmp_path / "gateway",
-    })
-    gateway = Gateway(settings, WhatsAppChannel(settings))
-    task = asyncio.create_task(gateway.serve())
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(timeout=30) as http:
-            deadline = time.monotonic() + 30
-            while True:
-                assert not task.done(), "the gateway stopped during start-up"
-                try:
-                    if (await http.get(f"{url}/healthz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "the gateway did not listen"
-                await asyncio.sleep(0.1)
-        voice = os.urandom(5_000)
-        media_id = fake.add_media(voice, "audio/ogg; codecs=opus")
-        async with BotTester(PIPELINE, tmp_path / "api", gateway_urls={"whatsapp": url}) as bot:
-            bot.account = NUMBER
-            replies = await bot.send(bot.message("u1", kind="audio", text=None, media=Media(id=media_id)))
-        assert replies[0].text == answer_for(voice)
-    finally:
-        gateway.stop()
-        await asyncio.wait_for(task, 60)
+    voice = os.urandom(5_000)
+    async with running_telegram(tg_fake) as tg_url:
+        settings = registry_settings.model_copy(update={
+            "topic_in": new_topic(1, "bm_in"), "topic_out": new_topic(1, "bm_out"), "topic_dlq": new_topic(1, "dlq"),
+            "whatsapp_graph_url": wa_url, "whatsapp_access_token": SecretStr("dev-access-token"),
+            "whatsapp_app_secret": SecretStr("dev-secret"), "whatsapp_gateway_port": port,
+            "whatsapp_gateway_group": unique("wa"), "whatsapp_sent_store": tmp_path / "wa-sent.db",
+            "telegram_bot_token": SecretStr(DEV_TOKEN), "telegram_api_url": tg_url, "telegram_port": port,
+            "telegram_webhook_secret": SecretStr("tg-secret"), "telegram_gateway_group": unique("tg"),
+            "telegram_sent_store": tmp_path / "tg-sent.db", "api_token": SecretStr(TOKEN),
+            "data_dir": tmp_path / "gateway",
+        })
+        if channel == "whatsapp":
+            gateway = Gateway(settings, WhatsAppChannel(settings))
+            media_id, account = wa_fake.add_media(voice, "audio/ogg; codecs=opus"), NUMBER
+        else:
+            gateway = Gateway(settings, TelegramChannel(settings))
+            media_id, account = tg_fake.add_file(voice, "voice.ogg"), BOT
+        task = asyncio.create_task(gateway.serve())
+        url = f"http://127.0.0.1:{port}"
+        try:
+            async with httpx.AsyncClient(timeout=30) as http:
+                deadline = time.monotonic() + 30
+                while True:
+                    assert not task.done(), "the gateway stopped during start-up"
+                    try:
+                        if (await http.get(f"{url}/healthz")).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    assert time.monotonic() < deadline, "the gateway did not listen"
+                    await asyncio.sleep(0.1)
+            async with BotTester(PIPELINE, tmp_path / "api", gateway_urls={channel: url}) as bot:
+                bot.channel, bot.account = channel, account
+                replies = await bot.send(bot.message("u1", kind="audio", text=None, media=Media(id=media_id)))
+            assert replies[0].text == answer_for(voice)
+        finally:
+            gateway.stop()
+            await asyncio.wait_for(task, 60)
+
+
+async def test_concurrent_reads_of_one_media_fetch_it_once(whatsapp: tuple[Stack, FakeCloudApi]) -> None:
+    stack, fake = whatsapp
+    video = os.urandom(50_000)
+    media_id = fake.add_media(video, "video/mp4")
+    answers = await asyncio.gather(*(stack.get(NUMBER, media_id) for _ in range(5)))
+    assert all(a.status_code == 200 and a.content == video for a in answers)
+    assert (fake.state.media_lookups, fake.state.media_downloads) == (1, 1)
 
 
 async def test_a_whatsapp_media_url_that_expired_is_asked_for_again(whatsapp: tuple[Stack, FakeCloudApi]) -> None:
