@@ -10,6 +10,7 @@ import aiohttp
 
 from beacon.config import Settings
 from beacon.errors import BeaconError
+from beacon.gateway.media import MediaTooLargeError, read_bounded
 from beacon.messages import BeaconMessage
 
 
@@ -36,10 +37,12 @@ async def media_bytes(settings: Settings, msg: BeaconMessage) -> bytes:
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.media_timeout)) as session, \
                 session.get(url, headers=headers) as response:
-            if response.status == 200:
-                return await response.read()
+            if response.status == 200:  # bounded here too: BEACON_GATEWAY_URLS could name something else
+                return await read_bounded(response, settings.media_max_bytes, f"media {media.id}")
             reason = (await response.text())[:300]
             status = response.status
+    except MediaTooLargeError as exc:
+        raise MediaUnavailable(f"{about}: {exc}") from None
     except aiohttp.ClientConnectorError as exc:
         raise MediaUnavailable(f"{about}: the {msg.channel} gateway at {base} cannot be reached ({exc.os_error}); "
                                "is it running, and is BEACON_GATEWAY_URLS right?") from None

@@ -233,3 +233,16 @@ async def test_a_whatsapp_media_url_that_expired_is_asked_for_again(whatsapp: tu
     fake.state.expire_media_urls = 1  # the first URL is past its 5 minutes when downloaded
     assert await stack.read(media_id, kind="audio") == answer_for(note)
     assert (fake.state.media_lookups, fake.state.media_downloads) == (2, 2)
+
+
+async def test_the_api_reads_no_more_than_the_bound_whatever_answers_at_the_gateway_url(tmp_path: Path) -> None:
+    async def endless(_request: web.Request) -> web.Response:  # not a Beacon gateway: ignores the bound
+        return web.Response(body=os.urandom(LIMIT + 1), content_type="image/jpeg")
+
+    app = web.Application()
+    app.router.add_get("/media/{account}/{media_id}", endless)
+    async with serve(app) as url, BotTester(PIPELINE, tmp_path, gateway_urls={"whatsapp": url},
+                                             media_max_bytes=LIMIT) as bot:
+        replies = await bot.send(bot.message("u1", kind="image", text=None, media=Media(id="123")))
+    assert replies[0].text is not None and replies[0].text.startswith("unavailable:")
+    assert f"more than the {LIMIT} allowed" in replies[0].text
