@@ -187,6 +187,26 @@ class Settings(BaseSettings):
         900_000, description="Largest record the gateway produces (the broker refuses larger ones): a bigger "
         "inbound message is delivered as `unsupported` with a too-large error, a bigger status without content."
     )
+    gateway_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description='Where the API reaches each channel\'s gateway for media bytes, as JSON {"whatsapp": '
+        '"http://127.0.0.1:8080", "telegram": "http://127.0.0.1:8082"}; a channel not named uses '
+        "http://127.0.0.1:<its gateway port>.",
+    )
+    media_max_bytes: int = Field(
+        16 * 1024 * 1024, description="Largest media file a gateway fetches from its channel for the API "
+        "(`GET /media/...`, else 413; never read past it)."
+    )
+    media_cache_bytes: int = Field(
+        512 * 1024 * 1024, description="Total size of a gateway's cache of fetched media (least recently read "
+        "files evicted first; 0 = no cache)."
+    )
+    media_cache_dir: Path | None = Field(
+        None, description="Directory of a gateway's media cache; default <data dir>/media-cache/<channel>."
+    )
+    media_timeout: float = Field(
+        30.0, description="Seconds `turn.media_bytes()` waits for the gateway (which fetches from the channel)."
+    )
     whatsapp_phone_number_id: str = Field(
         "106540352242922", description="Business phone number id the fake Cloud API and `beacon dev` use."
     )
@@ -510,6 +530,15 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'beacon.db').resolve()}"
+
+    def gateway_url_for(self, channel: str) -> str:
+        """Base URL of ``channel``'s gateway (``BEACON_GATEWAY_URLS``, else 127.0.0.1 on its port setting)."""
+        if channel in self.gateway_urls:
+            return self.gateway_urls[channel].rstrip("/")
+        ports = {"whatsapp": self.whatsapp_gateway_port, "telegram": self.telegram_port, "webchat": self.webchat_port}
+        if channel not in ports:
+            raise KeyError(channel)
+        return f"http://127.0.0.1:{ports[channel]}"
 
     @property
     def kafka_port(self) -> int:

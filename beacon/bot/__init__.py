@@ -12,9 +12,10 @@ Then ``BEACON_API_PIPELINE='["commands", "mybot.handlers:bot", "fallback"]'``.
 """
 
 from beacon.bot.load import BotAnswer, HandlerImportError
+from beacon.bot.media import MediaUnavailable
 from beacon.bot.outbox import Outbox, OutboxItem
 from beacon.bot.router import Router
-from beacon.bot.turn import BotUser, MediaUnavailable, Turn
+from beacon.bot.turn import BotUser, Turn
 
 __all__ = [
     "BotAnswer",

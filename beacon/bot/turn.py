@@ -11,19 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from beacon.api import store
 from beacon.bot import replies
+from beacon.bot.media import media_bytes
 from beacon.bot.outbox import Outbox
 from beacon.config import Settings
-from beacon.errors import BeaconError
 from beacon.messages import BeaconMessage, Location, Media, stable_id
 
 #: Most messages ``Turn.history`` returns, whatever a handler asks for.
 HISTORY_MAX = 50
-
-
-class MediaUnavailable(BeaconError):
-    """The bytes of a message's media cannot be read yet: Beacon has no gateway media service (the
-    gateway would fetch them from the channel with its credentials). Handlers get the reference
-    (``turn.message.media``: id, link, mime type, caption) and should answer without the bytes."""
 
 
 @dataclass(frozen=True)
@@ -127,11 +121,10 @@ class Turn:
         return stable_id("turn", self.message.id, purpose)
 
     async def media_bytes(self) -> bytes:
-        """The media's bytes. Raises ``MediaUnavailable`` until the gateway media service exists."""
-        raise MediaUnavailable(
-            f"message {self.message.id} ({self.message.kind} of {self.message.user_key}): Beacon cannot fetch "
-            "media bytes yet (no gateway media service); use turn.media (id, link, mime type) instead"
-        )
+        """The bytes of the user's image, voice note, document, ..., fetched through the channel's gateway
+        (cached there; at most ``BEACON_MEDIA_MAX_BYTES``). Raises ``MediaUnavailable`` with the reason
+        (no media, gateway down, media unknown or expired, too large): answer without them then."""
+        return await media_bytes(self.settings, self.message)
 
     async def history(self, limit: int) -> list[BeaconMessage]:
         """The last ``limit`` (at most ``HISTORY_MAX``, or the built-ins' configured history sizes when

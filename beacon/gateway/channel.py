@@ -33,6 +33,9 @@ A channel implements ``Channel`` (WhatsApp as the example, ``beacon.gateway.what
 - ``on_permanent_failure(msg, error)``: after a message was given up (Telegram marks a user who
   blocked the bot as opted out); usually nothing.
 - ``close()``: release clients.
+
+A channel whose users send media also implements ``fetch_media(account, media_id, max_bytes)``
+(``beacon.gateway.media.MediaSource``); the gateway then serves it to the API at ``GET /media/...``.
 """
 
 from __future__ import annotations

@@ -33,3 +33,6 @@ POSSIBLE_DUPLICATES = Counter("beacon_gateway_possible_duplicate_sends_total",
 OUTAGES = Counter("beacon_gateway_outages_total",
                   "Times a channel's API started failing for an account (its sends paused and probed).",
                   ["channel"])
+MEDIA_REQUESTS = Counter("beacon_gateway_media_requests_total",
+                         "Media asked of the gateway by the API, by outcome (cached, fetched, not_found, too_large, "
+                         "channel_error, unauthorized).", ["channel", "outcome"])

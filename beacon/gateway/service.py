@@ -1,4 +1,5 @@
-"""``beacon gateway <channel>``: a channel's two halves in one process, with a clean SIGTERM.
+"""``beacon gateway <channel>``: a channel's two halves in one process, with a clean SIGTERM; a channel
+that can fetch its users' media also serves it to the API (``beacon.gateway.media``).
 
 SIGTERM / SIGINT (see ``beacon.gateway.base``): stop accepting webhooks (503, so the channel
 redelivers elsewhere or later), finish in-flight sends, commit, exit.
@@ -18,6 +19,7 @@ from beacon.errors import KafkaError
 from beacon.gateway.base import run_gateway
 from beacon.gateway.channel import Channel
 from beacon.gateway.inbound import Inbound
+from beacon.gateway.media import MediaService, MediaSource
 from beacon.gateway.outbound import Outbound
 from beacon.gateway.store import SentStore
 from beacon.kafka import AsyncProducer, ensure_topics
@@ -36,6 +38,10 @@ class Gateway:
         self.store = SentStore(channel.sent_store)
         self.inbound = Inbound(settings, self.producer, self.codec, channel)
         self.outbound = Outbound(settings, self.producer, self.codec, self.store, channel)
+        #: ``GET /media/{account}/{media id}`` for the API, when the channel can fetch its users' media
+        self.media = MediaService(settings, channel) if isinstance(channel, MediaSource) else None
+        if self.media is not None:
+            self.inbound.app.add_routes(self.media.routes())
         self.stopping = asyncio.Event()
 
     def stop(self) -> None:

@@ -13,6 +13,7 @@ Ctrl-C stops everything, including Kafka and the registry when this command star
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -89,7 +90,10 @@ def dev_plan(settings: Settings, workers: int | None = None) -> DevPlan:
     webchat_url = f"http://127.0.0.1:{settings.webchat_port}/"
     # The API accepts proactive sends (`POST /v1/messages/send`) for every channel dev runs a gateway for.
     served = {"BEACON_SERVED_CHANNELS": '["whatsapp", "telegram", "webchat"]'}
-    specs = [ProcessSpec("api", beacon_argv("api"), env={**common, **served})]
+    # The API reads users' media through the gateways (`turn.media_bytes()`), which hold the channels' credentials.
+    gateways = {"BEACON_GATEWAY_URLS": json.dumps({"whatsapp": gateway_url,
+                                                   "telegram": f"http://127.0.0.1:{settings.telegram_port}"})}
+    specs = [ProcessSpec("api", beacon_argv("api"), env={**common, **served, **gateways})]
     endpoints = [("web chat", f"{webchat_url}  (open it in a browser and type /ping)"),
                  ("API layer", f"http://127.0.0.1:{settings.api_port}  (docs at /docs, metrics at /metrics)")]
     for i in range(n):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from beacon.bot import BotUser, MediaUnavailable, Router, Turn
+from beacon.ops.process import free_port
 from beacon.testing import BotTester
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -45,7 +46,9 @@ async def image(turn: Turn) -> str:
 async def test_a_handler_sees_the_stored_user_the_history_and_a_media_seam(tmp_path: Path) -> None:
     from beacon.messages import Media
 
-    async with BotTester("commands,tests.bot.test_readme_bot:probe,fallback", tmp_path) as bot:
+    no_gateway = f"http://127.0.0.1:{free_port()}"
+    async with BotTester("commands,tests.bot.test_readme_bot:probe,fallback", tmp_path,
+                         gateway_urls={"whatsapp": no_gateway}) as bot:
         await bot.say("first", user="bo")
         msg = bot.message("bo", kind="image", text=None, media=Media(id="m1", mime_type="image/png"),
                           metadata={"language": "de"})
@@ -55,4 +58,4 @@ async def test_a_handler_sees_the_stored_user_the_history_and_a_media_seam(tmp_p
     assert user.first_seen is not None and user.opted_out is False and not user.is_new
     assert seen["history"] == ["first", "You said: first"]
     assert seen["key"] != msg.id and isinstance(seen["key"], str)
-    assert "cannot fetch media bytes yet" in str(seen["media"])
+    assert f"the whatsapp gateway at {no_gateway} cannot be reached" in str(seen["media"])

@@ -71,3 +71,11 @@ def test_the_api_accepts_proactive_sends_to_the_web_chat(monkeypatch: pytest.Mon
     api = next(s for s in dev_plan(_settings()).specs if s.name == "api")
     monkeypatch.setenv("BEACON_SERVED_CHANNELS", api.env["BEACON_SERVED_CHANNELS"])
     assert set(Settings(_env_file=None).served_channels) == {"whatsapp", "telegram", "webchat"}
+
+
+def test_the_api_reaches_each_gateway_for_media(monkeypatch: pytest.MonkeyPatch) -> None:
+    api = next(s for s in dev_plan(_settings(telegram_port=8382)).specs if s.name == "api")
+    monkeypatch.setenv("BEACON_GATEWAY_URLS", api.env["BEACON_GATEWAY_URLS"])
+    settings = Settings(_env_file=None)
+    assert settings.gateway_url_for("telegram") == "http://127.0.0.1:8382"
+    assert settings.gateway_url_for("whatsapp") == f"http://127.0.0.1:{_settings().whatsapp_gateway_port}"

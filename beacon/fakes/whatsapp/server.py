@@ -16,7 +16,8 @@ Control endpoints (``/_fake/...``) are not part of the Cloud API:
   ``503`` answers 503 with no Cloud API body (a load balancer's answer), ``500`` answers Meta's 131000
   "Something went wrong", ``hang`` never answers (the sender times out); ``DELETE /_fake/outage`` ends it.
   Sends refused this way are counted under ``outage`` and never recorded as sent.
-- ``GET /_fake/stats``: counts of accepted and rejected sends by code; ``POST /_fake/reset``.
+- ``GET /_fake/stats``: counts of accepted and rejected sends by code, of media lookups and downloads;
+  ``POST /_fake/reset``.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ class FakeState:
     accepted: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    media_lookups: int = 0  #: ``GET /<version>/<media id>`` asked (a cache in front of the fake asks less)
+    media_downloads: int = 0  #: media URLs downloaded
+    expire_media_urls: int = 0  #: the next this many downloads answer 404, as Meta does for a URL past its 5 minutes
     recent: dict[str, deque[float]] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     outage: Outage | None = None
@@ -134,6 +138,12 @@ class FakeCloudApi:
             web.get("/{version}/{media_id}", self.media_url),
         ])
         self.app.on_cleanup.append(self._cleanup)
+
+    def add_media(self, content: bytes, mime_type: str) -> str:
+        """Store a file as if a user had sent it (Meta holds it); returns its media id."""
+        media_id = str(secrets.randbelow(10**15) + 10**15)
+        self.state.media[media_id] = (content, mime_type)
+        return media_id
 
     @property
     def driver(self) -> WebhookDriver:
@@ -250,14 +260,13 @@ class FakeCloudApi:
                 mime = part.headers.get("Content-Type", mime)
             elif part.name == "type":
                 mime = await part.text()
-        media_id = str(secrets.randbelow(10**15) + 10**15)
-        self.state.media[media_id] = (data, mime)
-        return _json({"id": media_id})
+        return _json({"id": self.add_media(data, mime)})
 
     async def media_url(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
             return self._reject(190)
         media_id = request.match_info["media_id"]
+        self.state.media_lookups += 1
         if media_id not in self.state.media:
             return self._reject(100, f"media {media_id} does not exist")
         data, mime = self.state.media[media_id]
@@ -268,6 +277,10 @@ class FakeCloudApi:
     async def download_media(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
             return web.Response(status=401)
+        self.state.media_downloads += 1
+        if self.state.expire_media_urls > 0:
+            self.state.expire_media_urls -= 1
+            return web.Response(status=404)
         item = self.state.media.get(request.match_info["media_id"])
         if item is None:
             return web.Response(status=404)
@@ -384,7 +397,8 @@ class FakeCloudApi:
     async def stats(self, _request: web.Request) -> web.Response:
         return _json({"accepted": self.state.accepted, "rejected": dict(self.state.rejected),
                       "hanging": self.state.hanging, "hanging_peak": self.state.hanging_peak,
-                      "last_seq": len(self.state.sent), "faults": len(self.state.faults)})
+                      "last_seq": len(self.state.sent), "faults": len(self.state.faults),
+                      "media_lookups": self.state.media_lookups, "media_downloads": self.state.media_downloads})
 
     async def reset(self, _request: web.Request) -> web.Response:
         s = self.state

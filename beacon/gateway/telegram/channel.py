@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mimetypes
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,11 +14,13 @@ from aiohttp import web
 
 from beacon.config import Settings
 from beacon.errors import ConfigError
-from beacon.gateway.channel import Dropped, Limits, Parsed, Rate, SendError
+from beacon.gateway.channel import Action, Dropped, Limits, Parsed, Rate, SendError
+from beacon.gateway.media import FetchedMedia, MediaFetchError, MediaNotFoundError, MediaTooLargeError
 from beacon.gateway.optout import mark_opted_out
 from beacon.gateway.telegram import CHANNEL, bot_id_of
 from beacon.gateway.telegram.auth import HEADER, check_secret
 from beacon.gateway.telegram.client import BotApiClient
+from beacon.gateway.telegram.errors import BotApiError, FileTooLargeError
 from beacon.gateway.telegram.limits import bot_rate, chat_rate
 from beacon.gateway.telegram.parse import parse_update
 from beacon.gateway.telegram.sends import BotCall, build_calls
@@ -124,6 +127,25 @@ class TelegramChannel:
         """A user who blocked the bot (or whose account is gone) is marked opted out through the API."""
         if isinstance(error, SendError) and error.opt_out:
             await mark_opted_out(self.settings, msg.user_key, str(error)[:200])
+
+    # --- media ------------------------------------------------------------------------------------
+
+    async def fetch_media(self, account: str, media_id: str, max_bytes: int) -> FetchedMedia:
+        """A user's file by ``file_id`` (``getFile``, then the download; ``beacon.gateway.media``)."""
+        if account != self.bot_id:
+            raise MediaNotFoundError(f"Telegram file {media_id} belongs to bot {account}, not to this gateway's bot "
+                                     f"{self.bot_id}")
+        try:
+            content, path = await self.client.get_file_and_path(
+                media_id, min(max_bytes, self.settings.telegram_max_file_bytes))
+        except FileTooLargeError as exc:
+            raise MediaTooLargeError(str(exc)) from None
+        except BotApiError as exc:
+            if exc.action is Action.PERMANENT or exc.status == 400:
+                raise MediaNotFoundError(f"Telegram file {media_id} is unknown or gone: {exc}") from None
+            raise MediaFetchError(f"Telegram file {media_id} not fetched: {exc}") from None
+        content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        return FetchedMedia(content, content_type)
 
     async def close(self) -> None:
         await self.client.close()

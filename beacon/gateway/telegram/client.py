@@ -97,6 +97,11 @@ class BotApiClient:
 
     async def get_file(self, file_id: str, max_bytes: int) -> bytes:
         """The bytes of a file a user sent (``getFile``, then the download), at most ``max_bytes``."""
+        content, _path = await self.get_file_and_path(file_id, max_bytes)
+        return content
+
+    async def get_file_and_path(self, file_id: str, max_bytes: int) -> tuple[bytes, str]:
+        """``get_file``, with the file's ``file_path`` (``photos/file_1.jpg``: its name tells its type)."""
         info = await self.call("getFile", {"file_id": file_id})
         path = info.get("file_path") if isinstance(info, dict) else None
         size = info.get("file_size") if isinstance(info, dict) else None
@@ -130,7 +135,7 @@ class BotApiClient:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise BotApiError(f"Bot API file download of {file_id} failed: {type(exc).__name__}: "
                               f"{self.redact(str(exc))}", method="file download") from None
-        return b"".join(chunks)
+        return b"".join(chunks), path
 
     async def set_webhook(self, url: str, secret: str | None,
                           allowed_updates: tuple[str, ...] = HANDLED_UPDATES) -> bool:

@@ -1,5 +1,5 @@
 """WhatsApp as a ``Channel``: what is its own (signatures, the parser, request bodies, the Cloud API
-client and its error codes, limits per business number) plugged into the shared gateway."""
+client and its error codes, limits per business number, media by id) plugged into the shared gateway."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from aiohttp import web
 from beacon.config import Settings
 from beacon.errors import ConfigError
 from beacon.gateway.channel import Dropped, Limits, MalformedRequestError, Parsed, Rate
+from beacon.gateway.media import FetchedMedia
 from beacon.gateway.whatsapp import CHANNEL
 from beacon.gateway.whatsapp.client import CloudApiClient
+from beacon.gateway.whatsapp.media import fetch_media
 from beacon.gateway.whatsapp.parse import MalformedWebhookError, parse_notification
 from beacon.gateway.whatsapp.sends import build_request
 from beacon.gateway.whatsapp.signature import HEADER, SignatureError, check_signature
@@ -108,6 +110,12 @@ class WhatsAppChannel:
 
     async def on_permanent_failure(self, msg: BeaconMessage, error: BaseException) -> None:
         return None
+
+    # --- media ------------------------------------------------------------------------------------
+
+    async def fetch_media(self, account: str, media_id: str, max_bytes: int) -> FetchedMedia:
+        """A user's media by id, with the number's token (``beacon.gateway.media``)."""
+        return await fetch_media(self.client, account, media_id, max_bytes)
 
     async def close(self) -> None:
         await self.client.close()
