@@ -1,6 +1,6 @@
 """Browser fixtures: Debian's Chromium driven headless by Playwright (sync API).
 
-One browser per session, a fresh context and page per test; each page collects what the browser
+One browser per test module, a fresh context and page per test; each page collects what the browser
 reported as errors (console errors, uncaught exceptions, dialogs such as an ``alert`` an injected
 script would open) so a test can assert there were none. Chromium comes from apt (`./scripts/test`
 installs it); without it the tests skip locally and fail in CI.
@@ -39,8 +39,11 @@ class BrowserPage:
             self.page.screenshot(path=str(DOCS / f"{name}.png"), full_page=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium per test module. Not per session: Playwright's sync API keeps an event loop running in
+    this thread while it is open, and every asyncio test collected after the browser tests would fail with
+    "cannot be called from a running event loop"."""
     if not CHROMIUM.exists():
         unavailable(f"{CHROMIUM} is missing; install it with `apt-get install chromium` (./scripts/test does)")
     try:
