@@ -130,7 +130,7 @@ def _warn_unreplicated(settings: Settings) -> None:
     from beacon.kafka import registered_brokers
 
     factor = settings.topic_replication_factor
-    brokers = registered_brokers(settings.kafka_bootstrap, timeout=settings.kafka_request_timeout)
+    brokers = registered_brokers(settings.kafka_bootstrap, timeout=settings.kafka_request_timeout, settings=settings)
     if brokers >= 3 and factor < 3:
         typer.echo(
             f"warning: the cluster at {settings.kafka_bootstrap} has {brokers} brokers but Beacon's topics are kept on "
