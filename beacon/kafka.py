@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,8 @@ class ErrorReporter:
                 log.critical("%s", self.auth_failure)
         elif repeated:
             return
+        elif code == _CKafkaError._ALL_BROKERS_DOWN and self.auth_failure is not None:
+            return  # the brokers are up and refused us: said above, once
         elif code == _CKafkaError._ALL_BROKERS_DOWN:
             log.error("Kafka: all brokers at %s are down or unreachable (%s). Is the broker running? See "
                       "`beacon kafka status`.", self.listener, err)
@@ -336,10 +339,8 @@ def ensure_topics(
     admin = make_admin(settings, reporter)
     timeout = settings.kafka_request_timeout
     try:
-        existing = admin.list_topics(timeout=timeout).topics
+        existing = _list_topics(admin, reporter, timeout).topics
     except KafkaException as exc:
-        admin.poll(0)  # serves error_cb: an authentication failure is reported as such, not as "unreachable"
-        reporter.raise_if_refused()
         raise KafkaError(
             f"cannot reach Kafka at {settings.kafka_bootstrap} within {timeout:.0f}s ({exc}). "
             "Is the broker running? Start it with `beacon kafka start`."
@@ -375,6 +376,20 @@ def ensure_topics(
     if strict and report.mismatches:
         raise TopicMismatchError("; ".join(report.mismatches))
     return report
+
+
+def _list_topics(admin: AdminClient, reporter: ErrorReporter, timeout: float) -> Any:
+    """Cluster metadata within ``timeout``, asked in short slices so that refused credentials raise
+    KafkaAuthenticationError as soon as the broker refuses them, not when the timeout ends."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return admin.list_topics(timeout=max(0.05, min(0.5, deadline - time.monotonic())))
+        except KafkaException:
+            admin.poll(0)  # serves error_cb, which records a refusal
+            reporter.raise_if_refused()
+            if time.monotonic() >= deadline:
+                raise
 
 
 def _result(configs: dict[Any, Any], resource: Any, timeout: float) -> dict[str, str]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+from pydantic import SecretStr
+
 from beacon.config import Settings
 
 
@@ -69,6 +71,30 @@ def faust_credentials(settings: Settings) -> Any:
         username=settings.kafka_sasl_username, password=secret, ssl_context=context,
         mechanism=settings.kafka_sasl_mechanism,
     )
+
+
+def connection_environment(settings: Settings) -> dict[str, str]:
+    """The ``BEACON_*`` variables that carry the Kafka connection (bootstrap and security) and the
+    registry's to a child process started with an environment of its own (benchmarks)."""
+    values = {
+        "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "BEACON_KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
+        "BEACON_KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism,
+        "BEACON_KAFKA_SASL_USERNAME": settings.kafka_sasl_username,
+        "BEACON_KAFKA_SASL_PASSWORD": settings.kafka_sasl_password,
+        "BEACON_KAFKA_SSL_CA_FILE": settings.kafka_ssl_ca_file,
+        "BEACON_KAFKA_SSL_CERT_FILE": settings.kafka_ssl_cert_file,
+        "BEACON_KAFKA_SSL_KEY_FILE": settings.kafka_ssl_key_file,
+        "BEACON_KAFKA_SSL_KEY_PASSWORD": settings.kafka_ssl_key_password,
+        "BEACON_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
+        "BEACON_SCHEMA_REGISTRY_USERNAME": settings.schema_registry_username,
+        "BEACON_SCHEMA_REGISTRY_PASSWORD": settings.schema_registry_password,
+        "BEACON_SCHEMA_REGISTRY_CA_FILE": settings.schema_registry_ca_file,
+    }
+    return {
+        name: value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        for name, value in values.items() if value is not None
+    }
 
 
 def describe_listener(settings: Settings) -> str:

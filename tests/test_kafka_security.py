@@ -9,8 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from beacon.codec import make_registry_client, registry_http_options
+from beacon.config import Settings
 from beacon.kafka import common_config
-from beacon.kafka_security import describe_listener, faust_credentials, librdkafka_security
+from beacon.kafka_security import connection_environment, describe_listener, faust_credentials, librdkafka_security
 from tests.conftest import make_settings
 
 PASSWORD = "pw-that-must-not-leak"
@@ -64,3 +65,17 @@ def test_registry_client_gets_basic_auth() -> None:
     assert client._rest_client.auth == ("reg", PASSWORD)
     assert registry_http_options(settings)["auth"] == ("reg", PASSWORD)
     assert registry_http_options(make_settings())["auth"] is None
+
+
+def test_a_child_process_environment_carries_the_whole_connection(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = make_settings(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="SCRAM-SHA-256",
+                             kafka_sasl_username="beacon", kafka_sasl_password=PASSWORD,
+                             kafka_ssl_ca_file=tmp_path / "ca.pem", schema_registry_username="reg",
+                             schema_registry_password="reg-secret")
+    for name, value in connection_environment(settings).items():
+        monkeypatch.setenv(name, value)
+    child = Settings(_env_file=None)
+    assert librdkafka_security(child) == librdkafka_security(settings)
+    assert child.kafka_bootstrap == settings.kafka_bootstrap
+    assert registry_http_options(child) == registry_http_options(settings)

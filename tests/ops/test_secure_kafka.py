@@ -5,6 +5,7 @@ commands and a worker at once with the listener and mechanism named; no process 
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -16,8 +17,8 @@ from pydantic import SecretStr
 
 from beacon.codec import MessageCodec
 from beacon.config import Settings
-from beacon.errors import BeaconError
-from beacon.kafka import ensure_topics
+from beacon.errors import BeaconError, KafkaAuthenticationError
+from beacon.kafka import AsyncProducer, ensure_topics
 from beacon.ops import kafka_local, kafka_tls
 from beacon.ops.process import free_port, port_open
 from beacon.ops.supervisor import Supervisor
@@ -63,15 +64,33 @@ def test_wrong_credentials_fail_fast_naming_listener_and_mechanism(
     secure_broker: Settings, unique: Callable[[str], str], tmp_path: Path
 ) -> None:
     stack = Stack.create(secure_broker, unique, tmp_path / "wrong")
-    env = {**stack.env, **_security_env(secure_broker, WRONG)}
-    for argv in (["topics", "ensure"], ["worker", "--web-port", str(free_port())]):
-        run = subprocess.run([sys.executable, "-m", "beacon", *argv], env=env, capture_output=True, text=True,
-                             timeout=60)
-        output = run.stdout + run.stderr
+    env = {**stack.env, **_security_env(secure_broker, WRONG), "BEACON_WHATSAPP_APP_SECRET": "test-secret"}
+    commands = (["topics", "ensure"], ["worker", "--web-port", str(free_port())], ["gateway", "whatsapp"])
+    runs = [subprocess.Popen([sys.executable, "-m", "beacon", *argv], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for argv in commands]
+    for run in runs:
+        output, _ = run.communicate(timeout=60)
         assert run.returncode != 0, output
         assert f"SASL_SSL (SCRAM-SHA-512, user beacon) at {secure_broker.kafka_bootstrap}" in output, output
         assert "Authentication failed" in output or "authentication" in output.lower(), output
         assert WRONG not in output
+
+
+def test_a_producer_whose_credentials_are_refused_fails_every_send_at_once(secure_broker: Settings) -> None:
+    wrong = secure_broker.model_copy(update={"kafka_sasl_password": SecretStr(WRONG)})
+
+    async def produce() -> None:
+        producer = AsyncProducer(wrong)
+        try:
+            with pytest.raises(KafkaAuthenticationError, match="SASL_SSL \\(SCRAM-SHA-512, user beacon\\)"):
+                await producer.produce("anything", b"1")
+            # Known refused now: the next send fails before reaching the broker, not after a timeout.
+            future = producer.produce_nowait("anything", b"2")
+            assert future.done() and isinstance(future.exception(), KafkaAuthenticationError)
+        finally:
+            producer.close(timeout=0)
+
+    asyncio.run(produce())
 
 
 def test_the_stack_answers_ping_over_sasl_ssl_and_logs_no_secret(
