@@ -13,6 +13,7 @@ from beacon.api.cli import api_app, fake_openai_app
 from beacon.bench.cli import bench_app
 from beacon.bridge.cli import bridge_app
 from beacon.config import get_settings
+from beacon.config_cli import config_app
 from beacon.console.cli import console
 from beacon.fakes.telegram.cli import fake_telegram_app
 from beacon.fakes.whatsapp.cli import fake_whatsapp_app
@@ -29,6 +30,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(config_app, name="config")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(registry_app, name="registry")

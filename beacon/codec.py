@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import random
+import ssl
 import struct
 import threading
 import time
@@ -72,9 +73,32 @@ def subject_for(topic: str) -> str:
 
 def make_registry_client(settings: Settings) -> SchemaRegistryClient:
     # Few client-side retries: callers decide how long to keep trying (retry_registry).
-    return SchemaRegistryClient(
-        {"url": settings.schema_registry_url, "timeout": 5, "max.retries": 1, "retries.wait.ms": 200}
-    )
+    config: dict[str, Any] = {
+        "url": settings.schema_registry_url, "timeout": 5, "max.retries": 1, "retries.wait.ms": 200,
+    }
+    auth = registry_basic_auth(settings)
+    if auth is not None:
+        config["basic.auth.user.info"] = f"{auth[0]}:{auth[1]}"
+    if settings.schema_registry_ca_file is not None:
+        config["ssl.ca.location"] = str(settings.schema_registry_ca_file)
+    return SchemaRegistryClient(config)
+
+
+def registry_basic_auth(settings: Settings) -> tuple[str, str] | None:
+    """The registry's basic-auth (user, password), or None when no user is configured."""
+    if not settings.schema_registry_username:
+        return None
+    password = settings.schema_registry_password
+    return settings.schema_registry_username, password.get_secret_value() if password is not None else ""
+
+
+def registry_http_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for an ``httpx.Client`` that reads the registry's REST API directly (the
+    console): basic auth and the CA file, as :func:`make_registry_client` uses them."""
+    options: dict[str, Any] = {"auth": registry_basic_auth(settings)}
+    if settings.schema_registry_ca_file is not None:
+        options["verify"] = ssl.create_default_context(cafile=str(settings.schema_registry_ca_file))
+    return options
 
 
 def to_record(msg: BeaconMessage) -> dict[str, Any]:

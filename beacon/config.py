@@ -74,6 +74,28 @@ class Settings(BaseSettings):
         description="Milliseconds a producer waits to batch messages (gateway webhooks, worker replies): 5 ms "
         "measured ~10% more end-to-end capacity than 2 ms on 2 cores, for a few ms of latency.",
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="How every Kafka client (gateways, workers, API, operations commands) talks to the brokers: "
+        "`SASL_SSL` for managed clusters (Confluent Cloud, MSK, Aiven), `SSL` for TLS or mutual TLS.",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN",
+        description="SASL mechanism with SASL_PLAINTEXT / SASL_SSL (Confluent Cloud: PLAIN; MSK: SCRAM-SHA-512).",
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name (Confluent Cloud: the API key).")
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="SASL password (Confluent Cloud: the API secret); never logged."
+    )
+    kafka_ssl_ca_file: Path | None = Field(
+        None, description="PEM file of the certificate authorities that sign the brokers' certificates; unset: the "
+        "system's trust store."
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        None, description="PEM client certificate for mutual TLS (with BEACON_KAFKA_SSL_KEY_FILE)."
+    )
+    kafka_ssl_key_file: Path | None = Field(None, description="PEM private key of the client certificate.")
+    kafka_ssl_key_password: SecretStr | None = Field(None, description="Password of an encrypted client key.")
     topic_in: str = Field("bm_in", description="Inbound topic: messages and statuses from channels.")
     topic_out: str = Field("bm_out", description="Outbound topic: replies to send through channels.")
     topic_dlq: str = Field("bm_dlq", description="Dead-letter topic.")
@@ -92,6 +114,16 @@ class Settings(BaseSettings):
     # --- schema registry ------------------------------------------------------------------
     schema_registry_url: str = Field(
         "http://127.0.0.1:8081/apis/ccompat/v7", description="The registry's Confluent-compatible URL."
+    )
+    schema_registry_username: str | None = Field(
+        None, description="Basic-auth user of the schema registry (Confluent Cloud: the registry API key)."
+    )
+    schema_registry_password: SecretStr | None = Field(
+        None, description="Basic-auth password of the schema registry; never logged."
+    )
+    schema_registry_ca_file: Path | None = Field(
+        None, description="PEM file of the certificate authorities that sign an https registry's certificate; "
+        "unset: the system's trust store."
     )
     schema_auto_register: bool = Field(
         True,
@@ -501,6 +533,19 @@ class Settings(BaseSettings):
         if value < 1:
             raise ValueError("must be at least 1")
         return value
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_") and (
+            not self.kafka_sasl_username or self.kafka_sasl_password is None
+        ):
+            raise ValueError(
+                f"BEACON_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs BEACON_KAFKA_SASL_USERNAME and "
+                "BEACON_KAFKA_SASL_PASSWORD"
+            )
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError("BEACON_KAFKA_SSL_CERT_FILE and BEACON_KAFKA_SSL_KEY_FILE go together (mutual TLS)")
+        return self
 
     @model_validator(mode="after")
     def _no_placeholders_in_production(self) -> Settings:

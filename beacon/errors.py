@@ -22,6 +22,10 @@ class KafkaError(BeaconError):
     """A Kafka operation failed (produce not acknowledged, admin call failed, broker unreachable)."""
 
 
+class KafkaAuthenticationError(KafkaError):
+    """The brokers refused Beacon's credentials or certificate: retrying cannot help, fix the settings."""
+
+
 class TopicMismatchError(KafkaError):
     """A topic exists with settings that differ from the configured ones."""
 

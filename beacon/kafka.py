@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,13 +35,15 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # documented 
 )
 
 from beacon.config import Settings
-from beacon.errors import KafkaError, TopicMismatchError
+from beacon.errors import KafkaAuthenticationError, KafkaError, TopicMismatchError
+from beacon.kafka_security import describe_listener, librdkafka_security
 
 __all__ = [
     "OFFSET_BEGINNING",
     "OFFSET_END",
     "AsyncProducer",
     "Consumer",
+    "ErrorReporter",
     "KafkaException",
     "Message",
     "Producer",
@@ -61,21 +64,54 @@ log = logging.getLogger("beacon.kafka")
 Headers = list[tuple[str, bytes]]
 
 
-def _error_cb(err: _CKafkaError) -> None:
-    """Client-level errors (broker down, auth): logged, never raised from a background thread."""
-    if err.code() == _CKafkaError._ALL_BROKERS_DOWN:
-        log.error("Kafka: all brokers are down or unreachable (%s). Is the broker running? See `beacon kafka status`.",
-                  err)
-    elif err.fatal():
-        log.critical("Kafka: fatal client error: %s. The client must be recreated.", err)
-    else:
-        log.warning("Kafka: %s", err)
+class ErrorReporter:
+    """A client's ``error_cb``: client-level errors (broker down, authentication) logged in words, once
+    per change of state, never raised from librdkafka's thread. An authentication or TLS failure is
+    remembered, so callers turn their next failure into :class:`KafkaAuthenticationError` at once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.listener = describe_listener(settings)
+        self.auth_failure: str | None = None
+        self._last: int | None = None
+
+    def __call__(self, err: _CKafkaError) -> None:
+        code = err.code()
+        repeated, self._last = code == self._last, code
+        if code in (_CKafkaError._AUTHENTICATION, _CKafkaError._SSL):
+            first = self.auth_failure is None
+            self.auth_failure = (
+                f"Kafka refused Beacon's connection to {self.listener}: {err.str()}. Check "
+                "BEACON_KAFKA_SECURITY_PROTOCOL, BEACON_KAFKA_SASL_MECHANISM, BEACON_KAFKA_SASL_USERNAME / _PASSWORD "
+                "and BEACON_KAFKA_SSL_* "
+                "(`beacon config show`)."
+            )
+            if first:
+                log.critical("%s", self.auth_failure)
+        elif repeated:
+            return
+        elif code == _CKafkaError._ALL_BROKERS_DOWN and self.auth_failure is not None:
+            return  # the brokers are up and refused us: said above, once
+        elif code == _CKafkaError._ALL_BROKERS_DOWN:
+            log.error("Kafka: all brokers at %s are down or unreachable (%s). Is the broker running? See "
+                      "`beacon kafka status`.", self.listener, err)
+        elif err.fatal():
+            log.critical("Kafka: fatal client error: %s. The client must be recreated.", err)
+        else:
+            log.warning("Kafka: %s", err)
+
+    def raise_if_refused(self) -> None:
+        """Raise KafkaAuthenticationError when the brokers refused the credentials or certificate."""
+        if self.auth_failure is not None:
+            raise KafkaAuthenticationError(self.auth_failure)
 
 
-def common_config(settings: Settings) -> dict[str, Any]:
+def common_config(settings: Settings, reporter: ErrorReporter | None = None) -> dict[str, Any]:
+    """What every client shares: the bootstrap servers, security (:mod:`beacon.kafka_security`), timeouts
+    and error reporting."""
     return {
         "bootstrap.servers": settings.kafka_bootstrap,
-        "error_cb": _error_cb,
+        **librdkafka_security(settings),
+        "error_cb": reporter if reporter is not None else ErrorReporter(settings),
         "socket.connection.setup.timeout.ms": int(settings.kafka_request_timeout * 1000),
         "reconnect.backoff.max.ms": 2000,
         # librdkafka's own lines go through logging (one format) rather than raw stderr; only its critical
@@ -86,7 +122,8 @@ def common_config(settings: Settings) -> dict[str, Any]:
 
 
 def make_producer(settings: Settings, **overrides: Any) -> Producer:
-    """A producer with acks=all and idempotence; ``overrides`` are librdkafka settings."""
+    """A producer with acks=all and idempotence; ``overrides`` are librdkafka settings (an ``error_cb``
+    ErrorReporter of the caller's own included)."""
     config: dict[str, Any] = {
         **common_config(settings),
         "acks": "all",
@@ -132,21 +169,22 @@ def fetch_batch(consumer: Consumer, max_messages: int, timeout: float) -> list[M
     return [first, *consumer.consume(max_messages - 1, 0)] if max_messages > 1 else [first]
 
 
-def make_admin(settings: Settings) -> AdminClient:
-    return AdminClient(common_config(settings))
+def make_admin(settings: Settings, reporter: ErrorReporter | None = None) -> AdminClient:
+    return AdminClient(common_config(settings, reporter))
 
 
-def broker_ready(bootstrap: str, timeout: float = 2.0) -> bool:
+def broker_ready(bootstrap: str, timeout: float = 2.0, settings: Settings | None = None) -> bool:
     """True when a broker at ``bootstrap`` answers a metadata request within ``timeout``."""
-    return registered_brokers(bootstrap, timeout) > 0
+    return registered_brokers(bootstrap, timeout, settings) > 0
 
 
-def registered_brokers(bootstrap: str, timeout: float = 2.0) -> int:
+def registered_brokers(bootstrap: str, timeout: float = 2.0, settings: Settings | None = None) -> int:
     """How many brokers the cluster at ``bootstrap`` lists as available (registered, not fenced); 0 when
-    none answers within ``timeout``."""
+    none answers within ``timeout``. With ``settings``, the probe uses their security settings."""
     # A probe expects refusals while a broker starts: it says nothing (log_level 0), it only answers.
+    security = librdkafka_security(settings) if settings is not None else {}
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": int(timeout * 1000),
-                         "log_level": 0})
+                         "log_level": 0, **security})
     try:
         md = admin.list_topics(timeout=timeout)
     except KafkaException:
@@ -172,7 +210,8 @@ class AsyncProducer:
     acknowledged the message (or raises KafkaError). A background thread serves callbacks."""
 
     def __init__(self, settings: Settings, **overrides: Any) -> None:
-        self._producer = make_producer(settings, **overrides)
+        self.reporter = ErrorReporter(settings)
+        self._producer = make_producer(settings, **overrides, error_cb=self.reporter)
         self._timeout = settings.kafka_request_timeout
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._poll_loop, name="kafka-producer-poll", daemon=True)
@@ -193,9 +232,13 @@ class AsyncProducer:
         """Queue one message; the returned future resolves with the acknowledged Message."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Message] = loop.create_future()
+        if self.reporter.auth_failure is not None:  # fail fast: waiting for the delivery timeout cannot help
+            future.set_exception(KafkaAuthenticationError(self.reporter.auth_failure))
+            return future
+        reporter = self.reporter
 
         def on_delivery(err: _CKafkaError | None, msg: Message) -> None:
-            loop.call_soon_threadsafe(_settle, future, err, msg, topic)
+            loop.call_soon_threadsafe(_settle, future, err, msg, topic, reporter)
 
         kwargs: dict[str, Any] = {"value": value, "key": key, "on_delivery": on_delivery}
         if headers:
@@ -231,10 +274,13 @@ class AsyncProducer:
         self._thread.join(timeout=2)
 
 
-def _settle(future: asyncio.Future[Message], err: _CKafkaError | None, msg: Message, topic: str) -> None:
+def _settle(future: asyncio.Future[Message], err: _CKafkaError | None, msg: Message, topic: str,
+            reporter: ErrorReporter) -> None:
     if future.done():
         return
-    if err is not None:
+    if err is not None and reporter.auth_failure is not None:
+        future.set_exception(KafkaAuthenticationError(reporter.auth_failure))
+    elif err is not None:
         future.set_exception(KafkaError(f"broker did not acknowledge a message for {topic}: {err.str()}"))
     else:
         future.set_result(msg)
@@ -289,10 +335,11 @@ def ensure_topics(
     retention) is reported in words; with ``strict`` it raises TopicMismatchError.
     """
     specs = list(specs if specs is not None else topic_specs(settings))
-    admin = make_admin(settings)
+    reporter = ErrorReporter(settings)
+    admin = make_admin(settings, reporter)
     timeout = settings.kafka_request_timeout
     try:
-        existing = admin.list_topics(timeout=timeout).topics
+        existing = _list_topics(admin, reporter, timeout).topics
     except KafkaException as exc:
         raise KafkaError(
             f"cannot reach Kafka at {settings.kafka_bootstrap} within {timeout:.0f}s ({exc}). "
@@ -329,6 +376,20 @@ def ensure_topics(
     if strict and report.mismatches:
         raise TopicMismatchError("; ".join(report.mismatches))
     return report
+
+
+def _list_topics(admin: AdminClient, reporter: ErrorReporter, timeout: float) -> Any:
+    """Cluster metadata within ``timeout``, asked in short slices so that refused credentials raise
+    KafkaAuthenticationError as soon as the broker refuses them, not when the timeout ends."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return admin.list_topics(timeout=max(0.05, min(0.5, deadline - time.monotonic())))
+        except KafkaException:
+            admin.poll(0)  # serves error_cb, which records a refusal
+            reporter.raise_if_refused()
+            if time.monotonic() >= deadline:
+                raise
 
 
 def _result(configs: dict[Any, Any], resource: Any, timeout: float) -> dict[str, str]:

@@ -33,6 +33,7 @@ from beacon.kafka import (
     make_consumer,
     topic_partitions,
 )
+from beacon.kafka_security import connection_environment
 from beacon.messages import BeaconMessage
 from beacon.nostr import relay_local, wire
 from beacon.nostr.event import Event
@@ -141,9 +142,8 @@ async def bench(settings: Settings, *, messages: int, users: int, paced_rate: fl
         await _relay_baseline(url, relay_rounds, messages, figures)
         edge_key, core_key = NostrKey.generate(), NostrKey.generate()
         base = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
-        base.update({"BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-                     "BEACON_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
-                     "BEACON_NOSTR_RELAYS": json.dumps([url]), "BEACON_LOG_LEVEL": "WARNING"})
+        base.update(connection_environment(settings))
+        base.update({"BEACON_NOSTR_RELAYS": json.dumps([url]), "BEACON_LOG_LEVEL": "WARNING"})
         edge_env = {**base, "BEACON_DATA_DIR": str(tmp / "edge"), "BEACON_TOPIC_IN": topics["edge-in"],
                     "BEACON_TOPIC_OUT": topics["edge-out"], "BEACON_NOSTR_PRIVATE_KEY": edge_key.nsec,
                     "BEACON_NOSTR_PEERS": json.dumps([core_key.pubkey]), "BEACON_NOSTR_BRIDGE_CORE": core_key.pubkey,

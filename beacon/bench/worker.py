@@ -29,6 +29,7 @@ from beacon.codec import MessageCodec, get_codec
 from beacon.config import Settings
 from beacon.errors import BeaconError
 from beacon.kafka import TopicSpec, ensure_topics, make_consumer, make_producer, topic_specs
+from beacon.kafka_security import connection_environment
 from beacon.messages import BeaconMessage
 from beacon.ops.process import cpu_seconds, free_port, rss_bytes
 
@@ -136,9 +137,8 @@ def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, u
                timeout: float = 300.0) -> RunResult:
     """Start one worker on the backlog, wait for every reply, measure."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
+    env.update(connection_environment(settings))
     env.update({
-        "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "BEACON_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
         "BEACON_DATA_DIR": str(logdir / "data"),
         "BEACON_TOPIC_IN": settings.topic_in, "BEACON_TOPIC_OUT": settings.topic_out,
         "BEACON_TOPIC_DLQ": settings.topic_dlq, "BEACON_TOPIC_PARTITIONS": str(settings.topic_partitions),

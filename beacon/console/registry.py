@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from beacon.codec import subject_for
+from beacon.codec import registry_http_options, subject_for
 from beacon.config import Settings
 from beacon.errors import RegistryUnavailableError
 
@@ -38,7 +38,7 @@ def subjects(settings: Settings) -> list[Subject]:
     base = settings.schema_registry_url.rstrip("/")
     names = [subject_for(t) for t in (settings.topic_in, settings.topic_out, settings.topic_dlq)]
     out: list[Subject] = []
-    with httpx.Client(timeout=5.0, headers={"Accept": "application/json"}) as client:
+    with httpx.Client(timeout=5.0, headers={"Accept": "application/json"}, **registry_http_options(settings)) as client:
         default_level = None
         r = _get(client, f"{base}/config")
         if r.status_code == 200:

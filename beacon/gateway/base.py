@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from beacon.config import Settings
+from beacon.errors import KafkaAuthenticationError
 
 T = TypeVar("T")
 
@@ -39,7 +40,10 @@ def run_gateway(factory: Callable[[Settings], ChannelGateway], settings: Setting
             loop.add_signal_handler(sig, gateway.stop)
         await gateway.serve()
 
-    run_fast(main())
+    try:
+        run_fast(main())
+    except KafkaAuthenticationError as exc:
+        raise SystemExit(f"error: {exc}") from exc
 
 
 def run_fast(coro: Coroutine[Any, Any, T]) -> T:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
-from beacon.errors import KafkaError
+from beacon.errors import KafkaAuthenticationError, KafkaError
 from beacon.gateway.base import run_gateway
 from beacon.gateway.channel import Channel
 from beacon.gateway.inbound import Inbound
@@ -53,6 +53,8 @@ class Gateway:
             report = await asyncio.to_thread(ensure_topics, s)
             if report.mismatches:
                 log.warning("topic settings differ from the configured ones: %s", "; ".join(report.mismatches))
+        except KafkaAuthenticationError:
+            raise  # wrong credentials or certificate: waiting cannot help, stop with the reason (logged once)
         except KafkaError as exc:
             log.error("%s (webhooks are answered 503 until the broker is back)", exc)
         await retry_registry(self.codec.prepare, [s.topic_in, s.topic_out])

@@ -30,7 +30,7 @@ def kafka_start(
     ] = 1,
 ) -> None:
     """Start the local Kafka (formats storage the first time); harmless if it already runs."""
-    from beacon.ops import kafka_local
+    from beacon.ops import kafka_local, kafka_tls
 
     settings = get_settings()
     try:
@@ -50,6 +50,9 @@ def kafka_start(
             f"Kafka started at {st.bootstrap} in {took:.1f}s (pid {st.pid}, RSS {_mb(st.rss_bytes)}); "
             f"data in {st.data_dir}, log in {settings.log_dir / 'kafka.log'}."
         )
+    if not st.nodes and kafka_tls.secured(settings):
+        typer.echo(f"Listening with SASL_SSL ({settings.kafka_sasl_mechanism}, user {settings.kafka_sasl_username}); "
+                   f"clients trust its CA: BEACON_KAFKA_SSL_CA_FILE={kafka_tls.ca_file(settings)}")
 
 
 def _echo_nodes(st: kafka_local.KafkaStatus) -> None:
@@ -130,7 +133,7 @@ def _warn_unreplicated(settings: Settings) -> None:
     from beacon.kafka import registered_brokers
 
     factor = settings.topic_replication_factor
-    brokers = registered_brokers(settings.kafka_bootstrap, timeout=settings.kafka_request_timeout)
+    brokers = registered_brokers(settings.kafka_bootstrap, timeout=settings.kafka_request_timeout, settings=settings)
     if brokers >= 3 and factor < 3:
         typer.echo(
             f"warning: the cluster at {settings.kafka_bootstrap} has {brokers} brokers but Beacon's topics are kept on "

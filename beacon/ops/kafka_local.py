@@ -24,7 +24,7 @@ from pathlib import Path
 
 from beacon.config import Settings
 from beacon.errors import ServiceError
-from beacon.ops import kafka_cluster
+from beacon.ops import kafka_cluster, kafka_tls
 from beacon.ops.kafka_cluster import Node
 from beacon.ops.process import BackgroundService, port_open, tail
 
@@ -133,8 +133,11 @@ def _write_properties(settings: Settings) -> Path:
         "num.io.threads": "4",
         "log.retention.check.interval.ms": "300000",
     }
+    if kafka_tls.secured(settings):
+        props.update(kafka_tls.broker_properties(settings, port, cport))
     path = data / "server.properties"
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)  # a secured broker's file holds its SCRAM password
     path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
     return path
 
@@ -161,10 +164,11 @@ def _jvm_args(heap: str) -> list[str]:
 
 
 def _format_once(settings: Settings, props: Path) -> None:
-    _format_all([(props, settings.data_dir.resolve() / "kafka" / "logs")])
+    extra = kafka_tls.format_arguments(settings) if kafka_tls.secured(settings) else []
+    _format_all([(props, settings.data_dir.resolve() / "kafka" / "logs")], extra)
 
 
-def _format_all(stores: list[tuple[Path, Path]]) -> None:
+def _format_all(stores: list[tuple[Path, Path]], extra: list[str] | None = None) -> None:
     """Format each (properties, log dir) not formatted yet, in parallel (a JVM each)."""
     todo = [(props, logs) for props, logs in stores if not (logs / "meta.properties").exists()]
     runs = [
@@ -172,7 +176,7 @@ def _format_all(stores: list[tuple[Path, Path]]) -> None:
             # A short-lived JVM: the C1 compiler and the serial collector start it ~40% faster.
             [_java(), "-Xmx128m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", _classpath(),
              "kafka.tools.StorageTool",
-             "format", "-t", CLUSTER_ID, "-c", str(props)],
+             "format", "-t", CLUSTER_ID, "-c", str(props), *(extra or [])],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         ))
         for props, logs in todo
@@ -230,7 +234,7 @@ def _broker_answers(settings: Settings) -> bool:
         return False
     from beacon.kafka import broker_ready  # the wrapper owns confluent_kafka
 
-    return broker_ready(f"127.0.0.1:{settings.kafka_port}", timeout=2.0)
+    return broker_ready(f"127.0.0.1:{settings.kafka_port}", timeout=2.0, settings=settings)
 
 
 def start(settings: Settings, brokers: int = 1) -> tuple[KafkaStatus, float | None]:
@@ -244,6 +248,9 @@ def start(settings: Settings, brokers: int = 1) -> tuple[KafkaStatus, float | No
     if brokers < 1:
         raise ServiceError(f"--brokers must be at least 1, got {brokers}.")
     if brokers > 1:
+        if kafka_tls.secured(settings):
+            raise ServiceError("The local cluster listens with PLAINTEXT only; the SASL_SSL listener "
+                               "(BEACON_KAFKA_SECURITY_PROTOCOL=SASL_SSL) is for the single broker.")
         return _start_cluster(settings, brokers)
     size = kafka_cluster.formatted_size(settings)
     if size is not None and any(n.alive for n in _cluster_status(settings, size).nodes):
@@ -274,7 +281,7 @@ def ensure(settings: Settings) -> float | None:
     starting took, or None when nothing had to start."""
     from beacon.kafka import broker_ready
 
-    if broker_ready(settings.kafka_bootstrap):
+    if broker_ready(settings.kafka_bootstrap, settings=settings):
         return None
     return start(settings)[1]
 

@@ -37,6 +37,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from beacon.codec import get_codec
 from beacon.config import Settings
 from beacon.kafka import AsyncProducer
+from beacon.kafka_security import faust_credentials
 from beacon.lanes import Job, KeyedDispatcher
 from beacon.logs import quiet_repeats
 from beacon.streams.health import DependencyHealth
@@ -176,6 +177,7 @@ def create_app(settings: Settings) -> BeaconApp:
         topic_replication_factor=settings.topic_replication_factor,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        broker_credentials=faust_credentials(settings),
     )
     app.beacon_settings = settings
     metrics = WorkerMetrics()
