@@ -71,3 +71,19 @@ def test_the_api_accepts_proactive_sends_to_the_web_chat(monkeypatch: pytest.Mon
     api = next(s for s in dev_plan(_settings()).specs if s.name == "api")
     monkeypatch.setenv("BEACON_SERVED_CHANNELS", api.env["BEACON_SERVED_CHANNELS"])
     assert set(Settings(_env_file=None).served_channels) == {"whatsapp", "telegram", "webchat"}
+
+
+def test_with_nostr_adds_the_nostr_gateway_on_the_local_relay_and_announces_the_npub() -> None:
+    from beacon.nostr.keys import NostrKey
+
+    settings = _settings(nostr_relay_port=7999)
+    assert "gateway-nostr" not in [s.name for s in dev_plan(settings).specs]  # off by default
+    key = NostrKey.generate()
+    plan = dev_plan(settings, nostr_key=key)
+    gateway = next(s for s in plan.specs if s.name == "gateway-nostr")
+    assert list(gateway.argv[-3:]) == ["beacon", "gateway", "nostr"]
+    assert gateway.env["BEACON_NOSTR_RELAYS"] == '["ws://127.0.0.1:7999"]'
+    assert NostrKey.parse(gateway.env["BEACON_NOSTR_PRIVATE_KEY"]).pubkey == key.pubkey
+    assert ("Nostr (NostrMQ)", f"{key.npub} on ws://127.0.0.1:7999  (health at http://127.0.0.1:8085/healthz)") \
+        in plan.endpoints
+    assert "nostr" in next(s for s in plan.specs if s.name == "api").env["BEACON_SERVED_CHANNELS"]
