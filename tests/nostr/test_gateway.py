@@ -90,9 +90,26 @@ def second_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     relay_local.stop(settings)
 
 
+@dataclass
+class Running:
+    """The supervised processes of one module's stack, and the NostrMQ gateway's spec and port."""
+
+    stack: Stack
+    sup: Supervisor
+    gateway: ProcessSpec
+    port: int
+
+    def restart_gateway(self) -> None:
+        """Stop the gateway cleanly (SIGTERM) and start it again."""
+        self.sup.remove(self.gateway.name)
+        wait_for(lambda: not port_open("127.0.0.1", self.port), "the NostrMQ gateway to stop")
+        self.sup.add(self.gateway)
+        wait_for(lambda: port_open("127.0.0.1", self.port), "the NostrMQ gateway to listen again", step=self.sup.poll)
+
+
 @pytest.fixture(scope="module")
 def stack(registry_settings: Settings, relay_url: str, second_relay: str,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """The API, one worker and the NostrMQ gateway, supervised, on fresh topics and ports."""
     import uuid
 
@@ -111,16 +128,16 @@ def stack(registry_settings: Settings, relay_url: str, second_relay: str,
         "BEACON_NOSTR_GATEWAY_PORT": str(port), "BEACON_NOSTR_GATEWAY_GROUP": f"{s.topic_out}-nostr",
     }
     specs = [sp for sp in stack.specs() if sp.name in {"api", "worker-1"}]
-    specs.append(ProcessSpec("gateway-nostr", [sys.executable, "-m", "beacon", "gateway", "nostr"],
-                             env={**stack.env, **nostr_env}))
+    gateway = ProcessSpec("gateway-nostr", [sys.executable, "-m", "beacon", "gateway", "nostr"],
+                          env={**stack.env, **nostr_env})
+    specs.append(gateway)
     sup = Supervisor(tmp / "logs", report=print)
     try:
         for spec in specs:
             sup.add(spec)
         wait_for(lambda: port_open("127.0.0.1", s.api_port) and port_open("127.0.0.1", port),
                  "the API and the NostrMQ gateway to listen", step=sup.poll)
-        stack.env["NOSTR_GATEWAY_PORT"] = str(port)
-        yield stack
+        yield Running(stack, sup, gateway, port)
     finally:
         sup.stop()
         log = tmp / "logs" / "gateway-nostr.log"
@@ -128,17 +145,17 @@ def stack(registry_settings: Settings, relay_url: str, second_relay: str,
             print(tail(log))
 
 
-def _metric(stack: Stack, name: str, labels: str) -> float:
+def _metric(stack: Running, name: str, labels: str) -> float:
     import httpx
 
-    text = httpx.get(f"http://127.0.0.1:{stack.env['NOSTR_GATEWAY_PORT']}/metrics", timeout=10).text
+    text = httpx.get(f"http://127.0.0.1:{stack.port}/metrics", timeout=10).text
     for line in text.splitlines():
         if line.startswith(name) and labels in line:
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
 
-async def test_ping_is_answered_pong_as_a_nostrmq_reply_to_its_d(stack: Stack, relay_url: str) -> None:
+async def test_ping_is_answered_pong_as_a_nostrmq_reply_to_its_d(stack: Running, relay_url: str) -> None:
     client = await connect(relay_url)
     try:
         question = await client.send("/ping")
@@ -149,7 +166,7 @@ async def test_ping_is_answered_pong_as_a_nostrmq_reply_to_its_d(stack: Stack, r
         await client.pool.close()
 
 
-async def test_non_ascii_text_round_trips(stack: Stack, relay_url: str) -> None:
+async def test_non_ascii_text_round_trips(stack: Running, relay_url: str) -> None:
     client = await connect(relay_url)
     try:
         await client.send("héllo ✓ 日本語 🚀")
@@ -160,7 +177,7 @@ async def test_non_ascii_text_round_trips(stack: Stack, relay_url: str) -> None:
 
 
 async def test_the_same_event_from_two_relays_and_published_again_is_answered_once(
-        stack: Stack, relay_url: str, second_relay: str) -> None:
+        stack: Running, relay_url: str, second_relay: str) -> None:
     client = await connect(relay_url, second_relay)
     try:
         event = await client.send("once")  # to both relays: the gateway receives it from each
@@ -173,7 +190,7 @@ async def test_the_same_event_from_two_relays_and_published_again_is_answered_on
         await client.pool.close()
 
 
-async def test_a_bad_signature_and_an_undecryptable_event_are_dropped_and_counted(stack: Stack,
+async def test_a_bad_signature_and_an_undecryptable_event_are_dropped_and_counted(stack: Running,
                                                                                    relay_url: str) -> None:
     client = await connect(relay_url)
     stranger = NostrKey.generate()
@@ -199,7 +216,7 @@ async def test_a_bad_signature_and_an_undecryptable_event_are_dropped_and_counte
         await client.pool.close()
 
 
-async def test_one_senders_messages_are_answered_in_created_at_order(stack: Stack, relay_url: str) -> None:
+async def test_one_senders_messages_are_answered_in_created_at_order(stack: Running, relay_url: str) -> None:
     client = await connect(relay_url)
     try:
         import time
@@ -212,5 +229,22 @@ async def test_one_senders_messages_are_answered_in_created_at_order(stack: Stac
             await client.send(f"m{i}", created_at=now + i)
         await client.wait_replies(6)
         assert client.texts() == [f"You said: m{i}" for i in range(6)]
+    finally:
+        await client.pool.close()
+
+
+async def test_an_event_received_again_after_a_restart_is_answered_once(stack: Running, relay_url: str) -> None:
+    """The restarted gateway re-subscribes from a minute back and gets the question again: the same event id
+    is the same BeaconMessage id, so the API and the sender engine answer it once."""
+    client = await connect(relay_url)
+    try:
+        await client.send("before the restart")
+        await client.wait_replies(1)
+        await asyncio.to_thread(stack.restart_gateway)
+        await client.send("after the restart")
+        await client.wait_replies(2)
+        assert client.texts() == ["You said: before the restart", "You said: after the restart"]
+        # the premise: the restarted gateway (its counters fresh) produced the first question again
+        assert _metric(stack, "beacon_gateway_webhook_messages_total", 'channel="nostr"') == 2
     finally:
         await client.pool.close()
