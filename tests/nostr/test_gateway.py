@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.kafka import ensure_topics
-from beacon.nostr import wire
+from beacon.nostr import relay_local, wire
 from beacon.nostr.event import Event
 from beacon.nostr.keys import NostrKey
 from beacon.nostr.relays import RelayPool
@@ -80,14 +81,15 @@ async def connect(*relays: str) -> Client:
 
 
 @pytest.fixture(scope="module")
-def second_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Another relay the gateway also listens to: the same event arrives from both."""
-    from beacon.nostr import relay_local
-
-    settings = relay_settings(tmp_path_factory.mktemp("relay2"))
-    status, _ = relay_local.start(settings, verify_signatures=False)
-    yield status.url
-    relay_local.stop(settings)
+def relays(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Settings]]:
+    """Two relays of this module's own (so a test may stop them): the gateway listens to both. They store events
+    without checking signatures, as a careless public relay might, so a forged event reaches the gateway."""
+    settings = [relay_settings(tmp_path_factory.mktemp(f"relay{i}")) for i in range(2)]
+    for s in settings:
+        relay_local.start(s, verify_signatures=False)
+    yield settings
+    for s in settings:
+        relay_local.stop(s)
 
 
 @dataclass
@@ -97,7 +99,13 @@ class Running:
     stack: Stack
     sup: Supervisor
     gateway: ProcessSpec
+    worker: ProcessSpec
     port: int
+    relay_settings: list[Settings]
+
+    @property
+    def relays(self) -> list[str]:
+        return [relay_local.url(s) for s in self.relay_settings]
 
     def restart_gateway(self) -> None:
         """Stop the gateway cleanly (SIGTERM) and start it again."""
@@ -108,10 +116,9 @@ class Running:
 
 
 @pytest.fixture(scope="module")
-def stack(registry_settings: Settings, relay_url: str, second_relay: str,
+def stack(registry_settings: Settings, relays: list[Settings],
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """The API, one worker and the NostrMQ gateway, supervised, on fresh topics and ports."""
-    import uuid
 
     tmp = tmp_path_factory.mktemp("nostrgw")
     stack = Stack.create(registry_settings, lambda p: f"{p}-{uuid.uuid4().hex[:8]}", tmp, workers=1)
@@ -122,7 +129,8 @@ def stack(registry_settings: Settings, relay_url: str, second_relay: str,
     assert migrated.returncode == 0, migrated.stderr
     port = free_port()
     nostr_env = {
-        "BEACON_NOSTR_PRIVATE_KEY": BEACON.nsec, "BEACON_NOSTR_RELAYS": json.dumps([relay_url, second_relay]),
+        "BEACON_NOSTR_PRIVATE_KEY": BEACON.nsec,
+        "BEACON_NOSTR_RELAYS": json.dumps([relay_local.url(r) for r in relays]),
         # wide enough that the test's events published within it are reordered whatever the machine's load
         "BEACON_NOSTR_REORDER_WINDOW": "1.0",
         "BEACON_NOSTR_GATEWAY_PORT": str(port), "BEACON_NOSTR_GATEWAY_GROUP": f"{s.topic_out}-nostr",
@@ -137,7 +145,8 @@ def stack(registry_settings: Settings, relay_url: str, second_relay: str,
             sup.add(spec)
         wait_for(lambda: port_open("127.0.0.1", s.api_port) and port_open("127.0.0.1", port),
                  "the API and the NostrMQ gateway to listen", step=sup.poll)
-        yield Running(stack, sup, gateway, port)
+        worker = next(sp for sp in specs if sp.name == "worker-1")
+        yield Running(stack, sup, gateway, worker, port, relays)
     finally:
         sup.stop()
         log = tmp / "logs" / "gateway-nostr.log"
@@ -155,8 +164,8 @@ def _metric(stack: Running, name: str, labels: str) -> float:
     return 0.0
 
 
-async def test_ping_is_answered_pong_as_a_nostrmq_reply_to_its_d(stack: Running, relay_url: str) -> None:
-    client = await connect(relay_url)
+async def test_ping_is_answered_pong_as_a_nostrmq_reply_to_its_d(stack: Running) -> None:
+    client = await connect(stack.relays[0])
     try:
         question = await client.send("/ping")
         [reply] = await client.wait_replies(1)
@@ -166,8 +175,8 @@ async def test_ping_is_answered_pong_as_a_nostrmq_reply_to_its_d(stack: Running,
         await client.pool.close()
 
 
-async def test_non_ascii_text_round_trips(stack: Running, relay_url: str) -> None:
-    client = await connect(relay_url)
+async def test_non_ascii_text_round_trips(stack: Running) -> None:
+    client = await connect(stack.relays[0])
     try:
         await client.send("héllo ✓ 日本語 🚀")
         await client.wait_replies(1)
@@ -177,8 +186,8 @@ async def test_non_ascii_text_round_trips(stack: Running, relay_url: str) -> Non
 
 
 async def test_the_same_event_from_two_relays_and_published_again_is_answered_once(
-        stack: Running, relay_url: str, second_relay: str) -> None:
-    client = await connect(relay_url, second_relay)
+        stack: Running) -> None:
+    client = await connect(*stack.relays)
     try:
         event = await client.send("once")  # to both relays: the gateway receives it from each
         await client.wait_replies(1)
@@ -190,9 +199,8 @@ async def test_the_same_event_from_two_relays_and_published_again_is_answered_on
         await client.pool.close()
 
 
-async def test_a_bad_signature_and_an_undecryptable_event_are_dropped_and_counted(stack: Running,
-                                                                                   relay_url: str) -> None:
-    client = await connect(relay_url)
+async def test_a_bad_signature_and_an_undecryptable_event_are_dropped_and_counted(stack: Running) -> None:
+    client = await connect(stack.relays[0])
     stranger = NostrKey.generate()
     dropped_sig = _metric(stack, "beacon_gateway_webhook_dropped_total", 'what="signature"')
     dropped_dec = _metric(stack, "beacon_gateway_webhook_dropped_total", 'what="undecryptable"')
@@ -216,8 +224,8 @@ async def test_a_bad_signature_and_an_undecryptable_event_are_dropped_and_counte
         await client.pool.close()
 
 
-async def test_one_senders_messages_are_answered_in_created_at_order(stack: Running, relay_url: str) -> None:
-    client = await connect(relay_url)
+async def test_one_senders_messages_are_answered_in_created_at_order(stack: Running) -> None:
+    client = await connect(stack.relays[0])
     try:
         import time
 
@@ -233,10 +241,10 @@ async def test_one_senders_messages_are_answered_in_created_at_order(stack: Runn
         await client.pool.close()
 
 
-async def test_an_event_received_again_after_a_restart_is_answered_once(stack: Running, relay_url: str) -> None:
+async def test_an_event_received_again_after_a_restart_is_answered_once(stack: Running) -> None:
     """The restarted gateway re-subscribes from a minute back and gets the question again: the same event id
     is the same BeaconMessage id, so the API and the sender engine answer it once."""
-    client = await connect(relay_url)
+    client = await connect(stack.relays[0])
     try:
         await client.send("before the restart")
         await client.wait_replies(1)
@@ -244,7 +252,47 @@ async def test_an_event_received_again_after_a_restart_is_answered_once(stack: R
         await client.send("after the restart")
         await client.wait_replies(2)
         assert client.texts() == ["You said: before the restart", "You said: after the restart"]
-        # the premise: the restarted gateway (its counters fresh) produced the first question again
-        assert _metric(stack, "beacon_gateway_webhook_messages_total", 'channel="nostr"') == 2
+        # the premise: the restarted gateway (its counters fresh) produced the first question again (and the
+        # questions of this module's earlier tests, all from the last minute)
+        assert _metric(stack, "beacon_gateway_webhook_messages_total", 'channel="nostr"') >= 2
     finally:
+        await client.pool.close()
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 45.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await asyncio.to_thread(condition):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def test_a_reply_while_no_relay_is_up_is_published_once_they_return(stack: Running) -> None:
+    """Every relay down when the reply is ready: the publish fails, is retried as an outage, and goes out
+    once the relays are back (they keep their events, so the client gets it on re-subscribing)."""
+    client = await connect(*stack.relays)
+    taken = _metric(stack, "beacon_gateway_webhook_messages_total", 'channel="nostr"')
+    failed = _metric(stack, "beacon_gateway_send_errors_total", 'channel="nostr"')
+    try:
+        await asyncio.to_thread(stack.sup.remove, stack.worker.name)  # the reply waits until the relays are down
+        question = await client.send("/ping")
+        await until(lambda: _metric(stack, "beacon_gateway_webhook_messages_total", 'channel="nostr"') > taken,
+                    "the gateway to produce the question")
+        for relay in stack.relay_settings:
+            await asyncio.to_thread(relay_local.stop, relay)
+        await asyncio.to_thread(stack.sup.add, stack.worker)
+        await until(lambda: _metric(stack, "beacon_gateway_send_errors_total", 'channel="nostr"') > failed,
+                    "the reply's publish to fail with no relay up", timeout=90)
+        for relay in stack.relay_settings:
+            await asyncio.to_thread(relay_local.start, relay, verify_signatures=False)
+        [reply] = await client.wait_replies(1, timeout=60)
+        assert reply["payload"] == {"text": "pong", "in_reply_to": question.tag("d")}
+        await client.send("later")  # answered after any second copy of the pong would have been
+        await client.wait_replies(2)
+        assert client.texts() == ["pong", "You said: later"]
+    finally:
+        if stack.worker.name not in stack.sup.children:
+            stack.sup.add(stack.worker)
+        for relay in stack.relay_settings:
+            relay_local.start(relay, verify_signatures=False)  # harmless when it runs
         await client.pool.close()
