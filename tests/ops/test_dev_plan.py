@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import SecretStr
 
@@ -87,3 +89,14 @@ def test_with_nostr_adds_the_nostr_gateway_on_the_local_relay_and_announces_the_
     assert ("Nostr (NostrMQ)", f"{key.npub} on ws://127.0.0.1:7999  (health at http://127.0.0.1:8085/healthz)") \
         in plan.endpoints
     assert "nostr" in next(s for s in plan.specs if s.name == "api").env["BEACON_SERVED_CHANNELS"]
+
+
+def test_the_dev_nostr_key_is_made_once_and_kept_private(tmp_path: Path) -> None:
+    from beacon.ops.dev import dev_nostr_key
+
+    settings = _settings(data_dir=tmp_path)
+    key = dev_nostr_key(settings)
+    assert dev_nostr_key(settings).pubkey == key.pubkey  # the same npub on every run
+    assert (tmp_path / "nostr-dev-key").stat().st_mode & 0o077 == 0
+    configured = _settings(data_dir=tmp_path, nostr_private_key=SecretStr("11" * 32))
+    assert dev_nostr_key(configured).secret == bytes.fromhex("11" * 32)
