@@ -501,6 +501,38 @@ class Settings(BaseSettings):
         "already produced (its dedupe memory across restarts)."
     )
 
+    nostr_gateway_host: str = Field("127.0.0.1", description="Interface `beacon gateway nostr` serves `/healthz` "
+                                    "and `/metrics` on.")
+    nostr_gateway_port: int = Field(8085, description="Port of `beacon gateway nostr` (`/healthz`, `/metrics`).")
+    nostr_gateway_group: str = Field(
+        "beacon-gateway-nostr", description="Consumer group of the NostrMQ gateway on bm_out."
+    )
+    nostr_sent_store: Path | None = Field(
+        None, description="SQLite file of the NostrMQ gateway's settled reply ids and the questions they answer "
+        "(default `<data dir>/gateway-nostr-sent.db`)."
+    )
+    nostr_min_pow: int = Field(
+        0, ge=0, le=64, description="NIP-13 proof of work (leading zero bits of the event id) a NostrMQ message "
+        "needs to be taken (public bots); 0 = none."
+    )
+    nostr_allowed_senders: tuple[str, ...] = Field(
+        (), description="JSON list of pubkeys (hex or `npub`) the NostrMQ gateway answers (private bots); empty: "
+        "everyone."
+    )
+    nostr_sender_rate: float = Field(
+        1.0, ge=0, description="Messages per second one sender may send the NostrMQ gateway (0 = off); "
+        "beyond it (and its burst) they are dropped and counted."
+    )
+    nostr_sender_burst: int = Field(10, ge=1, description="Messages one sender may send at once before "
+                                    "`BEACON_NOSTR_SENDER_RATE` applies.")
+    nostr_reorder_window: float = Field(
+        0.2, ge=0, description="Seconds the NostrMQ gateway holds a sender's events to put them in `created_at` "
+        "order before producing them."
+    )
+    nostr_retry_base_delay: float = Field(0.2, description="First delay before re-publishing a reply no relay "
+                                          "accepted (or re-producing an inbound batch the broker refused).")
+    nostr_retry_max_delay: float = Field(10.0, description="Upper bound of one NostrMQ gateway retry delay.")
+
     # --- console --------------------------------------------------------------------------
     console_host: str = Field("127.0.0.1", description="Interface the operator console listens on.")
     console_port: int = Field(8084, description="Port of the operator console (`beacon console`).")

@@ -36,15 +36,22 @@ A channel implements ``Channel`` (WhatsApp as the example, ``beacon.gateway.what
 
 A channel whose users send media also implements ``fetch_media(account, media_id, max_bytes)``
 (``beacon.gateway.media.MediaSource``); the gateway then serves it to the API at ``GET /media/...``.
+
+A channel whose users' messages arrive as events it subscribes to rather than as webhooks (NostrMQ,
+``beacon.gateway.nostr.channel``) leaves ``webhook_path`` empty (no webhook route is served) and also
+implements ``EventSource``: ``listen(deliver, stop)`` runs as a task of the gateway and hands each batch
+of parsed messages to ``deliver``, the same produce-and-wait-for-every-ack path a webhook takes
+(``Inbound.deliver``); it raises when the broker does not acknowledge, and the channel delivers again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
 
@@ -191,3 +198,15 @@ class Channel(Protocol):
     async def on_permanent_failure(self, msg: BeaconMessage, error: BaseException) -> None: ...
 
     async def close(self) -> None: ...
+
+
+#: ``Inbound.deliver``: produce a batch to bm_in and wait for every acknowledgement (raises if it does not come).
+Deliver = Callable[[Parsed], Awaitable[None]]
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    """A channel that subscribes to its users' messages instead of receiving webhooks (see the module docstring)."""
+
+    async def listen(self, deliver: Deliver, stop: asyncio.Event) -> None:
+        """Hand each batch of messages to ``deliver`` until ``stop`` is set; never returns early."""

@@ -48,3 +48,17 @@ def webchat() -> None:
     except BeaconError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+@gateway_app.command("nostr")
+def nostr() -> None:
+    """The NostrMQ gateway: kind-30072 events for Beacon's pubkey into bm_in, replies published to the relays."""
+    from beacon.errors import BeaconError
+    from beacon.gateway.nostr.channel import NostrChannel
+    from beacon.gateway.service import run
+
+    try:
+        run(get_settings(), NostrChannel)
+    except BeaconError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc

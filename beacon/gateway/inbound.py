@@ -22,7 +22,7 @@ from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.errors import BeaconError, SerializationError
 from beacon.gateway.badrequests import expect_handler, install_refused_request_filter
-from beacon.gateway.channel import Channel, Dropped, MalformedRequestError, RequestRefusedError
+from beacon.gateway.channel import Channel, Dropped, MalformedRequestError, Parsed, RequestRefusedError
 from beacon.gateway.metrics import (
     PRODUCE_SECONDS,
     WEBHOOK_DROPPED,
@@ -52,9 +52,11 @@ class Inbound:
         self.accepting = True
         install_refused_request_filter()
         self.app = web.Application(client_max_size=settings.gateway_max_body_bytes)
+        webhook = [web.post(channel.webhook_path, self.receive, expect_handler=expect_handler)] \
+            if channel.webhook_path else []  # an event-source channel (NostrMQ) takes no webhooks
         self.app.add_routes([
             *channel.routes(),
-            web.post(channel.webhook_path, self.receive, expect_handler=expect_handler),
+            *webhook,
             web.get("/healthz", self.healthz),
             web.get("/metrics", self.metrics),
         ])
@@ -88,21 +90,28 @@ class Inbound:
         except MalformedRequestError as exc:
             self.log.warning("webhook rejected as malformed: %s; body starts %r", exc, body[:200])
             return self._reject("malformed", 400, str(exc))
-        self._report_dropped(parsed.dropped)
-        records = self._encode(parsed.messages)
-        messages = [msg for msg, _value in records]
         try:
-            await asyncio.wait_for(self._produce(records), self.settings.gateway_ack_timeout)
+            await self.deliver(parsed)
         except (TimeoutError, BeaconError) as exc:
             self.log.error("webhook with %d message(s) answered 503: the broker did not acknowledge within %.1fs (%s). "
-                           "%s will redeliver; check `beacon kafka status`.", len(messages),
+                           "%s will redeliver; check `beacon kafka status`.", len(parsed.messages),
                            self.settings.gateway_ack_timeout, str(exc) or type(exc).__name__, self.channel.api_name)
             return self._reject("broker_unavailable", 503, "broker unavailable")
         PRODUCE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         WEBHOOKS.labels(self.name, "accepted").inc()
+        return web.Response(text="OK")
+
+    async def deliver(self, parsed: Parsed) -> None:
+        """Produce what one webhook (or an event-source channel's batch) yielded to ``bm_in``, every record
+        acknowledged, then the channel's ``after_produce``. Raises TimeoutError or a BeaconError when the broker
+        does not acknowledge within BEACON_GATEWAY_ACK_TIMEOUT (nothing is lost: the caller has the input
+        redelivered, or delivers again; ids derive from the channel's, so copies are deduplicated)."""
+        self._report_dropped(parsed.dropped)
+        records = self._encode(parsed.messages)
+        messages = [msg for msg, _value in records]
+        await asyncio.wait_for(self._produce(records), self.settings.gateway_ack_timeout)
         WEBHOOK_MESSAGES.labels(self.name).inc(len(messages))
         await self.channel.after_produce(messages)
-        return web.Response(text="OK")
 
     def _report_dropped(self, dropped: list[Dropped]) -> None:
         """One warning per webhook that had items to drop, naming each (bounded)."""

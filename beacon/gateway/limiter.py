@@ -30,6 +30,14 @@ class TokenBucket:
         self.tokens -= 1
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
+    def try_take(self) -> bool:
+        """Take one token if one is there now (True), else take nothing (False): for limits that drop
+        rather than wait, such as a NostrMQ sender's messages."""
+        if self.reserve() == 0.0:
+            return True
+        self.tokens += 1  # give back what reserve took: a refused message costs the sender nothing more
+        return False
+
     @property
     def full(self) -> bool:
         now = time.monotonic()

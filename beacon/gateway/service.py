@@ -17,7 +17,7 @@ from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
 from beacon.errors import KafkaAuthenticationError, KafkaError
 from beacon.gateway.base import run_gateway
-from beacon.gateway.channel import Channel
+from beacon.gateway.channel import Channel, EventSource
 from beacon.gateway.inbound import Inbound
 from beacon.gateway.media import MediaService, MediaSource
 from beacon.gateway.outbound import Outbound
@@ -65,14 +65,24 @@ class Gateway:
         await runner.setup()
         await web.TCPSite(runner, ch.host, ch.port).start()
         sender = asyncio.create_task(self.outbound.run())
-        log.info("%s gateway: webhooks at http://%s:%d%s, sending its messages of %s through %s", ch.name, ch.host,
-                 ch.port, ch.webhook_path, s.topic_out, ch.api_name)
+        source = asyncio.create_task(ch.listen(self.inbound.deliver, self.stopping)) \
+            if isinstance(ch, EventSource) else None
+        if source is None:
+            log.info("%s gateway: webhooks at http://%s:%d%s, sending its messages of %s through %s", ch.name,
+                     ch.host, ch.port, ch.webhook_path, s.topic_out, ch.api_name)
+        else:
+            log.info("%s gateway: listening to %s, health and metrics at http://%s:%d, sending its messages of %s "
+                     "through %s", ch.name, ch.api_name, ch.host, ch.port, s.topic_out, ch.api_name)
         stopped = asyncio.create_task(self.stopping.wait())
-        await asyncio.wait([sender, stopped], return_when=asyncio.FIRST_COMPLETED)
+        watched = [sender, stopped] + ([source] if source is not None else [])
+        await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         log.info("stopping: no more webhooks; finishing in-flight sends")
         self.inbound.accepting = False
+        self.stopping.set()
         self.outbound.stop()
         try:
+            if source is not None:
+                await source  # a listener that failed raises here
             await sender
         finally:
             stopped.cancel()

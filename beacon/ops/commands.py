@@ -266,12 +266,16 @@ def dev(
     keep_services: Annotated[
         bool, typer.Option("--keep-services", help="Leave Kafka and the registry running on exit.")
     ] = False,
+    with_nostr: Annotated[
+        bool, typer.Option("--with-nostr", help="Also the local Nostr relay and the NostrMQ gateway; prints the "
+                           "bot's npub.")
+    ] = False,
 ) -> None:
     """The whole stack, supervised: Kafka, registry, API, workers, fake Cloud API, WhatsApp gateway."""
     from beacon.ops import dev as dev_mod
 
     try:
-        code = dev_mod.run(get_settings(), workers=workers, keep_services=keep_services)
+        code = dev_mod.run(get_settings(), workers=workers, keep_services=keep_services, with_nostr=with_nostr)
     except BeaconError as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code)

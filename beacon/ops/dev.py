@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from beacon.config import DEV_PLACEHOLDER_SECRETS, Settings
 from beacon.console.cli import console_token, login_url
 from beacon.errors import ServiceError
+from beacon.nostr import relay_local
+from beacon.nostr.keys import NostrKey
 from beacon.ops import stackfile
 from beacon.ops.process import port_open
 from beacon.ops.supervisor import Child, ProcessSpec, Supervisor
@@ -68,8 +70,24 @@ def beacon_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "beacon", *args]
 
 
-def dev_plan(settings: Settings, workers: int | None = None) -> DevPlan:
-    """Which processes to run, with which environment (a pure function of the settings)."""
+def dev_nostr_key(settings: Settings) -> NostrKey:
+    """Beacon's Nostr key in ``beacon dev --with-nostr``: BEACON_NOSTR_PRIVATE_KEY when set, else one made once
+    and kept in ``<data dir>/nostr-dev-key`` (so the bot's npub stays the same between runs)."""
+    if settings.nostr_private_key is not None and settings.nostr_private_key.get_secret_value():
+        return NostrKey.parse(settings.nostr_private_key.get_secret_value())
+    path = settings.data_dir / "nostr-dev-key"
+    if path.exists():
+        return NostrKey.parse(path.read_text())
+    key = NostrKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(key.secret.hex())
+    return key
+
+
+def dev_plan(settings: Settings, workers: int | None = None, nostr_key: NostrKey | None = None) -> DevPlan:
+    """Which processes to run, with which environment (a pure function of the settings); with ``nostr_key``,
+    the NostrMQ gateway too (``--with-nostr``: Beacon is that key on the local relay)."""
     n = settings.dev_workers if workers is None else workers
     fake = not has_real_credentials(settings)
     gateway_url = f"http://127.0.0.1:{settings.whatsapp_gateway_port}"
@@ -89,7 +107,8 @@ def dev_plan(settings: Settings, workers: int | None = None) -> DevPlan:
         }
     webchat_url = f"http://127.0.0.1:{settings.webchat_port}/"
     # The API accepts proactive sends (`POST /v1/messages/send`) for every channel dev runs a gateway for.
-    served = {"BEACON_SERVED_CHANNELS": '["whatsapp", "telegram", "webchat"]'}
+    channels = ["whatsapp", "telegram", "webchat"] + (["nostr"] if nostr_key is not None else [])
+    served = {"BEACON_SERVED_CHANNELS": json.dumps(channels)}
     # The API reads users' media through the gateways (`turn.media_bytes()`), which hold the channels' credentials.
     gateways = {"BEACON_GATEWAY_URLS": json.dumps({"whatsapp": gateway_url,
                                                    "telegram": f"http://127.0.0.1:{settings.telegram_port}"})}
@@ -122,10 +141,16 @@ def dev_plan(settings: Settings, workers: int | None = None) -> DevPlan:
     endpoints.append(("Telegram gateway",
                       f"http://127.0.0.1:{settings.telegram_port}/webhooks/telegram  (metrics at /metrics)"))
     specs.append(ProcessSpec("gateway-webchat", beacon_argv("gateway", "webchat"), env=common))
+    nostr_health = f"http://127.0.0.1:{settings.nostr_gateway_port}/healthz"
+    if nostr_key is not None:
+        relay = relay_local.url(settings)
+        nostr = {"BEACON_NOSTR_PRIVATE_KEY": nostr_key.secret.hex(), "BEACON_NOSTR_RELAYS": json.dumps([relay])}
+        specs.append(ProcessSpec("gateway-nostr", beacon_argv("gateway", "nostr"), env={**common, **nostr}))
+        endpoints.append(("Nostr (NostrMQ)", f"{nostr_key.npub} on {relay}  (health at {nostr_health})"))
     health = {"api": f"http://127.0.0.1:{settings.api_port}/healthz", "gateway-whatsapp": f"{gateway_url}/healthz",
               "console": f"{console_url}/healthz",
               "gateway-telegram": f"http://127.0.0.1:{settings.telegram_port}/healthz",
-              "gateway-webchat": f"{webchat_url}healthz"}
+              "gateway-webchat": f"{webchat_url}healthz", "gateway-nostr": nostr_health}
     health.update({f"worker-{i + 1}": f"http://127.0.0.1:{settings.worker_web_port + i}/healthz" for i in range(n)})
     if fake:
         health["fake-whatsapp"] = f"{fake_url}/healthz"
@@ -189,9 +214,11 @@ def wait_listening(sup: Supervisor, ports: list[int], timeout: float) -> list[in
     return waiting
 
 
-def run(settings: Settings, *, workers: int | None = None, keep_services: bool = False, say: Say = print) -> int:
+def run(settings: Settings, *, workers: int | None = None, keep_services: bool = False, with_nostr: bool = False,
+        say: Say = print) -> int:
     """Run the stack until SIGINT/SIGTERM; returns the exit code."""
-    plan = dev_plan(settings, workers)
+    nostr_key = dev_nostr_key(settings) if with_nostr else None
+    plan = dev_plan(settings, workers, nostr_key)
     card = plan.card
     if card is not None:
         card.supervisor_pid = os.getpid()
@@ -204,6 +231,11 @@ def run(settings: Settings, *, workers: int | None = None, keep_services: bool =
     sup = Supervisor(settings.log_dir.resolve(), report=lambda line: say(f"[supervisor] {line}"), on_spawn=record_pid)
     sup.install_signal_handlers()
     started = prepare(settings, say)
+    if with_nostr:
+        status, took = relay_local.start(settings)
+        say(f"Nostr relay    {status.url}{_how(took)}")
+        if took is not None:
+            started.append(lambda: relay_local.stop(settings))
     try:
         # Before the console starts: a generated token is written once, and both read the same file.
         token, _generated = console_token(settings)
@@ -213,6 +245,7 @@ def run(settings: Settings, *, workers: int | None = None, keep_services: bool =
         ports += [settings.fake_whatsapp_port] if plan.uses_fake else []
         ports += [] if has_real_telegram_token(settings) else [settings.fake_telegram_port]
         ports += [settings.webchat_port]
+        ports += [settings.nostr_gateway_port] if with_nostr else []
         closed = wait_listening(sup, ports, timeout=90)
         say("")
         say(f"Chat with the bot: open http://127.0.0.1:{settings.webchat_port}/ in a browser")
@@ -233,6 +266,9 @@ def run(settings: Settings, *, workers: int | None = None, keep_services: bool =
             say(f'  beacon fake-whatsapp say --from {SAMPLE_USER} "/help"')
         if fake_telegram:
             say(f'  beacon fake-telegram say --chat {SAMPLE_CHAT} "/ping"')
+        if nostr_key is not None:
+            say(f"Beacon on Nostr: {nostr_key.npub} (hex {nostr_key.pubkey}); any NostrMQ client sending "
+                f'{{"text": "/ping"}} to it through {relay_local.url(settings)} gets "pong".')
         if not plan.uses_fake:
             say("Real Cloud API credentials are set: the gateway talks to Meta. Point your app's webhook at "
                 f"the gateway's /webhooks/whatsapp (port {settings.whatsapp_gateway_port}).")

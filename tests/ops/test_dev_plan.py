@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import SecretStr
 
@@ -79,3 +81,30 @@ def test_the_api_reaches_each_gateway_for_media(monkeypatch: pytest.MonkeyPatch)
     settings = Settings(_env_file=None)
     assert settings.gateway_url_for("telegram") == "http://127.0.0.1:8382"
     assert settings.gateway_url_for("whatsapp") == f"http://127.0.0.1:{_settings().whatsapp_gateway_port}"
+
+
+def test_with_nostr_adds_the_nostr_gateway_on_the_local_relay_and_announces_the_npub() -> None:
+    from beacon.nostr.keys import NostrKey
+
+    settings = _settings(nostr_relay_port=7999)
+    assert "gateway-nostr" not in [s.name for s in dev_plan(settings).specs]  # off by default
+    key = NostrKey.generate()
+    plan = dev_plan(settings, nostr_key=key)
+    gateway = next(s for s in plan.specs if s.name == "gateway-nostr")
+    assert list(gateway.argv[-3:]) == ["beacon", "gateway", "nostr"]
+    assert gateway.env["BEACON_NOSTR_RELAYS"] == '["ws://127.0.0.1:7999"]'
+    assert NostrKey.parse(gateway.env["BEACON_NOSTR_PRIVATE_KEY"]).pubkey == key.pubkey
+    assert ("Nostr (NostrMQ)", f"{key.npub} on ws://127.0.0.1:7999  (health at http://127.0.0.1:8085/healthz)") \
+        in plan.endpoints
+    assert "nostr" in next(s for s in plan.specs if s.name == "api").env["BEACON_SERVED_CHANNELS"]
+
+
+def test_the_dev_nostr_key_is_made_once_and_kept_private(tmp_path: Path) -> None:
+    from beacon.ops.dev import dev_nostr_key
+
+    settings = _settings(data_dir=tmp_path)
+    key = dev_nostr_key(settings)
+    assert dev_nostr_key(settings).pubkey == key.pubkey  # the same npub on every run
+    assert (tmp_path / "nostr-dev-key").stat().st_mode & 0o077 == 0
+    configured = _settings(data_dir=tmp_path, nostr_private_key=SecretStr("11" * 32))
+    assert dev_nostr_key(configured).secret == bytes.fromhex("11" * 32)
