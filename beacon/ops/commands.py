@@ -266,12 +266,15 @@ def dev(
     keep_services: Annotated[
         bool, typer.Option("--keep-services", help="Leave Kafka and the registry running on exit.")
     ] = False,
+    reload: Annotated[
+        bool, typer.Option("--reload", help="Restart the API when beacon/ or the pipeline's own handler code changes.")
+    ] = False,
 ) -> None:
     """The whole stack, supervised: Kafka, registry, API, workers, fake Cloud API, WhatsApp gateway."""
     from beacon.ops import dev as dev_mod
 
     try:
-        code = dev_mod.run(get_settings(), workers=workers, keep_services=keep_services)
+        code = dev_mod.run(get_settings(), workers=workers, keep_services=keep_services, reload=reload)
     except BeaconError as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code)

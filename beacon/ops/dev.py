@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from beacon.config import DEV_PLACEHOLDER_SECRETS, Settings
 from beacon.console.cli import console_token, login_url
@@ -36,6 +37,9 @@ SAMPLE_USER = "447700900123"
 DEV_TELEGRAM_TOKEN = "123456789:dev-fake-telegram-token"
 DEV_TELEGRAM_SECRET = "dev-telegram-webhook-secret"
 SAMPLE_CHAT = "987654321"
+
+if TYPE_CHECKING:
+    from beacon.ops.reload import Reloader
 
 Say = Callable[[str], None]
 
@@ -184,8 +188,10 @@ def wait_listening(sup: Supervisor, ports: list[int], timeout: float) -> list[in
     return waiting
 
 
-def run(settings: Settings, *, workers: int | None = None, keep_services: bool = False, say: Say = print) -> int:
-    """Run the stack until SIGINT/SIGTERM; returns the exit code."""
+def run(settings: Settings, *, workers: int | None = None, keep_services: bool = False, say: Say = print,
+        reload: bool = False) -> int:
+    """Run the stack until SIGINT/SIGTERM; returns the exit code. ``reload``: restart the API when
+    ``beacon/`` or the code of the pipeline's own handlers changes (``beacon.ops.reload``)."""
     plan = dev_plan(settings, workers)
     card = plan.card
     if card is not None:
@@ -199,6 +205,7 @@ def run(settings: Settings, *, workers: int | None = None, keep_services: bool =
     sup = Supervisor(settings.log_dir.resolve(), report=lambda line: say(f"[supervisor] {line}"), on_spawn=record_pid)
     sup.install_signal_handlers()
     started = prepare(settings, say)
+    reloader: Reloader | None = None
     try:
         # Before the console starts: a generated token is written once, and both read the same file.
         token, _generated = console_token(settings)
@@ -235,9 +242,17 @@ def run(settings: Settings, *, workers: int | None = None, keep_services: bool =
             say("A real Telegram bot token is set: the Telegram gateway talks to Telegram. Register its webhook "
                 f"with `beacon telegram set-webhook https://<public host>/webhooks/telegram` (port "
                 f"{settings.telegram_port}).")
+        if reload:
+            from beacon.ops.reload import Reloader, watched_paths
+
+            reloader = Reloader(watched_paths(settings), "api", say)
+            reloader.start()
+            say("Reloading the API when these change: " + ", ".join(str(p) for p in reloader.paths))
         say("Ctrl-C stops everything.")
-        sup.run()
+        sup.run(each=reloader.apply if reloader is not None else None)
     finally:
+        if reloader is not None:
+            reloader.stop()
         sup.stop()
         stackfile.remove(settings)
         if not keep_services:
