@@ -163,10 +163,17 @@ class StackChat:
 
     def say(self, text: str) -> list[BeaconMessage]:
         """The user writes ``text``; the bot's replies, once all were sent to the fake Cloud API."""
+        return self._exchange({"text": text}, repr(text))
+
+    def press(self, button_id: str, title: str | None = None) -> list[BeaconMessage]:
+        """The user taps the reply button ``button_id``; the bot's replies, as ``say``."""
+        return self._exchange({"button": {"id": button_id, "title": title or button_id}}, f"button {button_id!r}")
+
+    def _exchange(self, what: dict[str, Any], text: str) -> list[BeaconMessage]:
         after = self._http.get(f"{self.fake_url}/_fake/stats").json()["last_seq"]
-        said = self._http.post(f"{self.fake_url}/_fake/say", json={"from": self.user, "text": text, "name": self.name})
+        said = self._http.post(f"{self.fake_url}/_fake/say", json={"from": self.user, "name": self.name, **what})
         if said.status_code != 200:
-            raise AssertionError(f"the gateway did not accept {text!r} from {self.user}: {said.text}")
+            raise AssertionError(f"the gateway did not accept {text} from {self.user}: {said.text}")
         wamid = said.json()["wamid"]
         deadline = time.monotonic() + self.timeout
         replies = self._stored_replies(wamid, deadline)
@@ -174,7 +181,7 @@ class StackChat:
         while sent < len(replies):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"{len(replies)} replies to {text!r} stored, {sent} sent to the fake Cloud API "
+                raise AssertionError(f"{len(replies)} replies to {text} stored, {sent} sent to the fake Cloud API "
                                      f"within {self.timeout:.0f}s")
             items = self._http.get(f"{self.fake_url}/_fake/sent",
                                    params={"after": after, "wait": min(remaining, 10)}).json()

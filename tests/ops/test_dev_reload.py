@@ -1,5 +1,6 @@
-"""`beacon dev --reload` through real processes, driven by `beacon.testing.StackChat`: a change of a
-handler file makes the running API answer with the new code, and the log names the file."""
+"""`beacon dev --reload` through real processes, driven by `beacon.testing.StackChat` (texts and
+button taps through the fake Cloud API): a change of a handler file makes the running API answer
+with the new code, and the log names the file."""
 
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ bot = Router()
 @bot.command("/version")
 async def version(turn: Turn) -> str:
     return "{answer}"
+
+
+@bot.button("again")
+async def again(turn: Turn) -> str:
+    return "pressed: {answer}"
 '''
 
 
@@ -53,6 +59,7 @@ def test_a_changed_handler_file_restarts_the_api_and_the_stack_answers_with_the_
         with StackChat(stack.settings, user="447700900777") as chat:
             assert [r.text for r in chat.say("/version")] == ["old code"]
             assert [r.text for r in chat.say("/ping")] == ["pong"]
+            assert [r.text for r in chat.press("again")] == ["pressed: old code"]
             api_pid = stackfile.read(stack.settings).processes["api"]  # type: ignore[union-attr]
 
             handlers.write_text(HANDLER.format(answer="new code"))
@@ -62,6 +69,7 @@ def test_a_changed_handler_file_restarts_the_api_and_the_stack_answers_with_the_
             wait_for(lambda: (card := stackfile.read(stack.settings)) is not None and card.processes["api"] != api_pid,
                      "the API to be restarted", timeout=30)
             assert [r.text for r in chat.say("/version")] == ["new code"]
+            assert [r.text for r in chat.press("again", title="Again")] == ["pressed: new code"]
         dev.send_signal(signal.SIGINT)
         assert dev.wait(timeout=60) == 0
     finally:
