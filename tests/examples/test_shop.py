@@ -54,7 +54,12 @@ async def test_menu_offers_three_buttons_and_order_lookup_shows_only_the_users_o
         assert _texts(await bot.say("/order 1001", user=ADA)) == ["Order 1001: Blue kettle, delivered, £34.99"]
         # 1003 is someone else's.
         assert _texts(await bot.say("/order 1003", user=ADA)) == ["I can't find an order 1003 of yours."]
+        [orders] = await bot.press("track", user=ADA)
+        rows = orjson.loads(orders.payload or "{}")["action"]["sections"][0]["rows"]
+        assert [(r["id"], r["title"]) for r in rows] == [("track:1001", "1001 Blue kettle"),
+                                                         ("track:1002", "1002 Tea towels (3)")]
         assert _texts(await bot.press("track:1002", user=ADA)) == ["Order 1002: Tea towels (3), shipped, £12.50"]
+        assert _texts(await bot.say("/order", user="447700900456")) == ["Order 1003: Teapot, placed, £29.00"]
 
 
 async def test_a_return_goes_number_reason_confirm_and_records_one_event(tmp_path: Path) -> None:
