@@ -4,10 +4,14 @@ pipeline, writer and migrations) in this process, on SQLite in a directory of yo
     async def test_start(tmp_path: Path) -> None:
         async with BotTester("commands,orderbot.handlers:bot,fallback", tmp_path) as bot:
             assert (await bot.say("/start"))[0].text.startswith("Hi")
+
+``StackChat`` drives the whole running ``beacon dev`` stack through its fake Cloud API instead
+(integration tests: ``assert StackChat().say("/ping")[0].text == "pong"``).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,3 +123,86 @@ class BotTester:
     def _engine(self) -> Any:
         assert self._app is not None, "use BotTester in `async with`"
         return self._app.state.beacon.engine
+
+
+class StackChat:
+    """A user talking to the running ``beacon dev`` stack through its fake Cloud API, for
+    integration tests: one line per exchange, the whole path (gateway, Kafka, workers, API).
+
+        chat = StackChat(user="447700900123")
+        assert chat.say("/ping")[0].text == "pong"
+
+    The stack is found by its card (``BEACON_DATA_DIR/dev-stack.json``, ``beacon.ops.stackfile``).
+    ``say`` answers the replies the API stored for the message, once the fake Cloud API has
+    received that many sends for the user, so an exchange is complete when it returns."""
+
+    def __init__(self, settings: Settings | None = None, *, user: str = "447700900123", name: str | None = None,
+                 timeout: float = 60.0) -> None:
+        from beacon.ops import stackfile
+
+        self.settings = settings or Settings()
+        card = stackfile.read(self.settings)
+        if card is None or card.fake_url is None or "api" not in card.health_urls:
+            raise RuntimeError(f"no running `beacon dev` stack with the fake Cloud API found in "
+                               f"{stackfile.path(self.settings)}: start `beacon dev` (same BEACON_DATA_DIR) first")
+        self.fake_url = card.fake_url.rstrip("/")
+        self.api_url = card.health_urls["api"].removesuffix("/healthz")
+        self.user, self.name, self.timeout = user, name, timeout
+        self.user_key = make_user_key("whatsapp", card.phone_number_id, user)
+        self._http = httpx.Client(timeout=30, headers={
+            "Authorization": f"Bearer {self.settings.api_token.get_secret_value()}"})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> StackChat:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def say(self, text: str) -> list[BeaconMessage]:
+        """The user writes ``text``; the bot's replies, once all were sent to the fake Cloud API."""
+        return self._exchange({"text": text}, repr(text))
+
+    def press(self, button_id: str, title: str | None = None) -> list[BeaconMessage]:
+        """The user taps the reply button ``button_id``; the bot's replies, as ``say``."""
+        return self._exchange({"button": {"id": button_id, "title": title or button_id}}, f"button {button_id!r}")
+
+    def _exchange(self, what: dict[str, Any], text: str) -> list[BeaconMessage]:
+        after = self._http.get(f"{self.fake_url}/_fake/stats").json()["last_seq"]
+        said = self._http.post(f"{self.fake_url}/_fake/say", json={"from": self.user, "name": self.name, **what})
+        if said.status_code != 200:
+            raise AssertionError(f"the gateway did not accept {text} from {self.user}: {said.text}")
+        wamid = said.json()["wamid"]
+        deadline = time.monotonic() + self.timeout
+        replies = self._stored_replies(wamid, deadline)
+        sent = 0
+        while sent < len(replies):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"{len(replies)} replies to {text} stored, {sent} sent to the fake Cloud API "
+                                     f"within {self.timeout:.0f}s")
+            items = self._http.get(f"{self.fake_url}/_fake/sent",
+                                   params={"after": after, "wait": min(remaining, 10)}).json()
+            for item in items:
+                after = max(after, item["seq"])
+                if str(item.get("to") or "").lstrip("+") == self.user and item["body"].get("status") != "read":
+                    sent += 1
+        return replies
+
+    def _stored_replies(self, wamid: str, deadline: float) -> list[BeaconMessage]:
+        """The replies stored with the inbound message ``wamid`` (in its transaction), in order."""
+        while time.monotonic() < deadline:
+            try:
+                resp = self._http.get(f"{self.api_url}/v1/users/{self.user_key}/messages", params={"limit": 50})
+            except httpx.TransportError:  # the API restarting (beacon dev --reload): the message waits for it too
+                time.sleep(0.2)
+                continue
+            if resp.status_code == 200:
+                stored = [BeaconMessage.model_validate(m["message"]) for m in resp.json()["messages"]]
+                inbound = next((m for m in stored if m.channel_message_id == wamid), None)
+                if inbound is not None:
+                    return [m for m in reversed(stored) if m.reply_to_id == inbound.id]  # newest first: reversed
+            time.sleep(0.1)
+        raise AssertionError(f"message {wamid} of {self.user} not processed within {self.timeout:.0f}s")

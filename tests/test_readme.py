@@ -33,3 +33,13 @@ def test_every_command_is_documented() -> None:
 def test_the_two_commands_are_there_and_ci_runs_the_test_one() -> None:
     assert "./scripts/dev" in README and "./scripts/test" in README
     assert "./scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_turn_table_matches_the_turn_class() -> None:
+    from beacon.bot.reference import turn_markdown
+
+    block = re.search(r"<!-- TURN:BEGIN[^>]*-->\n(.*?)\n<!-- TURN:END -->", README, re.S)
+    assert block, "README lost its Turn reference block"
+    assert block.group(1) == turn_markdown(), (
+        "the README's Turn table differs from beacon/bot/turn.py; regenerate it with `python -m beacon.bot.reference`"
+    )

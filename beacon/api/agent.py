@@ -11,7 +11,7 @@ import httpx
 
 from beacon.api import metrics
 from beacon.api.pipeline import Answer, Turn, describe
-from beacon.api.tools import BUILTIN_TOOLS, McpToolbox, Tool
+from beacon.api.tools import BUILTIN_TOOLS, REGISTERED_TOOLS, McpToolbox, Tool
 from beacon.config import Settings
 from beacon.messages import BeaconMessage
 
@@ -61,7 +61,7 @@ class AgentHandler:
 
     @property
     def tools(self) -> list[Tool]:
-        return BUILTIN_TOOLS + self.toolbox.tools
+        return BUILTIN_TOOLS + REGISTERED_TOOLS + self.toolbox.tools
 
     async def handle(self, turn: Turn) -> Answer | None:
         msg = turn.message

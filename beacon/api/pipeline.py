@@ -117,7 +117,7 @@ def build_pipeline(settings: Settings) -> list[Handler]:
         else:
             from beacon.bot.load import load_handler
 
-            handlers.append(load_handler(name))
+            handlers.append(load_handler(name, settings))
     return handlers
 
 

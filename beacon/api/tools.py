@@ -62,6 +62,23 @@ BUILTIN_TOOLS = [
 ]
 
 
+#: Tools a bot of your own gives the agent (``register_tool``), offered beside the built-in ones.
+REGISTERED_TOOLS: list[Tool] = []
+
+
+def register_tool(name: str, description: str, parameters: dict[str, Any] | None = None) -> Callable[[ToolFn], ToolFn]:
+    """Offer the decorated ``async def fn(args, turn) -> str`` to the agent as tool ``name``
+    (``parameters``: the JSON schema of ``args``). Registered when your module is imported, e.g. by
+    naming it in BEACON_API_PIPELINE; a later registration of the same name replaces the earlier."""
+
+    def register(fn: ToolFn) -> ToolFn:
+        REGISTERED_TOOLS[:] = [t for t in REGISTERED_TOOLS if t.name != name]
+        REGISTERED_TOOLS.append(Tool(name, description, parameters or {"type": "object", "properties": {}}, fn))
+        return fn
+
+    return register
+
+
 def _tool_name(server: str, tool: str) -> str:
     """``<server>__<tool>`` restricted to the characters chat-completions accepts."""
     return re.sub(r"[^a-zA-Z0-9_-]", "_", f"{server}__{tool}")[:64]

@@ -10,6 +10,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from beacon.bot.turn import Turn
+from beacon.config import Settings
 from beacon.errors import ConfigError
 from beacon.messages import BeaconMessage
 
@@ -29,19 +30,26 @@ class HandlerImportError(ConfigError):
 
 class UserHandler:
     """A handler from the user's code, wrapped: normalises its answer, marks that turns need the
-    user and state loaded (``needs_context``)."""
+    user and state loaded (``needs_context``). The target's optional ``async start()`` (or
+    ``async start(settings)``, to reach the API's settings, e.g. its database) runs when the API
+    starts, and ``async close()`` when it stops."""
 
     needs_context = True
 
-    def __init__(self, name: str, target: Any) -> None:
+    def __init__(self, name: str, target: Any, settings: Settings | None = None) -> None:
         self.name = name
         self.target = target
+        self.settings = settings
         handle = getattr(target, "handle", None)
         self._call: Callable[[Turn], Awaitable[BotAnswer]] = handle if callable(handle) else target
 
     async def start(self) -> None:
         start = getattr(self.target, "start", None)
-        if start is not None:
+        if start is None:
+            return
+        if inspect.signature(start).parameters:
+            await start(self.settings)
+        else:
             await start()
 
     async def close(self) -> None:
@@ -63,7 +71,7 @@ def is_handler(obj: Any) -> bool:
     return inspect.iscoroutinefunction(getattr(obj, "handle", None))
 
 
-def load_handler(name: str) -> Handler:
+def load_handler(name: str, settings: Settings | None = None) -> Handler:
     """The handler ``name`` names: ``module:attribute`` (dots allowed in both) or an entry point of
     group ``beacon.handlers``. Raises HandlerImportError saying what is missing and why."""
     if ":" in name:
@@ -89,7 +97,7 @@ def load_handler(name: str) -> Handler:
             f"handler {name!r} in BEACON_API_PIPELINE is a {type(target).__name__}, not a handler: give an async "
             "function taking a Turn, or an object (e.g. a beacon.bot.Router) with an async handle(turn) method"
         )
-    return UserHandler(name, target)
+    return UserHandler(name, target, settings)
 
 
 def _import(path: str) -> Any:

@@ -27,8 +27,11 @@ class BotUser:
     key: str
     """``<channel>:<account>:<user id>``, the Kafka key of the conversation."""
     channel: str
+    """whatsapp, telegram, webchat, nostr."""
     account: str
+    """The channel account the user wrote to (WhatsApp phone number id, Telegram bot id, ...)."""
     user_id: str
+    """The user's id on the channel (phone number, chat id, visitor id, pubkey)."""
     profile_name: str | None
     """The name the user gave the channel (WhatsApp profile name), if it sent one."""
     language: str | None
@@ -54,8 +57,11 @@ class Turn:
     (texts, or messages from the helpers below) or None to pass to the next handler."""
 
     message: BeaconMessage
+    """The inbound message, whole (``beacon.messages.BeaconMessage``)."""
     settings: Settings
+    """The API's settings."""
     sessions: async_sessionmaker[AsyncSession]
+    """Sessions on Beacon's database, for your own tables beside Beacon's (see ``examples/shop``)."""
     reset_conversation: bool = False
     handled_by: str | None = None
     notes: dict[str, Any] = field(default_factory=dict)
@@ -94,6 +100,7 @@ class Turn:
 
     @property
     def channel(self) -> str:
+        """The message's channel (whatsapp, telegram, webchat, nostr)."""
         return self.message.channel
 
     @property

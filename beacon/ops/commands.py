@@ -270,12 +270,16 @@ def dev(
         bool, typer.Option("--with-nostr", help="Also the local Nostr relay and the NostrMQ gateway; prints the "
                            "bot's npub.")
     ] = False,
+    reload: Annotated[
+        bool, typer.Option("--reload", help="Restart the API when beacon/ or the pipeline's own handler code changes.")
+    ] = False,
 ) -> None:
     """The whole stack, supervised: Kafka, registry, API, workers, fake Cloud API, WhatsApp gateway."""
     from beacon.ops import dev as dev_mod
 
     try:
-        code = dev_mod.run(get_settings(), workers=workers, keep_services=keep_services, with_nostr=with_nostr)
+        code = dev_mod.run(get_settings(), workers=workers, keep_services=keep_services, with_nostr=with_nostr,
+                           reload=reload)
     except BeaconError as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code)

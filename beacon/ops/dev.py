@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from beacon.config import DEV_PLACEHOLDER_SECRETS, Settings
 from beacon.console.cli import console_token, login_url
@@ -39,6 +40,9 @@ SAMPLE_USER = "447700900123"
 DEV_TELEGRAM_TOKEN = "123456789:dev-fake-telegram-token"
 DEV_TELEGRAM_SECRET = "dev-telegram-webhook-secret"
 SAMPLE_CHAT = "987654321"
+
+if TYPE_CHECKING:
+    from beacon.ops.reload import Reloader
 
 Say = Callable[[str], None]
 
@@ -215,8 +219,9 @@ def wait_listening(sup: Supervisor, ports: list[int], timeout: float) -> list[in
 
 
 def run(settings: Settings, *, workers: int | None = None, keep_services: bool = False, with_nostr: bool = False,
-        say: Say = print) -> int:
-    """Run the stack until SIGINT/SIGTERM; returns the exit code."""
+        say: Say = print, reload: bool = False) -> int:
+    """Run the stack until SIGINT/SIGTERM; returns the exit code. ``reload``: restart the API when
+    ``beacon/`` or the code of the pipeline's own handlers changes (``beacon.ops.reload``)."""
     nostr_key = dev_nostr_key(settings) if with_nostr else None
     plan = dev_plan(settings, workers, nostr_key)
     card = plan.card
@@ -236,6 +241,7 @@ def run(settings: Settings, *, workers: int | None = None, keep_services: bool =
         say(f"Nostr relay    {status.url}{_how(took)}")
         if took is not None:
             started.append(lambda: relay_local.stop(settings))
+    reloader: Reloader | None = None
     try:
         # Before the console starts: a generated token is written once, and both read the same file.
         token, _generated = console_token(settings)
@@ -276,9 +282,17 @@ def run(settings: Settings, *, workers: int | None = None, keep_services: bool =
             say("A real Telegram bot token is set: the Telegram gateway talks to Telegram. Register its webhook "
                 f"with `beacon telegram set-webhook https://<public host>/webhooks/telegram` (port "
                 f"{settings.telegram_port}).")
+        if reload:
+            from beacon.ops.reload import Reloader, watched_paths
+
+            reloader = Reloader(watched_paths(settings), "api", say)
+            reloader.start()
+            say("Reloading the API when these change: " + ", ".join(str(p) for p in reloader.paths))
         say("Ctrl-C stops everything.")
-        sup.run()
+        sup.run(each=reloader.apply if reloader is not None else None)
     finally:
+        if reloader is not None:
+            reloader.stop()
         sup.stop()
         stackfile.remove(settings)
         if not keep_services:

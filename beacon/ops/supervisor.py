@@ -98,6 +98,13 @@ class Supervisor:
         if child is not None:
             self._terminate([child])
 
+    def restart(self, name: str) -> None:
+        """Stop the child ``name`` and start it again now (``beacon dev --reload``); not counted as a crash."""
+        child = self.children[name]
+        self._terminate([child])
+        child.restarts += 1
+        self._spawn(child)
+
     def _spawn(self, child: Child) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **child.spec.env}
@@ -178,11 +185,15 @@ class Supervisor:
         self.stopping.set()
         self._terminate(list(reversed(self.children.values())))
 
-    def run(self, interval: float = 0.2, until: Callable[[], bool] | None = None) -> None:
-        """Supervise until ``stop_requested`` (a signal) or ``until()`` says so; then stop everything."""
+    def run(self, interval: float = 0.2, until: Callable[[], bool] | None = None,
+            each: Callable[[Supervisor], None] | None = None) -> None:
+        """Supervise until ``stop_requested`` (a signal) or ``until()`` says so; then stop everything.
+        ``each(self)`` runs at every step, in this thread (e.g. the reloader's restarts)."""
         try:
             while not self.stopping.is_set() and not (until and until()):
                 self.poll()
+                if each is not None:
+                    each(self)
                 self.stopping.wait(interval)
         finally:
             self.stop()

@@ -1,2 +1,2 @@
 """Orderbot: an example Beacon bot in plain Python (see ``handlers.py`` and the README section
-"Your bot in Python")."""
+"Write your bot")."""

@@ -1,4 +1,4 @@
-"""The handlers shown in the README's "Your bot in Python", verbatim (tests/bot/test_readme_bot.py runs them)."""
+"""The handlers shown in the README's "Write your bot", verbatim (tests/bot/test_readme_bot.py runs them)."""
 
 from beacon.bot import BotAnswer, Router, Turn
 

@@ -43,11 +43,12 @@ def serve(
 
 @fake_whatsapp_app.command("say")
 def say(
-    text: Annotated[str, typer.Argument(help="What the user writes.")],
+    text: Annotated[str, typer.Argument(help="What the user writes (with --button: the button's title).")],
     from_: Annotated[str, typer.Option("--from", help="The user's number (wa_id), e.g. 447700900123.")],
     name: Annotated[str | None, typer.Option(help="The user's profile name.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the reply.")] = 30.0,
     url: Annotated[str | None, typer.Option(help="The fake's URL (default http://127.0.0.1:<port>).")] = None,
+    button: Annotated[str | None, typer.Option(help="Tap the reply button with this id instead of writing.")] = None,
 ) -> None:
     """Post a signed webhook as user NUMBER through the running fake, then print the bot's reply."""
     import httpx
@@ -58,7 +59,8 @@ def say(
     with httpx.Client(timeout=timeout + 5) as client:
         try:
             after = client.get(f"{base}/_fake/stats").json()["last_seq"]
-            said = client.post(f"{base}/_fake/say", json={"from": to, "text": text, "name": name})
+            what = {"button": {"id": button, "title": text}} if button else {"text": text}
+            said = client.post(f"{base}/_fake/say", json={"from": to, "name": name, **what})
         except httpx.HTTPError as exc:
             typer.echo(f"error: the fake Cloud API at {base} did not answer ({exc}); start it with "
                        "`beacon fake-whatsapp` or `beacon dev`.", err=True)

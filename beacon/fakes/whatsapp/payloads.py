@@ -132,6 +132,14 @@ def text_webhook(from_: str, text: str, *, name: str | None = None,
                            messages=[text_message(from_, text, wamid=wamid)])])
 
 
+def button_webhook(from_: str, reply_id: str, title: str, *, name: str | None = None,
+                   phone_number_id: str = DEFAULT_PHONE_NUMBER_ID, wamid: str | None = None) -> Json:
+    """A whole notification: one user tapping the reply button ``reply_id``."""
+    body = {"type": "button_reply", "button_reply": {"id": reply_id, "title": title}}
+    return envelope([value(phone_number_id=phone_number_id, contacts=[contact(from_, name)],
+                           messages=[message(from_, "interactive", body, wamid=wamid)])])
+
+
 def status_webhook(wamid: str, state: str, recipient: str, *, phone_number_id: str = DEFAULT_PHONE_NUMBER_ID,
                    errors: list[Json] | None = None, opaque: str | None = None) -> Json:
     return envelope([value(phone_number_id=phone_number_id,

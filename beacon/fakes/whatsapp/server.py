@@ -3,7 +3,8 @@ a record of everything sent (long-poll ``/_fake/sent``) and ``/_fake/say`` to pl
 
 Control endpoints (``/_fake/...``) are not part of the Cloud API:
 - ``GET /_fake/sent?after=<seq>&wait=<s>&limit=<n>``: recorded sends with seq > after (waits for one).
-- ``POST /_fake/say`` ``{"from", "text", "name"}``: a signed text webhook to the gateway.
+- ``POST /_fake/say`` ``{"from", "text", "name"}``: a signed text webhook to the gateway; with
+  ``"button": {"id", "title"}`` instead of ``text``, the user taps that reply button.
 - ``POST /_fake/event`` ``{"event", "from", "original"?, "text"?, "new_wa_id"?, "response"?}``: a signed
   webhook of a user's event (``payloads.EVENTS``: an edit or revoke of message ``original``, a number
   change, a call permission reply, an interactive Meta sent without its body but with a 131000 error).
@@ -304,13 +305,17 @@ class FakeCloudApi:
 
     async def say(self, request: web.Request) -> web.Response:
         data = orjson.loads(await request.read())
-        from_, text = data.get("from"), data.get("text")
-        if not from_ or not isinstance(text, str):
-            return _json({"error": "from and text are required"}, 400)
+        from_, text, button = data.get("from"), data.get("text"), data.get("button")
+        pressed = isinstance(button, dict) and isinstance(button.get("id"), str)
+        if not from_ or not (isinstance(text, str) or pressed):
+            return _json({"error": "from and text (or button: {id, title}) are required"}, 400)
         wamid = p.new_wamid()
-        payload = p.text_webhook(str(from_), text, name=data.get("name"),
-                                 phone_number_id=str(data.get("phone_number_id") or self.state.phone_number_id),
-                                 wamid=wamid)
+        number = str(data.get("phone_number_id") or self.state.phone_number_id)
+        if pressed:
+            payload = p.button_webhook(str(from_), button["id"], str(button.get("title") or button["id"]),
+                                       name=data.get("name"), phone_number_id=number, wamid=wamid)
+        else:
+            payload = p.text_webhook(str(from_), text, name=data.get("name"), phone_number_id=number, wamid=wamid)
         try:
             status = await self.driver.post(payload)
         except WebhookDeliveryError as exc:
