@@ -18,9 +18,10 @@ from beacon.api import migrate
 from beacon.api.db import make_engine, make_sessionmaker
 from beacon.api.deps import ApiState
 from beacon.api.guard import Guard
+from beacon.api.handoff import refresh_waiting
 from beacon.api.outage import DATABASE_UNAVAILABLE
 from beacon.api.pipeline import Handler, build_pipeline
-from beacon.api.routers import health, operator, process
+from beacon.api.routers import handoff, health, operator, process
 from beacon.bot.delivery import OutboxDelivery, make_sink
 from beacon.config import Settings, get_settings
 from beacon.errors import BeaconError
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if start is not None:
                 await start()
         start_outbox(state, handlers)
+        await refresh_waiting(state.read_engine)
         log.info(
             "API ready on %s with pipeline %s",
             engine.url.render_as_string(hide_password=True),
@@ -91,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(process.router)
     app.include_router(operator.router)
+    app.include_router(handoff.router)
     app.include_router(health.router)
     app.add_middleware(
         Guard,
