@@ -10,9 +10,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy import event
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from beacon.api import migrate
 from beacon.api.db import make_engine, make_sessionmaker
@@ -108,6 +112,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(error, database_unavailable)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code != 405:
+            return await http_exception_handler(request, exc)
+        # Starlette's Allow names the methods of the first route of the path only; a path with several
+        # routes (PUT and DELETE of /v1/users/{user_key}/handoff) allows all of theirs.
+        allowed = sorted({method for route in app.router.routes if isinstance(route, APIRoute)
+                          and route.matches(request.scope)[0] is Match.PARTIAL for method in route.methods or ()})
+        return JSONResponse({"detail": exc.detail}, status_code=405, headers={"Allow": ", ".join(allowed)})
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
