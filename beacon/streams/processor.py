@@ -21,7 +21,7 @@ from beacon.backoff import backoff_delay
 from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
 from beacon.dlq import dead_letter
-from beacon.errors import BadMessageError, KafkaError, RegistryUnavailableError
+from beacon.errors import BadMessageError, BeaconError, KafkaError, RegistryUnavailableError
 from beacon.kafka import AsyncProducer
 from beacon.messages import EVENT_KINDS, INBOUND, OUTBOUND, BeaconMessage, stable_id
 from beacon.streams.client import ApiClient, ApiError
@@ -153,12 +153,14 @@ class MessageProcessor:
 
     async def _show_typing(self, msg: BeaconMessage, delay: float) -> None:
         await asyncio.sleep(delay)
+        if not self.health.all_up:
+            return  # the message waits out an outage, not a slow answer: typing would promise too much
         receipt = typing_receipt(msg)
         topic = self.settings.topic_out
         try:
             value = await self._encode(receipt, topic)
             await self.producer.produce_nowait(topic, value, key=receipt.user_key)
-        except KafkaError as exc:  # best effort: the reply is what matters, and it waits out Kafka itself
+        except BeaconError as exc:  # best effort: the reply is what matters, and it waits out Kafka itself
             log.info("typing indicator for message %s (user %s) not produced: %s", msg.id, msg.user_key, exc)
 
     async def _decode(self, record: Record) -> BeaconMessage:
