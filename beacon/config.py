@@ -211,6 +211,11 @@ class Settings(BaseSettings):
         20000, description="bm_out records taken from Kafka but not yet settled before fetching pauses."
     )
     gateway_shutdown_timeout: float = Field(15.0, description="Seconds to finish in-flight sends on SIGTERM.")
+    gateway_typing_max_seconds: float = Field(
+        60.0,
+        description="Longest a gateway keeps a typing indicator alive (Telegram's lasts 5 s, so it is sent again "
+        "every BEACON_TELEGRAM_TYPING_REFRESH seconds) while no message to that user has gone out since.",
+    )
     gateway_max_attempts: int = Field(
         5, description="Attempts at one outbound message that fails with an unexpected error (a bug, a record it "
         "cannot handle) before it is dead-lettered with a failed status, so one user is never held back for ever."
@@ -295,6 +300,11 @@ class Settings(BaseSettings):
     telegram_sent_store: Path | None = Field(
         None, description="SQLite file of settled outbound ids; default <data dir>/gateway-telegram-sent.db."
     )
+    telegram_typing_refresh: float = Field(
+        4.0,
+        description="Seconds between two `sendChatAction typing` while a turn is processed (Telegram shows one for "
+        "5 s, or until the reply).",
+    )
     telegram_retry_base_delay: float = Field(
         0.5, description="First retry delay of a failed Bot API call (also the back-off of a chat when a 429 names "
         "no retry_after)."
@@ -361,6 +371,12 @@ class Settings(BaseSettings):
         "(exponential from BEACON_WORKER_RETRY_BASE_DELAY, with jitter).",
     )
     worker_shutdown_timeout: float = Field(20.0, description="Seconds to finish in-flight work on shutdown.")
+    worker_typing_delay: float = Field(
+        1.0,
+        description="Seconds a user's message may be in processing (an LLM taking seconds) before the worker asks "
+        "the channel to show typing (a `read_receipt` with typing on bm_out: WhatsApp marks the message read and "
+        "shows typing, Telegram sends `typing`). Faster answers show none. 0 = never.",
+    )
     worker_rebalance_timeout: float = Field(
         8.0, description="Seconds to finish in-flight work of revoked partitions before abandoning it."
     )

@@ -57,6 +57,13 @@ USER_CHANGED = "user_changed"
 CALL_PERMISSION = "call_permission"
 #: Inbound kinds that record an event; the pipeline records them and never answers them.
 EVENT_KINDS = frozenset({EDIT, DELETE, USER_CHANGED, CALL_PERMISSION})
+#: The conversation was handed to a human (an operator took over, or the user or the bot asked for one):
+#: ``metadata["by"]``, ``metadata["reason"]``, ``metadata["handoff"]`` (waiting or operator).
+HANDED_OFF = "handed_off"
+#: An operator handed the conversation back to the bot: ``metadata["by"]``.
+HANDED_BACK = "handed_back"
+#: Kinds the API records in a conversation's timeline itself (direction status); never on a topic.
+CONVERSATION_EVENTS = frozenset({HANDED_OFF, HANDED_BACK})
 KINDS = KINDS | EVENT_KINDS
 
 #: Delivery states carried by status messages, in the order they may advance.

@@ -10,17 +10,22 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy import event
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from beacon.api import migrate
 from beacon.api.db import make_engine, make_sessionmaker
 from beacon.api.deps import ApiState
 from beacon.api.guard import Guard
+from beacon.api.handoff import refresh_waiting
 from beacon.api.outage import DATABASE_UNAVAILABLE
 from beacon.api.pipeline import Handler, build_pipeline
-from beacon.api.routers import health, operator, process
+from beacon.api.routers import handoff, health, operator, process
 from beacon.bot.delivery import OutboxDelivery, make_sink
 from beacon.config import Settings, get_settings
 from beacon.errors import BeaconError
@@ -57,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if start is not None:
                 await start()
         start_outbox(state, handlers)
+        await refresh_waiting(state.read_engine)
         log.info(
             "API ready on %s with pipeline %s",
             engine.url.render_as_string(hide_password=True),
@@ -91,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(process.router)
     app.include_router(operator.router)
+    app.include_router(handoff.router)
     app.include_router(health.router)
     app.add_middleware(
         Guard,
@@ -105,6 +112,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(error, database_unavailable)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code != 405:
+            return await http_exception_handler(request, exc)
+        # Starlette's Allow names the methods of the first route of the path only; a path with several
+        # routes (PUT and DELETE of /v1/users/{user_key}/handoff) allows all of theirs.
+        allowed = sorted({method for route in app.router.routes if isinstance(route, APIRoute)
+                          and route.matches(request.scope)[0] is Match.PARTIAL for method in route.methods or ()})
+        return JSONResponse({"detail": exc.detail}, status_code=405, headers={"Allow": ", ".join(allowed)})
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:

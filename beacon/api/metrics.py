@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 PROCESSED = Counter("beacon_api_processed_total", "Messages the processing endpoint handled.", ["direction", "result"])
 HANDLED = Counter("beacon_api_handled_total", "Inbound messages answered, by pipeline handler.", ["handler"])
@@ -17,3 +17,8 @@ LLM_CALLS = Counter("beacon_api_llm_calls_total", "Chat-completion calls of the 
 TOOL_CALLS = Counter("beacon_api_tool_calls_total", "Tool calls the agent ran.", ["tool", "result"])
 HOOK_CALLS = Counter("beacon_api_hook_calls_total", "Calls of the external pipeline hook.", ["result"])
 PROACTIVE = Counter("beacon_api_proactive_total", "Proactive messages sent to bm_out.", ["result"])
+HANDOFF_WAITING = Gauge(
+    "beacon_api_handoff_waiting",
+    "Conversations waiting for a human: handed off by the user (/human) or the bot, no operator has taken them yet "
+    "(from the database, so every API process reports the same count).",
+)

@@ -39,6 +39,14 @@ class User(Base):
     new_user_id: Mapped[str | None] = mapped_column(
         String(128), doc="The user's id after they changed it (WhatsApp: new number); later messages use a new key."
     )
+    handoff: Mapped[str | None] = mapped_column(
+        String(16), doc="None: the bot answers; waiting: a human was asked for; operator: a person took over."
+    )
+    handoff_by: Mapped[str | None] = mapped_column(
+        String(255), doc="Who made the last change: user, agent, a handler, an operator."
+    )
+    handoff_reason: Mapped[str | None] = mapped_column(Text)
+    handoff_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), doc="Since when (last change).")
 
 
 class Conversation(Base):

@@ -41,6 +41,7 @@ COMMANDS = {
     "/help": "this list",
     "/reset": "forget our conversation so far",
     "/history": "show the last few messages",
+    "/human": "talk to a person from our team",
 }
 
 
@@ -63,6 +64,8 @@ async def commands(turn: Turn) -> Answer | None:
             return ["No messages yet."]
         lines = [f"{'you' if m.direction == 'inbound' else 'bot'}: {describe(m)}" for m in past]
         return [f"Last {len(lines)} messages:\n" + "\n".join(lines)]
+    if command == "/human":
+        return [turn.handoff("the user asked for a human (/human)", by="user")]
     return None
 
 

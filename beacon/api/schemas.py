@@ -110,6 +110,19 @@ class UserOut(BaseModel):
         description="The user's new id on the channel after they changed it (WhatsApp: a new number). The user "
         "key stays the old one; the user's later messages arrive under the new id's key, as a new user.",
     )
+    handoff: str | None = Field(
+        None,
+        description="None: the bot answers. `waiting`: the user (`/human`) or the bot asked for a person, none has "
+        "taken over yet. `operator`: a person answers (`PUT .../handoff`); the bot stays silent either way.",
+    )
+    handoff_by: str | None = Field(None, description="Who made the last handoff change: user, agent, bot, an operator.")
+    handoff_reason: str | None = None
+    handoff_at: datetime | None = Field(None, description="When the last handoff change happened.")
+
+
+class HandoffRequest(BaseModel):
+    operator: str = Field(min_length=1, max_length=255, description="Who takes over (shown in the timeline).")
+    reason: str | None = Field(None, max_length=1000, description="Why, for the timeline.")
 
 
 class OptOut(BaseModel):

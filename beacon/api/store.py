@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from beacon.api.models import Conversation, DeliveryState, Message, Processed, User
-from beacon.messages import EVENT_KINDS, BeaconMessage, stable_id
+from beacon.messages import CONVERSATION_EVENTS, EVENT_KINDS, BeaconMessage, stable_id
 
 if TYPE_CHECKING:
     from beacon.bot.outbox import OutboxItem
@@ -49,6 +49,8 @@ class TurnRecord:
     state_json: str | None = None
     """The user's new bot state (JSON), or None when the turn left it unchanged."""
     outbox: list[OutboxItem] = field(default_factory=list)
+    handoff: tuple[str, str] | None = None
+    """(by, reason) when the turn asked for a human (``Turn.handoff``)."""
 
 
 def _message_row(msg: BeaconMessage, conversation_id: str, seq: int, now: datetime) -> dict[str, Any]:
@@ -177,7 +179,7 @@ async def conversation_history(
     rows = await session.scalars(
         select(Message.body)
         .where(Message.user_key == user_key, Message.conversation_id == conversation_id)
-        .where(Message.kind.not_in(EVENT_KINDS), Message.deleted_at.is_(None))
+        .where(Message.kind.not_in(EVENT_KINDS | CONVERSATION_EVENTS), Message.deleted_at.is_(None))
         .order_by(Message.created_at.desc(), Message.seq.desc())
         .limit(limit)
     )

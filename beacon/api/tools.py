@@ -46,6 +46,15 @@ async def _user_profile(args: dict[str, Any], turn: Turn) -> str:
     return json.dumps({"name": msg.profile_name, "channel": msg.channel, "user_id": msg.user_id})
 
 
+async def _handoff_to_human(args: dict[str, Any], turn: Turn) -> str:
+    reason = str(args.get("reason") or "the agent handed off")[:500]
+    turn.handoff(reason, by="agent")
+    return (
+        "Done: the conversation is handed to a person from the team, who will answer here; you will not be asked "
+        "again until they hand it back. Tell the user, briefly, that a person will answer soon."
+    )
+
+
 BUILTIN_TOOLS = [
     Tool(
         "current_time",
@@ -58,6 +67,17 @@ BUILTIN_TOOLS = [
         "The name, channel and id of the user you are talking to.",
         {"type": "object", "properties": {}},
         _user_profile,
+    ),
+    Tool(
+        "handoff_to_human",
+        "Hand the conversation to a person from the team, when the user asks for one or you cannot help. "
+        "After it, the bot stays silent for this user until a person hands back.",
+        {
+            "type": "object",
+            "properties": {"reason": {"type": "string", "description": "Why, in a few words, for the person."}},
+            "required": ["reason"],
+        },
+        _handoff_to_human,
     ),
 ]
 

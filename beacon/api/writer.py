@@ -22,10 +22,11 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from beacon.api.events import apply_event
+from beacon.api.handoff import WAITING, change_handoff
 from beacon.api.models import Conversation, User
 from beacon.api.store import HotPath, TurnRecord, _message_row, first_conversation_id, utc
 from beacon.bot.persist import save_turn_effects
-from beacon.messages import STATUS_ORDER, BeaconMessage, stable_id
+from beacon.messages import HANDED_OFF, STATUS_ORDER, BeaconMessage, stable_id
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,14 @@ class TurnWriter(Batcher[TurnJob, "bytes | None"]):
             await apply_event(conn, turn.record.inbound, turn.now)
         if any(turn.record.state_json is not None or turn.record.outbox for turn in fresh):
             await save_turn_effects(conn, [(turn.record, turn.now) for turn in fresh])
+        for turn in fresh:
+            if turn.record.handoff is not None:
+                by, reason = turn.record.handoff
+                msg = turn.record.inbound
+                await change_handoff(
+                    conn, msg, WAITING, by=by, reason=reason, now=turn.now, event_id=stable_id(HANDED_OFF, msg.id),
+                    seq=len(turn.record.replies) + 1, when_handed_off=False,
+                )
         for turn in fresh:
             if turn.record.reset_conversation:
                 msg, old = turn.record.inbound, conversations[turn.record.inbound.user_key]

@@ -78,6 +78,8 @@ class Turn:
     """The text after the command, for a ``Router.command`` route (``/order 42`` -> ``"42"``)."""
     handoff_requested: str | None = None
     """The reason given to ``handoff``, if the turn asked for a human."""
+    handoff_by: str = "bot"
+    """Who asked for the human: ``user`` (``/human``), ``agent`` (its tool), else the handler's ``by``."""
 
     def __post_init__(self) -> None:
         msg = self.message
@@ -168,11 +170,16 @@ class Turn:
         """An approved template (needed outside the 24-hour window on WhatsApp)."""
         return replies.template(name, language, components)
 
-    def handoff(self, reason: str, *, note: str = "A person from our team will answer you here soon.") -> str:
-        """Hand the conversation to a human. Beacon has no human inbox yet: this records a ``handoff``
-        outbox event (with the reason, user and message) for your outbox callback or URL, sets
-        ``state["handoff"]``, and returns ``note`` to send to the user."""
+    def handoff(
+        self, reason: str, *, by: str = "bot", note: str = "A person from our team will answer you here soon."
+    ) -> str:
+        """Hand the conversation to a human. When the turn is stored, the user is marked waiting for a
+        human (the bot stays silent for them until an operator hands back: ``DELETE
+        /v1/users/{user_key}/handoff``) and a ``handed_off`` event joins their timeline; this also records
+        a ``handoff`` outbox event (reason, user) for your outbox callback or URL and sets
+        ``state["handoff"]``. Returns ``note`` to send to the user."""
         self.handoff_requested = reason
+        self.handoff_by = by
         self.state["handoff"] = {"reason": reason, "message_id": self.message.id}
         self.outbox.add("handoff", {"reason": reason, "user_key": self.message.user_key})
         return note

@@ -12,7 +12,7 @@ import httpx
 
 from beacon.config import Settings
 from beacon.errors import BeaconError
-from beacon.messages import BeaconMessage
+from beacon.messages import CONVERSATION_EVENTS, BeaconMessage
 
 
 class ApiUnavailableError(BeaconError):
@@ -66,7 +66,8 @@ def timeline(settings: Settings, user_key: str, limit: int = 200) -> list[Step]:
     """The user's latest messages, oldest first, each with the hops that led to it:
 
     - an inbound message: channel -> gateway (the channel's timestamp to the gateway's);
-    - a reply: inbound -> reply (the API and worker's processing), reply -> its delivery status.
+    - a reply: inbound -> reply (the API and worker's processing), reply -> its delivery status;
+    - a handoff event (``handed_off``, ``handed_back``): none.
     """
     r = _get(settings, f"/v1/users/{quote(user_key, safe='')}/messages", limit=limit)
     r.raise_for_status()
@@ -77,7 +78,9 @@ def timeline(settings: Settings, user_key: str, limit: int = 200) -> list[Step]:
     steps = []
     for msg, status, status_at in stored:
         hops: list[tuple[str, float | None]] = []
-        if msg.direction == "inbound":
+        if msg.kind in CONVERSATION_EVENTS:
+            pass  # handed to a human or back: the text says by whom, no hop led to it
+        elif msg.direction == "inbound":
             hops.append(("channel → gateway", _seconds(msg.channel_timestamp, msg.created_at)))
         else:
             source = by_id.get(msg.reply_to_id or "")

@@ -69,9 +69,10 @@ def conversations_search(query: str, users: list[dict[str, Any]] | None, problem
     if users is None:
         return form
     rows = [(f'<a href="/conversations/{esc(path_part(u["user_key"]))}">{esc(u["user_key"])}</a>',
-             esc(u.get("profile_name")), esc(u.get("last_seen")), "yes" if u.get("window_open") else "no")
+             esc(u.get("profile_name")), esc(u.get("last_seen")), "yes" if u.get("window_open") else "no",
+             esc(f'{u["handoff"]} ({u.get("handoff_by") or "?"})' if u.get("handoff") else "bot"))
             for u in users]
-    return form + table(["user key", "profile", "last seen", "window open"], rows, raw=True,
+    return form + table(["user key", "profile", "last seen", "window open", "answered by"], rows, raw=True,
                         empty=f"no user matches {query!r}")
 
 

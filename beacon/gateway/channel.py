@@ -13,7 +13,8 @@ A channel implements ``Channel`` (WhatsApp as the example, ``beacon.gateway.what
   name its API and its accounts in log lines ("the Cloud API", "number"); ``webhook_path``
   (``/webhooks/whatsapp``); ``host``/``port`` it listens on; ``group``, its consumer group on ``bm_out``;
   ``sent_store``, its SQLite file of settled ids; ``limits`` (a ``Limits``: the rate per account,
-  retry timing).
+  retry timing); ``typing_refresh``, seconds after which its typing indicator must be sent again while a
+  turn is processed (Telegram: 4, its indicator lasts 5 s), or None when it lasts until the reply.
 - ``check_settings()``: refuse to start on unsafe settings (raise ``ConfigError``); warn on odd ones.
 - ``authenticate(headers, body)``: over the raw bytes, before any parsing (WhatsApp: the
   ``X-Hub-Signature-256`` HMAC); raise ``RequestRefusedError`` with 401 (missing) or 403 (wrong).
@@ -176,6 +177,7 @@ class Channel(Protocol):
     group: str
     sent_store: Path
     limits: Limits
+    typing_refresh: float | None
 
     def check_settings(self) -> None: ...
 

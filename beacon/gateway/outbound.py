@@ -29,6 +29,7 @@ from beacon.gateway.failures import Abandoned, FailureReporter, redriven_from, w
 from beacon.gateway.limiter import Gate, TokenBucket, sleep_unless_stopped, wait_for_gate
 from beacon.gateway.metrics import LIMITER_WAIT, OUTAGES, POSSIBLE_DUPLICATES, SEND_ERRORS, SEND_SECONDS, SENDS
 from beacon.gateway.store import FAILED, SENDING, SENT, SentStore
+from beacon.gateway.typing import TypingRefresher, shows_typing
 from beacon.kafka import AsyncProducer, Consumer, KafkaException, Message, TopicPartition, fetch_batch, make_consumer
 from beacon.lanes import Job, KeyedDispatcher
 from beacon.messages import OUTBOUND, BeaconMessage
@@ -70,6 +71,7 @@ class Outbound:
         self._paused = False
         self.finished = asyncio.Event()
         self.failures = FailureReporter(channel.name, settings, producer, codec, store, self.stop_event)
+        self.typing = TypingRefresher(channel.name, channel.typing_refresh, settings.gateway_typing_max_seconds)
 
     # --- consuming ------------------------------------------------------------------------------
 
@@ -101,6 +103,7 @@ class Outbound:
                     self._users = {k: g for k, g in self._users.items() if not g.idle}
                     last_sweep = now
         finally:
+            await self.typing.close()
             offsets = await self.lanes.drain(None, self.settings.gateway_shutdown_timeout)
             self._commit(consumer, offsets, asynchronous=False)
             await asyncio.to_thread(consumer.close)
@@ -223,6 +226,8 @@ class Outbound:
             return
         if msg.channel != self.name or msg.direction != OUTBOUND:
             return  # another channel's message: its own gateway sends it
+        if msg.kind != "read_receipt":
+            self.typing.stop(msg.user_key)  # the reply goes: the typing indicator ends with it
         seen = self.store.get(msg.id)
         if seen is not None and seen[0] == FAILED and (source := redriven_from(record)):
             self.log.info("message %s failed before and is redriven from %s: sending it again", msg.id, source)
@@ -299,6 +304,8 @@ class Outbound:
                     account.probed()
             if error is None:
                 self.store.settle(msg.id, SENT, channel_id)
+                if shows_typing(msg):
+                    self.typing.start(msg, lambda: self.channel.send(msg, request))
                 account.successes += 1
                 account.streak = 0
                 user.streak = 0

@@ -21,9 +21,9 @@ from beacon.backoff import backoff_delay
 from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
 from beacon.dlq import dead_letter
-from beacon.errors import BadMessageError, KafkaError, RegistryUnavailableError
+from beacon.errors import BadMessageError, BeaconError, KafkaError, RegistryUnavailableError
 from beacon.kafka import AsyncProducer
-from beacon.messages import INBOUND, BeaconMessage
+from beacon.messages import EVENT_KINDS, INBOUND, OUTBOUND, BeaconMessage, stable_id
 from beacon.streams.client import ApiClient, ApiError
 from beacon.streams.health import API, KAFKA, REGISTRY, DependencyHealth
 from beacon.streams.metrics import WorkerMetrics
@@ -44,6 +44,24 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+
+
+def typing_receipt(msg: BeaconMessage) -> BeaconMessage:
+    """The outbound ``read_receipt`` that marks ``msg`` read and shows typing; its id derives from the message,
+    so a replay of the message never shows typing twice (the gateway sends each id once)."""
+    return BeaconMessage(
+        id=stable_id("typing", msg.id),
+        user_key=msg.user_key,
+        channel=msg.channel,
+        account=msg.account,
+        user_id=msg.user_id,
+        direction=OUTBOUND,
+        kind="read_receipt",
+        channel_message_id=msg.channel_message_id,
+        trace_id=msg.trace_id,
+        # Not a reply (no reply_to_id): whoever counts the answers to a message does not count this one.
+        metadata={"typing": "true", "typing_for": msg.id},
+    )
 
 
 async def echo_pipeline(msg: BeaconMessage) -> list[BeaconMessage]:
@@ -102,6 +120,7 @@ class MessageProcessor:
             log.warning("%s; dead-lettering it", exc)
             await self._dead_letter(record, exc, attempts=0)
             return "bad_message"
+        typing = self._typing_after_delay(msg)
         try:
             replies = await self._call(msg)
         except ApiError as exc:
@@ -117,9 +136,32 @@ class MessageProcessor:
             log.exception("processing message %s failed unexpectedly; dead-lettering it", msg.id)
             await self._dead_letter(record, exc, attempts=1)
             return "unexpected"
+        finally:
+            if typing is not None:
+                typing.cancel()  # answered in time: no typing; or it went, and the replies follow it
         if replies:
             await self._produce_replies(msg, replies)
         return None
+
+    def _typing_after_delay(self, msg: BeaconMessage) -> asyncio.Task[None] | None:
+        """Show typing (a read receipt with typing on bm_out, before the replies in the user's partition) if
+        the message is still in processing after BEACON_WORKER_TYPING_DELAY seconds; cancelled when it is done."""
+        delay = self.settings.worker_typing_delay
+        if delay <= 0 or msg.direction != INBOUND or msg.kind in EVENT_KINDS or not msg.channel_message_id:
+            return None
+        return asyncio.create_task(self._show_typing(msg, delay), name=f"typing-{msg.id}")
+
+    async def _show_typing(self, msg: BeaconMessage, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if not self.health.all_up:
+            return  # the message waits out an outage, not a slow answer: typing would promise too much
+        receipt = typing_receipt(msg)
+        topic = self.settings.topic_out
+        try:
+            value = await self._encode(receipt, topic)
+            await self.producer.produce_nowait(topic, value, key=receipt.user_key)
+        except BeaconError as exc:  # best effort: the reply is what matters, and it waits out Kafka itself
+            log.info("typing indicator for message %s (user %s) not produced: %s", msg.id, msg.user_key, exc)
 
     async def _decode(self, record: Record) -> BeaconMessage:
         topic, partition, offset = record.topic, record.partition, record.offset

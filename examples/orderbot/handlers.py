@@ -96,6 +96,7 @@ async def confirm(turn: Turn) -> BotAnswer:
     return f"Order placed: {order['quantity']} x {MENU[order['dish']]} (ref {event.id[:8]})."
 
 
-@bot.command("/human")
-async def human(turn: Turn) -> BotAnswer:
+@bot.command("/kitchen")
+async def kitchen(turn: Turn) -> BotAnswer:
+    # The built-in /human hands off too; this one tells the person why (the user wants the kitchen).
     return turn.handoff("asked for a person")

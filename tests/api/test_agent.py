@@ -113,6 +113,19 @@ async def test_agent_calls_builtin_and_mcp_tools(agent_api: ApiServer) -> None:
     assert "error: bad arguments" in await _reply(agent_api, "!tool calc__add [1, 2]")
 
 
+async def test_agent_hands_off_with_its_tool_and_then_stays_silent(agent_api: ApiServer) -> None:
+    user = inbound().user_id
+    answer = await _reply(agent_api, '!tool handoff_to_human {"reason": "wants a refund"}', user)
+    assert answer.startswith("Tool results: Done: the conversation is handed to a person")
+    async with agent_api.client() as client:
+        key = inbound(user=user).user_key
+        found = (await client.get(f"/v1/users/{key}")).json()
+        handoff = (found["handoff"], found["handoff_by"], found["handoff_reason"])
+        assert handoff == ("waiting", "agent", "wants a refund")
+        silent = await process(client, inbound("hello?", user=user))
+    assert silent.status_code == 200 and silent.json()["replies"] == []
+
+
 async def test_agent_falls_back_when_the_llm_fails_or_is_slow(agent_api: ApiServer) -> None:
     assert await _reply(agent_api, "!fail") == FALLBACK
     assert await _reply(agent_api, "!slow 5") == FALLBACK  # BEACON_LLM_TIMEOUT=2

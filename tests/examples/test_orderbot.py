@@ -73,12 +73,13 @@ async def test_cancel_and_timeout_end_the_flow(tmp_path: Path) -> None:
         assert "order" not in await bot.state()
 
 
-async def test_human_hands_off_with_an_outbox_event(tmp_path: Path) -> None:
+async def test_handoff_silences_the_bot_with_an_outbox_event(tmp_path: Path) -> None:
     async with BotTester(PIPELINE, tmp_path) as bot:
-        [note] = await bot.say("/human")
+        [note] = await bot.say("/kitchen")
         assert note.text == "A person from our team will answer you here soon."
         assert await bot.outbox() == [("handoff", {"reason": "asked for a person", "user_key": "whatsapp:100:u1"})]
         assert (await bot.state())["handoff"]["reason"] == "asked for a person"
+        assert await bot.say("hello?") == []  # a person answers now: recorded, not answered
 
 
 async def test_typed_answers_work_where_buttons_are_offered(tmp_path: Path) -> None:

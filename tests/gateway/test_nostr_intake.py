@@ -71,3 +71,23 @@ def test_a_sender_beyond_its_rate_and_burst_is_dropped_while_others_are_not(tmp_
     assert [m is not None for m in taken] == [True, True, False, False]
     assert intake.dropped["rate"] == 2
     assert intake.take(wire.build(calm, BEACON.pubkey, {"text": "hi"}), "ws://relay") is not None
+
+
+async def test_the_workers_typing_receipt_is_settled_without_publishing_anything(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from beacon.gateway.nostr.channel import NostrChannel
+    from beacon.messages import OUTBOUND, BeaconMessage, utcnow
+
+    s = make_settings(data_dir=tmp_path, nostr_private_key=SecretStr(BEACON.nsec),
+                      nostr_relays=["ws://127.0.0.1:9"])
+    channel = NostrChannel(s)
+    user = NostrKey.generate()
+    receipt = BeaconMessage(id="r1", user_key=f"nostr:{BEACON.pubkey}:{user.pubkey}", channel="nostr",
+                            account=BEACON.pubkey, user_id=user.pubkey, direction=OUTBOUND, kind="read_receipt",
+                            created_at=utcnow(), trace_id="t")
+    request = channel.build(receipt)
+    assert request is None
+    assert await channel.send(receipt, request) is None  # no relay is reachable: nothing was tried
+    text = receipt.model_copy(update={"kind": "text", "text": "hi"})
+    assert channel.build(text) is not None

@@ -32,6 +32,7 @@ from beacon.gateway.telegram.channel import TelegramChannel
 from beacon.kafka import AsyncProducer
 from beacon.messages import BeaconMessage
 from beacon.ops.process import free_port
+from beacon.streams.processor import typing_receipt
 from tests.gateway.conftest import aread_topic, await_committed, serve
 
 BOT = DEV_TOKEN.partition(":")[0]
@@ -72,6 +73,17 @@ def reply(chat: int, text: str, message_id: int = 1) -> BeaconMessage:
     return inbound.reply_text(text)
 
 
+def typing_to(calls: list[dict[str, Any]], chat: int) -> int:
+    return sum(1 for c in calls if c["method"] == "sendChatAction" and c["chat_id"] == chat and c["status"] == 200)
+
+
+async def wait_calls(tg: Telegram, check: Callable[[list[dict[str, Any]]], bool], what: str) -> None:
+    deadline = time.monotonic() + 20
+    while not check(list(tg.fake.state.calls)):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {list(tg.fake.state.calls)[-10:]}"
+        await asyncio.sleep(0.05)
+
+
 def texts_to(calls: list[dict[str, Any]], chat: int) -> list[str]:
     return [c["params"]["text"] for c in calls if c["method"] == "sendMessage" and c["chat_id"] == chat
             and c["status"] == 200]
@@ -98,7 +110,7 @@ async def tg(registry_settings: Settings, new_topic: Callable[..., str], unique:
             "telegram_webhook_secret": SecretStr(SECRET), "telegram_port": port,
             "telegram_gateway_group": unique("tg"), "telegram_sent_store": tmp_path / "sent.db",
             "telegram_rate_limit": 0.0, "telegram_chat_rate": 0.0, "telegram_retry_base_delay": 0.02,
-            "telegram_retry_max_delay": 0.2, "api_url": api_url,
+            "telegram_retry_max_delay": 0.2, "api_url": api_url, "telegram_typing_refresh": 0.3,
         })
         codec = MessageCodec(settings)
         codec.prepare([settings.topic_in, settings.topic_out])
@@ -189,6 +201,28 @@ async def test_a_button_press_is_queued_then_answered(tg: Telegram) -> None:
     (press,) = await tg.topic(tg.settings.topic_in)
     assert press.kind == "interactive" and press.interactive_reply is not None
     assert press.interactive_reply.id == "yes"
+
+
+async def test_typing_is_refreshed_until_the_reply_goes_and_not_after(tg: Telegram) -> None:
+    slow, other = (BeaconMessage.inbound_text(channel="telegram", account=BOT, user_id=str(chat), text="hm?",
+                                              channel_message_id=f"{chat}:1") for chat in (501, 502))
+    await tg.produce([typing_receipt(slow)])
+    # Telegram shows `typing` for 5 s: sent again (every 0.3 s here) while the turn runs.
+    await wait_calls(tg, lambda calls: typing_to(calls, 501) >= 3, "typing to chat 501 sent three times")
+
+    await tg.produce([slow.reply_text("the answer")])
+    await wait_calls(tg, lambda calls: texts_to(calls, 501) == ["the answer"], "the reply to chat 501")
+    after_reply = typing_to(list(tg.fake.state.calls), 501)
+    # The same refresher keeps chat 502 typing: three refreshes of it later, 501's would have fired too.
+    await tg.produce([typing_receipt(other)])
+    await wait_calls(tg, lambda calls: typing_to(calls, 502) >= 4, "typing to chat 502 sent four times")
+
+    calls = list(tg.fake.state.calls)
+    assert typing_to(calls, 501) == after_reply
+    to_501 = [c["method"] for c in calls if c["chat_id"] == 501]
+    assert to_501[-1] == "sendMessage" and set(to_501[:-1]) == {"sendChatAction"}
+    await tg.produce([other.reply_text("done")])
+    await tg.settled()
 
 
 @pytest.mark.parametrize(("env", "says"), [

@@ -123,6 +123,7 @@ class Worker:
             "BEACON_API_URL": self.api_url,
             "BEACON_API_TOKEN": TOKEN,
             "BEACON_WORKER_SESSION_TIMEOUT": "6",
+            "BEACON_WORKER_TYPING_DELAY": "0",  # no typing receipts among the replies unless a test wants them
             "BEACON_LOG_LEVEL": "INFO",
         })
         env.update(self.extra_env)

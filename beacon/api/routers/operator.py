@@ -86,6 +86,10 @@ def _user_out(state: ApiState, user: User) -> UserOut:
         conversation_id=user.conversation_id,
         window_open=window_open(state.settings, last_inbound, utcnow(), channel=user.channel),
         new_user_id=user.new_user_id,
+        handoff=user.handoff,
+        handoff_by=user.handoff_by,
+        handoff_reason=user.handoff_reason,
+        handoff_at=store.utc(user.handoff_at),
     )
 
 

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from beacon.api import metrics, store
 from beacon.api.deps import Authorized, StateDep
+from beacon.api.handoff import handoff_of, refresh_waiting
 from beacon.api.outage import DATABASE_UNAVAILABLE
 from beacon.api.pipeline import Turn, run_pipeline
 from beacon.api.schemas import BatchItem, BatchRequest, ProcessResult, problems
@@ -189,10 +190,16 @@ async def _process_inbound(state: StateDep, msg: BeaconMessage) -> bytes:
 
     turn = Turn(message=msg, settings=state.settings, sessions=state.sessions)
     state_before = b""
-    if any(getattr(handler, "needs_context", False) for handler in state.handlers):
-        turn.user, turn.state = await load_user_and_state(state.read_engine, msg)
-        state_before = orjson.dumps(turn.state, option=orjson.OPT_SORT_KEYS)
-    replies = await run_pipeline(state.handlers, turn)
+    handed_off = await handoff_of(state.read_engine, msg.user_key)
+    if handed_off:
+        # A person answers this user: their message is recorded, the bot stays silent.
+        turn.handled_by = "handoff"
+        replies: list[BeaconMessage] = []
+    else:
+        if any(getattr(handler, "needs_context", False) for handler in state.handlers):
+            turn.user, turn.state = await load_user_and_state(state.read_engine, msg)
+            state_before = orjson.dumps(turn.state, option=orjson.OPT_SORT_KEYS)
+        replies = await run_pipeline(state.handlers, turn)
     now = utcnow()
     replies, refused = apply_window(state.settings, replies, msg.channel_timestamp or msg.created_at, now)
     for refusal in refused:
@@ -206,6 +213,7 @@ async def _process_inbound(state: StateDep, msg: BeaconMessage) -> bytes:
         reset_conversation=turn.reset_conversation,
         state_json=state_json_if_changed(state_before, turn.state, msg) if state_before else None,
         outbox=turn.outbox.items,
+        handoff=(turn.handoff_by, turn.handoff_requested) if turn.handoff_requested is not None else None,
     )
     stored = await state.writer.write(record, now)
     if stored is not None:
@@ -213,6 +221,8 @@ async def _process_inbound(state: StateDep, msg: BeaconMessage) -> bytes:
         metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
         return _result(msg.id, True, stored)
     metrics.PROCESSED.labels(INBOUND, "new").inc()
+    if record.handoff is not None:
+        await refresh_waiting(state.read_engine)
     if turn.outbox.items and "outbox" in state.extras:
         state.extras["outbox"].wake()
     metrics.HANDLED.labels(turn.handled_by or "none").inc()

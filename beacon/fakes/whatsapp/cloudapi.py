@@ -70,6 +70,9 @@ def validate_send(body: Any) -> None:
     if body.get("status") == "read":
         if not body.get("message_id"):
             raise InvalidRequest(131008, "message_id is required to mark a message as read")
+        typing = body.get("typing_indicator")
+        if typing is not None and typing != {"type": "text"}:
+            raise InvalidRequest(100, 'typing_indicator must be {"type": "text"}')
         return
     if not body.get("to"):
         raise InvalidRequest(131008, "to is required")

@@ -52,6 +52,7 @@ class NostrChannel:
     """The NostrMQ channel (a ``beacon.gateway.channel.Channel`` and ``EventSource``)."""
 
     name = CHANNEL
+    typing_refresh: float | None = None  # no typing on NostrMQ
     api_name = "the Nostr relays"
     account_name = "key"
     webhook_path = ""  # events, not webhooks: see ``listen``
@@ -127,8 +128,11 @@ class NostrChannel:
 
     # --- outbound ---------------------------------------------------------------------------------
 
-    def build(self, msg: BeaconMessage) -> Event:
-        """The signed NostrMQ reply of a text message."""
+    def build(self, msg: BeaconMessage) -> Event | None:
+        """The signed NostrMQ reply of a text message; None for a read receipt (NostrMQ has no typing or
+        read state: the worker's typing indicator is settled without sending anything)."""
+        if msg.kind == "read_receipt":
+            return None
         if msg.kind != "text" or msg.text is None:
             raise UnsendableMessageError(f"the NostrMQ channel sends text only; message {msg.id} is {msg.kind}")
         payload: dict[str, Any] = {"text": msg.text}
@@ -140,6 +144,8 @@ class NostrChannel:
         return wire.build(self.key, target, payload)
 
     async def send(self, msg: BeaconMessage, request: Any) -> str | None:
+        if request is None:
+            return None
         event: Event = request
         if not self._started:
             raise SendError("not connected to the Nostr relays yet", action=Action.RETRY)

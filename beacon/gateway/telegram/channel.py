@@ -65,6 +65,7 @@ class TelegramChannel:
             retry_max_attempts=s.telegram_retry_max_attempts, user_backoff_base=s.telegram_retry_base_delay,
             auth_pause=s.telegram_auth_pause,
         )
+        self.typing_refresh: float | None = s.telegram_typing_refresh
         self.client = BotApiClient.from_settings(settings)
 
     def check_settings(self) -> None:

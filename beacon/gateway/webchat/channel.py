@@ -43,6 +43,7 @@ class WebChatChannel:
     account_name = "site"
     webhook_path = "/ws"
     limits = LIMITS
+    typing_refresh: float | None = None  # the page is not shown receipts (``replies.NOT_SHOWN``)
 
     def __init__(self, settings: Settings, replies: Replies) -> None:
         self.settings = settings

@@ -52,6 +52,7 @@ class WhatsAppChannel:
             auth_pause=s.whatsapp_auth_pause,
         )
         self._user_rate = Rate(s.whatsapp_user_rate, s.whatsapp_user_burst)
+        self.typing_refresh: float | None = None  # the Cloud API shows it until the reply (or 25 s)
         self.secret = s.whatsapp_app_secret.get_secret_value() if s.whatsapp_app_secret else None
         self.verify_token = s.whatsapp_verify_token.get_secret_value() if s.whatsapp_verify_token else None
         self.client = CloudApiClient(settings)
