@@ -49,7 +49,8 @@ async def commands(turn: Turn) -> Answer | None:
     msg = turn.message
     if msg.kind != "text" or not msg.text or not msg.text.startswith("/"):
         return None
-    command = msg.text.strip().split()[0].lower()
+    # "/ping@mybot" in Telegram groups names the bot: the command is the part before the "@"
+    command = msg.text.strip().split()[0].split("@", 1)[0].lower()
     if command == "/ping":
         return ["pong"]
     if command == "/help":

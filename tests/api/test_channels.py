@@ -48,13 +48,17 @@ async def test_a_telegram_user_is_answered_by_the_commands_and_the_fallback(api:
     async with api.client() as client:
         pong = (await process(client, ping)).json()
         said = (await process(client, telegram("hello", chat=ping.user_id))).json()
+        # in a Telegram group a command names the bot it is for
+        named = (await process(client, telegram("/ping@beacon_bot", chat=ping.user_id))).json()
         user = (await client.get(f"/v1/users/{ping.user_key}")).json()
         page = (await client.get(f"/v1/users/{ping.user_key}/messages")).json()
     assert [r["text"] for r in pong["replies"]] == ["pong"]
     assert pong["replies"][0]["user_key"] == f"telegram:{BOT}:{ping.user_id}"
     assert [r["text"] for r in said["replies"]] == ["You said: hello"]
+    assert [r["text"] for r in named["replies"]] == ["pong"]
     assert user["channel"] == "telegram" and user["user_id"] == ping.user_id and user["window_open"] is True
-    assert [m["message"]["text"] for m in page["messages"]] == ["You said: hello", "hello", "pong", "/ping"]
+    assert [m["message"]["text"] for m in page["messages"]] == ["pong", "/ping@beacon_bot", "You said: hello", "hello",
+                                                                "pong", "/ping"]
 
 
 async def test_no_window_refusal_for_a_telegram_user_who_wrote_25_hours_ago(api: ApiServer) -> None:
