@@ -1,6 +1,8 @@
-"""``beacon nostr keygen`` and ``beacon relay start/stop/status``."""
+"""``beacon nostr keygen``, ``beacon nostr say`` and ``beacon relay start/stop/status``."""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
@@ -27,6 +29,32 @@ def keygen() -> None:
     typer.echo(f"public key (hex):   {key.pubkey}")
     typer.echo(f"public key (npub):  {key.npub}")
     typer.echo("Set BEACON_NOSTR_PRIVATE_KEY to either private form; give peers the public key.")
+
+
+@nostr_app.command("say")
+def say(
+    text: Annotated[str, typer.Argument(help="What the user writes.")],
+    to: Annotated[str | None, typer.Option("--to", help="The bot's pubkey (npub or hex); default: this "
+                                           "deployment's (BEACON_NOSTR_PRIVATE_KEY, or beacon dev --with-nostr's).")]
+    = None,
+    relay: Annotated[list[str] | None, typer.Option("--relay", help="Relay URL (repeatable); default "
+                                                    "BEACON_NOSTR_RELAYS, else the local relay.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the first reply.")] = 30.0,
+) -> None:
+    """Play a NostrMQ user: send TEXT to the bot from a throwaway key and print its replies."""
+    import asyncio
+
+    from beacon.nostr import say as saying
+
+    settings = get_settings()
+    try:
+        said = asyncio.run(saying.say(text, to=saying.bot_pubkey(settings, to),
+                                      relays=saying.relay_urls(settings, relay), timeout=timeout))
+    except BeaconError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for reply in said.replies:
+        typer.echo(reply)
 
 
 @relay_app.command("start")

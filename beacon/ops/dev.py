@@ -273,6 +273,7 @@ def run(settings: Settings, *, workers: int | None = None, keep_services: bool =
         if fake_telegram:
             say(f'  beacon fake-telegram say --chat {SAMPLE_CHAT} "/ping"')
         if nostr_key is not None:
+            say('  beacon nostr say "/ping"')
             say(f"Beacon on Nostr: {nostr_key.npub} (hex {nostr_key.pubkey}); any NostrMQ client sending "
                 f'{{"text": "/ping"}} to it through {relay_local.url(settings)} gets "pong".')
         if not plan.uses_fake:

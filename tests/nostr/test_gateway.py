@@ -175,6 +175,17 @@ async def test_ping_is_answered_pong_as_a_nostrmq_reply_to_its_d(stack: Running)
         await client.pool.close()
 
 
+def test_beacon_nostr_say_plays_a_user_and_prints_the_reply(stack: Running) -> None:
+    said = stack.stack.beacon("nostr", "say", "--to", BEACON.npub, "--relay", stack.relays[0], "/ping",
+                              "--timeout", "45")
+    assert said.returncode == 0, said.stderr
+    assert said.stdout.splitlines() == ["pong"]
+    other = NostrKey.generate()  # a pubkey nobody answers for
+    silent = stack.stack.beacon("nostr", "say", "--to", other.npub, "--relay", stack.relays[0], "hello",
+                                "--timeout", "2")
+    assert silent.returncode == 1 and "no reply from" in silent.stderr
+
+
 async def test_non_ascii_text_round_trips(stack: Running) -> None:
     client = await connect(stack.relays[0])
     try:
