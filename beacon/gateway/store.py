@@ -20,6 +20,16 @@ SENT = "sent"
 FAILED = "failed"
 
 
+def open_local_db(path: Path) -> sqlite3.Connection:
+    """A gateway's own SQLite file (created with its folder): autocommit, WAL, usable from the loop's
+    threads. Each statement is its own transaction, in the OS before the call returns."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
 class SentStore:
     """id -> (state, the channel's message id) for every outbound message the gateway tried or settled.
 
@@ -27,11 +37,8 @@ class SentStore:
     """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = open_local_db(path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS settled (id TEXT PRIMARY KEY, state TEXT NOT NULL, wamid TEXT, "
             "code INTEGER, at REAL NOT NULL)"

@@ -9,10 +9,11 @@ Rows older than bm_out's retention are pruned with the settled ids.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from beacon.gateway.store import open_local_db
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,7 @@ class QuestionStore:
     """BeaconMessage id of a question -> its ``d`` and ``response`` pubkey."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = open_local_db(path)
         self._db.execute("CREATE TABLE IF NOT EXISTS nostr_questions (id TEXT PRIMARY KEY, d TEXT NOT NULL, "
                          "response TEXT NOT NULL, at REAL NOT NULL)")
         self._db.execute("CREATE INDEX IF NOT EXISTS nostr_questions_at ON nostr_questions (at)")

@@ -10,12 +10,13 @@ also what makes a redelivered ``bm_out`` record a no-op.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from beacon.gateway.store import open_local_db
 
 #: Most messages one reconnect replays (older ones stay in the store).
 REPLAY_LIMIT = 1000
@@ -25,11 +26,8 @@ class History:
     """(site, visitor) -> the ordered page frames of their conversation."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = open_local_db(path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, site TEXT NOT NULL, "
             "visitor TEXT NOT NULL, id TEXT NOT NULL UNIQUE, frame BLOB NOT NULL, at REAL NOT NULL)"
