@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from beacon import kafka
@@ -14,7 +15,12 @@ def test_rates_count_the_records_produced_between_two_samples(
 ) -> None:
     settings = kafka_settings.model_copy(update={"topic_in": new_topic(partitions=3), "topic_out": new_topic(3)})
     sampler = Sampler(settings)
-    sampler.sample_once()
+    deadline = time.monotonic() + 30
+    while not sampler.samples:  # a topic just created may not be in the broker's metadata yet: sampled again
+        assert time.monotonic() < deadline, f"no sample within 30s: {sampler.problem}"
+        sampler.sample_once()
+        if not sampler.samples:
+            time.sleep(0.2)
     producer = kafka.make_producer(settings)
     for n in range(30):
         producer.produce(settings.topic_in, value=b"x", key=f"user-{n}")

@@ -89,7 +89,10 @@ async def test_bad_events_are_dropped_and_counted_and_a_resent_message_is_produc
         other = wire.build(edge, core.pubkey, message_payload("in", msg))
         forged = Event(other.id, other.pubkey, other.created_at, other.kind, other.tags, good.content, other.sig)
         foreign = wire.build(stranger, core.pubkey, message_payload("in", msg))
-        garbled = UnsignedEvent(30072, nip04.encrypt(edge, stranger.pubkey, "{}"), [["p", core.pubkey]]).sign(edge)
+        # with a "d" tag as every NostrMQ event has: nostr-relay 1.14 fails every later kind-30072 event of an author
+        # that stored one without ("list index out of range" in its NIP-33 replacement check)
+        garbled = UnsignedEvent(30072, nip04.encrypt(edge, stranger.pubkey, "{}"),
+                                [["p", core.pubkey], ["d", wire.unique_d()]]).sign(edge)
         not_bridge = wire.build(edge, core.pubkey, {"text": "just chatting"})
         wrong_topic = wire.build(edge, core.pubkey, message_payload("out", msg))
         for event in (forged, foreign, garbled, not_bridge, wrong_topic):
