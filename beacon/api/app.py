@@ -22,9 +22,10 @@ from beacon.api import migrate
 from beacon.api.db import make_engine, make_sessionmaker
 from beacon.api.deps import ApiState
 from beacon.api.guard import Guard
+from beacon.api.handlers import build_pipeline
 from beacon.api.handoff import refresh_waiting
 from beacon.api.outage import DATABASE_UNAVAILABLE
-from beacon.api.pipeline import Handler, build_pipeline
+from beacon.api.pipeline import Handler
 from beacon.api.routers import handoff, health, operator, process
 from beacon.bot.delivery import OutboxDelivery, make_sink
 from beacon.config import Settings, get_settings

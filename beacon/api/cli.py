@@ -35,7 +35,7 @@ def serve(
 
     from beacon.api import migrate
     from beacon.api.db import make_engine
-    from beacon.api.pipeline import build_pipeline
+    from beacon.api.handlers import build_pipeline
     from beacon.errors import BeaconError
 
     settings = get_settings()

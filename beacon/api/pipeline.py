@@ -1,4 +1,8 @@
-"""The business logic: an ordered list of handlers from settings, each answering or passing."""
+"""The handler framework: what a handler is and answers, and running an ordered list of them.
+
+The built-in handlers and the assembly of the list from settings are in :mod:`beacon.api.handlers`;
+handlers import this module, never the reverse.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ from typing import Protocol
 
 from beacon.api.split import split_text, text_limit
 from beacon.bot.turn import Turn as Turn
-from beacon.config import Settings
 from beacon.messages import EVENT_KINDS, OUTBOUND, BeaconMessage, stable_id
 
 log = logging.getLogger(__name__)
@@ -34,42 +37,6 @@ class FunctionHandler:
         return await self.fn(turn)
 
 
-# --- built-in commands -------------------------------------------------------------------------
-
-COMMANDS = {
-    "/ping": "check the bot is alive",
-    "/help": "this list",
-    "/reset": "forget our conversation so far",
-    "/history": "show the last few messages",
-    "/human": "talk to a person from our team",
-}
-
-
-async def commands(turn: Turn) -> Answer | None:
-    msg = turn.message
-    if msg.kind != "text" or not msg.text or not msg.text.startswith("/"):
-        return None
-    # "/ping@mybot" in Telegram groups names the bot: the command is the part before the "@"
-    command = msg.text.strip().split()[0].split("@", 1)[0].lower()
-    if command == "/ping":
-        return ["pong"]
-    if command == "/help":
-        return ["Commands:\n" + "\n".join(f"{name} - {what}" for name, what in COMMANDS.items())]
-    if command == "/reset":
-        turn.reset_conversation = True
-        return ["Done: I forgot our conversation. Let's start over."]
-    if command == "/history":
-        size = turn.settings.history_command_size
-        past = await turn.history(size)
-        if not past:
-            return ["No messages yet."]
-        lines = [f"{'you' if m.direction == 'inbound' else 'bot'}: {describe(m)}" for m in past]
-        return [f"Last {len(lines)} messages:\n" + "\n".join(lines)]
-    if command == "/human":
-        return [turn.handoff("the user asked for a human (/human)", by="user")]
-    return None
-
-
 def describe(msg: BeaconMessage) -> str:
     """A message as one line of text."""
     if msg.text:
@@ -82,47 +49,6 @@ def describe(msg: BeaconMessage) -> str:
         return f"[reaction {msg.reaction.emoji}]"
     return f"[{msg.kind}]"
 
-
-async def fallback(turn: Turn) -> Answer:
-    msg = turn.message
-    if msg.kind == "text":
-        return [f"You said: {msg.text or ''}"]
-    if msg.interactive_reply is not None:
-        return [f"You chose: {msg.interactive_reply.title or msg.interactive_reply.id or '?'}"]
-    if msg.kind == "reaction":
-        return ["Thanks for the reaction."]
-    if msg.kind in {"image", "audio", "video", "document", "sticker", "location", "contacts"}:
-        return [f"Got your {msg.kind}, thanks."]
-    return ["Sorry, I can only read text messages for now."]
-
-
-# --- assembly ----------------------------------------------------------------------------------
-
-
-def build_pipeline(settings: Settings) -> list[Handler]:
-    """The handlers named in BEACON_API_PIPELINE: built-ins (agent and hook only when configured) and
-    handlers of your own by import path or entry point (``beacon.bot.load``)."""
-    handlers: list[Handler] = []
-    for name in settings.api_pipeline:
-        if name == "commands":
-            handlers.append(FunctionHandler("commands", commands))
-        elif name == "fallback":
-            handlers.append(FunctionHandler("fallback", fallback))
-        elif name == "agent":
-            if settings.llm_base_url:
-                from beacon.api.agent import AgentHandler
-
-                handlers.append(AgentHandler(settings))
-        elif name == "hook":
-            if settings.hook_url:
-                from beacon.api.hook import HookHandler
-
-                handlers.append(HookHandler(settings))
-        else:
-            from beacon.bot.load import load_handler
-
-            handlers.append(load_handler(name, settings))
-    return handlers
 
 
 def as_replies(inbound: BeaconMessage, answer: Answer) -> list[BeaconMessage]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from beacon.api.pipeline import build_pipeline
+from beacon.api.handlers import build_pipeline
 from beacon.bot.load import HandlerImportError, load_handler
 from tests.conftest import make_settings
 
