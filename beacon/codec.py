@@ -6,7 +6,8 @@ Avro body. Subjects follow the topic strategy (``<topic>-value``), named explici
 than left to a serializer default. A reader fetches the writer's schema by id (once, then cached)
 and resolves it into the schema this code holds, so messages written by older and newer code
 both decode. Bad bytes raise :class:`BadMessageError` (dead-letter them); a registry that does not
-answer raises :class:`RegistryUnavailableError` (retry, never dead-letter).
+answer raises :class:`RegistryUnavailableError` (retry, never dead-letter); one that refuses (4xx)
+raises :class:`RegistryError` (the operator must act: register the schema, fix the credentials).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import importlib
 import io
 import json
 import logging
-import random
 import ssl
 import struct
 import threading
@@ -28,8 +28,9 @@ from typing import Any, TypeVar
 import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
+from beacon.backoff import backoff_delay
 from beacon.config import Settings
-from beacon.errors import BadMessageError, RegistryUnavailableError
+from beacon.errors import BadMessageError, RegistryError, RegistryUnavailableError
 from beacon.messages import BeaconMessage, InteractiveReply, Location, Media, Reaction, StatusError
 
 log = logging.getLogger("beacon.codec")
@@ -59,6 +60,16 @@ def _transport_errors() -> tuple[type[Exception], ...]:
 
 
 _TRANSPORT_ERRORS = _transport_errors()
+
+
+#: 4xx answers that mean "not now" rather than "no": retried like an outage
+_RETRYABLE_4XX = frozenset({408, 429})
+
+
+def refused(exc: SchemaRegistryError) -> bool:
+    """Whether the registry answered the request with a refusal (a 4xx other than 408/429): asking again
+    gets the same answer. 5xx, 408, 429 and no answer at all (status -1) are outages, waited out."""
+    return 400 <= exc.http_status_code < 500 and exc.http_status_code not in _RETRYABLE_4XX
 
 
 def load_schema_text(path: Path = SCHEMA_PATH) -> str:
@@ -167,20 +178,23 @@ class MessageCodec:
             else:
                 schema_id = self.client.lookup_schema(subject, schema).schema_id or 0
         except SchemaRegistryError as exc:
-            if exc.http_status_code >= 500:
+            if not refused(exc):
                 raise self._unavailable(exc) from exc
-            hint = (
-                "the schema in this code is not registered; run `beacon schemas register` (or check it with "
-                "`beacon schemas check`)"
-                if exc.http_status_code == 404
-                else "this schema is incompatible with the subject's history; run `beacon schemas check`"
-            )
-            raise RegistryUnavailableError(f"registry refused the BeaconMessage schema for {subject}: {exc}; {hint}") \
-                from exc
+            if exc.http_status_code == 404:
+                hint = ("the schema in this code is not registered; run `beacon schemas register` (or check it with "
+                        "`beacon schemas check`)")
+            elif exc.http_status_code in (401, 403):
+                hint = ("the registry refused Beacon's credentials; check BEACON_SCHEMA_REGISTRY_USERNAME / _PASSWORD "
+                        "(`beacon config show`)")
+            else:
+                hint = "this schema is incompatible with the subject's history; run `beacon schemas check`"
+            raise RegistryError(f"registry at {self.settings.schema_registry_url} refused the BeaconMessage schema for "
+                                f"{subject} ({exc.http_status_code}): {exc.error_message}; {hint}",
+                                status=exc.http_status_code, code=exc.error_code) from exc
         except _TRANSPORT_ERRORS as exc:
             raise self._unavailable(exc) from exc
         if not schema_id:
-            raise RegistryUnavailableError(
+            raise RegistryError(
                 f"registry answered no schema id for {subject}; is it a Confluent-compatible registry?")
         with self._lock:
             self._ids[topic] = schema_id
@@ -198,6 +212,11 @@ class MessageCodec:
             if exc.http_status_code == 404:
                 raise BadMessageError(f"unknown schema id {schema_id} (not in the registry)",
                                       topic=topic, partition=partition, offset=offset) from exc
+            if refused(exc):
+                raise RegistryError(f"registry at {self.settings.schema_registry_url} refused to give schema id "
+                                    f"{schema_id} ({exc.http_status_code}): {exc.error_message}; check "
+                                    "BEACON_SCHEMA_REGISTRY_USERNAME / _PASSWORD (`beacon config show`)",
+                                    status=exc.http_status_code, code=exc.error_code) from exc
             raise self._unavailable(exc) from exc
         except _TRANSPORT_ERRORS as exc:
             raise self._unavailable(exc) from exc
@@ -309,11 +328,10 @@ _registry_outage = _RegistryOutage()
 async def retry_registry(call: Callable[..., T], *args: Any, max_delay: float = 10.0, **kwargs: Any) -> T:
     """Run a blocking codec call in a thread, retrying while the registry is unavailable.
 
-    Registry outages are waited out with exponential backoff and jitter, never dead-lettered:
-    the bytes are fine, only the schema lookup failed. BadMessageError passes through. The outage is
-    logged once when it starts and once when it ends, not once per call or attempt.
+    Registry outages are waited out with the backoff policy (:mod:`beacon.backoff`), never dead-lettered:
+    the bytes are fine, only the schema lookup failed. BadMessageError and a refusal (RegistryError) pass
+    through. The outage is logged once when it starts and once when it ends, not once per call or attempt.
     """
-    delay = 0.2
     attempt = 0
     outage = _registry_outage
     try:
@@ -325,9 +343,9 @@ async def retry_registry(call: Callable[..., T], *args: Any, max_delay: float = 
                 if attempt == 1:
                     outage.waiting += 1
                 outage.failed(exc)
+                delay = backoff_delay(attempt, 0.2, max_delay)
                 log.debug("%s (attempt %d; retrying in %.1fs)", exc, attempt, delay)
-                await asyncio.sleep(delay * (0.5 + random.random() / 2))
-                delay = min(delay * 2, max_delay)
+                await asyncio.sleep(delay)
                 continue
             outage.answered()
             return result

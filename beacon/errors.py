@@ -1,6 +1,9 @@
 """Beacon's exceptions: one root, a few meaningful subclasses.
 
-Messages speak to the operator: what happened, to what, and what to do next.
+Messages speak to the operator: what happened, to what, and what to do next. Every error says whether
+trying the same thing again may succeed (``retryable``): each class sets the default, an instance may
+say otherwise (``retryable=`` when raised). Retry loops give up at once on an error that is not retryable.
+Control-flow exceptions that are not failures (``beacon.lanes.LeaveUnfinished``) stay outside this tree.
 """
 
 from __future__ import annotations
@@ -8,6 +11,14 @@ from __future__ import annotations
 
 class BeaconError(Exception):
     """Root of every error Beacon raises on purpose."""
+
+    #: Whether trying the same thing again may succeed (an outage), or never will (a refusal, a bad input).
+    retryable: bool = False
+
+    def __init__(self, *args: object, retryable: bool | None = None) -> None:
+        super().__init__(*args)
+        if retryable is not None:
+            self.retryable = retryable
 
 
 class ConfigError(BeaconError):
@@ -17,17 +28,36 @@ class ConfigError(BeaconError):
 class ServiceError(BeaconError):
     """A local service (broker, registry, database) could not be started, stopped or reached."""
 
+    retryable = True
+
 
 class KafkaError(BeaconError):
-    """A Kafka operation failed (produce not acknowledged, admin call failed, broker unreachable)."""
+    """A Kafka operation failed (produce not acknowledged, admin call failed, broker unreachable).
+
+    ``code`` is librdkafka's error code when the client gave one (``confluent_kafka.KafkaError``'s
+    constants), ``fatal`` whether the client itself is unusable from now on. Retryable unless fatal or
+    the code says the broker refuses this request every time (:func:`beacon.kafka.kafka_error` decides).
+    """
+
+    retryable = True  # a broker that does not answer is waited out
+
+    def __init__(self, message: str, *, code: int | None = None, fatal: bool = False,
+                 retryable: bool | None = None) -> None:
+        super().__init__(message, retryable=False if fatal else retryable)
+        self.code = code
+        self.fatal = fatal
 
 
 class KafkaAuthenticationError(KafkaError):
     """The brokers refused Beacon's credentials or certificate: retrying cannot help, fix the settings."""
 
+    retryable = False
+
 
 class TopicMismatchError(KafkaError):
     """A topic exists with settings that differ from the configured ones."""
+
+    retryable = False
 
 
 class SerializationError(BeaconError):
@@ -48,8 +78,21 @@ class BadMessageError(SerializationError):
         super().__init__(f"undecodable message on {topic} partition {partition} offset {offset}: {reason}")
 
 
-class RegistryUnavailableError(BeaconError):
-    """The schema registry did not answer: retry, never dead-letter."""
+class RegistryError(BeaconError):
+    """The schema registry refused a request (a 4xx other than 408/429: the schema is not registered or
+    is incompatible, the credentials are wrong): retrying the same request cannot help, the operator must act.
+    ``status`` is the HTTP status, ``code`` the registry's own error code when it gave one."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class RegistryUnavailableError(RegistryError):
+    """The schema registry did not answer (connection, timeout, 5xx, 408, 429): retry, never dead-letter."""
+
+    retryable = True
 
 
 class NostrError(BeaconError):

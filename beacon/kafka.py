@@ -52,6 +52,7 @@ __all__ = [
     "broker_ready",
     "ensure_topics",
     "fetch_batch",
+    "kafka_error",
     "make_admin",
     "make_consumer",
     "make_producer",
@@ -62,6 +63,39 @@ __all__ = [
 log = logging.getLogger("beacon.kafka")
 
 Headers = list[tuple[str, bytes]]
+
+
+#: Codes of requests the brokers refuse every time (authentication and authorization, sizes, invalid
+#: arguments, unsupported features, a fenced producer): retrying cannot help, the operator must act.
+#: Anything else (a broker down, a leader moving, a timeout) is an outage and is waited out.
+PERMANENT_CODES = frozenset({
+    _CKafkaError._AUTHENTICATION, _CKafkaError._SSL, _CKafkaError.SASL_AUTHENTICATION_FAILED,
+    _CKafkaError.UNSUPPORTED_SASL_MECHANISM, _CKafkaError.ILLEGAL_SASL_STATE,
+    _CKafkaError.TOPIC_AUTHORIZATION_FAILED, _CKafkaError.GROUP_AUTHORIZATION_FAILED,
+    _CKafkaError.CLUSTER_AUTHORIZATION_FAILED, _CKafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    _CKafkaError.MSG_SIZE_TOO_LARGE, _CKafkaError.RECORD_LIST_TOO_LARGE, _CKafkaError.INVALID_RECORD,
+    _CKafkaError.INVALID_CONFIG, _CKafkaError.INVALID_REQUIRED_ACKS, _CKafkaError.INVALID_PARTITIONS,
+    _CKafkaError.INVALID_REPLICATION_FACTOR, _CKafkaError.TOPIC_EXCEPTION, _CKafkaError.POLICY_VIOLATION,
+    _CKafkaError._INVALID_ARG, _CKafkaError._INVALID_TYPE, _CKafkaError._UNSUPPORTED_FEATURE,
+    _CKafkaError._NOT_IMPLEMENTED, _CKafkaError.UNSUPPORTED_VERSION, _CKafkaError._KEY_SERIALIZATION,
+    _CKafkaError._VALUE_SERIALIZATION, _CKafkaError._FENCED, _CKafkaError.PRODUCER_FENCED,
+})
+
+
+def kafka_error(message: str, err: _CKafkaError | None, cls: type[KafkaError] = KafkaError) -> KafkaError:
+    """A :class:`KafkaError` carrying librdkafka's ``err``: its code, whether it is fatal, and whether it is
+    retryable (not fatal, and librdkafka calls it retriable or its code is not a refusal: PERMANENT_CODES)."""
+    if err is None:
+        return cls(message)
+    code, fatal = err.code(), err.fatal()
+    retryable = not fatal and (err.retriable() or code not in PERMANENT_CODES)
+    return cls(message, code=code, fatal=fatal, retryable=retryable)
+
+
+def _error_of(exc: KafkaException) -> _CKafkaError | None:
+    """The confluent-kafka error a KafkaException carries (its first argument), if any."""
+    err = exc.args[0] if exc.args else None
+    return err if isinstance(err, _CKafkaError) else None
 
 
 class ErrorReporter:
@@ -198,10 +232,12 @@ def partition_leaders(settings: Settings, topic: str) -> dict[int, int]:
     try:
         md = admin.list_topics(topic, timeout=settings.kafka_request_timeout)
     except KafkaException as exc:
-        raise KafkaError(f"cannot read metadata of {topic} from {settings.kafka_bootstrap}: {exc}") from exc
+        raise kafka_error(f"cannot read metadata of {topic} from {settings.kafka_bootstrap}: {exc}",
+                          _error_of(exc)) from exc
     meta = md.topics.get(topic)
     if meta is None or meta.error is not None:
-        raise KafkaError(f"topic {topic} does not exist on {settings.kafka_bootstrap}")
+        raise kafka_error(f"topic {topic} does not exist on {settings.kafka_bootstrap}",
+                          meta.error if meta is not None else None)
     return {p: part.leader for p, part in meta.partitions.items()}
 
 
@@ -250,7 +286,7 @@ class AsyncProducer:
         except BufferError as exc:
             future.set_exception(KafkaError(f"producer queue full while producing to {topic}: {exc}"))
         except KafkaException as exc:
-            future.set_exception(KafkaError(f"producing to {topic} failed: {exc}"))
+            future.set_exception(kafka_error(f"producing to {topic} failed: {exc}", _error_of(exc)))
         return future
 
     async def produce(
@@ -281,7 +317,7 @@ def _settle(future: asyncio.Future[Message], err: _CKafkaError | None, msg: Mess
     if err is not None and reporter.auth_failure is not None:
         future.set_exception(KafkaAuthenticationError(reporter.auth_failure))
     elif err is not None:
-        future.set_exception(KafkaError(f"broker did not acknowledge a message for {topic}: {err.str()}"))
+        future.set_exception(kafka_error(f"broker did not acknowledge a message for {topic}: {err.str()}", err))
     else:
         future.set_result(msg)
 
@@ -362,7 +398,7 @@ def ensure_topics(
                 if err.code() == _CKafkaError.TOPIC_ALREADY_EXISTS:
                     report.unchanged.append(name)
                 else:
-                    raise KafkaError(f"creating topic {name} failed: {err.str()}") from exc
+                    raise kafka_error(f"creating topic {name} failed: {err.str()}", err) from exc
     present = [s for s in specs if s.name in existing]
     if present:
         resources = [ConfigResource(ResourceType.TOPIC, s.name) for s in present]
@@ -444,7 +480,8 @@ def _admin_result(settings: Settings, what: str, future: Any) -> Any:
     try:
         return future.result(timeout=timeout * 2)
     except KafkaException as exc:
-        raise KafkaError(f"{what} failed: {exc.args[0].str() if exc.args else exc}") from exc
+        err = _error_of(exc)
+        raise kafka_error(f"{what} failed: {err.str() if err is not None else exc}", err) from exc
     except TimeoutError as exc:
         raise KafkaError(
             f"{what}: no answer from Kafka at {settings.kafka_bootstrap} within {timeout * 2:.0f}s. "
@@ -468,7 +505,8 @@ def topic_partitions(settings: Settings, topic: str, admin: AdminClient | None =
     try:
         md = admin.list_topics(topic, timeout=settings.kafka_request_timeout)
     except KafkaException as exc:
-        raise KafkaError(f"cannot read metadata of {topic} from {settings.kafka_bootstrap}: {exc}") from exc
+        raise kafka_error(f"cannot read metadata of {topic} from {settings.kafka_bootstrap}: {exc}",
+                          _error_of(exc)) from exc
     meta = md.topics.get(topic)
     if meta is None or meta.error is not None or not meta.partitions:
         raise KafkaError(f"topic {topic} does not exist on {settings.kafka_bootstrap}")

@@ -16,7 +16,7 @@ import pytest
 from beacon.codec import MessageCodec, load_schema_text, retry_registry
 from beacon.config import Settings
 from beacon.dlq import dead_letter, read_dlq_headers
-from beacon.errors import BadMessageError, BeaconError, RegistryUnavailableError
+from beacon.errors import BadMessageError, BeaconError, RegistryError, RegistryUnavailableError
 from beacon.kafka import AsyncProducer, make_consumer
 from beacon.messages import (
     KINDS,
@@ -278,3 +278,18 @@ def test_a_registry_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
     lines = [r.getMessage() for r in caplog.records if r.name == "beacon.codec"]
     assert len(lines) == 2, lines
     assert "waits and retries" in lines[0] and "answers again" in lines[1]
+
+
+async def test_a_registry_refusal_is_a_permanent_error_not_an_outage(
+    registry_settings: Settings, unique: Callable[[str], str]
+) -> None:
+    """A 4xx (here 404: the schema is not registered and auto-registration is off) is not waited out as if the
+    registry were down: RegistryError, not retryable, with the registry's status and what to run."""
+    codec = MessageCodec(registry_settings.model_copy(update={"schema_auto_register": False}))
+    topic = unique("unregistered")
+    with pytest.raises(RegistryError) as caught:
+        await asyncio.wait_for(retry_registry(codec.schema_id, topic), 30)  # a refusal is not retried
+    error = caught.value
+    assert not isinstance(error, RegistryUnavailableError) and not error.retryable
+    assert error.status == 404
+    assert f"{topic}-value" in str(error) and "beacon schemas register" in str(error)

@@ -8,10 +8,11 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import pytest
+from confluent_kafka import KafkaError as CKafkaError
 
 from beacon.config import Settings
-from beacon.errors import KafkaError
-from beacon.kafka import AsyncProducer, make_consumer, make_producer
+from beacon.errors import KafkaAuthenticationError, KafkaError, TopicMismatchError
+from beacon.kafka import AsyncProducer, TopicSpec, ensure_topics, kafka_error, make_consumer, make_producer
 from tests.conftest import make_settings
 
 
@@ -76,7 +77,37 @@ async def test_async_producer_fails_clearly_when_no_broker_answers() -> None:
     settings = make_settings(kafka_bootstrap="127.0.0.1:1", kafka_request_timeout=1.5)
     producer = AsyncProducer(settings)
     try:
-        with pytest.raises(KafkaError, match="did not acknowledge"):
+        with pytest.raises(KafkaError, match="did not acknowledge") as caught:
             await producer.produce("bm_in", b"x", key="k")
     finally:
         producer.close(timeout=1)
+    # an outage: waited out, never given up on (the code says which: a timeout, the brokers down)
+    assert caught.value.retryable and not caught.value.fatal and caught.value.code is not None
+
+
+async def test_a_record_the_broker_refuses_every_time_is_a_permanent_error_with_its_code(
+    kafka_settings: Settings, unique: Callable[[str], str]
+) -> None:
+    topic = unique("small")
+    ensure_topics(kafka_settings, [TopicSpec(topic, 1, 1, {"max.message.bytes": "1000"})], strict=True)
+    producer = AsyncProducer(kafka_settings)
+    try:
+        acknowledged = await producer.produce(topic, b"fits", key="k")
+        with pytest.raises(KafkaError, match=f"did not acknowledge a message for {topic}") as caught:
+            await producer.produce(topic, random.randbytes(5000), key="k")  # incompressible: too large as sent
+    finally:
+        producer.close()
+    assert acknowledged.offset() == 0
+    assert caught.value.code == CKafkaError.MSG_SIZE_TOO_LARGE
+    assert not caught.value.retryable  # retrying it for ever would hold back every message behind it
+
+
+def test_kafka_errors_are_retryable_unless_fatal_or_refused_by_code() -> None:
+    transient = kafka_error("x", CKafkaError(CKafkaError._TRANSPORT))
+    refused = kafka_error("x", CKafkaError(CKafkaError.TOPIC_AUTHORIZATION_FAILED))
+    fatal = kafka_error("x", CKafkaError(CKafkaError._FENCED, fatal=True))
+    assert (transient.retryable, transient.code) == (True, CKafkaError._TRANSPORT)
+    assert (refused.retryable, refused.code) == (False, CKafkaError.TOPIC_AUTHORIZATION_FAILED)
+    assert (fatal.retryable, fatal.fatal) == (False, True)
+    assert KafkaError("queue full").retryable and not KafkaAuthenticationError("refused").retryable
+    assert not TopicMismatchError("differs").retryable

@@ -13,13 +13,15 @@ from beacon.api import metrics
 from beacon.api.pipeline import Answer, Turn, describe
 from beacon.api.tools import BUILTIN_TOOLS, REGISTERED_TOOLS, McpToolbox, Tool
 from beacon.config import Settings
+from beacon.errors import BeaconError
 from beacon.messages import BeaconMessage
 
 log = logging.getLogger(__name__)
 
 
-class LlmError(Exception):
-    """The LLM endpoint failed or answered something unusable (turned into the fallback reply)."""
+class LlmError(BeaconError):
+    """The LLM endpoint failed or answered something unusable (turned into the fallback reply); retryable when
+    the endpoint was down or busy (5xx, 408, 429)."""
 
 
 def history_messages(history: list[BeaconMessage], max_chars: int) -> list[dict[str, str]]:
@@ -94,7 +96,8 @@ class AgentHandler:
                 body["tools"] = [tool.spec() for tool in tools.values()]
             resp = await self._http.post(self.url, json=body)
             if resp.status_code != 200:
-                raise LlmError(f"HTTP {resp.status_code}: {resp.text[:300]}")
+                raise LlmError(f"HTTP {resp.status_code}: {resp.text[:300]}",
+                               retryable=resp.status_code >= 500 or resp.status_code in (408, 429))
             try:
                 message = resp.json()["choices"][0]["message"]
             except (ValueError, KeyError, IndexError, TypeError) as exc:

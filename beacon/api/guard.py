@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from beacon.errors import BeaconError
+
 log = logging.getLogger(__name__)
 
 #: Paths served without the service token (probes, metrics and the API's own documentation).
@@ -20,7 +22,7 @@ PUBLIC_PATHS = frozenset(
 UNAUTHORIZED = "missing or wrong service token: send 'Authorization: Bearer <BEACON_API_TOKEN>'"
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(BeaconError):
     """A request body grew past the limit while it was being read."""
 
 

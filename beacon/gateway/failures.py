@@ -1,7 +1,8 @@
 """Giving an outbound message up: the original record to bm_dlq, a ``failed`` status to bm_in (so
 the business logic hears of it), and its id settled FAILED. Records the broker refuses for their
 size are refused every time, so they are cut down rather than retried: a dead letter keeps its
-headers without the value, a status loses its content. Broker outages are waited out.
+headers without the value, a status loses its content. Broker outages are waited out (``beacon.backoff``);
+a refusal that is not retryable (``KafkaError.retryable``) is raised.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
+from beacon.backoff import backoff_delay
 from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.dlq import dead_letter
@@ -72,7 +74,9 @@ class FailureReporter:
         """The record to bm_dlq; when the broker refuses it as too large, the reason and origin without the value."""
         topic, partition, offset = where(record)
         value = record.value()
+        attempt = 0
         while True:
+            attempt += 1
             try:
                 await dead_letter(self.producer, self.settings, key=record.key(), value=value,
                                   topic=topic, partition=partition, offset=offset,
@@ -87,15 +91,21 @@ class FailureReporter:
                     error = TooLargeError(f"{reason} (value of {len(value)} bytes not kept: too large to dead-letter)")
                     value = None
                     continue
-                self.log.error("dead-lettering %s[%d]@%d failed (%s); retrying", topic, partition, offset, exc)
-                if await sleep_unless_stopped(1.0, self.stop):
+                if not exc.retryable:
+                    raise  # refused every time (authorization, a fatal client): waiting cannot help
+                delay = backoff_delay(attempt, 0.5, 10.0)
+                self.log.error("dead-lettering %s[%d]@%d failed (%s); retrying in %.1fs", topic, partition, offset,
+                               exc, delay)
+                if await sleep_unless_stopped(delay, self.stop):
                     raise Abandoned from exc
 
     async def _produce_status(self, status: BeaconMessage) -> None:
         """A status to bm_in, in a size the broker accepts; retried while the broker is unavailable."""
         topic = self.settings.topic_in
         value, status = encode_within(self.codec, status, topic, self.settings.gateway_max_record_bytes)
+        attempt = 0
         while True:
+            attempt += 1
             try:
                 await self.producer.produce(topic, value, key=status.user_key.encode())
                 return
@@ -105,8 +115,11 @@ class FailureReporter:
                                    "error details", status.id, topic, len(value))
                     value, status = shrink(self.codec, status, topic, len(value))
                     continue
-                self.log.error("producing a failed status to %s failed (%s); retrying", topic, exc)
-                if await sleep_unless_stopped(1.0, self.stop):
+                if not exc.retryable:
+                    raise  # refused every time (authorization, a fatal client): waiting cannot help
+                delay = backoff_delay(attempt, 0.5, 10.0)
+                self.log.error("producing a failed status to %s failed (%s); retrying in %.1fs", topic, exc, delay)
+                if await sleep_unless_stopped(delay, self.stop):
                     raise Abandoned from exc
 
 

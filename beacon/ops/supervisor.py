@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
+from beacon.backoff import backoff_ceiling
 from beacon.ops.process import tail
 
 Report = Callable[[str], None]
@@ -169,7 +170,7 @@ class Supervisor:
                     child.proc = None
                     continue
                 child.quick_crashes = child.quick_crashes + 1 if ran < self.stable_after else 1
-                delay = min(self.backoff_max, self.backoff_initial * 2 ** (child.quick_crashes - 1))
+                delay = backoff_ceiling(child.quick_crashes, self.backoff_initial, self.backoff_max)
                 child.restart_at = now + delay
                 last = tail(child.log_file, 1).strip()
                 self.report(

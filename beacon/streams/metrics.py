@@ -8,7 +8,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 #: Outcomes of a message: ``replied`` (API answered, replies acknowledged on bm_out; statuses too),
-#: ``dead_lettered`` (to bm_dlq, with ``reason``: bad_message, rejected, exhausted, unexpected).
+#: ``dead_lettered`` (to bm_dlq, with ``reason``: bad_message, rejected, exhausted, unexpected, replies_refused).
 OUTCOMES = ("replied", "dead_lettered")
 
 

@@ -140,7 +140,14 @@ class MessageProcessor:
             if typing is not None:
                 typing.cancel()  # answered in time: no typing; or it went, and the replies follow it
         if replies:
-            await self._produce_replies(msg, replies)
+            try:
+                await self._produce_replies(msg, replies)
+            except KafkaError as exc:  # not retryable: the brokers refuse these replies every time
+                log.error("the replies to message %s (user %s, %s partition %d offset %d) are refused by Kafka (%s); "
+                          "dead-lettering the message", msg.id, msg.user_key, record.topic, record.partition,
+                          record.offset, exc)
+                await self._dead_letter(record, exc, attempts=1)
+                return "replies_refused"
         return None
 
     def _typing_after_delay(self, msg: BeaconMessage) -> asyncio.Task[None] | None:
@@ -232,9 +239,11 @@ class MessageProcessor:
                 for fut in futures:
                     await fut
             except KafkaError as exc:
-                self.health.report_down(KAFKA, str(exc))
                 for fut in futures:
                     fut.cancel()
+                if not exc.retryable:
+                    raise  # refused every time (too large, not authorized): _settle dead-letters the message
+                self.health.report_down(KAFKA, str(exc))
                 delay = backoff_delay(attempt, 0.5, 10.0)
                 log.warning("replies to message %s not acknowledged by Kafka (%s); producing them again in %.1fs "
                             "(same ids, so the gateway drops duplicates)", msg.id, exc, delay)
@@ -257,6 +266,8 @@ class MessageProcessor:
                 self.health.report_up(KAFKA)
                 return
             except KafkaError as exc:
+                if not exc.retryable:
+                    raise  # bm_dlq refuses it every time (not authorized, a fatal client): stop, the operator must act
                 self.health.report_down(KAFKA, str(exc))
                 delay = backoff_delay(attempt, 0.5, 10.0)
                 log.warning("dead-lettering %s partition %d offset %d failed (%s); retrying in %.1fs",

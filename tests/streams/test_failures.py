@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import random
+import string
 from collections import defaultdict
 from collections.abc import Callable
 
+import pytest
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # documented names, not in its __all__
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ResourceType,
+)
+
 from beacon.codec import MessageCodec
 from beacon.dlq import DeadLetterInfo
+from beacon.kafka import make_admin
 from beacon.messages import BeaconMessage
 from tests.conftest import TEST_REGISTRY_PORT
 from tests.streams.harness import (
@@ -144,3 +155,31 @@ def test_registry_outage_is_waited_out_not_dead_lettered(
     assert metrics['beacon_worker_dependency_up{dependency="registry"}'] == 1
     assert metrics['beacon_worker_dependency_outages_total{dependency="registry"}'] >= 1
     assert "schema registry is back after" in worker.log()
+
+
+@pytest.mark.slow
+def test_replies_the_broker_refuses_every_time_dead_letter_their_message_instead_of_blocking_its_user(
+    topics: Topics, codec: MessageCodec, start_stub: Callable[..., StubApi], start_worker: Callable[..., Worker],
+    replies: Collector, dead_letters: Collector,
+) -> None:
+    """bm_out takes records of at most 2000 bytes: the reply to a long text is refused with MSG_SIZE_TOO_LARGE,
+    a permanent Kafka error (not retried for ever): its message is dead-lettered and the user's next one answered."""
+    settings = topics.settings
+    limit = ConfigResource(ResourceType.TOPIC, settings.topic_out, incremental_configs=[
+        ConfigEntry("max.message.bytes", "2000", incremental_operation=AlterConfigOpType.SET)])
+    admin = make_admin(settings)  # held: the futures fail when the client is destroyed
+    for future in admin.incremental_alter_configs([limit]).values():
+        future.result(timeout=30)
+    worker = start_worker(start_stub().url, **FAST_RETRIES)
+    rng = random.Random(15)
+    long_text = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(3500))
+    produce(settings, [text("big", 0, long_text), text("big", 1, "after the long one")], codec)
+
+    got = replies.wait_replies(1, timeout=60, workers=[worker])
+    dead_letters.wait_dead(1, timeout=30)
+
+    assert [r.text for r in got] == ["You said: after the long one"]
+    ((_, _, info),) = dead_letters.dead
+    assert info is not None and info.error_class == "KafkaError" and info.offset == 0, info
+    assert "MSG_SIZE_TOO_LARGE" in info.error_text or "too large" in info.error_text.lower(), info.error_text
+    assert worker.metric('beacon_worker_messages_total{outcome="dead_lettered",reason="replies_refused"}') == 1

@@ -35,7 +35,7 @@ NDJSON = "application/x-ndjson"
 BATCH_LINE_SCHEMA = BatchItem.model_json_schema(ref_template="#/components/schemas/{model}")
 BATCH_LINE_MODELS = BATCH_LINE_SCHEMA.pop("$defs", {})
 
-class Rejected(Exception):
+class Rejected(BeaconError):
     """A message the endpoint refuses (permanent: the worker dead-letters it)."""
 
     def __init__(self, status_code: int, detail: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from beacon.errors import BeaconError
 from beacon.gateway.channel import MalformedRequestError
 from beacon.gateway.telegram import CHANNEL
 from beacon.messages import INBOUND, BeaconMessage, InteractiveReply, Location, Media, make_user_key, stable_id
@@ -78,7 +79,7 @@ class ParsedUpdate:
     callback_query_id: str | None = None
 
 
-class _Drop(Exception):
+class _Drop(BeaconError):
     """Internal: this part of the Update cannot be kept (the reason is the message)."""
 
 
