@@ -113,7 +113,7 @@ class BotTester:
     def outbox_delivery(self) -> OutboxDelivery:
         """The running outbox delivery (only with ``outbox_callback`` or ``outbox_url`` set)."""
         assert self._app is not None, "use BotTester in `async with`"
-        delivery = self._app.state.beacon.extras.get("outbox")
+        delivery = self._app.state.beacon.outbox
         assert isinstance(delivery, OutboxDelivery), "no outbox receiver configured"
         return delivery
 

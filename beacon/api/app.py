@@ -76,17 +76,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 close = getattr(handler, "close", None)
                 if close is not None:
                     await close()
-            if "outbox" in state.extras:
-                await state.extras["outbox"].close()
             await state.writer.close()
             await state.lookup.close()
             await state.statuses.close()
-            producer = state.extras.get("producer")
-            if producer is not None:
-                producer.close()
-            codec = state.extras.get("codec")
-            if codec is not None:
-                codec.client.close()
+            await state.close_clients()
             await engine.dispose()
 
     app = FastAPI(
@@ -155,7 +148,7 @@ def start_outbox(state: ApiState, handlers: list[Handler]) -> None:
     if sink is not None:
         delivery = OutboxDelivery(state.settings, state.engine, *sink)
         delivery.start()
-        state.extras["outbox"] = delivery
+        state.outbox = delivery
     elif any(getattr(handler, "needs_context", False) for handler in handlers):
         log.info("no BEACON_OUTBOX_URL or BEACON_OUTBOX_CALLBACK: outbox events your handlers record stay in "
                  "table outbox, undelivered, until one is set")

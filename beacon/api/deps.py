@@ -19,6 +19,9 @@ from beacon.config import Settings
 
 if TYPE_CHECKING:
     from beacon.api.pipeline import Handler
+    from beacon.bot.delivery import OutboxDelivery
+    from beacon.codec import MessageCodec
+    from beacon.kafka import AsyncProducer
 
 
 @dataclass
@@ -30,7 +33,10 @@ class ApiState:
     sessions: async_sessionmaker[AsyncSession]
     handlers: list[Handler]
     token: bytes
-    extras: dict[str, Any] = field(default_factory=dict)
+    #: The outbox's delivery, running when a receiver is configured (``beacon.api.app.start_outbox``).
+    outbox: OutboxDelivery | None = None
+    _producer: AsyncProducer | None = field(default=None, init=False)
+    _codec: MessageCodec | None = field(default=None, init=False)
     hot: HotPath = field(init=False)
     read_engine: AsyncEngine = field(init=False)
     write_lock: AbstractAsyncContextManager[Any] = field(init=False)
@@ -49,6 +55,35 @@ class ApiState:
         self.writer = TurnWriter(self.engine, self.hot, self.write_lock)
         self.lookup = ProcessedLookup(self.read_engine, self.hot)
         self.statuses = StatusWriter(self.engine, self.hot, self.write_lock)
+
+    @property
+    def producer(self) -> AsyncProducer:
+        """The API's Kafka producer (proactive sends to bm_out), created on first use: an API that never
+        sends one never connects to Kafka."""
+        if self._producer is None:
+            from beacon.kafka import AsyncProducer  # confluent-kafka only when a proactive send needs it
+
+            self._producer = AsyncProducer(self.settings)
+        return self._producer
+
+    @property
+    def codec(self) -> MessageCodec:
+        """The API's own codec (not ``get_codec``'s: that caches on the settings' hash, which not every
+        Settings has), created on first use."""
+        if self._codec is None:
+            from beacon.codec import MessageCodec
+
+            self._codec = MessageCodec(self.settings)
+        return self._codec
+
+    async def close_clients(self) -> None:
+        """Stop the outbox's delivery and close the producer and the registry client, those that exist."""
+        if self.outbox is not None:
+            await self.outbox.close()
+        if self._producer is not None:
+            self._producer.close()
+        if self._codec is not None:
+            self._codec.client.close()
 
 
 async def get_state(request: Request) -> ApiState:

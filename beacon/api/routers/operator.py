@@ -211,15 +211,6 @@ def _same_content(stored: BeaconMessage, msg: BeaconMessage) -> bool:
     return all(getattr(stored, name) == getattr(msg, name) for name in fields)
 
 
-async def _producer(state: ApiState) -> object:
-    producer = state.extras.get("producer")
-    if producer is None:
-        from beacon.kafka import AsyncProducer
-
-        producer = state.extras["producer"] = AsyncProducer(state.settings)
-    return producer
-
-
 @router.post(
     "/v1/messages/send",
     response_model=SendResult,
@@ -243,7 +234,7 @@ async def send_message(req: SendRequest, state: StateDep) -> SendResult:
     """Produce a proactive message to ``bm_out``. Texts over the channel's limit (4,096 for WhatsApp) are
     refused with 422, not split: the caller decides where a message of its own breaks."""
     _validate(req, state.settings)
-    from beacon.codec import MessageCodec, retry_registry
+    from beacon.codec import retry_registry
 
     settings = state.settings
     user_key = make_user_key(req.channel, req.account, req.user_id)
@@ -282,12 +273,8 @@ async def send_message(req: SendRequest, state: StateDep) -> SendResult:
             detail=f"id {msg.id!r} was used before for a different message (to {stored.user_key}, kind "
             f"{stored.kind}): the gateway sends each id once, so this one would be dropped; use a new id",
         )
-    codec = state.extras.get("codec")
-    if codec is None:
-        # Our own instance: get_codec caches on the settings' hash, which not every Settings has.
-        codec = state.extras["codec"] = MessageCodec(settings)
     try:
-        value = await asyncio.wait_for(retry_registry(codec.encode, msg, settings.topic_out), _REGISTRY_WAIT)
+        value = await asyncio.wait_for(retry_registry(state.codec.encode, msg, settings.topic_out), _REGISTRY_WAIT)
     except TimeoutError as exc:
         metrics.PROACTIVE.labels("failed").inc()
         raise HTTPException(
@@ -296,9 +283,8 @@ async def send_message(req: SendRequest, state: StateDep) -> SendResult:
             "message not sent, retry",
             headers={"Retry-After": str(settings.api_retry_after)},
         ) from exc
-    producer = await _producer(state)
     try:
-        record = await producer.produce(settings.topic_out, value, key=user_key)  # type: ignore[attr-defined]
+        record = await state.producer.produce(settings.topic_out, value, key=user_key)
     except KafkaError as exc:
         metrics.PROACTIVE.labels("failed").inc()
         raise HTTPException(

@@ -223,7 +223,7 @@ async def _process_inbound(state: StateDep, msg: BeaconMessage) -> bytes:
     metrics.PROCESSED.labels(INBOUND, "new").inc()
     if record.handoff is not None:
         await refresh_waiting(state.read_engine)
-    if turn.outbox.items and "outbox" in state.extras:
-        state.extras["outbox"].wake()
+    if turn.outbox.items and state.outbox is not None:
+        state.outbox.wake()
     metrics.HANDLED.labels(turn.handled_by or "none").inc()
     return _result(msg.id, False, replies_json, refused)
