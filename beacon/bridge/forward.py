@@ -22,7 +22,7 @@ from beacon.bridge.routes import Routes
 from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
 from beacon.dlq import dead_letter
-from beacon.errors import BadMessageError, BeaconError
+from beacon.errors import BadMessageError, BeaconError, KafkaError
 from beacon.kafka import (
     AsyncProducer,
     Consumer,
@@ -101,6 +101,8 @@ class Forwarder:
                                   error=error, attempts=1, origin="bridge-nostr")
                 return
             except BeaconError as exc:
+                if isinstance(exc, KafkaError) and not exc.retryable:
+                    raise  # bm_dlq refuses it every time (credentials, authorization): stop with the reason
                 if attempt == 1:
                     log.warning("cannot dead-letter %s (%s); retrying with backoff", error, exc)
                 await asyncio.sleep(backoff_delay(attempt, self._settings.nostr_bridge_retry_base_delay,

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from beacon.backoff import backoff_delay
 from beacon.config import Settings
-from beacon.errors import BadEventError, BeaconError
+from beacon.errors import BadEventError, BeaconError, KafkaError
 from beacon.gateway.channel import Deliver, Parsed
 from beacon.gateway.limiter import TokenBucket, sleep_unless_stopped
 from beacon.gateway.metrics import WEBHOOK_DROPPED
@@ -152,6 +152,8 @@ class Intake:
             try:
                 await self._deliver(Parsed(messages))
             except (TimeoutError, BeaconError) as exc:
+                if isinstance(exc, KafkaError) and not exc.retryable:
+                    raise  # the brokers refuse it every time (credentials, authorization): stop with the reason
                 attempt += 1
                 if not self._failing:
                     self._failing = True
