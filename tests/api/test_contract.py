@@ -12,12 +12,15 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from beacon.api import migrate
 from beacon.config import Settings
-from tests.api.conftest import TOKEN, ApiServer
+from beacon.messages import BeaconMessage
+from tests.api.conftest import TOKEN, ApiServer, inbound
 from tests.conftest import make_settings
 
 #: Checks left out, and why: the API's rules go beyond what JSON Schema says (a message must be
@@ -121,3 +124,46 @@ async def test_the_document_declares_what_the_routes_answer(api: ApiServer) -> N
     assert "Must equal the message's `id`" in key["description"]
     assert "Retry-After" in process["responses"]["503"]["headers"]
     assert "404" in document["paths"]["/v1/users/{user_key}"]["get"]["responses"]
+
+
+def _validator(document: dict[str, Any], schema: dict[str, Any]) -> Draft202012Validator:
+    """A validator of ``schema`` (which may ``$ref`` the document's components) as OpenAPI 3.1 means it."""
+    return Draft202012Validator({**schema, "components": document["components"]})
+
+
+async def test_the_hand_spliced_answers_of_process_and_process_batch_are_what_the_document_says(
+    api: ApiServer,
+) -> None:
+    """/process answers JSON bytes spliced by hand and /process-batch NDJSON lines (for speed, not through
+    the response model): each answer of theirs, new, repeated, a status, a refused item, validates against
+    the schema the OpenAPI document declares for it."""
+    msg = inbound("/help")
+    wamid = f"wamid.out.{msg.id}"
+    async with api.client() as client:
+        document = (await client.get("/openapi.json")).json()
+        single = document["paths"]["/v1/messages/process"]["post"]["responses"]["200"]["content"]
+        batch = document["paths"]["/v1/messages/process-batch"]["post"]["responses"]["200"]["content"]
+        result, line = _validator(document, single["application/json"]["schema"]), _validator(
+            document, batch["application/x-ndjson"]["schema"])
+        first = await client.post("/v1/messages/process", json=msg.model_dump(mode="json"))
+        again = await client.post("/v1/messages/process", json=msg.model_dump(mode="json"))
+        status = BeaconMessage.status_update(channel="whatsapp", account=msg.account, user_id=msg.user_id,
+                                             channel_message_id=wamid, status="read",
+                                             reply_to_id=first.json()["replies"][0]["id"])
+        on_status = await client.post("/v1/messages/process", json=status.model_dump(mode="json"))
+        items = [inbound("/ping").model_dump(mode="json"), msg.model_dump(mode="json"), {"id": "not a message"}]
+        streamed = await client.post("/v1/messages/process-batch", json={"messages": items})
+    answers = [first, again, on_status]
+    assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+    assert [a.json()["duplicate"] for a in answers] == [False, True, False]
+    assert first.json()["replies"][0]["text"].startswith("Commands:")  # a reply with its fields, not an empty list
+    for answer in answers:
+        result.validate(answer.json())
+    assert not result.is_valid({k: v for k, v in first.json().items() if k != "replies"})  # the schema has teeth
+    assert not result.is_valid({**first.json(), "replies": [{"id": 1}]})
+    assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(text) for text in streamed.text.splitlines()]
+    assert sorted((item["index"], item["status"]) for item in lines) == [(0, 200), (1, 200), (2, 422)]
+    for item in lines:
+        line.validate(item)
+    assert not line.is_valid({"index": 0, "status": 200, "result": {"message_id": "m"}})
