@@ -108,7 +108,6 @@ class KeyedDispatcher:
         self._handle = handle
         self._ack = ack
         self._admit = admit
-        self._max = max_in_flight
         self._slots = asyncio.Semaphore(max_in_flight)
         self._queues: dict[Hashable, deque[Job]] = {}
         self._runners: dict[Hashable, asyncio.Task[None]] = {}

@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 INBOUND = "inbound"
 OUTBOUND = "outbound"
 STATUS = "status"
-DIRECTIONS = frozenset({INBOUND, OUTBOUND, STATUS})
 
 #: Kinds of content. Inbound kinds mirror the Cloud API's message types; ``unsupported`` keeps the
 #: channel's own type in ``raw_type``. Outbound adds ``template`` and ``read_receipt`` (mark the

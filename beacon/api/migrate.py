@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -91,7 +90,3 @@ async def check_schema(engine: AsyncEngine) -> None:
             f"{current or 'none (empty database)'} but this Beacon expects {head}: run `beacon api migrate` "
             "(or set BEACON_DB_AUTO_MIGRATE=true) and start the API again"
         )
-
-
-def upgrade_sync(settings: Settings, revision: str = "head") -> str | None:
-    return asyncio.run(upgrade(settings, revision))

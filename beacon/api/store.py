@@ -78,8 +78,6 @@ class HotPath:
 
     def __init__(self, dialect: str) -> None:
         ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        self.select_processed = select(Processed.replies).where(Processed.message_id == bindparam("mid"))
-        self.insert_processed = ins(Processed)
         upsert = ins(User)
         self.upsert_user = upsert.on_conflict_do_update(
             index_elements=[User.user_key],

@@ -426,7 +426,3 @@ def leaders(settings: Settings, topic: str) -> dict[int, list[int]]:
     for partition, leader in sorted(partition_leaders(settings, topic).items()):
         result.setdefault(leader, []).append(partition)
     return result
-
-
-def log_tail(settings: Settings, lines: int = 40) -> str:
-    return tail(_service(settings).log_file, lines)

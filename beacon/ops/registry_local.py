@@ -19,7 +19,7 @@ from pathlib import Path
 
 from beacon.config import Settings
 from beacon.errors import ServiceError
-from beacon.ops.process import BackgroundService, port_open, tail
+from beacon.ops.process import BackgroundService, port_open
 
 OPS_DIR = Path(__file__).resolve().parents[2] / "ops"
 REGISTRY_OPS = OPS_DIR / "registry"
@@ -146,7 +146,3 @@ def ensure(settings: Settings) -> float | None:
 def stop(settings: Settings) -> bool:
     """Stop the registry (SIGTERM, then wait). False when it was not running."""
     return _service(settings).stop(timeout=30.0)
-
-
-def log_tail(settings: Settings, lines: int = 40) -> str:
-    return tail(_service(settings).log_file, lines)

@@ -50,7 +50,6 @@ class Child:
     restarts: int = 0
     quick_crashes: int = 0
     restart_at: float | None = None
-    last_exit: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -164,7 +163,6 @@ class Supervisor:
                 continue
             if child.restart_at is None:
                 ran = now - child.started_at
-                child.last_exit = code
                 if not child.spec.restart or self.stopping.is_set():
                     self.report(f"{child.spec.name} exited with code {code} after {ran:.1f}s (not restarted)")
                     child.proc = None

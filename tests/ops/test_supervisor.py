@@ -42,7 +42,8 @@ def test_crashing_child_is_restarted_with_a_report_and_log(tmp_path: Path) -> No
     sup = Supervisor(tmp_path / "logs", report=lines.append, backoff_initial=0.05, backoff_max=0.2)
     sup.add(ProcessSpec("crasher", [PY, "-c", crash]))
     try:
-        wait_for(lambda: counter.exists() and int(counter.read_text()) >= 3, "three runs", step=sup.poll)
+        # the child truncates, then writes: a read in between sees "" (not yet written, not 0 runs)
+        wait_for(lambda: counter.exists() and int(counter.read_text() or 0) >= 3, "three runs", step=sup.poll)
     finally:
         sup.stop()
     assert sup.children["crasher"].restarts >= 2
