@@ -85,6 +85,8 @@ def describe(msg: BeaconMessage) -> str:
 
 async def fallback(turn: Turn) -> Answer:
     msg = turn.message
+    if len(turn.messages) > 1:
+        return ["You said: " + "\n".join(describe(m) for m in turn.messages)]
     if msg.kind == "text":
         return [f"You said: {msg.text or ''}"]
     if msg.interactive_reply is not None:
@@ -125,17 +127,21 @@ def build_pipeline(settings: Settings) -> list[Handler]:
     return handlers
 
 
-def as_replies(inbound: BeaconMessage, answer: Answer) -> list[BeaconMessage]:
-    """Turn a handler's answer into outbound messages with deterministic ids (index = position); a text
-    longer than the channel takes becomes ordered parts (``split_long_text``)."""
+def as_replies(inbound: BeaconMessage, answer: Answer, base_id: str | None = None) -> list[BeaconMessage]:
+    """Turn a handler's answer into outbound messages with deterministic ids (index = position) derived from
+    ``base_id`` (a coalesced group's id) or the inbound id; a text longer than the channel takes becomes
+    ordered parts (``split_long_text``)."""
     replies: list[BeaconMessage] = []
+    base = base_id or inbound.id
     for index, item in enumerate(answer):
         if isinstance(item, str):
             reply = inbound.reply_text(item, index=index)
+            if base_id is not None:
+                reply = reply.model_copy(update={"id": stable_id("reply", base, str(index))})
         else:
             reply = item.model_copy(
                 update={
-                    "id": stable_id("reply", inbound.id, str(index)),
+                    "id": stable_id("reply", base, str(index)),
                     "user_key": inbound.user_key,
                     "channel": inbound.channel,
                     "account": inbound.account,
@@ -180,5 +186,5 @@ async def run_pipeline(handlers: list[Handler], turn: Turn) -> list[BeaconMessag
         answer = await handler.handle(turn)
         if answer is not None:
             turn.handled_by = handler.name
-            return as_replies(turn.message, answer)
+            return as_replies(turn.message, answer, turn.group_id)
     return []
