@@ -180,8 +180,8 @@ def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, u
                 if rec.error():
                     continue
                 reply = codec.decode(rec.value(), topic=settings.topic_out)
-                if reply.id in seen_ids:
-                    continue
+                if reply.id in seen_ids or reply.kind != "text":
+                    continue  # a repeat, or a typing indicator (a read receipt) on a loaded machine
                 seen_ids.add(reply.id)
                 lines = (reply.text or "").removeprefix("You said: ").split("\n")
                 replies[reply.user_id] += lines
