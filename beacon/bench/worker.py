@@ -122,7 +122,7 @@ class _Stub:
                  "bench-token", "--latency-min", str(latency), "--latency-max", str(latency)],
                 stdout=log, stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # a loaded machine takes its time to start a Python process
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:

@@ -4,6 +4,7 @@ answered on its own; a replay of bm_in answers nothing twice."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -123,5 +124,33 @@ def test_a_command_in_a_burst_is_answered_on_its_own_and_statuses_are_not_merged
         ]
         wait_until(lambda: all_committed(topics.settings, topics.group), 30, "every offset committed, the status's too")
         assert worker.metric("beacon_worker_coalesced_messages_total") == 4
+    finally:
+        api.stop()
+
+
+def test_a_worker_killed_while_its_group_is_at_the_llm_leaves_one_answer(
+    topics: Topics, codec: MessageCodec, tmp_path: Path, fake_llm: str, start_worker: Callable[..., Worker],
+    replies: Collector,
+) -> None:
+    api = RealApi(topics.settings, tmp_path)
+    api.env.update({"BEACON_LLM_BASE_URL": fake_llm, "BEACON_LLM_API_KEY": LLM_KEY, "BEACON_LLM_MODEL": "fake"})
+    api.start()
+    try:
+        first = start_worker(api.url, llm_base_url=fake_llm)
+        first.wait_assigned()
+        burst = texts("kim", "!slow 4", "where is", "my parcel")  # the fake LLM answers it after 4 s
+        joined = "\n".join(m.text or "" for m in burst)
+        produce(topics.settings, burst, codec)
+        wait_until(lambda: any(r["messages"][-1]["content"] == joined for r in llm_requests(fake_llm)), 60,
+                   "the group's request at the fake LLM")
+        first.signal(signal.SIGKILL)
+        first.wait(30)
+
+        second = start_worker(api.url, llm_base_url=fake_llm)
+        got = replies.wait_replies(1, timeout=60, workers=[second])
+        wait_until(lambda: all_committed(topics.settings, topics.group), 60, "every offset committed after the restart")
+        replies.catch_up()
+        got = replies.unique_replies()
+        assert [(r.text, r.reply_to_id) for r in got] == [("Sorry for the wait.", burst[-1].id)]
     finally:
         api.stop()
