@@ -16,6 +16,10 @@ from urllib.parse import urlparse
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+#: The coalescing window when an LLM answers and ``BEACON_COALESCE_WINDOW_MS`` is unset: people type a
+#: follow-up within a second or two; longer holds every answer back for everyone.
+DEFAULT_AGENT_COALESCE_MS = 1500
+
 #: Secrets shipped as defaults for local development; refused when ``BEACON_ENV=production``.
 DEV_PLACEHOLDER_SECRETS = frozenset({"dev-token", "dev-secret", "dev-verify-token", "changeme", ""})
 
@@ -377,6 +381,14 @@ class Settings(BaseSettings):
         "the channel to show typing (a `read_receipt` with typing on bm_out: WhatsApp marks the message read and "
         "shows typing, Telegram sends `typing`). Faster answers show none. 0 = never.",
     )
+    coalesce_window_ms: int | None = Field(
+        None,
+        description="Coalescing: a user's text and media messages that arrive within this many milliseconds of "
+        "each other (debounce), or queue up behind one in processing, are answered together as one turn (one API "
+        "call, one LLM request, one reply). Commands (`/word`), statuses and events are never merged. Empty "
+        "(default): 1500 when `BEACON_LLM_BASE_URL` is set (an LLM answers: merging saves paid calls and confused "
+        "replies), else off (built-in replies take milliseconds). 0 = off.",
+    )
     worker_rebalance_timeout: float = Field(
         8.0, description="Seconds to finish in-flight work of revoked partitions before abandoning it."
     )
@@ -616,6 +628,13 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("refusing production settings: " + "; ".join(problems))
         return self
+
+    def coalesce_window(self) -> float | None:
+        """Seconds of the coalescing window (``BEACON_COALESCE_WINDOW_MS``, resolved), or None when it is off."""
+        window = self.coalesce_window_ms
+        if window is None:
+            window = DEFAULT_AGENT_COALESCE_MS if self.llm_base_url else 0
+        return window / 1000 if window > 0 else None
 
     @property
     def resolved_database_url(self) -> str:

@@ -25,6 +25,11 @@ class ConfigError(BeaconError):
     """Settings are missing, invalid or inconsistent."""
 
 
+class GroupConflictError(BeaconError):
+    """Some messages of a coalesced group were recorded meanwhile by another turn (a replay grouped them
+    differently): the group is not stored; the caller retries and the API then answers only the rest."""
+
+
 class ServiceError(BeaconError):
     """A local service (broker, registry, database) could not be started, stopped or reached."""
 

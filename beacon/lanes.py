@@ -92,14 +92,16 @@ class KeyedDispatcher:
     """Runs ``handle(job)`` per key in order, across keys concurrently, acking per partition in order.
 
     ``handle`` must settle the job (processed or dead-lettered) and not raise; if it raises, the
-    job stays unfinished (its partition stops committing) and the error is logged. ``LeaveUnfinished``
+    job stays unfinished (its partition stops committing) and the error is logged. It may also settle later
+    jobs of the same key with it (a coalesced turn: see ``queued`` and ``wait_arrival``) and return them;
+    they are finished with it, and stay in the lane (abandoned with it by a ``drain``) until then. ``LeaveUnfinished``
     is the quiet way out while stopping. ``admit``, when
     given, is awaited before each job is taken (the worker holds new work there during an outage).
     """
 
     def __init__(
         self,
-        handle: Callable[[Job], Awaitable[None]],
+        handle: Callable[[Job], Awaitable[list[Job] | None]],
         ack: Callable[[Job], None],
         max_in_flight: int,
         on_change: Callable[[int], None] | None = None,
@@ -119,6 +121,7 @@ class KeyedDispatcher:
         self._epoch = 0
         self._draining: set[Hashable] | None = None
         self._draining_all = False
+        self._arrivals: dict[Hashable, asyncio.Event] = {}
 
     # --- submitting ------------------------------------------------------------------------
 
@@ -145,6 +148,32 @@ class KeyedDispatcher:
             self._runners[job.key] = asyncio.create_task(self._run_key(job.key, queue))
         else:
             queue.append(job)
+            arrival = self._arrivals.get(job.key)
+            if arrival is not None:
+                arrival.set()
+
+    def queued(self, job: Job) -> list[Job]:
+        """The jobs of ``job``'s key from ``job`` on, in arrival order (it first, while it runs)."""
+        queue = self._queues.get(job.key)
+        return list(queue) if queue else []
+
+    async def wait_arrival(self, job: Job, count: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until ``job``'s key has more than ``count`` jobs queued; False when none
+        came, or its partition is being drained."""
+        if len(self.queued(job)) > count:
+            return True
+        arrival = self._arrivals[job.key] = asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout):
+                while len(self.queued(job)) <= count and not self._draining_for(job.partition):
+                    arrival.clear()
+                    await arrival.wait()
+        except TimeoutError:
+            return False
+        finally:
+            if self._arrivals.get(job.key) is arrival:
+                del self._arrivals[job.key]
+        return not self._draining_for(job.partition)
 
     async def _run_key(self, key: Hashable, queue: deque[Job]) -> None:
         try:
@@ -152,7 +181,7 @@ class KeyedDispatcher:
                 job = queue[0]
                 tracker = job.tracker
                 try:
-                    await self._handle(job)
+                    extra = await self._handle(job)
                 except asyncio.CancelledError:
                     raise
                 except LeaveUnfinished:
@@ -166,6 +195,12 @@ class KeyedDispatcher:
                 else:
                     if tracker is not None:
                         tracker.complete(job)
+                    for other in extra or ():
+                        if other.tracker is not None:
+                            other.tracker.complete(other)
+                        queue.remove(other)
+                        self._slots.release()
+                        self._set_in_flight(self._in_flight - 1)
                 queue.popleft()
                 self._slots.release()
                 self._set_in_flight(self._in_flight - 1)
@@ -222,6 +257,8 @@ class KeyedDispatcher:
         wanted: set[Hashable] | None = None if partitions is None else set(partitions)
         self._draining_all = wanted is None
         self._draining = wanted
+        for arrival in self._arrivals.values():
+            arrival.set()  # a coalescing turn stops waiting for more and finishes with what it has
 
         def mine(queue: deque[Job]) -> bool:
             return bool(queue) and (wanted is None or queue[0].partition in wanted)

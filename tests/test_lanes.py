@@ -99,3 +99,35 @@ async def test_drain_abandons_work_that_outlives_the_timeout() -> None:
     assert dispatcher.in_flight == 0
     await dispatcher.submit(Job("a", 0, 0, None))  # a new assignment starts afresh
     assert dispatcher.in_flight == 1
+
+
+async def test_a_handler_settles_queued_jobs_of_its_key_with_it_and_they_commit_only_with_it() -> None:
+    """Coalescing's use of the lanes: the head job waits for a follower, takes the queued ones (skipping one
+    it leaves for later), and they are finished with it; nothing commits before the group is done."""
+    release = asyncio.Event()
+    handled: list[list[int]] = []
+
+    async def handle(job: Job) -> list[Job] | None:
+        if job.payload != 0:
+            handled.append([job.payload])
+            return None
+        assert await dispatcher.wait_arrival(job, 1, timeout=5)  # the next one arrives while the head waits
+        await release.wait()
+        followers = [j for j in dispatcher.queued(job)[1:] if j.payload != 2]  # 2: left in the lane
+        handled.append([job.payload] + [j.payload for j in followers])
+        return followers
+
+    acked: list[int] = []
+    dispatcher = KeyedDispatcher(handle, lambda j: acked.append(j.offset), max_in_flight=10)
+    await dispatcher.submit(Job("u", 0, 0, 0))
+    await asyncio.sleep(0.01)
+    for n in (1, 2, 3):
+        await dispatcher.submit(Job("u", 0, n, n))
+    assert not await dispatcher.wait_arrival(Job("other", 0, 9, None), 0, timeout=0.01)
+    await asyncio.sleep(0.01)
+    assert acked == [] and dispatcher.committable() == {}
+    release.set()
+    while dispatcher.in_flight:
+        await asyncio.sleep(0.01)
+    assert handled == [[0, 1, 3], [2]]
+    assert acked == [0, 1, 2, 3] and dispatcher.committable() == {0: 4}

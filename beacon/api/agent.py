@@ -67,13 +67,14 @@ class AgentHandler:
 
     async def handle(self, turn: Turn) -> Answer | None:
         msg = turn.message
-        if msg.kind != "text" and msg.interactive_reply is None:
+        if not any(m.kind == "text" or m.interactive_reply is not None for m in turn.messages):
             return None
         s = self.settings
         history = await turn.history(s.llm_history_messages)
         messages: list[dict[str, Any]] = [{"role": "system", "content": s.llm_system_prompt}]
         messages += history_messages(history, s.llm_history_chars)
-        messages.append({"role": "user", "content": describe(msg)})
+        # A coalesced turn is one request: the user's rapid messages together, one per line.
+        messages.append({"role": "user", "content": "\n".join(describe(m) for m in turn.messages)})
         try:
             return [await self._complete(messages, turn)]
         except (LlmError, httpx.HTTPError) as exc:

@@ -49,6 +49,8 @@ async def commands(turn: Turn) -> Answer | None:
 
 async def fallback(turn: Turn) -> Answer:
     msg = turn.message
+    if len(turn.messages) > 1:
+        return ["You said: " + "\n".join(describe(m) for m in turn.messages)]
     if msg.kind == "text":
         return [f"You said: {msg.text or ''}"]
     if msg.interactive_reply is not None:

@@ -108,6 +108,19 @@ class Processed(Base):
     replies: Mapped[str] = mapped_column(Text, doc="JSON list of the reply BeaconMessages.")
 
 
+class MessageGroupMember(Base):
+    """A message answered as part of a coalesced group (``BEACON_COALESCE_WINDOW_MS``): the group's id and the
+    message's position in it. Each member also has its ``processed`` row, holding the group's replies."""
+
+    __tablename__ = "message_groups"
+
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(64), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class UserState(Base):
     """A bot's per-user state: one JSON document, saved in the transaction of the turn that changed it."""
 

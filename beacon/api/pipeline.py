@@ -51,17 +51,21 @@ def describe(msg: BeaconMessage) -> str:
 
 
 
-def as_replies(inbound: BeaconMessage, answer: Answer) -> list[BeaconMessage]:
-    """Turn a handler's answer into outbound messages with deterministic ids (index = position); a text
-    longer than the channel takes becomes ordered parts (``split_long_text``)."""
+def as_replies(inbound: BeaconMessage, answer: Answer, base_id: str | None = None) -> list[BeaconMessage]:
+    """Turn a handler's answer into outbound messages with deterministic ids (index = position) derived from
+    ``base_id`` (a coalesced group's id) or the inbound id; a text longer than the channel takes becomes
+    ordered parts (``split_long_text``)."""
     replies: list[BeaconMessage] = []
+    base = base_id or inbound.id
     for index, item in enumerate(answer):
         if isinstance(item, str):
             reply = inbound.reply_text(item, index=index)
+            if base_id is not None:
+                reply = reply.model_copy(update={"id": stable_id("reply", base, str(index))})
         else:
             reply = item.model_copy(
                 update={
-                    "id": stable_id("reply", inbound.id, str(index)),
+                    "id": stable_id("reply", base, str(index)),
                     "user_key": inbound.user_key,
                     "channel": inbound.channel,
                     "account": inbound.account,
@@ -106,5 +110,5 @@ async def run_pipeline(handlers: list[Handler], turn: Turn) -> list[BeaconMessag
         answer = await handler.handle(turn)
         if answer is not None:
             turn.handled_by = handler.name
-            return as_replies(turn.message, answer)
+            return as_replies(turn.message, answer, turn.group_id)
     return []

@@ -51,6 +51,14 @@ class TurnRecord:
     outbox: list[OutboxItem] = field(default_factory=list)
     handoff: tuple[str, str] | None = None
     """(by, reason) when the turn asked for a human (``Turn.handoff``)."""
+    earlier: list[BeaconMessage] = field(default_factory=list)
+    """In a coalesced turn, the group's messages before ``inbound`` (its last): stored and marked processed
+    with the same replies, in the same transaction."""
+
+    @property
+    def members(self) -> list[BeaconMessage]:
+        """Every inbound message this turn answers, oldest first."""
+        return [*self.earlier, self.inbound]
 
 
 def _message_row(msg: BeaconMessage, conversation_id: str, seq: int, now: datetime) -> dict[str, Any]:

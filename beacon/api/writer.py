@@ -11,21 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from beacon.api.events import apply_event
 from beacon.api.handoff import WAITING, change_handoff
-from beacon.api.models import Conversation, User
+from beacon.api.models import Conversation, MessageGroupMember, User
 from beacon.api.store import HotPath, TurnRecord, _message_row, first_conversation_id, utc
 from beacon.bot.persist import save_turn_effects
+from beacon.errors import GroupConflictError
+from beacon.groups import group_id
 from beacon.messages import HANDED_OFF, STATUS_ORDER, BeaconMessage, stable_id
 
 log = logging.getLogger(__name__)
@@ -109,6 +112,20 @@ def _fail(batch: list[Job[Any, Any]], exc: BaseException) -> None:
             job.future.set_exception(exc)
 
 
+def _refuse_split_groups(jobs: Iterable[Job[TurnJob, bytes | None]], inserted: set[str]) -> None:
+    """A coalesced group is recorded whole or not at all: when only some of its messages were new (others were
+    recorded meanwhile, by a replay that grouped them differently) the transaction is abandoned."""
+    for job in jobs:
+        members = job.item.record.members
+        new = sum(1 for m in members if m.id in inserted)
+        if 0 < new < len(members):
+            raise GroupConflictError(
+                f"{len(members) - new} of the {len(members)} messages of group "
+                f"{group_id([m.id for m in members])} (user {members[-1].user_key}) were answered meanwhile; "
+                "not storing it (the worker retries, and the rest is answered on its own)"
+            )
+
+
 def _split_repeats(batch: list[Job[T, R]], key: Any) -> tuple[dict[str, Job[T, R]], list[Job[T, R]]]:
     """The first job per message id, and the later ones (concurrent duplicates in one batch)."""
     firsts: dict[str, Job[T, R]] = {}
@@ -162,10 +179,12 @@ class TurnWriter(Batcher[TurnJob, "bytes | None"]):
         firsts, repeats = _split_repeats(batch, lambda item: item.record.inbound.id)
         async with self.lock, self.engine.begin() as conn:
             rows = [
-                {"message_id": mid, "processed_at": j.item.now, "replies": j.item.record.replies_json.decode()}
-                for mid, j in firsts.items()
+                {"message_id": m.id, "processed_at": j.item.now, "replies": j.item.record.replies_json.decode()}
+                for j in firsts.values()
+                for m in j.item.record.members
             ]
             inserted = {row[0] for row in await conn.execute(self.hot.insert_processed_once, rows)}
+            _refuse_split_groups(firsts.values(), inserted)
             fresh = [j.item for mid, j in firsts.items() if mid in inserted]
             if fresh:
                 await self._store_turns(conn, fresh)
@@ -210,10 +229,20 @@ class TurnWriter(Batcher[TurnJob, "bytes | None"]):
             await conn.execute(self.hot.insert_conversation, new_conversations)
         rows = []
         for turn in fresh:
-            msg, conversation_id = turn.record.inbound, conversations[turn.record.inbound.user_key]
-            rows.append(_message_row(msg, conversation_id, 0, turn.now))
-            rows += [_message_row(r, conversation_id, i + 1, turn.now) for i, r in enumerate(turn.record.replies)]
+            conversation_id = conversations[turn.record.inbound.user_key]
+            members = turn.record.members
+            rows += [_message_row(m, conversation_id, i, turn.now) for i, m in enumerate(members)]
+            rows += [_message_row(r, conversation_id, len(members) + i, turn.now)
+                     for i, r in enumerate(turn.record.replies)]
         await conn.execute(self.hot.insert_messages, rows)
+        groups = [
+            {"message_id": m.id, "group_id": group_id([x.id for x in turn.record.members]), "position": i,
+             "size": len(turn.record.members), "created_at": turn.now}
+            for turn in fresh if turn.record.earlier
+            for i, m in enumerate(turn.record.members)
+        ]
+        if groups:
+            await conn.execute(insert(MessageGroupMember), groups)
         for turn in fresh:  # after the inserts: an edit may name a message stored in this same batch
             await apply_event(conn, turn.record.inbound, turn.now)
         if any(turn.record.state_json is not None or turn.record.outbox for turn in fresh):
@@ -224,7 +253,7 @@ class TurnWriter(Batcher[TurnJob, "bytes | None"]):
                 msg = turn.record.inbound
                 await change_handoff(
                     conn, msg, WAITING, by=by, reason=reason, now=turn.now, event_id=stable_id(HANDED_OFF, msg.id),
-                    seq=len(turn.record.replies) + 1, when_handed_off=False,
+                    seq=len(turn.record.members) + len(turn.record.replies), when_handed_off=False,
                 )
         for turn in fresh:
             if turn.record.reset_conversation:

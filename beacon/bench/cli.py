@@ -124,7 +124,9 @@ def gateway(
 def worker(
     messages: int = typer.Option(30000, help="Messages in the backlog of the fast runs."),
     users: int = typer.Option(1000, help="Users the messages come from (per-user order is checked)."),
-    modes: str = typer.Option("api,echo,slow", help="Comma-separated runs: api, echo, slow."),
+    modes: str = typer.Option("api,echo,slow,burst", help="Comma-separated runs: api, echo, slow, burst."),
+    burst: int = typer.Option(5, help="Messages each user sends in a row in the burst runs (coalescing off, on)."),
+    window_ms: int = typer.Option(1500, help="BEACON_COALESCE_WINDOW_MS of the burst run with coalescing on."),
     slow_latency: float = typer.Option(1.0, help="Seconds the stub API takes in the slow run."),
     slow_messages: int = typer.Option(10000, help="Messages in the backlog of the slow run."),
     max_in_flight: int = typer.Option(1000, help="BEACON_WORKER_MAX_IN_FLIGHT of the worker."),
@@ -139,7 +141,7 @@ def worker(
 
     results = bench(get_settings(), messages=messages, users=users, modes=modes.split(","),
                     slow_latency=slow_latency, slow_messages=slow_messages, max_in_flight=max_in_flight,
-                    partitions=partitions)
+                    partitions=partitions, burst=burst, window_ms=window_ms)
     typer.echo(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     typer.echo(report(results))
 

@@ -8,6 +8,11 @@ the API over HTTP, answering at once), ``echo`` (the worker answers in process, 
 a plain confluent-kafka consume+produce loop over the same backlog on the same broker. Each run
 also checks that every message was answered and every user's replies came in order, and samples
 the worker's resident memory.
+
+``burst`` (coalescing, ``BEACON_COALESCE_WINDOW_MS``): every user sends ``--burst`` texts in a row (a backlog
+of bursts, the stub API at 0 ms), drained twice on fresh topics: with coalescing off and on. It reports what
+coalescing saves: turns the API answers per message (each turn is one LLM request when an agent answers) and
+HTTP requests per message. A reply answering several messages counts for each (``You said: m0\nm1...``).
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ class RunResult:
     peak_rss_mb: float | None
     worker_cpu: float | None = None
     stub_cpu: float | None = None
+    turns: int | None = None
+    """Turns the stub API answered (a message alone, or a coalesced group): LLM requests with an agent."""
+    http_requests: int | None = None
 
     @property
     def rate(self) -> float:
@@ -114,7 +122,7 @@ class _Stub:
                  "bench-token", "--latency-min", str(latency), "--latency-max", str(latency)],
                 stdout=log, stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # a loaded machine takes its time to start a Python process
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
@@ -134,7 +142,7 @@ class _Stub:
 
 def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, users: int, *, pipeline: str,
                api_url: str, logdir: Path, max_in_flight: int, stub_pid: int | None = None,
-               timeout: float = 300.0) -> RunResult:
+               timeout: float = 300.0, extra_env: dict[str, str] | None = None) -> RunResult:
     """Start one worker on the backlog, wait for every reply, measure."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
     env.update(connection_environment(settings))
@@ -146,6 +154,8 @@ def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, u
         "BEACON_WORKER_WEB_PORT": str(free_port()),
         "BEACON_WORKER_PIPELINE": pipeline, "BEACON_WORKER_MAX_IN_FLIGHT": str(max_in_flight),
         "BEACON_API_URL": api_url, "BEACON_API_TOKEN": "bench-token", "BEACON_LOG_LEVEL": "WARNING",
+        "BEACON_COALESCE_WINDOW_MS": "0",
+        **(extra_env or {}),
     })
     if os.environ.get("BEACON_BENCH_PROFILE"):
         env["BEACON_WORKER_PROFILE"] = str(logdir / f"{name.split()[0]}.prof")
@@ -156,23 +166,26 @@ def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, u
         proc = subprocess.Popen([BEACON, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
     replies: dict[str, list[str]] = defaultdict(list)
     seen_ids: set[str] = set()
+    covered = 0  # inbound messages answered: a coalesced reply answers each of its lines
     first_ts = last_ts = None
     peak_rss = 0.0
     stub_cpu0 = cpu_seconds(stub_pid) if stub_pid else None
     worker_cpu = stub_cpu = None
     deadline = time.monotonic() + timeout
     try:
-        while len(seen_ids) < total and time.monotonic() < deadline:
+        while covered < total and time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise BeaconError(f"the worker exited with {proc.returncode}; see {log_path}")
             for rec in consumer.consume(5000, 0.2):
                 if rec.error():
                     continue
                 reply = codec.decode(rec.value(), topic=settings.topic_out)
-                if reply.id in seen_ids:
-                    continue
+                if reply.id in seen_ids or reply.kind != "text":
+                    continue  # a repeat, or a typing indicator (a read receipt) on a loaded machine
                 seen_ids.add(reply.id)
-                replies[reply.user_id].append(reply.text or "")
+                lines = (reply.text or "").removeprefix("You said: ").split("\n")
+                replies[reply.user_id] += lines
+                covered += len(lines)
                 ts = rec.timestamp()[1] / 1000
                 first_ts = ts if first_ts is None else min(first_ts, ts)
                 last_ts = ts if last_ts is None else max(last_ts, ts)
@@ -188,14 +201,35 @@ def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, u
             proc.kill()
         consumer.close()
     per_user = total // users
-    expected = [f"You said: m{i}" for i in range(per_user)]
+    expected = [f"m{i}" for i in range(per_user)]
     in_order = len(replies) == users and all(texts == expected for texts in replies.values())
     seconds = (last_ts - first_ts) if first_ts is not None and last_ts is not None else 0.0
-    return RunResult(name, len(seen_ids), seconds, len(seen_ids), in_order, peak_rss, worker_cpu, stub_cpu)
+    return RunResult(name, covered, seconds, covered, in_order, peak_rss, worker_cpu, stub_cpu)
+
+
+def burst_runs(settings: Settings, codec: MessageCodec, *, users: int, burst: int, window_ms: int, logdir: Path,
+               max_in_flight: int, partitions: int) -> list[RunResult]:
+    """The same backlog of bursts drained with coalescing off, then on (fresh topics and stub each time)."""
+    results = []
+    for label, window in (("off", 0), ("on", window_ms)):
+        fresh = _fresh(settings, partitions)
+        total = backlog(fresh, codec, users, burst)
+        stub = _Stub(0.0, logdir)
+        try:
+            run = worker_run(f"burst{label} ({burst}/user, coalescing {label})", fresh, codec, total, users,
+                             pipeline="api", api_url=stub.url, logdir=logdir, max_in_flight=max_in_flight,
+                             stub_pid=stub.proc.pid, extra_env={"BEACON_COALESCE_WINDOW_MS": str(window)})
+            stats = httpx.get(f"{stub.url}/_stub/stats", timeout=5).json()
+            run.turns, run.http_requests = stats["calls"], stats["requests"]
+            results.append(run)
+        finally:
+            stub.stop()
+    return results
 
 
 def bench(settings: Settings, *, messages: int, users: int, modes: list[str], slow_latency: float,
-          slow_messages: int, max_in_flight: int, partitions: int) -> list[RunResult]:
+          slow_messages: int, max_in_flight: int, partitions: int, burst: int = 5,
+          window_ms: int = 1500) -> list[RunResult]:
     """Run the baseline and the requested modes; every mode gets fresh topics and the same backlog."""
     logdir = Path(tempfile.mkdtemp(prefix="beacon-bench-worker-"))
     codec = get_codec(settings)
@@ -205,6 +239,10 @@ def bench(settings: Settings, *, messages: int, users: int, modes: list[str], sl
     total = backlog(fresh, codec, users, per_user)
     results.append(baseline(fresh, total))
     for mode in modes:
+        if mode == "burst":
+            results += burst_runs(settings, codec, users=users, burst=burst, window_ms=window_ms, logdir=logdir,
+                                  max_in_flight=max_in_flight, partitions=partitions)
+            continue
         fresh = _fresh(settings, partitions)
         if mode == "slow":
             slow_per_user = max(1, slow_messages // users)
@@ -215,9 +253,13 @@ def bench(settings: Settings, *, messages: int, users: int, modes: list[str], sl
         try:
             name = {"api": "api (worker -> HTTP stub API, 0 ms)", "echo": "echo (in-process pipeline, no HTTP)",
                     "slow": f"slow (HTTP stub API, {slow_latency:.1f} s per call)"}[mode]
-            results.append(worker_run(name, fresh, codec, total, users, pipeline="echo" if mode == "echo" else "api",
-                                      api_url=stub.url if stub else "http://127.0.0.1:9", logdir=logdir,
-                                      max_in_flight=max_in_flight, stub_pid=stub.proc.pid if stub else None))
+            run = worker_run(name, fresh, codec, total, users, pipeline="echo" if mode == "echo" else "api",
+                             api_url=stub.url if stub else "http://127.0.0.1:9", logdir=logdir,
+                             max_in_flight=max_in_flight, stub_pid=stub.proc.pid if stub else None)
+            if stub is not None:
+                stats = httpx.get(f"{stub.url}/_stub/stats", timeout=5).json()
+                run.turns, run.http_requests = stats["calls"], stats["requests"]
+            results.append(run)
         finally:
             if stub is not None:
                 stub.stop()
@@ -228,13 +270,16 @@ def bench(settings: Settings, *, messages: int, users: int, modes: list[str], sl
 def report(results: list[RunResult]) -> str:
     base = results[0].rate
     lines = [f"{'run':<44} {'messages':>8} {'seconds':>7} {'msg/s':>9} {'of raw':>7} {'order':>5} {'RSS':>7} "
-             f"{'CPU s worker/stub':>17}"]
+             f"{'CPU s worker/stub':>17} {'turns/msg':>9} {'HTTP/msg':>8}"]
     for r in results:
         rss = f"{r.peak_rss_mb:.0f} MB" if r.peak_rss_mb else "-"
         share = f"{100 * r.rate / base:.2f}%" if base else "-"
         cpu = "-" if r.worker_cpu is None else f"{r.worker_cpu:.1f}/" + ("-" if r.stub_cpu is None else
                                                                          f"{r.stub_cpu:.1f}")
+        turns = "-" if r.turns is None or not r.messages else f"{r.turns / r.messages:.2f}"
+        http = "-" if r.http_requests is None or not r.messages else f"{r.http_requests / r.messages:.3f}"
         lines.append(f"{r.name:<44} {r.messages:>8,} {r.seconds:>7.2f} {r.rate:>9,.0f} {share:>7} "
-                     f"{'ok' if r.in_order else 'NO':>5} {rss:>7} {cpu:>17}")
-    lines.append("worker CPU includes its start-up; stub CPU is measured over the run.")
+                     f"{'ok' if r.in_order else 'NO':>5} {rss:>7} {cpu:>17} {turns:>9} {http:>8}")
+    lines.append("worker CPU includes its start-up; stub CPU is measured over the run. turns/msg: turns the API "
+                 "answered per message (one LLM request each when an agent answers); HTTP/msg: requests to it.")
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""The ``Turn``: one inbound message going through the pipeline, and everything a handler reaches."""
+"""The ``Turn``: one inbound message (or a user's rapid messages coalesced into one group) going through the
+pipeline, and everything a handler reaches."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from beacon.bot import replies
 from beacon.bot.media import media_bytes
 from beacon.bot.outbox import Outbox
 from beacon.config import Settings
+from beacon.groups import group_id
 from beacon.messages import BeaconMessage, Location, Media, stable_id
 
 #: Most messages ``Turn.history`` returns, whatever a handler asks for.
@@ -57,7 +59,7 @@ class Turn:
     (texts, or messages from the helpers below) or None to pass to the next handler."""
 
     message: BeaconMessage
-    """The inbound message, whole (``beacon.messages.BeaconMessage``)."""
+    """The inbound message, whole (``beacon.messages.BeaconMessage``); in a coalesced turn the latest one."""
     settings: Settings
     """The API's settings."""
     sessions: async_sessionmaker[AsyncSession]
@@ -80,8 +82,13 @@ class Turn:
     """The reason given to ``handoff``, if the turn asked for a human."""
     handoff_by: str = "bot"
     """Who asked for the human: ``user`` (``/human``), ``agent`` (its tool), else the handler's ``by``."""
+    messages: list[BeaconMessage] = field(default_factory=list)
+    """Every message of this turn, oldest first: the user's rapid messages coalesced into one turn
+    (``BEACON_COALESCE_WINDOW_MS``), or just ``[message]``. Answer them together, once."""
 
     def __post_init__(self) -> None:
+        if not self.messages:
+            self.messages = [self.message]
         msg = self.message
         self.user = BotUser(msg.user_key, msg.channel, msg.account, msg.user_id, msg.profile_name,
                             msg.metadata.get("language"), opted_out=False, first_seen=None)
@@ -92,8 +99,17 @@ class Turn:
 
     @property
     def text(self) -> str:
-        """The message's text, stripped ('' when it has none)."""
-        return (self.message.text or "").strip()
+        """The message's text, stripped ('' when it has none); in a coalesced turn the texts and captions of
+        all its messages, one per line."""
+        if len(self.messages) == 1:
+            return (self.message.text or "").strip()
+        parts = [(m.text or (m.media.caption if m.media else None) or "").strip() for m in self.messages]
+        return "\n".join(part for part in parts if part)
+
+    @property
+    def group_id(self) -> str | None:
+        """The id of the coalesced group this turn answers (None for a single message); reply ids derive from it."""
+        return group_id([m.id for m in self.messages]) if len(self.messages) > 1 else None
 
     @property
     def kind(self) -> str:
@@ -112,8 +128,8 @@ class Turn:
 
     @property
     def media(self) -> Media | None:
-        """The media reference (id or link, mime type, caption, filename)."""
-        return self.message.media
+        """The media reference (id or link, mime type, caption, filename); in a coalesced turn the first one."""
+        return next((m.media for m in self.messages if m.media is not None), None)
 
     @property
     def reply_to(self) -> str | None:
@@ -122,18 +138,19 @@ class Turn:
 
     @property
     def idempotency_key(self) -> str:
-        """A key for external calls made by this turn: the same on every rerun of this message."""
-        return stable_id("turn", self.message.id)
+        """A key for external calls made by this turn: the same on every rerun of this message (or group)."""
+        return stable_id("turn", self.group_id or self.message.id)
 
     def idempotency_key_for(self, purpose: str) -> str:
         """A distinct stable key per external call of this turn (``"charge"``, ``"email"``)."""
-        return stable_id("turn", self.message.id, purpose)
+        return stable_id("turn", self.group_id or self.message.id, purpose)
 
     async def media_bytes(self) -> bytes:
         """The bytes of the user's image, voice note, document, ..., fetched through the channel's gateway
         (cached there; at most ``BEACON_MEDIA_MAX_BYTES``). Raises ``MediaUnavailable`` with the reason
         (no media, gateway down, media unknown or expired, too large): answer without them then."""
-        return await media_bytes(self.settings, self.message)
+        with_media = next((m for m in self.messages if m.media is not None), self.message)
+        return await media_bytes(self.settings, with_media)
 
     async def history(self, limit: int) -> list[BeaconMessage]:
         """The last ``limit`` (at most ``HISTORY_MAX``, or the built-ins' configured history sizes when

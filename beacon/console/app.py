@@ -12,10 +12,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from beacon.codec import MessageCodec
 from beacon.config import Settings
@@ -177,10 +178,58 @@ def create_app(settings: Settings, token: str) -> FastAPI:
                 problem = str(exc)
         return html("Conversations", pages.conversations_search(q, users, problem), "/conversations")
 
-    @app.get("/conversations/{user_key:path}", response_class=HTMLResponse)
-    def conversation_page(user_key: str, _sid: Session) -> HTMLResponse:
+    @app.post("/conversations/handoff", response_class=HTMLResponse)
+    async def handoff(request: Request, sid: Session) -> Response:
+        form = await checked_form(request, sid)
+        if form is None:
+            return refused()
+        user_key, operator = form.get("user_key", [""])[0], form.get("operator", ["operator"])[0].strip()
+        action = form.get("action", [""])[0]
         try:
-            body = pages.timeline(user_key, conv.timeline(settings, user_key))
+            if action == "take":
+                await run_in_threadpool(conv.take_over, settings, user_key, operator or "operator",
+                                        form.get("reason", [""])[0].strip())
+            else:
+                await run_in_threadpool(conv.hand_back, settings, user_key, operator or "operator")
+        except BeaconError as exc:
+            return html("Conversation", error_box(str(exc)), "/conversations", status=502)
+        log.info("console: operator %r %s conversation %s", operator,
+                 "took over" if action == "take" else "handed back", user_key)
+        return RedirectResponse(f"/conversations/{quote(user_key, safe='')}", status_code=303)
+
+    @app.post("/conversations/send", response_class=HTMLResponse)
+    async def operator_send(request: Request, sid: Session) -> Response:
+        form = await checked_form(request, sid)
+        if form is None:
+            return refused()
+        user_key, text = form.get("user_key", [""])[0], form.get("text", [""])[0].strip()
+        try:
+            user = await run_in_threadpool(conv.get_user, settings, user_key)
+            if user is None:
+                raise conv.ApiRefusedError(f"no user with key {user_key!r}")
+            if text:
+                await run_in_threadpool(conv.send_text, settings, user, text)
+        except BeaconError as exc:
+            return html("Conversation", error_box(str(exc)), "/conversations", status=502)
+        return RedirectResponse(f"/conversations/{quote(user_key, safe='')}", status_code=303)
+
+    async def checked_form(request: Request, sid: str) -> dict[str, list[str]] | None:
+        """The posted form when it came from this console's page (origin and CSRF token), else None."""
+        form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+        if not auth.same_origin(request.headers.get("origin"), request.headers.get("host")) or not \
+                auth.token_matches(form.get("csrf", [""])[0], auth.csrf_token(token, sid)):
+            return None
+        return form
+
+    def refused() -> HTMLResponse:
+        return html("Conversation", error_box("refused: the form was not sent from this console's page"),
+                    "/conversations", status=403)
+
+    @app.get("/conversations/{user_key:path}", response_class=HTMLResponse)
+    def conversation_page(user_key: str, sid: Session) -> HTMLResponse:
+        try:
+            control = pages.handoff_box(user_key, conv.get_user(settings, user_key), auth.csrf_token(token, sid))
+            body = pages.timeline(user_key, conv.timeline(settings, user_key), control)
         except BeaconError as exc:
             body = error_box(str(exc))
         return html("Conversation", body, "/conversations")
@@ -234,8 +283,6 @@ def create_app(settings: Settings, token: str) -> FastAPI:
         return await _redrive(refs, form.get("confirm", [""])[0] == "yes", csrf)
 
     async def _redrive(refs: list[tuple[int, int]], confirmed: bool, csrf: str) -> HTMLResponse:
-        from starlette.concurrency import run_in_threadpool
-
         letters = await run_in_threadpool(lambda: list(deadletters.iter_dead_letters(settings, only=refs)))
         if not confirmed:
             return html("Redrive dead letters", pages.confirm_redrive(letters, csrf), "/deadletters")

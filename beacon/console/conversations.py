@@ -47,6 +47,58 @@ def _get(settings: Settings, path: str, **params: Any) -> httpx.Response:
     return r
 
 
+class ApiRefusedError(BeaconError):
+    """The API layer refused an operator's action (the detail says why: no such user, a closed window, ...)."""
+
+
+def _call(settings: Settings, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    """An operator action on the API; its JSON answer. Raises ApiUnavailableError or ApiRefusedError."""
+    try:
+        with _client(settings) as client:
+            r = client.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        raise ApiUnavailableError(f"the API layer at {settings.api_url} did not answer: {exc}") from exc
+    if r.status_code == 401 or r.status_code >= 500:
+        raise ApiUnavailableError(f"the API layer at {settings.api_url} answered {r.status_code}: {r.text[:200]}")
+    if r.status_code >= 400:
+        try:
+            detail = r.json().get("detail")
+        except ValueError:
+            detail = r.text[:300]
+        raise ApiRefusedError(f"the API refused it ({r.status_code}): {detail}")
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+def get_user(settings: Settings, user_key: str) -> dict[str, Any] | None:
+    """The user as the API knows them (handoff state included), or None when it does not."""
+    r = _get(settings, f"/v1/users/{quote(user_key, safe='')}")
+    if r.status_code == 404:
+        return None
+    r.raise_for_status()
+    user: dict[str, Any] = r.json()
+    return user
+
+
+def take_over(settings: Settings, user_key: str, operator: str, reason: str | None) -> dict[str, Any]:
+    """An operator takes the conversation over: the bot stays silent for this user until handed back."""
+    return _call(settings, "PUT", f"/v1/users/{quote(user_key, safe='')}/handoff",
+                 json={"operator": operator, "reason": reason or None})
+
+
+def hand_back(settings: Settings, user_key: str, operator: str) -> dict[str, Any]:
+    """The operator hands the conversation back to the bot."""
+    return _call(settings, "DELETE", f"/v1/users/{quote(user_key, safe='')}/handoff", params={"operator": operator})
+
+
+def send_text(settings: Settings, user: dict[str, Any], text: str) -> dict[str, Any]:
+    """The operator's text to the user, through ``POST /v1/messages/send`` (same gateway, in order)."""
+    return _call(settings, "POST", "/v1/messages/send", json={
+        "channel": user["channel"], "account": user["account"], "user_id": user["user_id"], "kind": "text",
+        "text": text,
+    })
+
+
 def find_users(settings: Settings, query: str) -> list[dict[str, Any]]:
     """The user with key ``query`` if there is one, else the users whose key or messages contain it."""
     r = _get(settings, f"/v1/users/{quote(query, safe='')}")

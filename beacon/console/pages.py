@@ -76,7 +76,38 @@ def conversations_search(query: str, users: list[dict[str, Any]] | None, problem
                         empty=f"no user matches {query!r}")
 
 
-def timeline(user_key: str, steps: list[Step]) -> str:
+def handoff_box(user_key: str, user: dict[str, Any] | None, csrf: str) -> str:
+    """Who answers the user now, with "Take over" / "Hand back" and, while an operator has it, a reply box."""
+    if user is None:
+        return ""
+    state = user.get("handoff")
+    hidden = (f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
+              f'<input type="hidden" name="user_key" value="{esc(user_key)}">')
+    if state is None:
+        status = "The bot answers this user."
+        action = ('<form method="post" action="/conversations/handoff" class="inline">' + hidden
+                  + '<input type="hidden" name="action" value="take">'
+                  '<label>Operator <input name="operator" value="operator" size="12" required></label> '
+                  '<label>Reason <input name="reason" size="24"></label> '
+                  '<button type="submit" id="take-over">Take over</button></form>')
+    else:
+        who = esc(user.get("handoff_by") or "?")
+        why = f": {esc(user['handoff_reason'])}" if user.get("handoff_reason") else ""
+        status = f"A person answers this user: <b>{esc(state)}</b> (by {who}{why}); the bot is silent."
+        action = ('<form method="post" action="/conversations/handoff" class="inline">' + hidden
+                  + '<input type="hidden" name="action" value="back">'
+                  f'<input type="hidden" name="operator" value="{who}">'
+                  '<button type="submit" id="hand-back">Hand back</button></form>')
+    reply = ""
+    if state is not None:
+        reply = ('<form method="post" action="/conversations/send">' + hidden
+                 + '<label>Reply as the operator<br><textarea name="text" rows="3" cols="60" required '
+                 'id="operator-text"></textarea></label><br><button type="submit" id="operator-send">Send</button>'
+                 '</form>')
+    return f'<div class="box" id="handoff"><p>{status}</p>{action}{reply}</div>'
+
+
+def timeline(user_key: str, steps: list[Step], control: str = "") -> str:
     rows = []
     for s in steps:
         m = s.message
@@ -86,7 +117,8 @@ def timeline(user_key: str, steps: list[Step]) -> str:
                      esc(s.delivery_status or ""), hops, f'<code title="{esc(m.id)}">{esc(m.id[:12])}</code>'))
     topic_link = href("/topics", topic="in", key=user_key)
     return (f'<p>User <code>{esc(user_key)}</code> · <a href="{topic_link}">its records on the inbound topic</a></p>'
-            '<p class="muted">Hops: channel → gateway from the channel\'s own timestamp (whole seconds on WhatsApp), '
+            + control
+            + '<p class="muted">Hops: channel → gateway from the channel\'s own timestamp (whole seconds on WhatsApp), '
             "inbound → reply from the inbound message's arrival to the reply's creation (worker and API), reply → "
             "status from the reply's creation to its latest delivery status.</p>"
             + table(["time (UTC)", "direction", "kind", "content", "delivery", "hops", "id"], rows, raw=True,

@@ -8,7 +8,10 @@ token and the idempotency key, answers
 (a repeat returns the same replies with ``duplicate: true``) and obeys a few test commands in the
 text: ``reject`` -> 422; ``poison`` -> 500 every time; ``fail:N`` -> 500 for the first N calls of
 that message; ``sleep:S`` -> wait S seconds first. Statuses get ``replies: []``.
-``GET /_stub/stats`` -> ``{"calls": n, "distinct": n, "batches": {size: requests}, "ready_probes": n}``;
+A coalesced ``MessageGroup`` (``{"messages": [...]}``) is one call answered once: ``You said: <texts, one per line>``
+(reply id from the group id).
+``GET /_stub/stats`` -> ``{"calls": n, "distinct": n, "batches": {size: requests}, "requests": n, "groups": n,
+"ready_probes": n}``;
 ``GET /healthz`` -> 200; ``GET /readyz`` -> 200, or 503 while "down". ``POST /_stub/outage`` with
 ``{"down": true}`` plays the API without its database: every process call and ``/readyz`` answer 503
 until ``{"down": false}``.
@@ -24,7 +27,8 @@ from collections import Counter
 
 from aiohttp import web
 
-from beacon.messages import INBOUND, BeaconMessage
+from beacon.groups import MessageGroup
+from beacon.messages import INBOUND, BeaconMessage, stable_id
 
 
 def make_stub_app(token: str, latency_min: float = 0.0, latency_max: float = 0.0) -> web.Application:
@@ -34,8 +38,27 @@ def make_stub_app(token: str, latency_min: float = 0.0, latency_max: float = 0.0
     batches: Counter[int] = Counter()  # batch size -> requests
     shared_user_batches: list[int] = []  # batches holding two messages of one user (must stay empty)
     state = {"down": False, "ready_probes": 0, "calls_while_down": 0}
+    requests = [0]  # HTTP requests to the processing endpoints
+    groups = [0]  # coalesced groups answered
 
-    async def handle(msg: BeaconMessage) -> tuple[int, dict[str, object]]:
+    async def handle_group(group: MessageGroup) -> tuple[int, dict[str, object]]:
+        if state["down"]:
+            state["calls_while_down"] += 1
+            return 503, {"detail": "the stub plays a database outage"}
+        calls[group.id] += 1
+        groups[0] += 1
+        if latency_max > 0:
+            await asyncio.sleep(random.uniform(latency_min, latency_max))
+        duplicate = group.id in seen
+        if not duplicate:
+            reply = group.last.reply_text("You said: " + "\n".join(m.text or "" for m in group.messages))
+            reply = reply.model_copy(update={"id": stable_id("reply", group.id, "0")})
+            seen[group.id] = [reply.model_dump(mode="json")]
+        return 200, {"message_id": group.id, "duplicate": duplicate, "replies": seen[group.id]}
+
+    async def handle(msg: BeaconMessage | MessageGroup) -> tuple[int, dict[str, object]]:
+        if isinstance(msg, MessageGroup):
+            return await handle_group(msg)
         if state["down"]:
             state["calls_while_down"] += 1
             return 503, {"detail": "the stub plays a database outage"}
@@ -63,8 +86,10 @@ def make_stub_app(token: str, latency_min: float = 0.0, latency_max: float = 0.0
     async def process(request: web.Request) -> web.Response:
         if not authorised(request):
             return web.json_response({"detail": "bad or missing service token"}, status=401)
+        requests[0] += 1
         try:
-            msg = BeaconMessage.model_validate_json(await request.read())
+            raw = json.loads(await request.read())
+            msg = MessageGroup.model_validate(raw) if "messages" in raw else BeaconMessage.model_validate(raw)
         except ValueError as exc:
             return web.json_response({"detail": str(exc)[:300]}, status=422)
         if request.headers.get("Idempotency-Key") != msg.id:
@@ -75,8 +100,10 @@ def make_stub_app(token: str, latency_min: float = 0.0, latency_max: float = 0.0
     async def process_batch(request: web.Request) -> web.StreamResponse:
         if not authorised(request):
             return web.json_response({"detail": "bad or missing service token"}, status=401)
+        requests[0] += 1
         try:
-            messages = [BeaconMessage.model_validate(m) for m in json.loads(await request.read())["messages"]]
+            messages = [MessageGroup.model_validate(m) if "messages" in m else BeaconMessage.model_validate(m)
+                        for m in json.loads(await request.read())["messages"]]
         except (ValueError, KeyError, TypeError) as exc:
             return web.json_response({"detail": str(exc)[:300]}, status=422)
         batches[len(messages)] += 1
@@ -85,7 +112,7 @@ def make_stub_app(token: str, latency_min: float = 0.0, latency_max: float = 0.0
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
 
-        async def item(index: int, msg: BeaconMessage) -> dict[str, object]:
+        async def item(index: int, msg: BeaconMessage | MessageGroup) -> dict[str, object]:
             status, body = await handle(msg)
             return {"index": index, "status": 200, "result": body} if status == 200 else \
                 {"index": index, "status": status, **body}
@@ -98,6 +125,7 @@ def make_stub_app(token: str, latency_min: float = 0.0, latency_max: float = 0.0
     async def stats(request: web.Request) -> web.Response:
         return web.json_response({"calls": sum(calls.values()), "distinct": len(seen),
                                   "batches": {str(k): v for k, v in sorted(batches.items())},
+                                  "requests": requests[0], "groups": groups[0],
                                   "shared_user_batches": len(shared_user_batches),
                                   "ready_probes": state["ready_probes"], "calls_while_down": state["calls_while_down"]})
 

@@ -40,6 +40,7 @@ from beacon.kafka import AsyncProducer
 from beacon.kafka_security import faust_credentials
 from beacon.lanes import Job, KeyedDispatcher
 from beacon.logs import quiet_repeats
+from beacon.streams.coalesce import Coalescer
 from beacon.streams.health import DependencyHealth
 from beacon.streams.metrics import WorkerMetrics
 from beacon.streams.processor import MessageProcessor, Record, echo_pipeline
@@ -68,6 +69,8 @@ class WorkerRuntime:
         pipeline = echo_pipeline if settings.worker_pipeline == "echo" else None
         self.processor = MessageProcessor(settings, self.codec, self.producer, metrics, self.health,
                                           pipeline=pipeline)
+        window = settings.coalesce_window()
+        self.coalescer = None if window is None else Coalescer(self.dispatcher, self.processor, window, _record)
         self.started = False
 
     async def start(self) -> None:
@@ -76,14 +79,17 @@ class WorkerRuntime:
         self.started = True
         # Registry outage at start-up: wait it out (logged) rather than fail every message.
         await self.processor.with_registry(self.codec.prepare, [self.settings.topic_out])
-        log.info("worker ready: %s -> API %s -> %s (max %d in flight, pipeline %s)",
+        window = self.settings.coalesce_window()
+        log.info("worker ready: %s -> API %s -> %s (max %d in flight, pipeline %s, coalescing %s)",
                  self.settings.topic_in, self.settings.api_url, self.settings.topic_out,
-                 self.settings.worker_max_in_flight, self.settings.worker_pipeline)
+                 self.settings.worker_max_in_flight, self.settings.worker_pipeline,
+                 "off" if window is None else f"within {window * 1000:.0f} ms")
 
-    async def _handle(self, job: Job) -> None:
-        message = job.payload.message
-        record = Record(message.topic, message.partition, message.offset, message.key, message.value)
-        await self.processor.handle(record, job.started)
+    async def _handle(self, job: Job) -> list[Job] | None:
+        if self.coalescer is not None:
+            return await self.coalescer.handle(job)
+        await self.processor.handle(_record(job), job.started)
+        return None
 
     @staticmethod
     def _ack(job: Job) -> None:
@@ -113,6 +119,11 @@ class WorkerRuntime:
         await self.health.close()
         await self.processor.close()
         self.producer.close()
+
+
+def _record(job: Job) -> Record:
+    message = job.payload.message
+    return Record(message.topic, message.partition, message.offset, message.key, message.value)
 
 
 class BeaconApp(faust.App):

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from beacon.config import Settings
 from beacon.errors import BeaconError
+from beacon.groups import MessageGroup
 from beacon.messages import BeaconMessage
 
 PROCESS_PATH = "/v1/messages/process"
@@ -69,7 +70,7 @@ class ApiClient:
         self._senders_max = max(1, settings.worker_api_batch_requests,
                                 -(-settings.worker_max_in_flight // self._batch_max))
         self._senders = 0
-        self._queue: deque[tuple[BeaconMessage, asyncio.Future[list[BeaconMessage]]]] = deque()
+        self._queue: deque[tuple[BeaconMessage | MessageGroup, asyncio.Future[list[BeaconMessage]]]] = deque()
         self._session: aiohttp.ClientSession | None = None
 
     def _ensure_session(self) -> aiohttp.ClientSession:
@@ -80,8 +81,9 @@ class ApiClient:
             )
         return self._session
 
-    async def process(self, msg: BeaconMessage) -> list[BeaconMessage]:
-        """Have the API process ``msg``; raises ApiError (retryable or not)."""
+    async def process(self, msg: BeaconMessage | MessageGroup) -> list[BeaconMessage]:
+        """Have the API process ``msg`` (or a user's coalesced group, answered as one turn); raises ApiError
+        (retryable or not)."""
         if self._batch_max == 1:
             return await self.process_one(msg)
         future: asyncio.Future[list[BeaconMessage]] = asyncio.get_running_loop().create_future()
@@ -104,7 +106,9 @@ class ApiClient:
         finally:
             self._senders -= 1
 
-    async def _send_batch(self, batch: list[tuple[BeaconMessage, asyncio.Future[list[BeaconMessage]]]]) -> None:
+    async def _send_batch(
+        self, batch: list[tuple[BeaconMessage | MessageGroup, asyncio.Future[list[BeaconMessage]]]]
+    ) -> None:
         """One request for the batch; each message's result is settled as its line arrives (the API streams
         them as they are done), so a slow message holds back nobody else in the batch."""
         futures = [future for _, future in batch]
@@ -156,8 +160,8 @@ class ApiClient:
             raise ApiError(f"cannot reach the API at {url}: {exc}", retryable=True,
                            unreachable=isinstance(exc, aiohttp.ClientConnectionError)) from exc
 
-    async def process_one(self, msg: BeaconMessage) -> list[BeaconMessage]:
-        """``msg`` alone through ``/v1/messages/process``; raises ApiError (retryable or not)."""
+    async def process_one(self, msg: BeaconMessage | MessageGroup) -> list[BeaconMessage]:
+        """``msg`` (or a group) alone through ``/v1/messages/process``; raises ApiError (retryable or not)."""
         if not msg.id.isprintable():
             raise ApiError(f"message id {msg.id!r} cannot be sent as the Idempotency-Key header (control characters)",
                            retryable=False)

@@ -24,6 +24,14 @@ class WorkerMetrics:
         self.api_retries = Counter(
             "beacon_worker_api_retries", "API calls retried after a retryable failure.", registry=self.registry,
         )
+        self.coalesced = Counter(
+            "beacon_worker_coalesced_messages",
+            "Messages answered as part of a coalesced group (BEACON_COALESCE_WINDOW_MS): one API call and one answer "
+            "per group.", registry=self.registry,
+        )
+        self.turns = Counter(
+            "beacon_worker_coalesced_turns", "Coalesced groups sent to the API as one turn.", registry=self.registry,
+        )
         self.replies = Counter(
             "beacon_worker_replies", "Replies produced to bm_out and acknowledged.", registry=self.registry,
         )

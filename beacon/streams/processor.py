@@ -22,6 +22,7 @@ from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
 from beacon.dlq import dead_letter
 from beacon.errors import BadMessageError, BeaconError, KafkaError, RegistryUnavailableError
+from beacon.groups import MessageGroup
 from beacon.kafka import AsyncProducer
 from beacon.messages import EVENT_KINDS, INBOUND, OUTBOUND, BeaconMessage, stable_id
 from beacon.streams.client import ApiClient, ApiError
@@ -32,7 +33,7 @@ log = logging.getLogger("beacon.streams")
 
 ORIGIN = "worker"
 T = TypeVar("T")
-Pipeline = Callable[[BeaconMessage], Awaitable[list[BeaconMessage]]]
+Pipeline = Callable[[BeaconMessage | MessageGroup], Awaitable[list[BeaconMessage]]]
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,12 @@ def typing_receipt(msg: BeaconMessage) -> BeaconMessage:
     )
 
 
-async def echo_pipeline(msg: BeaconMessage) -> list[BeaconMessage]:
-    """In-process stand-in for the API (benchmarks): ``You said: <text>``, nothing for statuses."""
+async def echo_pipeline(msg: BeaconMessage | MessageGroup) -> list[BeaconMessage]:
+    """In-process stand-in for the API (benchmarks): ``You said: <text>``, nothing for statuses; a group is
+    answered once (its texts, one per line)."""
+    if isinstance(msg, MessageGroup):
+        reply = msg.last.reply_text("You said: " + "\n".join(m.text or "" for m in msg.messages))
+        return [reply.model_copy(update={"id": stable_id("reply", msg.id, "0")})]
     if msg.direction != INBOUND:
         return []
     return [msg.reply_text(f"You said: {msg.text or ''}")]
@@ -104,18 +109,48 @@ class MessageProcessor:
         if self.client is not None:
             await self.client.close()
 
-    async def handle(self, record: Record, started: float) -> None:
-        """Settle one record (see the module doc)."""
-        reason = await self._settle(record)
+    async def handle(self, record: Record, started: float, decoded: BeaconMessage | None = None) -> None:
+        """Settle one record (see the module doc); ``decoded`` when it was decoded already."""
+        reason = await self._settle(record, decoded)
         self.metrics.latency.observe(time.monotonic() - started)
         if reason is None:
             self.metrics.messages.labels("replied", "").inc()
         else:
             self.metrics.messages.labels("dead_lettered", reason).inc()
 
-    async def _settle(self, record: Record) -> str | None:
+    async def handle_group(self, members: list[tuple[Record, BeaconMessage]], started: float) -> None:
+        """Settle a user's coalesced messages (``beacon.streams.coalesce``) with one API call and one answer. If
+        the API refuses the group or it fails on its own, each message is settled alone instead, so a bad one
+        is dead-lettered alone (the API answers none of them twice)."""
+        group = MessageGroup(messages=[msg for _, msg in members])
+        typing = self._typing_after_delay(group.last)
         try:
-            msg = await self._decode(record)
+            replies = await self._call(group)
+        except ApiError as exc:
+            log.warning("group %s of %d messages (user %s, partition %d offsets %d-%d) failed as a group after %d "
+                        "attempt(s) (%s); processing its messages one by one", group.id, len(members),
+                        group.last.user_key, members[0][0].partition, members[0][0].offset, members[-1][0].offset,
+                        exc.attempts, exc)
+            for record, msg in members:
+                await self.handle(record, started, msg)
+            return
+        finally:
+            if typing is not None:
+                typing.cancel()
+        if replies:
+            await self._produce_replies(group.last, replies)
+        self.metrics.latency.observe(time.monotonic() - started)
+        self.metrics.messages.labels("replied", "").inc(len(members))
+        self.metrics.coalesced.inc(len(members))
+        self.metrics.turns.inc()
+
+    async def decode(self, record: Record) -> BeaconMessage:
+        """The record's BeaconMessage (registry outages waited out); raises BadMessageError."""
+        return await self._decode(record)
+
+    async def _settle(self, record: Record, decoded: BeaconMessage | None = None) -> str | None:
+        try:
+            msg = decoded if decoded is not None else await self._decode(record)
         except BadMessageError as exc:
             log.warning("%s; dead-lettering it", exc)
             await self._dead_letter(record, exc, attempts=0)
@@ -186,7 +221,7 @@ class MessageProcessor:
         finally:  # it answered; or this call was abandoned, and the next one to fail reports it again
             self.health.report_up(REGISTRY)
 
-    async def _call(self, msg: BeaconMessage) -> list[BeaconMessage]:
+    async def _call(self, msg: BeaconMessage | MessageGroup) -> list[BeaconMessage]:
         """The pipeline's replies. A retryable failure while the API is unreachable waits for it (not
         counted); one while the API is up is retried with backoff and jitter up to the limit."""
         attempt = 0

@@ -17,7 +17,9 @@ from beacon.api.db import make_engine
 from tests.api.conftest import _pg_admin, pg_base_url
 from tests.conftest import make_settings
 
-TABLES = {"users", "conversations", "messages", "delivery_states", "processed", "user_states", "outbox"}
+TABLES = {
+    "users", "conversations", "messages", "delivery_states", "processed", "user_states", "outbox", "message_groups",
+}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

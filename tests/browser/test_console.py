@@ -280,3 +280,38 @@ def test_schemas_page_lists_the_registered_versions_and_the_compatibility_level(
     assert browser_page.errors == [], browser_page.errors
 
 
+
+
+def test_an_operator_takes_a_conversation_over_replies_and_hands_it_back(browser_page: BrowserPage,
+                                                                         running: Running) -> None:
+    stack, user = running.stack, "447700900666"
+    user_key = f"whatsapp:{stack.settings.whatsapp_phone_number_id}:{user}"
+    operator_text = "Hi, this is Alice from the team: your order ships today."
+    with httpx.Client(timeout=10) as client:
+        stack.say(client, user, "where is my order?")
+        wait_for(lambda: any("You said: where is my order?" in str(s["body"]) for s in stack.sent(client)),
+                 "the bot's answer to the user's first message", timeout=60)
+    page = log_in(browser_page, running, f"/conversations/{user_key}")
+    assert "The bot answers this user." in page.locator("#handoff").inner_text()
+    page.get_by_label("Operator").fill("alice")
+    page.get_by_label("Reason").fill("order question")
+    page.get_by_role("button", name="Take over").click()
+    page.get_by_role("button", name="Hand back").wait_for()
+    box = page.locator("#handoff").inner_text()
+    assert "A person answers this user: operator (by alice: order question)" in box
+    assert "handed_off" in page.locator("main table").inner_text()
+
+    page.get_by_label("Reply as the operator").fill(operator_text)
+    page.get_by_role("button", name="Send").click()
+    page.get_by_role("button", name="Hand back").wait_for()
+    with httpx.Client(timeout=10) as client:
+        wait_for(lambda: any(operator_text in str(s["body"]) for s in stack.sent(client)),
+                 "the operator's reply at the fake Cloud API, sent by the gateway", timeout=60)
+    page.reload()
+    assert operator_text in page.locator("main table").inner_text()
+    browser_page.screenshot("console-conversation-handoff")
+
+    page.get_by_role("button", name="Hand back").click()
+    page.get_by_role("button", name="Take over").wait_for()
+    assert "handed_back" in page.locator("main table").inner_text()
+    assert browser_page.errors == [], browser_page.errors

@@ -333,7 +333,7 @@ class RealApi:
             except httpx.HTTPError:
                 return proc.poll() is not None  # exited: stop waiting, fail below
 
-        wait_until(ready, 30, "the API to start")
+        wait_until(ready, 90, "the API to start")  # a loaded 2-core machine imports slowly
         assert proc.poll() is None, self.log_path.read_text()[-3000:]
         return self
 

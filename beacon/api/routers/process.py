@@ -23,7 +23,8 @@ from beacon.api.window import Refusal, apply_window
 from beacon.api.wire import message_problems
 from beacon.api.writer import StatusJob
 from beacon.bot.persist import load_user_and_state, state_json_if_changed
-from beacon.errors import BeaconError
+from beacon.errors import BeaconError, GroupConflictError
+from beacon.groups import MessageGroup, group_id
 from beacon.messages import INBOUND, STATUS, BeaconMessage, utcnow
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def _result(message_id: str, duplicate: bool, replies_json: bytes, refused: list
     ),
 )
 async def process_message(
-    msg: BeaconMessage,
+    msg: BeaconMessage | MessageGroup,
     state: StateDep,
     idempotency_key: Annotated[
         str | None,
@@ -78,14 +79,16 @@ async def process_message(
     ] = None,
 ) -> Response:
     """The first call runs the pipeline and stores the message and its replies; a repeat returns the
-    stored replies (same ids) without running the pipeline again."""
+    stored replies (same ids) without running the pipeline again. A ``MessageGroup`` (one user's rapid
+    messages, coalesced by the worker) is answered once, as one turn; its id (the Idempotency-Key) derives
+    from its messages' ids."""
     if idempotency_key is not None and idempotency_key != msg.id:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_ENTITY,
             detail=f"Idempotency-Key {idempotency_key!r} differs from the message id {msg.id!r}; send the message id",
         )
     try:
-        body = await process_one(state, msg)
+        body = await (process_group(state, msg) if isinstance(msg, MessageGroup) else process_one(state, msg))
     except Rejected as exc:
         raise HTTPException(exc.status_code, detail=exc.detail) from exc
     return Response(content=body, media_type="application/json")
@@ -114,9 +117,9 @@ async def process_batch(batch: BatchRequest, state: StateDep) -> StreamingRespon
 
     async def item(index: int, raw: dict[str, Any]) -> bytes:
         try:
-            msg = BeaconMessage.model_validate(raw)
+            msg = MessageGroup.model_validate(raw) if "messages" in raw else BeaconMessage.model_validate(raw)
         except ValidationError as exc:
-            detail = f"item {index} is not a BeaconMessage: {_errors(exc)}"
+            detail = f"item {index} is not a BeaconMessage or MessageGroup: {_errors(exc)}"
             return b'{"index":%d,"status":422,"detail":%b}\n' % (index, orjson.dumps(_printable(detail)))
         return b'{"index":%d,%b\n' % (index, await _batch_item(state, msg))
 
@@ -136,10 +139,11 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-async def _batch_item(state: StateDep, msg: BeaconMessage) -> bytes:
+async def _batch_item(state: StateDep, msg: BeaconMessage | MessageGroup) -> bytes:
     """The fields of one BatchItem after its index: status and result or detail, and the closing brace."""
     try:
-        return b'"status":200,"result":%b}' % await process_one(state, msg)
+        answer = process_group(state, msg) if isinstance(msg, MessageGroup) else process_one(state, msg)
+        return b'"status":200,"result":%b}' % await answer
     except Rejected as exc:
         return b'"status":%d,"detail":%b}' % (exc.status_code, orjson.dumps(_printable(exc.detail)))
     except DATABASE_UNAVAILABLE as exc:
@@ -176,19 +180,68 @@ async def process_one(state: StateDep, msg: BeaconMessage) -> bytes:
     return response
 
 
+async def process_group(state: StateDep, group: MessageGroup) -> bytes:
+    """Answer a user's coalesced messages once, as one turn; the JSON of its ProcessResult (``message_id`` is the
+    group's id). Idempotent per message: messages already answered (alone, or in a group a replay formed
+    differently) are not answered again (their stored replies are returned first, same ids); the rest are
+    answered together. Raises Rejected for a permanent refusal."""
+    refusal = group.problem() or next(
+        (f"message {m.id[:80]!r} cannot be stored or carried: {'; '.join(p)}"
+         for m in group.messages if (p := message_problems(m))), None)
+    if refusal is not None:
+        raise Rejected(status.HTTP_422_UNPROCESSABLE_ENTITY, refusal)
+    started = time.perf_counter()
+    for attempt in (1, 2, 3):
+        try:
+            response = await _process_group(state, group)
+            break
+        except GroupConflictError as exc:
+            if attempt == 3:
+                raise
+            log.info("%s; answering again what is left", exc)
+    metrics.PROCESS_SECONDS.labels(INBOUND).observe(time.perf_counter() - started)
+    return response
+
+
+async def _process_group(state: StateDep, group: MessageGroup) -> bytes:
+    found = await asyncio.gather(*(state.lookup.submit(m.id) for m in group.messages))
+    remaining = [m for m, stored in zip(group.messages, found, strict=True) if stored is None]
+    answered: list[bytes] = []
+    for stored in found:
+        if stored is not None and stored not in answered:
+            answered.append(stored)  # the members of one recorded group share its replies: once each
+    if not remaining:
+        metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
+        return _result(group.id, True, _joined(answered))
+    body = await _process_inbound(state, remaining[-1], remaining[:-1])
+    if not answered:
+        return body
+    result = orjson.loads(body)
+    result["replies"] = orjson.loads(_joined([*answered, orjson.dumps(result["replies"])]))
+    result["message_id"] = group.id
+    return orjson.dumps(result)
+
+
+def _joined(reply_lists: list[bytes]) -> bytes:
+    """JSON lists of replies as one list, in order."""
+    return orjson.dumps([reply for replies in reply_lists for reply in orjson.loads(replies)])
+
+
 async def _process_status(state: StateDep, msg: BeaconMessage) -> bytes:
     fresh = await state.statuses.submit(StatusJob(msg, utcnow()))
     metrics.PROCESSED.labels(STATUS, "new" if fresh else "duplicate").inc()
     return _result(msg.id, not fresh, b"[]")
 
 
-async def _process_inbound(state: StateDep, msg: BeaconMessage) -> bytes:
+async def _process_inbound(state: StateDep, msg: BeaconMessage, earlier: list[BeaconMessage] | None = None) -> bytes:
+    """One turn for ``msg`` (and, coalesced with it, the ``earlier`` messages of its group)."""
+    result_id = group_id([m.id for m in [*earlier, msg]]) if earlier else msg.id
     stored = await state.lookup.submit(msg.id)
     if stored is not None:
         metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
-        return _result(msg.id, True, stored)
+        return _result(result_id, True, stored)
 
-    turn = Turn(message=msg, settings=state.settings, sessions=state.sessions)
+    turn = Turn(message=msg, settings=state.settings, sessions=state.sessions, messages=[*(earlier or []), msg])
     state_before = b""
     handed_off = await handoff_of(state.read_engine, msg.user_key)
     if handed_off:
@@ -214,16 +267,17 @@ async def _process_inbound(state: StateDep, msg: BeaconMessage) -> bytes:
         state_json=state_json_if_changed(state_before, turn.state, msg) if state_before else None,
         outbox=turn.outbox.items,
         handoff=(turn.handoff_by, turn.handoff_requested) if turn.handoff_requested is not None else None,
+        earlier=earlier or [],
     )
     stored = await state.writer.write(record, now)
     if stored is not None:
         # Processed meanwhile (a concurrent duplicate won the processed-id constraint): its replies.
         metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
-        return _result(msg.id, True, stored)
+        return _result(result_id, True, stored)
     metrics.PROCESSED.labels(INBOUND, "new").inc()
     if record.handoff is not None:
         await refresh_waiting(state.read_engine)
     if turn.outbox.items and state.outbox is not None:
         state.outbox.wake()
     metrics.HANDLED.labels(turn.handled_by or "none").inc()
-    return _result(msg.id, False, replies_json, refused)
+    return _result(result_id, False, replies_json, refused)
