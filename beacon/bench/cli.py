@@ -145,20 +145,19 @@ def gateway(
     channel: str = typer.Option("all", help="whatsapp, telegram or all (one after the other)."),
 ) -> None:
     """One gateway process per channel: webhooks/s into bm_in and sends/s out, vs raw Kafka and raw HTTP."""
-    from beacon.bench import gateway as whatsapp_bench
-    from beacon.bench import telegram as telegram_bench
-    from beacon.bench.gateway import report
+    from beacon.bench.gateway import WHATSAPP, measure, report
+    from beacon.bench.telegram import TELEGRAM
     from beacon.config import get_settings
     from beacon.errors import BeaconError
     from beacon.gateway.base import run_fast
 
-    benches = {"whatsapp": whatsapp_bench.bench, "telegram": telegram_bench.bench}
+    benches = {"whatsapp": WHATSAPP, "telegram": TELEGRAM}
     chosen = list(benches) if channel == "all" else [channel]
     if any(c not in benches for c in chosen):
         typer.echo(f"error: --channel is whatsapp, telegram or all, not {channel!r}", err=True)
         raise typer.Exit(2)
     for name in chosen:
-        coro = benches[name](get_settings(), seconds=seconds, concurrency=concurrency, paced_rate=paced_rate,
+        coro = measure(get_settings(), benches[name], seconds=seconds, concurrency=concurrency, paced_rate=paced_rate,
                              sends=sends, users=users)
         try:
             figures = run_fast(coro)  # uvloop when installed: the client side should not be the bottleneck
