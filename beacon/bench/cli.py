@@ -62,7 +62,7 @@ def e2e(
     import os
     import platform
 
-    from beacon.bench.bare.compare import ratio_table
+    from beacon.bench.bare.compare import bare_summary, ratio_table
     from beacon.bench.e2e import Stack, bench, given_up_report, process_table, summary, table, write_report
     from beacon.config import get_settings
     from beacon.errors import BeaconError
@@ -77,7 +77,7 @@ def e2e(
         stack = Stack.find(settings, fake_url, gateway_url)
         typer.echo(f"bench e2e against {stack.describe()}")
         results = asyncio.run(bench(stack, rate=rate, seconds=seconds, latency_rate=latency_rate,
-                                    latency_seconds=latency_seconds, users=users, out=target))
+                                    latency_seconds=latency_seconds, users=users))
     except BeaconError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -93,6 +93,8 @@ def e2e(
     )
     typer.echo(f"p99 at {latency_rate:.0f} msg/s: {s['p99_low']:.1f} ms (target <= 100; "
                f"{s['p99_ratio']:.1f}x of raw Kafka's p99); CPU {s['cpu_ms_low']:.1f} ms per message")
+    if (against_bare := bare_summary(results)) is not None:
+        typer.echo(against_bare)
     typer.echo(f"lost {s['lost']}, duplicate replies {s['duplicates']}, per-user order violations "
                f"{s['order_violations']} (all must be 0)")
     for line in write_report(results, target):

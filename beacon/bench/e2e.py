@@ -483,8 +483,9 @@ async def baseline_in_own_process(settings: Settings, rate: float, seconds: floa
 
 
 async def bench(stack: Stack, *, rate: float, seconds: float, latency_rate: float, latency_seconds: float,
-                users: int, out: Path) -> list[RunResult]:
-    """The probe, then baseline and stack at the latency rate, then both at the throughput rate."""
+                users: int) -> list[RunResult]:
+    """The probe, then baseline and stack at the latency rate, then both at the throughput rate, then the bare
+    topology at both (``write_report`` writes the tables and plots)."""
     async with httpx.AsyncClient(timeout=30) as client:
         await stack.probe(client)
     settings = stack.settings

@@ -4,6 +4,7 @@ message through its own processes, and always stops them; Beacon is reported as 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,26 @@ def test_a_stuck_process_is_killed_after_sigterm(kafka_settings: Settings, tmp_p
     notes = topology.stop()
     assert topology.procs["stuck"].returncode == -9
     assert notes == ["the bare topology's stuck did not stop within 5s of SIGTERM: killed"]
+
+
+@pytest.mark.slow
+def test_bench_e2e_only_bare_runs_the_bare_topology_alone_and_writes_its_report(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    # No inbound topic of a stack to copy: the partition count comes from the settings.
+    env = {**os.environ, "BEACON_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap, "BEACON_DATA_DIR": str(tmp_path),
+           "BEACON_TOPIC_PARTITIONS": "3", "BEACON_TOPIC_IN": f"no-stack-{uuid.uuid4().hex[:8]}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "beacon", "bench", "e2e", "--only", "bare", "--workers", "1", "--latency-rate", "10",
+         "--latency-seconds", "1", "--rate", "20", "--seconds", "1", "--users", "5"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 worker process(es), 3 partitions" in done.stdout
+    assert "| bare at 10/s | 10/s | 10 | 0 | 0 |" in done.stdout
+    assert "| bare at 20/s | 20/s | 20 | 0 | 0 |" in done.stdout
+    assert (tmp_path / "bench" / "e2e-percentiles.png").stat().st_size > 0
+    assert "stack at" not in done.stdout

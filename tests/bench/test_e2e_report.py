@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from beacon.bench.bare.compare import bare_summary
 from beacon.bench.e2e import RunResult, write_report
 
 
@@ -42,3 +43,9 @@ def test_without_matplotlib_the_tables_are_written_and_the_operator_told_how_to_
     assert said == [f"table: {tmp_path / 'e2e.md'}; no plots: matplotlib is not installed (pip install matplotlib, "
                     "or re-run ./scripts/setup)"]
     assert not (tmp_path / "e2e.png").exists()
+
+
+def test_the_summary_line_gives_beacon_as_a_multiple_of_the_bare_topology() -> None:
+    line = bare_summary(runs())
+    assert line is not None and "at 10/s p50 2.00x, p99 2.00x, CPU per message n/a" in line
+    assert bare_summary([r for r in runs() if r.kind != "bare"]) is None

@@ -61,6 +61,20 @@ def ratio_table(results: list[RunResult]) -> str:
     return "\n".join(rows)
 
 
+def bare_summary(results: list[RunResult]) -> str | None:
+    """One line: Beacon at capacity and at the light rate as a multiple of the bare topology at the same rates."""
+    stacks = sorted((r for r in results if r.kind == "stack"), key=lambda r: r.rate)
+    bares = {r.rate: r for r in results if r.kind == "bare"}
+    if not stacks or stacks[0].rate not in bares or stacks[-1].rate not in bares:
+        return None
+    low, high = stacks[0], stacks[-1]
+    base_low, base_high = bares[low.rate], bares[high.rate]
+    return (f"against the bare topology: throughput at {high.rate:.0f}/s "
+            f"{_ratio(high.throughput, base_high.throughput)} (target >= 0.7x); at {low.rate:.0f}/s p50 "
+            f"{_ratio(low.pct(50), base_low.pct(50))}, p99 {_ratio(low.pct(99), base_low.pct(99))}, CPU per message "
+            f"{_ratio(low.cpu_ms_per_message, base_low.cpu_ms_per_message)}")
+
+
 def plot_percentiles(results: list[RunResult], path: Path) -> None:
     """Bars of p50/p95/p99 latency and of throughput, one group per run (stack and baselines)."""
     import matplotlib
