@@ -82,3 +82,32 @@ def test_bench_e2e_only_bare_runs_the_bare_topology_alone_and_writes_its_report(
     assert "| bare at 20/s | 20/s | 20 | 0 | 0 |" in done.stdout
     assert (tmp_path / "bench" / "e2e-percentiles.png").stat().st_size > 0
     assert "stack at" not in done.stdout
+
+
+def test_a_part_exits_when_the_bench_that_started_it_is_killed() -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from beacon.ops.process import free_port
+
+    starter = subprocess.Popen(
+        [sys.executable, "-c", "import os, subprocess, sys, time; "
+         "p = subprocess.Popen([sys.executable, '-m', 'beacon.bench.bare', 'channel', '--parent', str(os.getpid()), "
+         f"'--port', '{free_port()}']); print(p.pid, flush=True); time.sleep(600)"], stdout=subprocess.PIPE)
+    assert starter.stdout is not None
+    part = int(starter.stdout.readline())
+    starter.send_signal(signal.SIGKILL)  # the bench dies without stopping its children
+    starter.wait(10)
+
+    def running() -> bool:  # a zombie has exited (whoever it was re-parented to may not reap it)
+        try:
+            return Path(f"/proc/{part}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 60
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not running()

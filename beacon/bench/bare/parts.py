@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -209,6 +210,18 @@ async def channel(port: int) -> None:
     await _serve(app, port)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Exit when the bench that started this process (pid ``parent``) is gone, killed before it could stop its
+    children: this process is then re-parented, possibly even before it got here."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m beacon.bench.bare")
     parser.add_argument("role", choices=["ingress", "api", "worker", "egress", "channel"])
@@ -218,6 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", default="", help="the API (worker) or the channel (egress)")
     parser.add_argument("--group", default="")
     parser.add_argument("--ready-file", type=Path, default=Path("ready"))
+    parser.add_argument("--parent", type=int, default=0, help="exit when this process (the bench) is gone")
     a = parser.parse_args(argv)
     roles: dict[str, Callable[[], Awaitable[None]]] = {
         "ingress": lambda: ingress(a.port, a.topic_in),
@@ -226,6 +240,9 @@ def main(argv: list[str] | None = None) -> None:
         "egress": lambda: egress(a.topic_out, a.url, a.group, a.ready_file),
         "channel": lambda: channel(a.port),
     }
+
+    if a.parent:
+        _exit_with_parent(a.parent)
 
     async def run() -> None:
         await roles[a.role]()

@@ -31,7 +31,7 @@ from beacon.ops.process import free_port, tail
 log = logging.getLogger(__name__)
 
 #: Seconds the processes get to answer, the groups to settle and the warm-up message to come back.
-START_TIMEOUT = 60.0
+START_TIMEOUT = 120.0
 #: Seconds a process gets to exit on SIGTERM before it is killed.
 STOP_TIMEOUT = 5.0
 
@@ -66,7 +66,7 @@ class BareTopology:
         env = {**os.environ, "BEACON_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap, "BEACON_LOG_LEVEL": "WARNING",
                "BEACON_DATA_DIR": str(self.workdir)}
         argv = [sys.executable, "-m", "beacon.bench.bare", role, "--ready-file",
-                str(self.workdir / f"{name}.assigned"), *args]
+                str(self.workdir / f"{name}.assigned"), "--parent", str(os.getpid()), *args]
         with (self.workdir / f"{name}.log").open("wb") as log:
             self.procs[name] = subprocess.Popen(argv, env=env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
                                                 stdin=subprocess.DEVNULL)
