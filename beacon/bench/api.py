@@ -29,15 +29,23 @@ TOKEN = "bench-token"
 
 @dataclass
 class Run:
+    """One run of requests: only the 2xx answers count as throughput (and have their latency kept)."""
+
     name: str
     requests: int
     seconds: float
     latencies: list[float]
+    #: Requests answered with a non-2xx status, or with no answer (connection refused or dropped).
     errors: int
 
     @property
+    def succeeded(self) -> int:
+        return self.requests - self.errors
+
+    @property
     def rate(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
+        """Successful requests per second: a failure answered fast is not throughput."""
+        return self.succeeded / self.seconds if self.seconds else 0.0
 
     def pct(self, p: float) -> float:
         if not self.latencies:
@@ -70,13 +78,18 @@ async def _drive(url: str, bodies: list[bytes] | None, total: int, concurrency: 
         async def one(i: int) -> None:
             nonlocal errors
             t0 = time.perf_counter()
-            if bodies is None:
-                resp = await http.get(url)
+            try:
+                if bodies is None:
+                    resp = await http.get(url)
+                else:
+                    resp = await http.post(url, data=bodies[i], headers=headers)
+                await resp.read()
+            except aiohttp.ClientError:
+                errors += 1
+                return
+            if 200 <= resp.status < 300:
+                latencies.append(time.perf_counter() - t0)
             else:
-                resp = await http.post(url, data=bodies[i], headers=headers)
-            await resp.read()
-            latencies.append(time.perf_counter() - t0)
-            if resp.status != 200:
                 errors += 1
 
         async def worker() -> None:
@@ -131,7 +144,8 @@ async def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float =
     raise RuntimeError(f"beacon api not ready at {base} after {timeout:.0f}s")
 
 
-async def bench(database_url: str | None, requests: int, concurrency: int, latency_rate: float, workers: int) -> None:
+async def bench(database_url: str | None, requests: int, concurrency: int, latency_rate: float, workers: int) -> int:
+    """Run the three measurements and print them; returns how many requests failed (non-2xx or no answer)."""
     with tempfile.TemporaryDirectory(prefix="beacon-bench-api-") as tmp:
         workdir = Path(tmp)
         url = database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
@@ -159,19 +173,33 @@ async def bench(database_url: str | None, requests: int, concurrency: int, laten
     print(f"beacon bench api — database {kind}, {workers} server process(es), {concurrency} concurrent clients")
     print(
         f"  baseline GET /healthz:          {baseline.rate:8.0f} req/s  p50 {baseline.pct(50):6.2f} ms  "
-        f"p99 {baseline.pct(99):6.2f} ms  errors {baseline.errors}"
+        f"p99 {baseline.pct(99):6.2f} ms  failed {baseline.errors}"
     )
     print(
         f"  POST /v1/messages/process new:  {full.rate:8.0f} req/s  p50 {full.pct(50):6.2f} ms  "
-        f"p99 {full.pct(99):6.2f} ms  errors {full.errors}"
+        f"p99 {full.pct(99):6.2f} ms  failed {full.errors}"
     )
     if workers == 1 and cpu0 is not None and cpu1 is not None and cpu2 is not None:
         print(
             f"  server CPU per request:         healthz {(cpu1 - cpu0) / requests * 1000:.3f} ms, "
             f"process {(cpu2 - cpu1) / requests * 1000:.3f} ms (the client shares this machine's cores)"
         )
-    print(f"  ratio process / baseline:       {full.rate / baseline.rate:8.2f}")
+    print(f"  ratio process / baseline:       {full.rate / baseline.rate if baseline.rate else float('nan'):8.2f}")
     print(
         f"  at {latency_rate:.0f} req/s paced:            p50 {paced.pct(50):6.2f} ms  p99 {paced.pct(99):6.2f} ms  "
-        f"errors {paced.errors}"
+        f"failed {paced.errors}"
     )
+    runs = {"GET /healthz": baseline, "POST /v1/messages/process": full, f"paced at {latency_rate:.0f} req/s": paced}
+    for line in failure_report(runs):
+        print(line, file=sys.stderr)
+    return sum(run.errors for run in runs.values())
+
+
+def failure_report(runs: dict[str, Run]) -> list[str]:
+    """What the operator reads when requests failed: the figures above count only the 2xx answers."""
+    failed = {name: run for name, run in runs.items() if run.errors}
+    if not failed:
+        return []
+    counts = ", ".join(f"{run.errors:,} of {run.requests:,} in {name}" for name, run in failed.items())
+    return [f"error: requests failed (non-2xx answer or no answer): {counts}; req/s and latencies count only the "
+            "successful ones; see the server's output above for why"]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from beacon.config import Settings
 
 bench_app = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
 
@@ -22,7 +26,8 @@ def api(
 
     from beacon.bench.api import bench
 
-    asyncio.run(bench(database_url, requests, concurrency, latency_rate, workers))
+    if asyncio.run(bench(database_url, requests, concurrency, latency_rate, workers)):
+        raise typer.Exit(1)
 
 
 @bench_app.command("codec")
@@ -45,25 +50,34 @@ def e2e(
     ),
     fake_url: str = typer.Option(None, help="The fake Cloud API (default http://127.0.0.1:BEACON_FAKE_WHATSAPP_PORT)."),
     gateway_url: str = typer.Option(None, help="The gateway (default http://127.0.0.1:BEACON_WHATSAPP_GATEWAY_PORT)."),
-    out: str = typer.Option(None, help="Where to write the plot and table (default <data dir>/bench/e2e)."),
+    out: str = typer.Option(None, help="Where to write the plots and table (default <data dir>/bench/e2e)."),
+    only: str = typer.Option(None, help="Run only this part: `bare` (the bare topology at both rates; no stack "
+                             "needed)."),
+    workers: int = typer.Option(None, help="Worker processes of the bare topology with --only bare (default "
+                                "BEACON_DEV_WORKERS)."),
 ) -> None:
-    """Webhook POST -> reply at the fake Cloud API through the running stack (`beacon dev`), vs raw Kafka."""
+    """Webhook POST -> reply at the fake Cloud API through the running stack (`beacon dev`), vs raw Kafka and
+    the bare topology."""
     import asyncio
     import os
     import platform
-    from pathlib import Path
 
-    from beacon.bench.e2e import Stack, bench, given_up_report, process_table, summary, table
+    from beacon.bench.bare.compare import bare_summary, ratio_table
+    from beacon.bench.e2e import Stack, bench, given_up_report, process_table, summary, table, write_report
     from beacon.config import get_settings
     from beacon.errors import BeaconError
 
     settings = get_settings()
     target = Path(out) if out else settings.data_dir / "bench" / "e2e"
+    if only is not None:
+        _e2e_only(only, settings, rate=rate, seconds=seconds, latency_rate=latency_rate,
+                  latency_seconds=latency_seconds, users=users, workers=workers, target=target)
+        return
     try:
         stack = Stack.find(settings, fake_url, gateway_url)
         typer.echo(f"bench e2e against {stack.describe()}")
         results = asyncio.run(bench(stack, rate=rate, seconds=seconds, latency_rate=latency_rate,
-                                    latency_seconds=latency_seconds, users=users, out=target))
+                                    latency_seconds=latency_seconds, users=users))
     except BeaconError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -71,6 +85,7 @@ def e2e(
     typer.echo(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     typer.echo(table(results))
     typer.echo(process_table(results))
+    typer.echo(ratio_table(results))
     s = summary(results)
     typer.echo(
         f"sustained end to end: {s['throughput']:,.0f} msg/s (target >= 1,000; "
@@ -78,12 +93,47 @@ def e2e(
     )
     typer.echo(f"p99 at {latency_rate:.0f} msg/s: {s['p99_low']:.1f} ms (target <= 100; "
                f"{s['p99_ratio']:.1f}x of raw Kafka's p99); CPU {s['cpu_ms_low']:.1f} ms per message")
+    if (against_bare := bare_summary(results)) is not None:
+        typer.echo(against_bare)
     typer.echo(f"lost {s['lost']}, duplicate replies {s['duplicates']}, per-user order violations "
                f"{s['order_violations']} (all must be 0)")
-    typer.echo(f"plot: {target.with_suffix('.png')}, table: {target.with_suffix('.md')}")
+    for line in write_report(results, target):
+        typer.echo(line)
     for line in given_up_report(s):
         typer.echo(line, err=True)
     if s["refused"] or s["unanswered"] or s["lost"] or s["duplicates"] or s["order_violations"]:
+        raise typer.Exit(1)
+
+
+def _e2e_only(only: str, settings: Settings, *, rate: float, seconds: float, latency_rate: float,
+              latency_seconds: float, users: int, workers: int | None, target: Path) -> None:
+    """``beacon bench e2e --only bare``: the bare topology's two runs alone, with their tables and plots."""
+    import asyncio
+
+    from beacon.bench.bare.compare import bare_runs, stack_shape
+    from beacon.bench.e2e import process_table, table, write_report
+    from beacon.errors import BeaconError
+
+    if only != "bare":
+        typer.echo(f"error: --only takes `bare`, not {only!r}", err=True)
+        raise typer.Exit(2)
+    default_workers, partitions = stack_shape(settings, {})
+    n = workers or default_workers
+    typer.echo(f"bench e2e --only bare: {n} worker process(es), {partitions} partitions, broker "
+               f"{settings.kafka_bootstrap}")
+    try:
+        results = asyncio.run(bare_runs(settings, [(latency_rate, latency_seconds), (rate, seconds)], users=users,
+                                        workers=n, partitions=partitions))
+    except BeaconError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(table(results))
+    typer.echo(process_table(results))
+    for line in write_report(results, target):
+        typer.echo(line)
+    if any(r.lost or r.refused or r.unanswered for r in results):
+        typer.echo("error: the bare topology lost or refused messages: its figures do not describe a healthy run",
+                   err=True)
         raise typer.Exit(1)
 
 
@@ -97,20 +147,19 @@ def gateway(
     channel: str = typer.Option("all", help="whatsapp, telegram or all (one after the other)."),
 ) -> None:
     """One gateway process per channel: webhooks/s into bm_in and sends/s out, vs raw Kafka and raw HTTP."""
-    from beacon.bench import gateway as whatsapp_bench
-    from beacon.bench import telegram as telegram_bench
-    from beacon.bench.gateway import report
+    from beacon.bench.gateway import WHATSAPP, measure, report
+    from beacon.bench.telegram import TELEGRAM
     from beacon.config import get_settings
     from beacon.errors import BeaconError
     from beacon.gateway.base import run_fast
 
-    benches = {"whatsapp": whatsapp_bench.bench, "telegram": telegram_bench.bench}
+    benches = {"whatsapp": WHATSAPP, "telegram": TELEGRAM}
     chosen = list(benches) if channel == "all" else [channel]
     if any(c not in benches for c in chosen):
         typer.echo(f"error: --channel is whatsapp, telegram or all, not {channel!r}", err=True)
         raise typer.Exit(2)
     for name in chosen:
-        coro = benches[name](get_settings(), seconds=seconds, concurrency=concurrency, paced_rate=paced_rate,
+        coro = measure(get_settings(), benches[name], seconds=seconds, concurrency=concurrency, paced_rate=paced_rate,
                              sends=sends, users=users)
         try:
             figures = run_fast(coro)  # uvloop when installed: the client side should not be the bottleneck

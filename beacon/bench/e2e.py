@@ -31,7 +31,7 @@ from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -74,6 +74,8 @@ class RunResult:
     window: float = 0.0
     #: Per stack process: (CPU share in cores over the run, peak RSS in MB).
     processes: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: What ran: "stack" (Beacon), "kafka" (the raw Kafka round trip) or "bare" (the bare topology).
+    kind: str = "stack"
 
     def give_up(self, error: WebhookDeliveryError) -> None:
         """Count a webhook the bench gave up on, by whether the gateway answered it at all."""
@@ -104,6 +106,22 @@ class RunResult:
         return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000
 
 
+class RunTarget(Protocol):
+    """What ``run_stack`` drives: Beacon's running stack, or the bare topology (``beacon.bench.bare``)."""
+
+    settings: Settings
+    gateway_url: str
+    fake_url: str
+    app_secret: str | None
+    phone_number_id: str
+
+    async def check(self, client: httpx.AsyncClient) -> None: ...
+
+    def pids(self) -> dict[str, int]:
+        """Process name -> pid of each process whose CPU and memory the run measures."""
+        ...
+
+
 class Stack:
     """The running stack as the benchmark sees it: a gateway to post to and a fake that records sends."""
 
@@ -131,6 +149,10 @@ class Stack:
             fake_url = fake_url or card.fake_url
             gateway_url = gateway_url or card.gateway_url
         return cls(settings, fake_url, gateway_url, card)
+
+    def pids(self) -> dict[str, int]:
+        fresh = stackfile.read(self.settings)  # pids as they are now (a process may have restarted)
+        return fresh.processes if fresh is not None else {}
 
     def describe(self) -> str:
         found = (f"the stack `beacon dev` runs ({stackfile.path(self.settings)})" if self.card is not None
@@ -237,7 +259,7 @@ async def _collect(client: httpx.AsyncClient, fake_url: str, after: int, prefix:
             order[user].append(int(number))
 
 
-async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users: int) -> RunResult:
+async def run_stack(stack: RunTarget, name: str, rate: float, seconds: float, users: int) -> RunResult:
     """Pace ``rate`` messages/s for ``seconds`` from ``users`` simulated users; wait for their replies."""
     from beacon.fakes.whatsapp.driver import WebhookDeliveryError, WebhookDriver
 
@@ -256,8 +278,7 @@ async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users:
         collector = asyncio.create_task(_collect(client, stack.fake_url, after, prefix, replies, order, stop))
         driver = WebhookDriver(stack.gateway_url, stack.app_secret, stack.phone_number_id,
                                max_attempts=WEBHOOK_ATTEMPTS, timeout=WEBHOOK_TIMEOUT)
-        fresh = stackfile.read(stack.settings)  # pids as they are now (a process may have restarted)
-        meter = ProcessMeter(fresh.processes if fresh is not None else {})
+        meter = ProcessMeter(stack.pids())
 
         # Round robin: message i goes to user i % users, so every user writes at rate/users and stays
         # within the Cloud API's pair limit, which the gateway enforces (a user writing faster would be
@@ -336,7 +357,7 @@ async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users:
 
 def kafka_baseline(settings: Settings, rate: float, seconds: float) -> RunResult:
     """confluent-kafka produce -> consume round trips on the same broker, paced like the stack run."""
-    result = RunResult(f"kafka baseline at {rate:.0f}/s", rate, seconds)
+    result = RunResult(f"kafka baseline at {rate:.0f}/s", rate, seconds, kind="kafka")
     topic = f"bench-baseline-{uuid.uuid4().hex[:8]}"
     ensure_topics(settings, [TopicSpec(topic, settings.topic_partitions, 1, {})], strict=True)
     consumer = make_consumer(settings, f"{topic}-g", **{"auto.offset.reset": "earliest", "fetch.wait.max.ms": 5})
@@ -462,8 +483,9 @@ async def baseline_in_own_process(settings: Settings, rate: float, seconds: floa
 
 
 async def bench(stack: Stack, *, rate: float, seconds: float, latency_rate: float, latency_seconds: float,
-                users: int, out: Path) -> list[RunResult]:
-    """The probe, then baseline and stack at the latency rate, then both at the throughput rate."""
+                users: int) -> list[RunResult]:
+    """The probe, then baseline and stack at the latency rate, then both at the throughput rate, then the bare
+    topology at both (``write_report`` writes the tables and plots)."""
     async with httpx.AsyncClient(timeout=30) as client:
         await stack.probe(client)
     settings = stack.settings
@@ -471,13 +493,39 @@ async def bench(stack: Stack, *, rate: float, seconds: float, latency_rate: floa
     results.append(await run_stack(stack, f"stack at {latency_rate:.0f}/s", latency_rate, latency_seconds, users))
     results.append(await baseline_in_own_process(settings, rate, seconds))
     results.append(await run_stack(stack, f"stack at {rate:.0f}/s", rate, seconds, users))
-    plot(results, out.with_suffix(".png"))
-    out.with_suffix(".md").write_text(table(results) + "\n\n" + process_table(results) + "\n")
+    results += await bare_baseline(stack, [(latency_rate, latency_seconds), (rate, seconds)], users)
     return results
 
 
+async def bare_baseline(stack: Stack, runs: list[tuple[float, float]], users: int) -> list[RunResult]:
+    """The bare topology at the stack runs' rates and durations, shaped like the stack (workers, partitions)."""
+    from beacon.bench.bare.compare import bare_runs, stack_shape
+
+    workers, partitions = stack_shape(stack.settings, stack.pids())
+    return await bare_runs(stack.settings, runs, users=users, workers=workers, partitions=partitions)
+
+
+def write_report(results: list[RunResult], out: Path) -> list[str]:
+    """Write the tables (``<out>.md``) and the plots (``<out>.png``, ``<out>-percentiles.png``); returns
+    what to tell the operator about them (where they are, or how to get the plots when matplotlib is missing)."""
+    from beacon.bench.bare.compare import plot_percentiles, ratio_table
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    md = out.with_suffix(".md")
+    md.write_text(table(results) + "\n\n" + process_table(results) + "\n\n" + ratio_table(results) + "\n")
+    try:
+        percentiles = out.with_name(out.name + "-percentiles.png")
+        plot(results, out.with_suffix(".png"))
+        plot_percentiles(results, percentiles)
+    except ImportError:
+        return [f"table: {md}; no plots: matplotlib is not installed (pip install matplotlib, or re-run "
+                "./scripts/setup)"]
+    return [f"plots: {out.with_suffix('.png')} (latency and replies over time), {percentiles} (percentiles and "
+            f"throughput per run); table: {md}"]
+
+
 def summary(results: list[RunResult]) -> dict[str, Any]:
-    base_low, low, base_high, high = results
+    base_low, low, base_high, high = [r for r in results if r.kind != "bare"]
     return {
         "throughput": high.throughput,
         "throughput_ratio": high.throughput / base_high.throughput if base_high.throughput else float("nan"),

@@ -1,11 +1,13 @@
-"""``beacon bench gateway``: one WhatsApp gateway process, inbound and outbound, against baselines
-measured in the same run on the same broker (``beacon.bench.telegram`` does the same for Telegram,
-with these helpers).
+"""``beacon bench gateway``: one channel's gateway process, inbound and outbound, against baselines
+measured in the same run on the same broker. :func:`measure` runs it for any :class:`Channel`; this
+module describes WhatsApp's (``WHATSAPP``), ``beacon.bench.telegram`` Telegram's.
 
-Inbound: signed webhook POSTs/s accepted (200 after the broker's ack) at full speed, and the
+Inbound: authenticated webhook POSTs/s accepted (200 after the broker's ack) at full speed, and the
 p50/p99 time to the 200 at a paced rate (default 500/s), vs raw ``AsyncProducer`` produce+ack of
-the same records. Outbound: sends/s from bm_out to the fake Cloud API with the limiters off, vs
-raw HTTP POSTs from this process straight to the fake. Uses fresh topics (deleted afterwards).
+the same records. Outbound: sends/s from bm_out to the channel's fake API with the limiters off, vs
+raw HTTP POSTs from this process straight to the fake. The fake runs in a process of its own (the
+``beacon fake-<channel>`` command), so the raw-HTTP baseline and the gateway both reach it over real
+HTTP, neither sharing its event loop. Uses fresh topics (deleted afterwards).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -27,7 +31,6 @@ from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.errors import BeaconError
 from beacon.fakes.whatsapp import payloads as p
-from beacon.fakes.whatsapp.server import FakeCloudApi, running
 from beacon.gateway.whatsapp.parse import parse_webhook
 from beacon.gateway.whatsapp.signature import HEADER, sign
 from beacon.kafka import AsyncProducer, KafkaException, TopicSpec, ensure_topics, make_admin
@@ -136,13 +139,67 @@ async def _paced(url: str, bodies: list[tuple[bytes, str]], rate: float, seconds
     return sorted(latencies)
 
 
-async def _raw_http(fake_url: str, seconds: float, concurrency: int) -> float:
-    done = 0
-    url = f"{fake_url}/v23.0/{p.DEFAULT_PHONE_NUMBER_ID}/messages"
+@dataclass(frozen=True)
+class Channel:
+    """What the gateway bench needs to know of one channel; :func:`measure` does the rest the same way for all."""
+
+    name: str
+    webhook_path: str
+    #: The header that authenticates a webhook (a signature, or a shared secret).
+    header: str
+    #: (count, users) -> webhook bodies and their header values.
+    bodies: Callable[[int, int], list[tuple[bytes, str]]]
+    #: (gateway port, fake URL) -> the gateway's channel settings (limiters off).
+    gateway_env: Callable[[int, str], dict[str, str]]
+    #: Gateway port -> the fake's settings (the credentials it accepts).
+    fake_env: Callable[[int], dict[str, str]]
+    #: The fake's URL -> (URL, JSON body, headers) of one raw send.
+    raw_send: Callable[[str], tuple[str, dict[str, Any], dict[str, str]]]
+    #: (count, users) -> replies to put on bm_out.
+    replies: Callable[[int, int], list[BeaconMessage]]
+    #: The fake's record of sends: path and query, and the field holding each send's arrival time.
+    record_path: str
+    record_params: dict[str, str]
+    record_stamp: str
+    api: str = "Cloud API"
+
+
+def _whatsapp_gateway_env(port: int, fake_url: str) -> dict[str, str]:
+    return {"BEACON_WHATSAPP_GATEWAY_GROUP": f"bench-gw-{uuid.uuid4().hex[:8]}",
+            "BEACON_WHATSAPP_GATEWAY_PORT": str(port), "BEACON_GATEWAY_HOST": "127.0.0.1",
+            "BEACON_WHATSAPP_GRAPH_URL": fake_url, "BEACON_WHATSAPP_ACCESS_TOKEN": TOKEN,
+            "BEACON_WHATSAPP_APP_SECRET": SECRET, "BEACON_WHATSAPP_RATE_LIMIT": "0", "BEACON_WHATSAPP_USER_RATE": "0"}
+
+
+def _whatsapp_fake_env(gateway_port: int) -> dict[str, str]:
+    return {"BEACON_WHATSAPP_ACCESS_TOKEN": TOKEN, "BEACON_WHATSAPP_APP_SECRET": SECRET,
+            "BEACON_GATEWAY_URL": f"http://127.0.0.1:{gateway_port}"}
+
+
+def _whatsapp_raw_send(fake_url: str) -> tuple[str, dict[str, Any], dict[str, str]]:
     body = {"messaging_product": "whatsapp", "to": "+447700900123", "type": "text", "text": {"body": "hi"}}
+    return f"{fake_url}/v23.0/{p.DEFAULT_PHONE_NUMBER_ID}/messages", body, {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _whatsapp_replies(count: int, users: int) -> list[BeaconMessage]:
+    return [BeaconMessage.inbound_text(channel="whatsapp", account=p.DEFAULT_PHONE_NUMBER_ID,
+                                       user_id=f"4477006{i % users:05d}", text="x",
+                                       channel_message_id=f"bench-{uuid.uuid4().hex}").reply_text(f"reply {i}")
+            for i in range(count)]
+
+
+WHATSAPP = Channel(name="whatsapp", webhook_path="/webhooks/whatsapp", header=HEADER, bodies=_bodies,
+                   gateway_env=_whatsapp_gateway_env, fake_env=_whatsapp_fake_env, raw_send=_whatsapp_raw_send,
+                   replies=_whatsapp_replies, record_path="/_fake/sent", record_params={},
+                   record_stamp="received_at")
+
+
+async def _raw_http(channel: Channel, fake_url: str, seconds: float, concurrency: int) -> float:
+    """Raw HTTP sends from this process to the fake, which runs in a process of its own (as the gateway's)."""
+    done = 0
+    url, body, headers = channel.raw_send(fake_url)
     deadline = time.perf_counter() + seconds
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
-                                     headers={"Authorization": f"Bearer {TOKEN}"}) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), headers=headers) as session:
 
         async def worker() -> None:
             nonlocal done
@@ -157,48 +214,52 @@ async def _raw_http(fake_url: str, seconds: float, concurrency: int) -> float:
     return done / took
 
 
-async def _sends(settings: Settings, fake: FakeCloudApi, topic: str, count: int, users: int) -> float:
+async def _record(channel: Channel, session: aiohttp.ClientSession, fake_url: str, after: int,
+                  wait: float) -> list[dict[str, Any]]:
+    params = {**channel.record_params, "after": str(after), "wait": str(wait)}
+    async with session.get(f"{fake_url}{channel.record_path}", params=params) as r:
+        records: list[dict[str, Any]] = await r.json()
+    return records
+
+
+async def _sends(settings: Settings, channel: Channel, fake_url: str, topic: str, count: int, users: int) -> float:
+    """Sends/s from bm_out to the fake, from the arrival times in the fake's record."""
     codec = MessageCodec(settings)
     codec.prepare([topic])
-    producer = AsyncProducer(settings, **{"linger.ms": 20})
-    first = len(fake.state.sent)
-    msgs = [BeaconMessage.inbound_text(channel="whatsapp", account=p.DEFAULT_PHONE_NUMBER_ID,
-                                       user_id=f"4477006{i % users:05d}", text="x",
-                                       channel_message_id=f"bench-{uuid.uuid4().hex}").reply_text(f"reply {i}")
-            for i in range(count)]
-    await asyncio.gather(*[producer.produce(topic, codec.encode(m, topic), key=m.user_key.encode()) for m in msgs])
-    await asyncio.to_thread(producer.close)
-    deadline = time.monotonic() + max(60.0, count / 100)
-    while len(fake.state.sent) - first < count:
-        if time.monotonic() > deadline:
-            raise BeaconError(f"only {len(fake.state.sent) - first} of {count} sends arrived at the fake")
-        await asyncio.sleep(0.05)
-    stamps = [float(s["received_at"]) for s in fake.state.sent[first:]]
+    async with aiohttp.ClientSession() as session:
+        first = max((int(r["seq"]) for r in await _record(channel, session, fake_url, 0, 0)), default=0)
+        producer = AsyncProducer(settings, **{"linger.ms": 20})
+        msgs = channel.replies(count, users)
+        await asyncio.gather(*[producer.produce(topic, codec.encode(m, topic), key=m.user_key.encode())
+                               for m in msgs])
+        await asyncio.to_thread(producer.close)
+        deadline = time.monotonic() + max(60.0, count / 100)
+        stamps: list[float] = []
+        after = first
+        while len(stamps) < count:
+            if time.monotonic() > deadline:
+                raise BeaconError(f"only {len(stamps)} of {count} sends arrived at the fake {channel.api}")
+            for record in await _record(channel, session, fake_url, after, 0.5):
+                after = max(after, int(record["seq"]))
+                stamps.append(float(record[channel.record_stamp]))
     return count / max(max(stamps) - min(stamps), 1e-6)
 
 
-def _start_gateway(settings: Settings, topics: dict[str, str], port: int, graph_url: str, data_dir: Path,
-                   log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update({
-        "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "BEACON_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
-        "BEACON_DATA_DIR": str(data_dir), "BEACON_TOPIC_IN": topics["in"], "BEACON_TOPIC_OUT": topics["out"],
-        "BEACON_TOPIC_DLQ": topics["dlq"], "BEACON_WHATSAPP_GATEWAY_GROUP": f"bench-gw-{uuid.uuid4().hex[:8]}",
-        "BEACON_WHATSAPP_GATEWAY_PORT": str(port), "BEACON_GATEWAY_HOST": "127.0.0.1",
-        "BEACON_WHATSAPP_GRAPH_URL": graph_url,
-        "BEACON_WHATSAPP_ACCESS_TOKEN": TOKEN, "BEACON_WHATSAPP_APP_SECRET": SECRET,
-        "BEACON_WHATSAPP_RATE_LIMIT": "0", "BEACON_WHATSAPP_USER_RATE": "0", "BEACON_LOG_LEVEL": "WARNING",
-    })
-    return subprocess.Popen([sys.executable, "-m", "beacon", "gateway", "whatsapp"], env=env, cwd=data_dir,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+def _start(argv: list[str], settings: Settings, env: dict[str, str], data_dir: Path,
+           log: Path) -> subprocess.Popen[bytes]:
+    full = {**os.environ, "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "BEACON_SCHEMA_REGISTRY_URL": settings.schema_registry_url, "BEACON_DATA_DIR": str(data_dir),
+            "BEACON_LOG_LEVEL": "WARNING", **env}
+    return subprocess.Popen([sys.executable, "-m", "beacon", *argv], env=full, cwd=data_dir, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT)
 
 
-async def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+async def _wait_healthy(name: str, port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 90
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise BeaconError(f"the gateway exited during start-up; see {log}")
+                raise BeaconError(f"the {name} exited during start-up; see {log}")
             try:
                 async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
                     if r.status == 200:
@@ -206,45 +267,61 @@ async def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> 
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.2)
-    raise BeaconError(f"the gateway did not become healthy in 90s; see {log}")
+    raise BeaconError(f"the {name} did not become healthy in 90s; see {log}")
 
 
-async def bench(settings: Settings, *, seconds: float, concurrency: int, paced_rate: float, sends: int,
-                users: int) -> Figures:
-    """Run every measurement; topics and the gateway process are cleaned up afterwards."""
+def _stop(name: str, proc: subprocess.Popen[bytes], notes: list[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        notes.append(f"the {name} did not stop within 30s of SIGTERM: killed")
+
+
+async def measure(settings: Settings, channel: Channel, *, seconds: float, concurrency: int, paced_rate: float,
+                  sends: int, users: int) -> Figures:
+    """Run every measurement of one channel's gateway; its topics, the gateway and the fake (each in a
+    process of its own) are cleaned up afterwards."""
     figures = Figures(paced_rate=paced_rate)
     run = uuid.uuid4().hex[:8]
-    topics = {"in": f"bench_gw_{run}_in", "out": f"bench_gw_{run}_out", "dlq": f"bench_gw_{run}_dlq"}
+    topics = {"in": f"bench_{channel.name}_{run}_in", "out": f"bench_{channel.name}_{run}_out",
+              "dlq": f"bench_{channel.name}_{run}_dlq"}
     ensure_topics(settings, [TopicSpec(t, settings.topic_partitions, settings.topic_replication_factor, {})
                              for t in topics.values()])
-    bodies = _bodies(20000, users)
-    port = free_port()
-    fake = FakeCloudApi(access_token=TOKEN, app_secret=SECRET, gateway_url=f"http://127.0.0.1:{port}")
+    bodies = channel.bodies(20000, users)
+    port, fake_port = free_port(), free_port()
+    fake_url = f"http://127.0.0.1:{fake_port}"
     try:
-        with tempfile.TemporaryDirectory(prefix="beacon-bench-gw-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"beacon-bench-{channel.name}-") as tmp:
             data_dir = Path(tmp)
-            log = data_dir / "gateway.log"
-            async with running(fake) as fake_url:
-                proc = _start_gateway(settings, topics, port, fake_url, data_dir, log)
-                try:
-                    await _wait_healthy(port, proc, log)
-                    url = f"http://127.0.0.1:{port}/webhooks/whatsapp"
-                    await _webhooks(url, bodies, 1.0, concurrency)  # warm-up: connections, schema ids
-                    figures.raw_produce = await _raw_produce(settings, topics["in"], seconds, concurrency)
-                    figures.webhooks, figures.webhook_errors = await _webhooks(url, bodies, seconds, concurrency)
-                    latencies = await _paced(url, bodies, paced_rate, seconds)
-                    if latencies:
-                        figures.p50_ms = latencies[len(latencies) // 2] * 1000
-                        figures.p99_ms = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
-                    figures.raw_http = await _raw_http(fake_url, min(seconds, 3.0), 64)
-                    figures.sends = await _sends(settings, fake, topics["out"], sends, users)
-                finally:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(30)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        figures.notes.append("the gateway did not stop within 30s of SIGTERM")
+            fake_log, log = data_dir / "fake.log", data_dir / "gateway.log"
+            fake = _start([f"fake-{channel.name}", "--port", str(fake_port)], settings, channel.fake_env(port),
+                          data_dir, fake_log)
+            proc = None
+            try:
+                await _wait_healthy(f"fake {channel.api}", fake_port, fake, fake_log)
+                proc = _start(["gateway", channel.name], settings,
+                              {"BEACON_TOPIC_IN": topics["in"], "BEACON_TOPIC_OUT": topics["out"],
+                               "BEACON_TOPIC_DLQ": topics["dlq"], **channel.gateway_env(port, fake_url)},
+                              data_dir, log)
+                await _wait_healthy("gateway", port, proc, log)
+                url = f"http://127.0.0.1:{port}{channel.webhook_path}"
+                await _webhooks(url, bodies, 1.0, concurrency, channel.header)  # warm-up: connections, schema ids
+                figures.raw_produce = await _raw_produce(settings, topics["in"], seconds, concurrency)
+                figures.webhooks, figures.webhook_errors = await _webhooks(url, bodies, seconds, concurrency,
+                                                                           channel.header)
+                latencies = await _paced(url, bodies, paced_rate, seconds, channel.header)
+                if latencies:
+                    figures.p50_ms = latencies[len(latencies) // 2] * 1000
+                    figures.p99_ms = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+                figures.raw_http = await _raw_http(channel, fake_url, min(seconds, 3.0), 64)
+                figures.sends = await _sends(settings, channel, fake_url, topics["out"], sends, users)
+            finally:
+                if proc is not None:
+                    _stop("gateway", proc, figures.notes)
+                _stop(f"fake {channel.api}", fake, figures.notes)
     finally:
         admin = make_admin(settings)
         futures = admin.delete_topics(list(topics.values()), operation_timeout=10)

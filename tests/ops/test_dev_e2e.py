@@ -63,6 +63,11 @@ def test_beacon_dev_runs_the_stack_answers_and_stops_on_ctrl_c(
         assert "| stack at 10/s | 10/s | 20 | 0 |" in bench.stdout, bench.stdout
         assert "| stack at 20/s | 20/s | 40 | 0 |" in bench.stdout, bench.stdout
         assert "| gateway-whatsapp |" in bench.stdout and "| worker-1 |" in bench.stdout, bench.stdout
+        # The bare topology ran at the same rates, and Beacon is reported as a ratio of it and of raw Kafka.
+        assert "| bare at 10/s | 10/s | 20 | 0 |" in bench.stdout, bench.stdout
+        assert "| stack at 20/s | bare at 20/s |" in bench.stdout, bench.stdout
+        assert "| stack at 20/s | kafka baseline at 20/s |" in bench.stdout, bench.stdout
+        assert (tmp_path / "bench" / "e2e-percentiles.png").stat().st_size > 0
 
         # A gateway that refuses the bench's webhooks stops the bench with the reason, before any run.
         card.whatsapp_app_secret = "not-the-gateway-secret"
