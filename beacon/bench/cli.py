@@ -53,7 +53,7 @@ def e2e(
     import platform
     from pathlib import Path
 
-    from beacon.bench.e2e import Stack, bench, given_up_report, process_table, summary, table
+    from beacon.bench.e2e import Stack, bench, given_up_report, hops_report, process_table, summary, table
     from beacon.config import get_settings
     from beacon.errors import BeaconError
 
@@ -71,6 +71,7 @@ def e2e(
     typer.echo(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     typer.echo(table(results))
     typer.echo(process_table(results))
+    typer.echo(hops_report(results))
     s = summary(results)
     typer.echo(
         f"sustained end to end: {s['throughput']:,.0f} msg/s (target >= 1,000; "

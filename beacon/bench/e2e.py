@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from beacon.bench.hops import Breakdown, hop_table
 from beacon.config import Settings
 from beacon.errors import BeaconError
 from beacon.kafka import TopicSpec, ensure_topics, make_admin, make_consumer, make_producer
@@ -74,6 +75,8 @@ class RunResult:
     window: float = 0.0
     #: Per stack process: (CPU share in cores over the run, peak RSS in MB).
     processes: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: Per-hop durations, from the hops each reply carried (stack runs only).
+    hops: Breakdown = field(default_factory=Breakdown)
 
     def give_up(self, error: WebhookDeliveryError) -> None:
         """Count a webhook the bench gave up on, by whether the gateway answered it at all."""
@@ -215,7 +218,8 @@ class ProcessMeter:
 
 
 async def _collect(client: httpx.AsyncClient, fake_url: str, after: int, prefix: str,
-                   replies: dict[str, list[float]], order: dict[str, list[int]], stop: asyncio.Event) -> None:
+                   replies: dict[str, list[float]], order: dict[str, list[int]], stop: asyncio.Event,
+                   hops: Breakdown | None = None) -> None:
     """Follow the fake's record of sends, keeping the replies of this run."""
     seq = after
     while not stop.is_set():
@@ -234,6 +238,8 @@ async def _collect(client: httpx.AsyncClient, fake_url: str, after: int, prefix:
             token = text[marker:].split()[0]
             _, user, number = token.split(":")
             replies[token].append(float(sent["received_at"]))
+            if hops is not None:
+                hops.add(sent.get("hops"), float(sent["received_at"]))
             order[user].append(int(number))
 
 
@@ -253,7 +259,8 @@ async def run_stack(stack: Stack, name: str, rate: float, seconds: float, users:
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
         await stack.check(client)
         after = int((await client.get(f"{stack.fake_url}/_fake/stats")).json()["last_seq"])
-        collector = asyncio.create_task(_collect(client, stack.fake_url, after, prefix, replies, order, stop))
+        collector = asyncio.create_task(_collect(client, stack.fake_url, after, prefix, replies, order, stop,
+                                                  result.hops))
         driver = WebhookDriver(stack.gateway_url, stack.app_secret, stack.phone_number_id,
                                max_attempts=WEBHOOK_ATTEMPTS, timeout=WEBHOOK_TIMEOUT)
         fresh = stackfile.read(stack.settings)  # pids as they are now (a process may have restarted)
@@ -426,6 +433,11 @@ def process_table(results: list[RunResult]) -> str:
     return "\n".join(rows)
 
 
+def hops_report(results: list[RunResult]) -> str:
+    """The per-hop breakdown of the stack runs (``beacon.bench.hops``)."""
+    return hop_table([(r.name, r.hops) for r in results if r.hops.messages])
+
+
 def plot(results: list[RunResult], path: Path) -> None:
     import matplotlib
 
@@ -472,7 +484,8 @@ async def bench(stack: Stack, *, rate: float, seconds: float, latency_rate: floa
     results.append(await baseline_in_own_process(settings, rate, seconds))
     results.append(await run_stack(stack, f"stack at {rate:.0f}/s", rate, seconds, users))
     plot(results, out.with_suffix(".png"))
-    out.with_suffix(".md").write_text(table(results) + "\n\n" + process_table(results) + "\n")
+    out.with_suffix(".md").write_text(table(results) + "\n\n" + process_table(results) + "\n\n"
+                                      + hops_report(results) + "\n")
     return results
 
 

@@ -43,6 +43,7 @@ from beacon.logs import quiet_repeats
 from beacon.streams.health import DependencyHealth
 from beacon.streams.metrics import WorkerMetrics
 from beacon.streams.processor import MessageProcessor, Record, echo_pipeline
+from beacon.trace import now_ms
 
 log = logging.getLogger("beacon.streams")
 
@@ -82,7 +83,11 @@ class WorkerRuntime:
 
     async def _handle(self, job: Job) -> None:
         message = job.payload.message
-        record = Record(message.topic, message.partition, message.offset, message.key, message.value)
+        fetched_ms = now_ms() - (time.monotonic() - job.started) * 1000
+        headers = message.headers
+        record = Record(message.topic, message.partition, message.offset, message.key, message.value,
+                        message.timestamp * 1000 if message.timestamp else None,
+                        list(headers.items()) if isinstance(headers, dict) else headers, fetched_ms)
         await self.processor.handle(record, job.started)
 
     @staticmethod

@@ -22,11 +22,26 @@ from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
 from beacon.dlq import dead_letter
 from beacon.errors import BadMessageError, BeaconError, KafkaError, RegistryUnavailableError
-from beacon.kafka import AsyncProducer
+from beacon.kafka import AsyncProducer, Headers
 from beacon.messages import EVENT_KINDS, INBOUND, OUTBOUND, BeaconMessage, stable_id
 from beacon.streams.client import ApiClient, ApiError
 from beacon.streams.health import API, KAFKA, REGISTRY, DependencyHealth
 from beacon.streams.metrics import WorkerMetrics
+from beacon.trace import (
+    API_ANSWERED,
+    API_DB,
+    API_PIPELINE,
+    API_SENT,
+    BM_IN,
+    HOPS_HEADER,
+    WORKER,
+    add_duration,
+    add_point,
+    header,
+    new_span_id,
+    now_ms,
+    record_headers,
+)
 
 log = logging.getLogger("beacon.streams")
 
@@ -44,6 +59,17 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    #: The record's timestamp (epoch ms: when the gateway produced it), its headers, and when the worker fetched it.
+    timestamp_ms: float | None = None
+    headers: Headers | None = None
+    fetched_ms: float | None = None
+
+    def hops(self) -> str:
+        """The record's ``beacon-hops`` with the ``bm_in`` and ``worker`` points added (``beacon.trace``)."""
+        hops = header(self.headers, HOPS_HEADER) or ""
+        if self.timestamp_ms is not None:
+            hops = add_point(hops, BM_IN, self.timestamp_ms)
+        return add_point(hops, WORKER, self.fetched_ms)
 
 
 def typing_receipt(msg: BeaconMessage) -> BeaconMessage:
@@ -121,6 +147,8 @@ class MessageProcessor:
             await self._dead_letter(record, exc, attempts=0)
             return "bad_message"
         typing = self._typing_after_delay(msg)
+        hops = record.hops()
+        called_ms = now_ms()
         try:
             replies = await self._call(msg)
         except ApiError as exc:
@@ -140,8 +168,19 @@ class MessageProcessor:
             if typing is not None:
                 typing.cancel()  # answered in time: no typing; or it went, and the replies follow it
         if replies:
-            await self._produce_replies(msg, replies)
+            await self._produce_replies(msg, replies, self._api_hops(msg, hops, called_ms))
         return None
+
+    def _api_hops(self, msg: BeaconMessage, hops: str, called_ms: float) -> str:
+        """``hops`` with the API call's points (and the API's own timing, when it gave it)."""
+        answered_ms = now_ms()
+        took = self.client.timing_of(msg.id) if self.client is not None else None
+        sent_ms, timing = took if took is not None else (called_ms, {})
+        hops = add_point(hops, API_SENT, sent_ms)
+        for name, part in ((API_DB, "db"), (API_PIPELINE, "pipeline")):
+            if part in timing:
+                hops = add_duration(hops, name, timing[part])
+        return add_point(hops, API_ANSWERED, answered_ms)
 
     def _typing_after_delay(self, msg: BeaconMessage) -> asyncio.Task[None] | None:
         """Show typing (a read receipt with typing on bm_out, before the replies in the user's partition) if
@@ -211,22 +250,24 @@ class MessageProcessor:
     async def _encode(self, reply: BeaconMessage, topic: str) -> bytes:
         return await self.with_registry(self.codec.encode, reply, topic)
 
-    async def _produce_replies(self, msg: BeaconMessage, replies: list[BeaconMessage]) -> None:
-        """Produce replies in order, keyed by user, and wait until the broker acknowledged all."""
+    async def _produce_replies(self, msg: BeaconMessage, replies: list[BeaconMessage], hops: str = "") -> None:
+        """Produce replies in order, keyed by user, and wait until the broker acknowledged all; each carries
+        ``hops`` and the trace of ``msg`` (``beacon.trace``)."""
         topic = self.settings.topic_out
         values = [await self._encode(r, topic) for r in replies]
         try:
-            await self._produce_until_acknowledged(msg, replies, values)
+            await self._produce_until_acknowledged(msg, replies, values, record_headers(hops, msg.trace_id,
+                                                                                        new_span_id()))
         finally:  # acknowledged; or abandoned, and the next produce to fail reports Kafka again
             self.health.report_up(KAFKA)
 
     async def _produce_until_acknowledged(self, msg: BeaconMessage, replies: list[BeaconMessage],
-                                          values: list[bytes]) -> None:
+                                          values: list[bytes], headers: Headers | None = None) -> None:
         topic = self.settings.topic_out
         attempt = 0
         while True:
             attempt += 1
-            futures = [self.producer.produce_nowait(topic, v, key=r.user_key) for r, v in
+            futures = [self.producer.produce_nowait(topic, v, key=r.user_key, headers=headers) for r, v in
                        zip(replies, values, strict=True)]
             try:
                 for fut in futures:
@@ -252,7 +293,7 @@ class MessageProcessor:
                 await dead_letter(
                     self.producer, self.settings, key=record.key, value=record.value, topic=record.topic,
                     partition=record.partition, offset=record.offset, error=error, attempts=attempts,
-                    origin=ORIGIN,
+                    origin=ORIGIN, trace_headers=record.headers,
                 )
                 self.health.report_up(KAFKA)
                 return

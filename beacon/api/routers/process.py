@@ -25,6 +25,7 @@ from beacon.api.writer import StatusJob
 from beacon.bot.persist import load_user_and_state, state_json_if_changed
 from beacon.errors import BeaconError
 from beacon.messages import INBOUND, STATUS, BeaconMessage, utcnow
+from beacon.trace import server_timing
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["processing"])
@@ -84,11 +85,13 @@ async def process_message(
             status.HTTP_422_UNPROCESSABLE_ENTITY,
             detail=f"Idempotency-Key {idempotency_key!r} differs from the message id {msg.id!r}; send the message id",
         )
+    timing: Timing = {}
     try:
-        body = await process_one(state, msg)
+        body = await process_one(state, msg, timing)
     except Rejected as exc:
         raise HTTPException(exc.status_code, detail=exc.detail) from exc
-    return Response(content=body, media_type="application/json")
+    return Response(content=body, media_type="application/json",
+                    headers={"Server-Timing": server_timing(list(timing.items()))})
 
 
 @router.post(
@@ -138,8 +141,10 @@ def _printable(text: str) -> str:
 
 async def _batch_item(state: StateDep, msg: BeaconMessage) -> bytes:
     """The fields of one BatchItem after its index: status and result or detail, and the closing brace."""
+    timing: Timing = {}
     try:
-        return b'"status":200,"result":%b}' % await process_one(state, msg)
+        result = await process_one(state, msg, timing)
+        return b'"status":200,"result":%b,"timing":%b}' % (result, orjson.dumps(timing))
     except Rejected as exc:
         return b'"status":%d,"detail":%b}' % (exc.status_code, orjson.dumps(_printable(exc.detail)))
     except DATABASE_UNAVAILABLE as exc:
@@ -153,8 +158,14 @@ async def _batch_item(state: StateDep, msg: BeaconMessage) -> bytes:
         return b'"status":500,"detail":%b}' % orjson.dumps(f"internal error: {type(exc).__name__}")
 
 
-async def process_one(state: StateDep, msg: BeaconMessage) -> bytes:
-    """Process one message; the JSON of its ProcessResult. Raises Rejected for a permanent refusal."""
+#: Milliseconds spent inside the API on one message, by part (``db``, ``pipeline``), as ``Server-Timing`` names them.
+Timing = dict[str, float]
+
+
+async def process_one(state: StateDep, msg: BeaconMessage, timing: Timing | None = None) -> bytes:
+    """Process one message; the JSON of its ProcessResult. Raises Rejected for a permanent refusal. ``timing``
+    receives the milliseconds spent in the database and in the pipeline (``beacon.trace``)."""
+    timing = {} if timing is None else timing
     problems = message_problems(msg)
     if problems:
         raise Rejected(
@@ -164,8 +175,9 @@ async def process_one(state: StateDep, msg: BeaconMessage) -> bytes:
     started = time.perf_counter()
     if msg.direction == STATUS:
         response = await _process_status(state, msg)
+        timing["db"] = (time.perf_counter() - started) * 1000
     elif msg.direction == INBOUND:
-        response = await _process_inbound(state, msg)
+        response = await _process_inbound(state, msg, timing)
     else:
         raise Rejected(
             status.HTTP_422_UNPROCESSABLE_ENTITY,
@@ -182,8 +194,11 @@ async def _process_status(state: StateDep, msg: BeaconMessage) -> bytes:
     return _result(msg.id, not fresh, b"[]")
 
 
-async def _process_inbound(state: StateDep, msg: BeaconMessage) -> bytes:
+async def _process_inbound(state: StateDep, msg: BeaconMessage, timing: Timing) -> bytes:
+    started = time.perf_counter()
     stored = await state.lookup.submit(msg.id)
+    looked_up = time.perf_counter()
+    timing["db"] = (looked_up - started) * 1000
     if stored is not None:
         metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
         return _result(msg.id, True, stored)
@@ -200,6 +215,8 @@ async def _process_inbound(state: StateDep, msg: BeaconMessage) -> bytes:
             turn.user, turn.state = await load_user_and_state(state.read_engine, msg)
             state_before = orjson.dumps(turn.state, option=orjson.OPT_SORT_KEYS)
         replies = await run_pipeline(state.handlers, turn)
+    piped = time.perf_counter()
+    timing["pipeline"] = (piped - looked_up) * 1000
     now = utcnow()
     replies, refused = apply_window(state.settings, replies, msg.channel_timestamp or msg.created_at, now)
     for refusal in refused:
@@ -216,6 +233,7 @@ async def _process_inbound(state: StateDep, msg: BeaconMessage) -> bytes:
         handoff=(turn.handoff_by, turn.handoff_requested) if turn.handoff_requested is not None else None,
     )
     stored = await state.writer.write(record, now)
+    timing["db"] += (time.perf_counter() - piped) * 1000
     if stored is not None:
         # Processed meanwhile (a concurrent duplicate won the processed-id constraint): its replies.
         metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
