@@ -18,6 +18,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from beacon import otel
 from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.errors import BeaconError, SerializationError
@@ -31,7 +32,7 @@ from beacon.gateway.metrics import (
     WEBHOOKS,
 )
 from beacon.gateway.records import ENCODE_ERRORS, encode_within, is_too_large, shrink
-from beacon.kafka import AsyncProducer, Message
+from beacon.kafka import AsyncProducer, Headers, Message
 from beacon.messages import BeaconMessage
 from beacon.trace import WEBHOOK, add_point, new_span_id, now_ms, record_headers
 
@@ -113,7 +114,14 @@ class Inbound:
         records = self._encode(parsed.messages)
         messages = [msg for msg, _value in records]
         hops = add_point("", WEBHOOK, received_ms)
-        await asyncio.wait_for(self._produce(records, hops), self.settings.gateway_ack_timeout)
+        spans = {msg.id: span for msg, _ in records
+                 if (span := otel.start(f"{self.name} webhook", msg.trace_id, None, received_ms,
+                                        {"beacon.message_id": msg.id})) is not None}
+        headers = {msg.id: record_headers(hops, msg.trace_id, spans[msg.id].span_id if spans else new_span_id())
+                   for msg, _ in records}
+        await asyncio.wait_for(self._produce(records, headers), self.settings.gateway_ack_timeout)
+        for span in spans.values():
+            span.end()
         WEBHOOK_MESSAGES.labels(self.name).inc(len(messages))
         await self.channel.after_produce(messages)
 
@@ -151,7 +159,7 @@ class Inbound:
                          "'unsupported' with a too-large error, without its content", msg.kind, msg.id, msg.user_key,
                          size)
 
-    async def _produce(self, records: list[tuple[BeaconMessage, bytes]], hops: str) -> None:
+    async def _produce(self, records: list[tuple[BeaconMessage, bytes]], headers: dict[str, Headers]) -> None:
         """Produce every record and wait for all acks; anything but a size refusal raises (answer 503).
 
         A record refused as too large (refused for that reason every time) goes without its content:
@@ -160,7 +168,6 @@ class Inbound:
         downstream), so the last copy of each is in order.
         """
         futures = []
-        headers = {msg.id: record_headers(hops, msg.trace_id, new_span_id()) for msg, _ in records}
         for msg, value in records:
             future = self.producer.produce_nowait(self.topic, value, key=msg.user_key.encode(), headers=headers[msg.id])
             if future.done() and (exc := future.exception()) is not None and is_too_large(exc):

@@ -20,6 +20,7 @@ import logging
 import time
 from typing import Any
 
+from beacon import otel
 from beacon.backoff import backoff_ceiling, backoff_delay
 from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
@@ -38,11 +39,13 @@ from beacon.trace import (
     GATEWAY,
     HOPS_HEADER,
     SEND,
+    TRACEPARENT,
     add_point,
     current_hops,
     header,
     new_span_id,
     now_ms,
+    parse_traceparent,
     traceparent,
 )
 
@@ -256,19 +259,26 @@ class Outbound:
         except UnsendableMessageError as exc:
             await self._give_up(record, msg, exc, attempts=1)
             return
-        current_hops.set(self._hops(record, msg, fetched_ms))
-        await self._send_with_retries(record, msg, request)
+        span = self._trace(record, msg, fetched_ms)
+        try:
+            await self._send_with_retries(record, msg, request)
+        finally:
+            if span is not None:
+                span.end()
 
-    @staticmethod
-    def _hops(record: Message, msg: BeaconMessage, fetched_ms: float | None) -> tuple[str, str]:
-        """The trace context and hops (to ``bm_out`` and ``gateway``) a channel's send carries (``beacon.trace``);
-        ``send`` is added at each attempt."""
+    def _trace(self, record: Message, msg: BeaconMessage, fetched_ms: float | None) -> otel.Span | None:
+        """Set the trace context and hops (to ``bm_out`` and ``gateway``) the channel's send carries
+        (``beacon.trace``; ``send`` is added at each attempt); the send's span when spans are on."""
         headers = record.headers()
+        span = otel.start(f"{self.name} send", msg.trace_id, parse_traceparent(header(headers, TRACEPARENT)),
+                          fetched_ms, {"beacon.message_id": msg.id})
         hops = header(headers, HOPS_HEADER) or ""
         _kind, stamp = record.timestamp()
         if stamp > 0:  # else not available
             hops = add_point(hops, BM_OUT, float(stamp))
-        return traceparent(msg.trace_id, new_span_id()), add_point(hops, GATEWAY, fetched_ms)
+        span_id = span.span_id if span is not None else new_span_id()
+        current_hops.set((traceparent(msg.trace_id, span_id), add_point(hops, GATEWAY, fetched_ms)))
+        return span
 
     async def _give_up(self, record: Message, msg: BeaconMessage, error: BaseException, attempts: int) -> None:
         await self.failures.fail(record, msg, error, attempts=attempts)

@@ -34,6 +34,7 @@ import faust
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from beacon import otel
 from beacon.codec import get_codec
 from beacon.config import Settings
 from beacon.kafka import AsyncProducer
@@ -163,6 +164,7 @@ def create_app(settings: Settings) -> BeaconApp:
     datadir.mkdir(parents=True, exist_ok=True)
     # aiokafka logs an error per retry (every 100 ms) while a broker is gone: once per change is enough.
     quiet_repeats()
+    otel.setup(settings, "worker")
     brokers = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",") if server.strip()]
     app = BeaconApp(
         settings.worker_group,

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from beacon.config import Settings
 from beacon.errors import BeaconError
 from beacon.messages import BeaconMessage
-from beacon.trace import TRACEPARENT, new_span_id, now_ms, parse_server_timing, traceparent
+from beacon.trace import BATCH_TRACEPARENTS, TRACEPARENT, new_span_id, now_ms, parse_server_timing, traceparent
 
 PROCESS_PATH = "/v1/messages/process"
 BATCH_PATH = "/v1/messages/process-batch"
@@ -75,6 +75,8 @@ class ApiClient:
         #: Per message id answered: when its request left (epoch ms) and the API's own timing of it (ms by part,
         #: from ``Server-Timing`` or the batch line); the processor takes each with :meth:`timing_of`.
         self._timings: dict[str, tuple[float, dict[str, float]]] = {}
+        #: Per message id in processing, the span id of the worker's hop: the parent named in the API request.
+        self.parent_spans: dict[str, str] = {}
 
     def timing_of(self, message_id: str) -> tuple[float, dict[str, float]] | None:
         """When the answered request for ``message_id`` left and the API's timing of it (taken: asked once)."""
@@ -117,7 +119,8 @@ class ApiClient:
         them as they are done), so a slow message holds back nobody else in the batch."""
         futures = [future for _, future in batch]
         body = b'{"messages":[%b]}' % b",".join(msg.model_dump_json().encode() for msg, _ in batch)
-        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
+        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json",
+                   BATCH_TRACEPARENTS: ",".join(self._traceparent(msg) for msg, _ in batch)}
         sent_ms = now_ms()
         try:
             async with self._ensure_session().post(self._batch_url, data=body, headers=headers) as resp:
@@ -176,7 +179,7 @@ class ApiClient:
                            retryable=False)
         sent_ms = now_ms()
         status, body, timing = await self._post(self._url, msg.model_dump_json().encode(), {
-            "Idempotency-Key": msg.id, TRACEPARENT: traceparent(msg.trace_id, new_span_id())})
+            "Idempotency-Key": msg.id, TRACEPARENT: self._traceparent(msg)})
         if status == 200:
             try:
                 data = json.loads(body)
@@ -189,6 +192,9 @@ class ApiClient:
         detail = body[:300].decode("utf-8", "replace")
         retryable = status >= 500 or status in RETRYABLE_4XX
         raise ApiError(f"the API answered {status}: {detail}", retryable=retryable, status=status)
+
+    def _traceparent(self, msg: BeaconMessage) -> str:
+        return traceparent(msg.trace_id, self.parent_spans.get(msg.id) or new_span_id())
 
     async def readiness(self) -> str | None:
         """None when ``GET /readyz`` answers 200, else why the API is not ready (for the health probe)."""

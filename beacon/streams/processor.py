@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from beacon import otel
 from beacon.backoff import backoff_delay
 from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
@@ -34,12 +35,14 @@ from beacon.trace import (
     API_SENT,
     BM_IN,
     HOPS_HEADER,
+    TRACEPARENT,
     WORKER,
     add_duration,
     add_point,
     header,
     new_span_id,
     now_ms,
+    parse_traceparent,
     record_headers,
 )
 
@@ -148,7 +151,24 @@ class MessageProcessor:
             return "bad_message"
         typing = self._typing_after_delay(msg)
         hops = record.hops()
+        span = otel.start("worker process", msg.trace_id, parse_traceparent(header(record.headers, TRACEPARENT)),
+                          record.fetched_ms, {"beacon.message_id": msg.id, "beacon.partition": record.partition,
+                                                "beacon.offset": record.offset})
+        span_id = span.span_id if span is not None else new_span_id()
+        if self.client is not None:
+            self.client.parent_spans[msg.id] = span_id
         called_ms = now_ms()
+        try:
+            return await self._answer(record, msg, typing, span_id, hops, called_ms)
+        finally:
+            if self.client is not None:
+                self.client.parent_spans.pop(msg.id, None)
+            if span is not None:
+                span.end()
+
+    async def _answer(self, record: Record, msg: BeaconMessage, typing: asyncio.Task[None] | None, span_id: str,
+                      hops: str, called_ms: float) -> str | None:
+        """The API's replies to ``msg`` produced (None), or ``msg`` dead-lettered (the reason)."""
         try:
             replies = await self._call(msg)
         except ApiError as exc:
@@ -168,7 +188,7 @@ class MessageProcessor:
             if typing is not None:
                 typing.cancel()  # answered in time: no typing; or it went, and the replies follow it
         if replies:
-            await self._produce_replies(msg, replies, self._api_hops(msg, hops, called_ms))
+            await self._produce_replies(msg, replies, self._api_hops(msg, hops, called_ms), span_id)
         return None
 
     def _api_hops(self, msg: BeaconMessage, hops: str, called_ms: float) -> str:
@@ -250,14 +270,15 @@ class MessageProcessor:
     async def _encode(self, reply: BeaconMessage, topic: str) -> bytes:
         return await self.with_registry(self.codec.encode, reply, topic)
 
-    async def _produce_replies(self, msg: BeaconMessage, replies: list[BeaconMessage], hops: str = "") -> None:
+    async def _produce_replies(self, msg: BeaconMessage, replies: list[BeaconMessage], hops: str = "",
+                               span_id: str | None = None) -> None:
         """Produce replies in order, keyed by user, and wait until the broker acknowledged all; each carries
         ``hops`` and the trace of ``msg`` (``beacon.trace``)."""
         topic = self.settings.topic_out
         values = [await self._encode(r, topic) for r in replies]
         try:
             await self._produce_until_acknowledged(msg, replies, values, record_headers(hops, msg.trace_id,
-                                                                                        new_span_id()))
+                                                                                        span_id or new_span_id()))
         finally:  # acknowledged; or abandoned, and the next produce to fail reports Kafka again
             self.health.report_up(KAFKA)
 

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header, HTTPException, Response, status
+from fastapi import APIRouter, Header, HTTPException, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
+from beacon import otel
 from beacon.api import metrics, store
 from beacon.api.deps import Authorized, StateDep
 from beacon.api.handoff import handoff_of, refresh_waiting
@@ -25,7 +26,7 @@ from beacon.api.writer import StatusJob
 from beacon.bot.persist import load_user_and_state, state_json_if_changed
 from beacon.errors import BeaconError
 from beacon.messages import INBOUND, STATUS, BeaconMessage, utcnow
-from beacon.trace import server_timing
+from beacon.trace import BATCH_TRACEPARENTS, TRACEPARENT, parse_traceparent, server_timing
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["processing"])
@@ -73,6 +74,7 @@ def _result(message_id: str, duplicate: bool, replies_json: bytes, refused: list
 async def process_message(
     msg: BeaconMessage,
     state: StateDep,
+    request: Request,
     idempotency_key: Annotated[
         str | None,
         Header(description="Must equal the message's `id` when sent (422 otherwise): the id is the idempotency key."),
@@ -87,7 +89,7 @@ async def process_message(
         )
     timing: Timing = {}
     try:
-        body = await process_one(state, msg, timing)
+        body = await _traced(state, msg, timing, request.headers.get(TRACEPARENT))
     except Rejected as exc:
         raise HTTPException(exc.status_code, detail=exc.detail) from exc
     return Response(content=body, media_type="application/json",
@@ -108,12 +110,14 @@ async def process_message(
                    "further on its own, answered in its line)."),
     },
 )
-async def process_batch(batch: BatchRequest, state: StateDep) -> StreamingResponse:
+async def process_batch(batch: BatchRequest, state: StateDep, request: Request) -> StreamingResponse:
     """Each message is processed exactly as by ``/v1/messages/process`` (idempotent on its id), and
     its result is streamed as one line the moment it is done, with its ``index`` in the request and
     the status the single endpoint would have answered (200, 422, 503): one bad message fails alone
     and one slow message (an LLM taking seconds) holds back nobody else's replies. Messages of one
     user must not share a batch: their order would not be kept (workers send one per user at a time)."""
+
+    parents = (request.headers.get(BATCH_TRACEPARENTS) or "").split(",")
 
     async def item(index: int, raw: dict[str, Any]) -> bytes:
         try:
@@ -121,7 +125,8 @@ async def process_batch(batch: BatchRequest, state: StateDep) -> StreamingRespon
         except ValidationError as exc:
             detail = f"item {index} is not a BeaconMessage: {_errors(exc)}"
             return b'{"index":%d,"status":422,"detail":%b}\n' % (index, orjson.dumps(_printable(detail)))
-        return b'{"index":%d,%b\n' % (index, await _batch_item(state, msg))
+        parent = parents[index] if index < len(parents) else None
+        return b'{"index":%d,%b\n' % (index, await _batch_item(state, msg, parent))
 
     async def lines() -> AsyncIterator[bytes]:
         for done in asyncio.as_completed([item(i, raw) for i, raw in enumerate(batch.messages)]):
@@ -139,11 +144,11 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-async def _batch_item(state: StateDep, msg: BeaconMessage) -> bytes:
+async def _batch_item(state: StateDep, msg: BeaconMessage, parent: str | None) -> bytes:
     """The fields of one BatchItem after its index: status and result or detail, and the closing brace."""
     timing: Timing = {}
     try:
-        result = await process_one(state, msg, timing)
+        result = await _traced(state, msg, timing, parent)
         return b'"status":200,"result":%b,"timing":%b}' % (result, orjson.dumps(timing))
     except Rejected as exc:
         return b'"status":%d,"detail":%b}' % (exc.status_code, orjson.dumps(_printable(exc.detail)))
@@ -156,6 +161,17 @@ async def _batch_item(state: StateDep, msg: BeaconMessage) -> bytes:
     except Exception as exc:  # answered for this item alone, so the stream still carries the others
         log.exception("message %s (user %s) of a batch failed unexpectedly (answered 500)", msg.id, msg.user_key)
         return b'"status":500,"detail":%b}' % orjson.dumps(f"internal error: {type(exc).__name__}")
+
+
+async def _traced(state: StateDep, msg: BeaconMessage, timing: Timing, parent: str | None) -> bytes:
+    """:func:`process_one` in a span (child of the worker's, from its ``traceparent``) when spans are on."""
+    span = otel.start("api process", msg.trace_id, parse_traceparent(parent), None, {"beacon.message_id": msg.id})
+    if span is None:
+        return await process_one(state, msg, timing)
+    try:
+        return await process_one(state, msg, timing)
+    finally:
+        span.end(None, {f"beacon.{part}_ms": ms for part, ms in timing.items()})
 
 
 #: Milliseconds spent inside the API on one message, by part (``db``, ``pipeline``), as ``Server-Timing`` names them.
