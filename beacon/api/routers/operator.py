@@ -30,6 +30,7 @@ from beacon.api.wire import message_problems, text_problems, too_long
 from beacon.config import Settings
 from beacon.errors import KafkaError
 from beacon.messages import OUTBOUND, BeaconMessage, make_user_key, utcnow
+from beacon.trace import new_span_id, record_headers
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["operators"], dependencies=[Authorized])
@@ -298,7 +299,9 @@ async def send_message(req: SendRequest, state: StateDep) -> SendResult:
         ) from exc
     producer = await _producer(state)
     try:
-        record = await producer.produce(settings.topic_out, value, key=user_key)  # type: ignore[attr-defined]
+        # Its own trace (beacon.trace): the gateway adds the hops from bm_out to the channel's send.
+        record = await producer.produce(settings.topic_out, value, key=user_key,  # type: ignore[attr-defined]
+                                        headers=record_headers("", msg.trace_id, new_span_id()))
     except KafkaError as exc:
         metrics.PROACTIVE.labels("failed").inc()
         raise HTTPException(
