@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(Path(".beacon"), description="Where local state lives: broker data, SQLite, logs.")
     log_level: str = Field("INFO", description="Log level of every Beacon process.")
+    otel_endpoint: str | None = Field(
+        None, description="OTLP/HTTP endpoint (e.g. `http://127.0.0.1:4318`) every process exports its OpenTelemetry "
+        "spans to (`/v1/traces` is appended); unset, no span is made and the OpenTelemetry SDK is not even imported."
+    )
 
     # --- Kafka ----------------------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")

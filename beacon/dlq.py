@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from beacon.config import Settings
+from beacon.trace import AnyHeaders
+from beacon.trace import trace_headers as trace_headers_of
 
 if TYPE_CHECKING:
     from beacon.kafka import AsyncProducer
@@ -120,8 +122,10 @@ async def dead_letter(
     error: BaseException | str,
     attempts: int,
     origin: str,
+    trace_headers: AnyHeaders = None,
 ) -> None:
     """Put the original record on the dead-letter topic with the reason, and wait for the broker's ack.
+    Of ``trace_headers`` (the original record's), the trace context and hops are kept (``beacon.trace``).
 
     Logged as an error an operator can act on: what, where, why, and how to redrive it.
     """
@@ -131,6 +135,7 @@ async def dead_letter(
         topic=topic, partition=partition, offset=offset, error_class=error_class,
         error_text=error_text, attempts=attempts, origin=origin,
     )
+    headers += trace_headers_of(trace_headers)
     await producer.produce(settings.topic_dlq, value, key=key, headers=headers)
     log.error(
         "dead-lettered %s[%d]@%d after %d attempt(s) by %s: %s: %s; inspect with `beacon dlq show`, "

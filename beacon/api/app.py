@@ -18,6 +18,7 @@ from sqlalchemy import event
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from beacon import otel
 from beacon.api import migrate
 from beacon.api.db import make_engine, make_sessionmaker
 from beacon.api.deps import ApiState
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app; start-up opens the database, checks its migrations and builds the pipeline."""
     settings = settings or get_settings()
+    otel.setup(settings, "api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -88,6 +88,10 @@ class BatchItem(BaseModel):
     )
     result: ProcessResult | None = Field(None, description="Set when status is 200.")
     detail: str | None = Field(None, description="Why not, when status is not 200.")
+    timing: dict[str, float] | None = Field(
+        None, description="Milliseconds spent on the message inside the API (`db`, `pipeline`), as the single "
+        "endpoint's `Server-Timing` header gives them; set when status is 200."
+    )
 
 
 class UserOut(BaseModel):

@@ -63,7 +63,16 @@ def e2e(
     import platform
 
     from beacon.bench.bare.compare import bare_summary, ratio_table
-    from beacon.bench.e2e import Stack, bench, given_up_report, process_table, summary, table, write_report
+    from beacon.bench.e2e import (
+        Stack,
+        bench,
+        given_up_report,
+        hops_report,
+        process_table,
+        summary,
+        table,
+        write_report,
+    )
     from beacon.config import get_settings
     from beacon.errors import BeaconError
 
@@ -86,6 +95,7 @@ def e2e(
     typer.echo(table(results))
     typer.echo(process_table(results))
     typer.echo(ratio_table(results))
+    typer.echo(hops_report(results))
     s = summary(results)
     typer.echo(
         f"sustained end to end: {s['throughput']:,.0f} msg/s (target >= 1,000; "

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
+from beacon.bench.hops import Breakdown, hop_table
 from beacon.config import Settings
 from beacon.errors import BeaconError
 from beacon.kafka import TopicSpec, ensure_topics, make_admin, make_consumer, make_producer
@@ -76,6 +77,8 @@ class RunResult:
     processes: dict[str, tuple[float, float]] = field(default_factory=dict)
     #: What ran: "stack" (Beacon), "kafka" (the raw Kafka round trip) or "bare" (the bare topology).
     kind: str = "stack"
+    #: Per-hop durations, from the hops each reply carried (stack runs only).
+    hops: Breakdown = field(default_factory=Breakdown)
 
     def give_up(self, error: WebhookDeliveryError) -> None:
         """Count a webhook the bench gave up on, by whether the gateway answered it at all."""
@@ -237,7 +240,8 @@ class ProcessMeter:
 
 
 async def _collect(client: httpx.AsyncClient, fake_url: str, after: int, prefix: str,
-                   replies: dict[str, list[float]], order: dict[str, list[int]], stop: asyncio.Event) -> None:
+                   replies: dict[str, list[float]], order: dict[str, list[int]], stop: asyncio.Event,
+                   hops: Breakdown | None = None) -> None:
     """Follow the fake's record of sends, keeping the replies of this run."""
     seq = after
     while not stop.is_set():
@@ -256,6 +260,8 @@ async def _collect(client: httpx.AsyncClient, fake_url: str, after: int, prefix:
             token = text[marker:].split()[0]
             _, user, number = token.split(":")
             replies[token].append(float(sent["received_at"]))
+            if hops is not None:
+                hops.add(sent.get("hops"), float(sent["received_at"]))
             order[user].append(int(number))
 
 
@@ -275,7 +281,8 @@ async def run_stack(stack: RunTarget, name: str, rate: float, seconds: float, us
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
         await stack.check(client)
         after = int((await client.get(f"{stack.fake_url}/_fake/stats")).json()["last_seq"])
-        collector = asyncio.create_task(_collect(client, stack.fake_url, after, prefix, replies, order, stop))
+        collector = asyncio.create_task(_collect(client, stack.fake_url, after, prefix, replies, order, stop,
+                                                  result.hops))
         driver = WebhookDriver(stack.gateway_url, stack.app_secret, stack.phone_number_id,
                                max_attempts=WEBHOOK_ATTEMPTS, timeout=WEBHOOK_TIMEOUT)
         meter = ProcessMeter(stack.pids())
@@ -447,6 +454,11 @@ def process_table(results: list[RunResult]) -> str:
     return "\n".join(rows)
 
 
+def hops_report(results: list[RunResult]) -> str:
+    """The per-hop breakdown of the stack runs (``beacon.bench.hops``)."""
+    return hop_table([(r.name, r.hops) for r in results if r.hops.messages])
+
+
 def plot(results: list[RunResult], path: Path) -> None:
     import matplotlib
 
@@ -512,7 +524,8 @@ def write_report(results: list[RunResult], out: Path) -> list[str]:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     md = out.with_suffix(".md")
-    md.write_text(table(results) + "\n\n" + process_table(results) + "\n\n" + ratio_table(results) + "\n")
+    md.write_text(table(results) + "\n\n" + process_table(results) + "\n\n" + ratio_table(results) + "\n\n"
+                  + hops_report(results) + "\n")
     try:
         percentiles = out.with_name(out.name + "-percentiles.png")
         plot(results, out.with_suffix(".png"))

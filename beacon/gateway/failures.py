@@ -80,7 +80,7 @@ class FailureReporter:
             try:
                 await dead_letter(self.producer, self.settings, key=record.key(), value=value,
                                   topic=topic, partition=partition, offset=offset,
-                                  error=error, attempts=attempts, origin=self.origin)
+                                  error=error, attempts=attempts, origin=self.origin, trace_headers=record.headers())
                 return
             except KafkaError as exc:
                 if is_too_large(exc) and value is not None:

@@ -18,6 +18,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from beacon import otel
 from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.errors import BeaconError, SerializationError
@@ -31,8 +32,9 @@ from beacon.gateway.metrics import (
     WEBHOOKS,
 )
 from beacon.gateway.records import ENCODE_ERRORS, encode_within, is_too_large, shrink
-from beacon.kafka import AsyncProducer, Message
+from beacon.kafka import AsyncProducer, Headers, Message
 from beacon.messages import BeaconMessage
+from beacon.trace import WEBHOOK, add_point, new_span_id, now_ms, record_headers
 
 
 class Inbound:
@@ -68,6 +70,7 @@ class Inbound:
     async def receive(self, request: web.Request) -> web.Response:
         """One notification: check, parse, produce all, then 200."""
         started = time.perf_counter()
+        received_ms = now_ms()
         if not self.accepting:
             return self._reject("shutting_down", 503, "shutting down")
         if (request.content_length or 0) > self.settings.gateway_max_body_bytes:
@@ -91,7 +94,7 @@ class Inbound:
             self.log.warning("webhook rejected as malformed: %s; body starts %r", exc, body[:200])
             return self._reject("malformed", 400, str(exc))
         try:
-            await self.deliver(parsed)
+            await self.deliver(parsed, received_ms)
         except (TimeoutError, BeaconError) as exc:
             self.log.error("webhook with %d message(s) answered 503: the broker did not acknowledge within %.1fs (%s). "
                            "%s will redeliver; check `beacon kafka status`.", len(parsed.messages),
@@ -101,15 +104,24 @@ class Inbound:
         WEBHOOKS.labels(self.name, "accepted").inc()
         return web.Response(text="OK")
 
-    async def deliver(self, parsed: Parsed) -> None:
+    async def deliver(self, parsed: Parsed, received_ms: float | None = None) -> None:
         """Produce what one webhook (or an event-source channel's batch) yielded to ``bm_in``, every record
         acknowledged, then the channel's ``after_produce``. Raises TimeoutError or a BeaconError when the broker
         does not acknowledge within BEACON_GATEWAY_ACK_TIMEOUT (nothing is lost: the caller has the input
-        redelivered, or delivers again; ids derive from the channel's, so copies are deduplicated)."""
+        redelivered, or delivers again; ids derive from the channel's, so copies are deduplicated).
+        ``received_ms`` (epoch ms, default now) is the ``webhook`` hop every record carries (``beacon.trace``)."""
         self._report_dropped(parsed.dropped)
         records = self._encode(parsed.messages)
         messages = [msg for msg, _value in records]
-        await asyncio.wait_for(self._produce(records), self.settings.gateway_ack_timeout)
+        hops = add_point("", WEBHOOK, received_ms)
+        spans = {msg.id: span for msg, _ in records
+                 if (span := otel.start(f"{self.name} webhook", msg.trace_id, None, received_ms,
+                                        {"beacon.message_id": msg.id})) is not None}
+        headers = {msg.id: record_headers(hops, msg.trace_id, spans[msg.id].span_id if spans else new_span_id())
+                   for msg, _ in records}
+        await asyncio.wait_for(self._produce(records, headers), self.settings.gateway_ack_timeout)
+        for span in spans.values():
+            span.end()
         WEBHOOK_MESSAGES.labels(self.name).inc(len(messages))
         await self.channel.after_produce(messages)
 
@@ -147,7 +159,7 @@ class Inbound:
                          "'unsupported' with a too-large error, without its content", msg.kind, msg.id, msg.user_key,
                          size)
 
-    async def _produce(self, records: list[tuple[BeaconMessage, bytes]]) -> None:
+    async def _produce(self, records: list[tuple[BeaconMessage, bytes]], headers: dict[str, Headers]) -> None:
         """Produce every record and wait for all acks; anything but a size refusal raises (answer 503).
 
         A record refused as too large (refused for that reason every time) goes without its content:
@@ -157,11 +169,12 @@ class Inbound:
         """
         futures = []
         for msg, value in records:
-            future = self.producer.produce_nowait(self.topic, value, key=msg.user_key.encode())
+            future = self.producer.produce_nowait(self.topic, value, key=msg.user_key.encode(), headers=headers[msg.id])
             if future.done() and (exc := future.exception()) is not None and is_too_large(exc):
                 small, _kept = shrink(self.codec, msg, self.topic, len(value))
                 self._too_large(msg, len(value))
-                future = self.producer.produce_nowait(self.topic, small, key=msg.user_key.encode())
+                future = self.producer.produce_nowait(self.topic, small, key=msg.user_key.encode(),
+                                                      headers=headers[msg.id])
             futures.append(future)
         try:
             results = await asyncio.gather(*futures, return_exceptions=True)
@@ -180,7 +193,8 @@ class Inbound:
                 refused.add(msg.user_key)
             elif msg.user_key not in refused:
                 continue
-            again.append(self.producer.produce_nowait(self.topic, value, key=msg.user_key.encode()))
+            again.append(self.producer.produce_nowait(self.topic, value, key=msg.user_key.encode(),
+                                                      headers=headers[msg.id]))
         if again:
             await asyncio.gather(*again)
 

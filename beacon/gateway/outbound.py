@@ -20,6 +20,7 @@ import logging
 import time
 from typing import Any
 
+from beacon import otel
 from beacon.backoff import backoff_ceiling, backoff_delay
 from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
@@ -33,6 +34,20 @@ from beacon.gateway.typing import TypingRefresher, shows_typing
 from beacon.kafka import AsyncProducer, Consumer, KafkaException, Message, TopicPartition, fetch_batch, make_consumer
 from beacon.lanes import Job, KeyedDispatcher
 from beacon.messages import OUTBOUND, BeaconMessage
+from beacon.trace import (
+    BM_OUT,
+    GATEWAY,
+    HOPS_HEADER,
+    SEND,
+    TRACEPARENT,
+    add_point,
+    current_hops,
+    header,
+    new_span_id,
+    now_ms,
+    parse_traceparent,
+    traceparent,
+)
 
 COMMIT_INTERVAL = 0.2  # seconds between offset commits while records settle
 PRUNE_INTERVAL = 3600.0  # seconds between prunes of settled ids older than bm_out's retention
@@ -91,7 +106,7 @@ class Outbound:
                         self.log.warning("consuming %s: %s", self.topic, err)
                         continue
                     topic, partition, offset = where(record)
-                    await self.lanes.submit(Job(record.key() or b"", (topic, partition), offset, record))
+                    await self.lanes.submit(Job(record.key() or b"", (topic, partition), offset, record, now_ms()))
                 now = time.monotonic()
                 if now - last_commit >= COMMIT_INTERVAL:
                     self._commit(consumer, self.lanes.committable(), asynchronous=True)
@@ -165,7 +180,7 @@ class Outbound:
             if self.stop_event.is_set():
                 raise Abandoned  # stopping: finish the sends in flight, start no more
             try:
-                await self._handle(record)
+                await self._handle(record, job.started)
                 return
             except Abandoned:
                 raise
@@ -217,7 +232,7 @@ class Outbound:
         except RegistryUnavailableError:
             return await retry_registry(self.codec.decode, record.value(), **kw)
 
-    async def _handle(self, record: Message) -> None:
+    async def _handle(self, record: Message, fetched_ms: float | None = None) -> None:
         try:
             msg = await self._decode(record)
         except BadMessageError as exc:
@@ -244,7 +259,26 @@ class Outbound:
         except UnsendableMessageError as exc:
             await self._give_up(record, msg, exc, attempts=1)
             return
-        await self._send_with_retries(record, msg, request)
+        span = self._trace(record, msg, fetched_ms)
+        try:
+            await self._send_with_retries(record, msg, request)
+        finally:
+            if span is not None:
+                span.end()
+
+    def _trace(self, record: Message, msg: BeaconMessage, fetched_ms: float | None) -> otel.Span | None:
+        """Set the trace context and hops (to ``bm_out`` and ``gateway``) the channel's send carries
+        (``beacon.trace``; ``send`` is added at each attempt); the send's span when spans are on."""
+        headers = record.headers()
+        span = otel.start(f"{self.name} send", msg.trace_id, parse_traceparent(header(headers, TRACEPARENT)),
+                          fetched_ms, {"beacon.message_id": msg.id})
+        hops = header(headers, HOPS_HEADER) or ""
+        _kind, stamp = record.timestamp()
+        if stamp > 0:  # else not available
+            hops = add_point(hops, BM_OUT, float(stamp))
+        span_id = span.span_id if span is not None else new_span_id()
+        current_hops.set((traceparent(msg.trace_id, span_id), add_point(hops, GATEWAY, fetched_ms)))
+        return span
 
     async def _give_up(self, record: Message, msg: BeaconMessage, error: BaseException, attempts: int) -> None:
         await self.failures.fail(record, msg, error, attempts=attempts)
@@ -282,6 +316,7 @@ class Outbound:
         attempt = 0  # requests made
         own = 0  # failures that are this message's own (others to its account succeeded meanwhile)
         first_failure: int | None = None  # the account's success count at this message's first failure
+        trace = current_hops.get()
         while True:
             attempt += 1
             await self._wait(user, "user", use_token=msg.kind != "read_receipt")
@@ -291,6 +326,8 @@ class Outbound:
                 async with self.slots:
                     self.store.begin(msg.id)
                     started = time.perf_counter()
+                    if trace is not None:
+                        current_hops.set((trace[0], add_point(trace[1], SEND)))
                     try:
                         channel_id = await self.channel.send(msg, request)
                         error = None

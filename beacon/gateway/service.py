@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from beacon import otel
 from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
 from beacon.errors import KafkaAuthenticationError, KafkaError
@@ -95,4 +96,12 @@ class Gateway:
 
 def run(settings: Settings, make_channel: Callable[[Settings], Channel]) -> None:
     """Run a channel's gateway until SIGTERM / SIGINT."""
-    run_gateway(lambda s: Gateway(s, make_channel(s)), settings)
+    def make(s: Settings) -> Gateway:
+        channel = make_channel(s)
+        otel.setup(s, f"gateway-{channel.name}")
+        return Gateway(s, channel)
+
+    try:
+        run_gateway(make, settings)
+    finally:
+        otel.shutdown()

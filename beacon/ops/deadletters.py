@@ -18,6 +18,7 @@ from beacon.config import Settings
 from beacon.dlq import DeadLetterInfo, read_dlq_headers
 from beacon.errors import BeaconError, KafkaError
 from beacon.messages import BeaconMessage
+from beacon.trace import trace_headers
 
 if TYPE_CHECKING:
     from beacon.codec import MessageCodec
@@ -186,7 +187,8 @@ def redrive(
             problems.append(f"{letter.ref}: no beacon.dlq.source.topic header, so no place to redrive it to")
             continue
         headers: list[tuple[str, str | bytes | None]] = [
-            (H_REDRIVEN_FROM, f"{settings.topic_dlq}:{letter.ref}".encode())
+            (H_REDRIVEN_FROM, f"{settings.topic_dlq}:{letter.ref}".encode()),
+            *trace_headers(letter.headers),  # the message's own trace goes on
         ]
         while True:
             try:

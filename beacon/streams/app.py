@@ -34,6 +34,7 @@ import faust
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from beacon import otel
 from beacon.codec import get_codec
 from beacon.config import Settings
 from beacon.kafka import AsyncProducer
@@ -44,6 +45,7 @@ from beacon.streams.coalesce import Coalescer
 from beacon.streams.health import DependencyHealth
 from beacon.streams.metrics import WorkerMetrics
 from beacon.streams.processor import MessageProcessor, Record, echo_pipeline
+from beacon.trace import now_ms
 
 log = logging.getLogger("beacon.streams")
 
@@ -122,8 +124,13 @@ class WorkerRuntime:
 
 
 def _record(job: Job) -> Record:
+    """The job's Kafka record with its timestamp, headers and when it was fetched (``beacon.trace``'s hops)."""
     message = job.payload.message
-    return Record(message.topic, message.partition, message.offset, message.key, message.value)
+    fetched_ms = now_ms() - (time.monotonic() - job.started) * 1000
+    headers = message.headers
+    return Record(message.topic, message.partition, message.offset, message.key, message.value,
+                  message.timestamp * 1000 if message.timestamp else None,
+                  list(headers.items()) if isinstance(headers, dict) else headers, fetched_ms)
 
 
 class BeaconApp(faust.App):
@@ -169,6 +176,7 @@ def create_app(settings: Settings) -> BeaconApp:
     datadir.mkdir(parents=True, exist_ok=True)
     # aiokafka logs an error per retry (every 100 ms) while a broker is gone: once per change is enough.
     quiet_repeats()
+    otel.setup(settings, "worker")
     brokers = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",") if server.strip()]
     app = BeaconApp(
         settings.worker_group,

@@ -31,6 +31,7 @@ from beacon.config import Settings
 from beacon.errors import BeaconError
 from beacon.groups import MessageGroup
 from beacon.messages import BeaconMessage
+from beacon.trace import BATCH_TRACEPARENTS, TRACEPARENT, new_span_id, now_ms, parse_server_timing, traceparent
 
 PROCESS_PATH = "/v1/messages/process"
 BATCH_PATH = "/v1/messages/process-batch"
@@ -72,6 +73,15 @@ class ApiClient:
         self._senders = 0
         self._queue: deque[tuple[BeaconMessage | MessageGroup, asyncio.Future[list[BeaconMessage]]]] = deque()
         self._session: aiohttp.ClientSession | None = None
+        #: Per message id answered: when its request left (epoch ms) and the API's own timing of it (ms by part,
+        #: from ``Server-Timing`` or the batch line); the processor takes each with :meth:`timing_of`.
+        self._timings: dict[str, tuple[float, dict[str, float]]] = {}
+        #: Per message id in processing, the span id of the worker's hop: the parent named in the API request.
+        self.parent_spans: dict[str, str] = {}
+
+    def timing_of(self, message_id: str) -> tuple[float, dict[str, float]] | None:
+        """When the answered request for ``message_id`` left and the API's timing of it (taken: asked once)."""
+        return self._timings.pop(message_id, None)
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -113,7 +123,9 @@ class ApiClient:
         them as they are done), so a slow message holds back nobody else in the batch."""
         futures = [future for _, future in batch]
         body = b'{"messages":[%b]}' % b",".join(msg.model_dump_json().encode() for msg, _ in batch)
-        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
+        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json",
+                   BATCH_TRACEPARENTS: ",".join(self._traceparent(msg) for msg, _ in batch)}
+        sent_ms = now_ms()
         try:
             async with self._ensure_session().post(self._batch_url, data=body, headers=headers) as resp:
                 if resp.status != 200:
@@ -127,7 +139,10 @@ class ApiClient:
                     *lines, pending = pending.split(b"\n")
                     for line in lines:
                         if line.strip():
-                            _settle_item(futures, json.loads(line))
+                            item = json.loads(line)
+                            if isinstance(timing := item.get("timing"), dict):
+                                self._timings[batch[item["index"]][0].id] = (sent_ms, timing)
+                            _settle_item(futures, item)
             unanswered = sum(1 for future in futures if not future.done())
             if unanswered:
                 raise ApiError(f"the API's batch answer ended with {unanswered} of {len(batch)} messages unanswered",
@@ -148,12 +163,13 @@ class ApiClient:
             if not future.done():
                 future.set_exception(error)
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, str | None]:
+        """Status, body and ``Server-Timing`` of the answer."""
         session = self._ensure_session()
         headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json", **headers}
         try:
             async with session.post(url, data=body, headers=headers) as resp:
-                return resp.status, await resp.read()
+                return resp.status, await resp.read(), resp.headers.get("Server-Timing")
         except TimeoutError as exc:
             raise ApiError(f"the API at {url} did not answer within {self._timeout.total}s", retryable=True) from exc
         except aiohttp.ClientError as exc:
@@ -165,17 +181,26 @@ class ApiClient:
         if not msg.id.isprintable():
             raise ApiError(f"message id {msg.id!r} cannot be sent as the Idempotency-Key header (control characters)",
                            retryable=False)
-        status, body = await self._post(self._url, msg.model_dump_json().encode(), {"Idempotency-Key": msg.id})
+        sent_ms = now_ms()
+        status, body, timing = await self._post(self._url, msg.model_dump_json().encode(), {
+            "Idempotency-Key": msg.id, TRACEPARENT: self._traceparent(msg)})
         if status == 200:
             try:
                 data = json.loads(body)
-                return [BeaconMessage.model_validate(r) for r in data.get("replies", [])]
+                replies = [BeaconMessage.model_validate(r) for r in data.get("replies", [])]
+                self._timings[msg.id] = (sent_ms, parse_server_timing(timing))
+                return replies
             except (ValueError, AttributeError, ValidationError) as exc:
                 raise ApiError(f"the API answered 200 with a body that is not a process result: {exc}",
                                retryable=True, status=status) from exc
         detail = body[:300].decode("utf-8", "replace")
         retryable = status >= 500 or status in RETRYABLE_4XX
         raise ApiError(f"the API answered {status}: {detail}", retryable=retryable, status=status)
+
+    def _traceparent(self, msg: BeaconMessage | MessageGroup) -> str:
+        """A group travels in the trace of its last message."""
+        last = msg.last if isinstance(msg, MessageGroup) else msg
+        return traceparent(last.trace_id, self.parent_spans.get(last.id) or new_span_id())
 
     async def readiness(self) -> str | None:
         """None when ``GET /readyz`` answers 200, else why the API is not ready (for the health probe)."""

@@ -17,17 +17,35 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from beacon import otel
 from beacon.backoff import backoff_delay
 from beacon.codec import MessageCodec, retry_registry
 from beacon.config import Settings
 from beacon.dlq import dead_letter
 from beacon.errors import BadMessageError, BeaconError, KafkaError, RegistryUnavailableError
 from beacon.groups import MessageGroup
-from beacon.kafka import AsyncProducer
+from beacon.kafka import AsyncProducer, Headers
 from beacon.messages import EVENT_KINDS, INBOUND, OUTBOUND, BeaconMessage, stable_id
 from beacon.streams.client import ApiClient, ApiError
 from beacon.streams.health import API, KAFKA, REGISTRY, DependencyHealth
 from beacon.streams.metrics import WorkerMetrics
+from beacon.trace import (
+    API_ANSWERED,
+    API_DB,
+    API_PIPELINE,
+    API_SENT,
+    BM_IN,
+    HOPS_HEADER,
+    TRACEPARENT,
+    WORKER,
+    add_duration,
+    add_point,
+    header,
+    new_span_id,
+    now_ms,
+    parse_traceparent,
+    record_headers,
+)
 
 log = logging.getLogger("beacon.streams")
 
@@ -45,6 +63,17 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    #: The record's timestamp (epoch ms: when the gateway produced it), its headers, and when the worker fetched it.
+    timestamp_ms: float | None = None
+    headers: Headers | None = None
+    fetched_ms: float | None = None
+
+    def hops(self) -> str:
+        """The record's ``beacon-hops`` with the ``bm_in`` and ``worker`` points added (``beacon.trace``)."""
+        hops = header(self.headers, HOPS_HEADER) or ""
+        if self.timestamp_ms is not None:
+            hops = add_point(hops, BM_IN, self.timestamp_ms)
+        return add_point(hops, WORKER, self.fetched_ms)
 
 
 def typing_receipt(msg: BeaconMessage) -> BeaconMessage:
@@ -124,6 +153,7 @@ class MessageProcessor:
         is dead-lettered alone (the API answers none of them twice)."""
         group = MessageGroup(messages=[msg for _, msg in members])
         typing = self._typing_after_delay(group.last)
+        hops, called_ms = members[-1][0].hops(), now_ms()  # the group's trace is its last message's
         try:
             replies = await self._call(group)
         except ApiError as exc:
@@ -138,7 +168,7 @@ class MessageProcessor:
             if typing is not None:
                 typing.cancel()
         if replies:
-            await self._produce_replies(group.last, replies)
+            await self._produce_replies(group.last, replies, self._api_hops(group.last, hops, called_ms))
         self.metrics.latency.observe(time.monotonic() - started)
         self.metrics.messages.labels("replied", "").inc(len(members))
         self.metrics.coalesced.inc(len(members))
@@ -156,6 +186,25 @@ class MessageProcessor:
             await self._dead_letter(record, exc, attempts=0)
             return "bad_message"
         typing = self._typing_after_delay(msg)
+        hops = record.hops()
+        span = otel.start("worker process", msg.trace_id, parse_traceparent(header(record.headers, TRACEPARENT)),
+                          record.fetched_ms, {"beacon.message_id": msg.id, "beacon.partition": record.partition,
+                                                "beacon.offset": record.offset})
+        span_id = span.span_id if span is not None else new_span_id()
+        if self.client is not None:
+            self.client.parent_spans[msg.id] = span_id
+        called_ms = now_ms()
+        try:
+            return await self._answer(record, msg, typing, span_id, hops, called_ms)
+        finally:
+            if self.client is not None:
+                self.client.parent_spans.pop(msg.id, None)
+            if span is not None:
+                span.end()
+
+    async def _answer(self, record: Record, msg: BeaconMessage, typing: asyncio.Task[None] | None, span_id: str,
+                      hops: str, called_ms: float) -> str | None:
+        """The API's replies to ``msg`` produced (None), or ``msg`` dead-lettered (the reason)."""
         try:
             replies = await self._call(msg)
         except ApiError as exc:
@@ -176,7 +225,7 @@ class MessageProcessor:
                 typing.cancel()  # answered in time: no typing; or it went, and the replies follow it
         if replies:
             try:
-                await self._produce_replies(msg, replies)
+                await self._produce_replies(msg, replies, self._api_hops(msg, hops, called_ms), span_id)
             except KafkaError as exc:  # not retryable: the brokers refuse these replies every time
                 log.error("the replies to message %s (user %s, %s partition %d offset %d) are refused by Kafka (%s); "
                           "dead-lettering the message", msg.id, msg.user_key, record.topic, record.partition,
@@ -184,6 +233,17 @@ class MessageProcessor:
                 await self._dead_letter(record, exc, attempts=1)
                 return "replies_refused"
         return None
+
+    def _api_hops(self, msg: BeaconMessage, hops: str, called_ms: float) -> str:
+        """``hops`` with the API call's points (and the API's own timing, when it gave it)."""
+        answered_ms = now_ms()
+        took = self.client.timing_of(msg.id) if self.client is not None else None
+        sent_ms, timing = took if took is not None else (called_ms, {})
+        hops = add_point(hops, API_SENT, sent_ms)
+        for name, part in ((API_DB, "db"), (API_PIPELINE, "pipeline")):
+            if part in timing:
+                hops = add_duration(hops, name, timing[part])
+        return add_point(hops, API_ANSWERED, answered_ms)
 
     def _typing_after_delay(self, msg: BeaconMessage) -> asyncio.Task[None] | None:
         """Show typing (a read receipt with typing on bm_out, before the replies in the user's partition) if
@@ -253,22 +313,25 @@ class MessageProcessor:
     async def _encode(self, reply: BeaconMessage, topic: str) -> bytes:
         return await self.with_registry(self.codec.encode, reply, topic)
 
-    async def _produce_replies(self, msg: BeaconMessage, replies: list[BeaconMessage]) -> None:
-        """Produce replies in order, keyed by user, and wait until the broker acknowledged all."""
+    async def _produce_replies(self, msg: BeaconMessage, replies: list[BeaconMessage], hops: str = "",
+                               span_id: str | None = None) -> None:
+        """Produce replies in order, keyed by user, and wait until the broker acknowledged all; each carries
+        ``hops`` and the trace of ``msg`` (``beacon.trace``)."""
         topic = self.settings.topic_out
         values = [await self._encode(r, topic) for r in replies]
         try:
-            await self._produce_until_acknowledged(msg, replies, values)
+            await self._produce_until_acknowledged(msg, replies, values, record_headers(hops, msg.trace_id,
+                                                                                        span_id or new_span_id()))
         finally:  # acknowledged; or abandoned, and the next produce to fail reports Kafka again
             self.health.report_up(KAFKA)
 
     async def _produce_until_acknowledged(self, msg: BeaconMessage, replies: list[BeaconMessage],
-                                          values: list[bytes]) -> None:
+                                          values: list[bytes], headers: Headers | None = None) -> None:
         topic = self.settings.topic_out
         attempt = 0
         while True:
             attempt += 1
-            futures = [self.producer.produce_nowait(topic, v, key=r.user_key) for r, v in
+            futures = [self.producer.produce_nowait(topic, v, key=r.user_key, headers=headers) for r, v in
                        zip(replies, values, strict=True)]
             try:
                 for fut in futures:
@@ -296,7 +359,7 @@ class MessageProcessor:
                 await dead_letter(
                     self.producer, self.settings, key=record.key, value=record.value, topic=record.topic,
                     partition=record.partition, offset=record.offset, error=error, attempts=attempts,
-                    origin=ORIGIN,
+                    origin=ORIGIN, trace_headers=record.headers,
                 )
                 self.health.report_up(KAFKA)
                 return

@@ -3,6 +3,7 @@ replaying bm_in through the workers sends no reply twice (idempotent API, gatewa
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from beacon.bench.hops import HOPS, INSIDE_API
 from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.kafka import describe_group, ensure_topics, list_topic_offsets, topic_partitions
@@ -68,6 +70,13 @@ def test_beacon_dev_runs_the_stack_answers_and_stops_on_ctrl_c(
         assert "| stack at 20/s | bare at 20/s |" in bench.stdout, bench.stdout
         assert "| stack at 20/s | kafka baseline at 20/s |" in bench.stdout, bench.stdout
         assert (tmp_path / "bench" / "e2e-percentiles.png").stat().st_size > 0
+        # The per-hop breakdown, from the hops the replies carried to the fake: every hop measured in both runs.
+        for label in [label for label, _, _ in HOPS] + [label for label, _ in INSIDE_API]:
+            row = next((line for line in bench.stdout.splitlines() if line.startswith(f"| {label} |")), None)
+            assert row is not None, f"no row for hop {label!r}:\n{bench.stdout}"
+            cells = [c.strip() for c in row.strip("|").split("|")[1:]]
+            assert len(cells) == 2 and all(re.fullmatch(r"[\d.]+ / [\d.]+ / [\d.]+", c) for c in cells), row
+        assert "carried no hops" not in bench.stdout, bench.stdout
 
         # A gateway that refuses the bench's webhooks stops the bench with the reason, before any run.
         card.whatsapp_app_secret = "not-the-gateway-secret"

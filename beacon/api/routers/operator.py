@@ -30,6 +30,7 @@ from beacon.api.wire import message_problems, text_problems, too_long
 from beacon.config import Settings
 from beacon.errors import KafkaError
 from beacon.messages import OUTBOUND, BeaconMessage, make_user_key, utcnow
+from beacon.trace import new_span_id, record_headers
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["operators"], dependencies=[Authorized])
@@ -284,7 +285,9 @@ async def send_message(req: SendRequest, state: StateDep) -> SendResult:
             headers={"Retry-After": str(settings.api_retry_after)},
         ) from exc
     try:
-        record = await state.producer.produce(settings.topic_out, value, key=user_key)
+        # Its own trace (beacon.trace): the gateway adds the hops from bm_out to the channel's send.
+        record = await state.producer.produce(settings.topic_out, value, key=user_key,
+                                              headers=record_headers("", msg.trace_id, new_span_id()))
     except KafkaError as exc:
         metrics.PROACTIVE.labels("failed").inc()
         raise HTTPException(

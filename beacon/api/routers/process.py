@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header, HTTPException, Response, status
+from fastapi import APIRouter, Header, HTTPException, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
+from beacon import otel
 from beacon.api import metrics, store
 from beacon.api.deps import Authorized, StateDep
 from beacon.api.handoff import handoff_of, refresh_waiting
@@ -26,6 +27,7 @@ from beacon.bot.persist import load_user_and_state, state_json_if_changed
 from beacon.errors import BeaconError, GroupConflictError
 from beacon.groups import MessageGroup, group_id
 from beacon.messages import INBOUND, STATUS, BeaconMessage, utcnow
+from beacon.trace import BATCH_TRACEPARENTS, TRACEPARENT, parse_traceparent, server_timing
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["processing"])
@@ -73,6 +75,7 @@ def _result(message_id: str, duplicate: bool, replies_json: bytes, refused: list
 async def process_message(
     msg: BeaconMessage | MessageGroup,
     state: StateDep,
+    request: Request,
     idempotency_key: Annotated[
         str | None,
         Header(description="Must equal the message's `id` when sent (422 otherwise): the id is the idempotency key."),
@@ -87,11 +90,13 @@ async def process_message(
             status.HTTP_422_UNPROCESSABLE_ENTITY,
             detail=f"Idempotency-Key {idempotency_key!r} differs from the message id {msg.id!r}; send the message id",
         )
+    timing: Timing = {}
     try:
-        body = await (process_group(state, msg) if isinstance(msg, MessageGroup) else process_one(state, msg))
+        body = await _traced(state, msg, timing, request.headers.get(TRACEPARENT))
     except Rejected as exc:
         raise HTTPException(exc.status_code, detail=exc.detail) from exc
-    return Response(content=body, media_type="application/json")
+    return Response(content=body, media_type="application/json",
+                    headers={"Server-Timing": server_timing(list(timing.items()))})
 
 
 @router.post(
@@ -108,12 +113,14 @@ async def process_message(
                    "further on its own, answered in its line)."),
     },
 )
-async def process_batch(batch: BatchRequest, state: StateDep) -> StreamingResponse:
+async def process_batch(batch: BatchRequest, state: StateDep, request: Request) -> StreamingResponse:
     """Each message is processed exactly as by ``/v1/messages/process`` (idempotent on its id), and
     its result is streamed as one line the moment it is done, with its ``index`` in the request and
     the status the single endpoint would have answered (200, 422, 503): one bad message fails alone
     and one slow message (an LLM taking seconds) holds back nobody else's replies. Messages of one
     user must not share a batch: their order would not be kept (workers send one per user at a time)."""
+
+    parents = (request.headers.get(BATCH_TRACEPARENTS) or "").split(",")
 
     async def item(index: int, raw: dict[str, Any]) -> bytes:
         try:
@@ -121,7 +128,8 @@ async def process_batch(batch: BatchRequest, state: StateDep) -> StreamingRespon
         except ValidationError as exc:
             detail = f"item {index} is not a BeaconMessage or MessageGroup: {_errors(exc)}"
             return b'{"index":%d,"status":422,"detail":%b}\n' % (index, orjson.dumps(_printable(detail)))
-        return b'{"index":%d,%b\n' % (index, await _batch_item(state, msg))
+        parent = parents[index] if index < len(parents) else None
+        return b'{"index":%d,%b\n' % (index, await _batch_item(state, msg, parent))
 
     async def lines() -> AsyncIterator[bytes]:
         for done in asyncio.as_completed([item(i, raw) for i, raw in enumerate(batch.messages)]):
@@ -139,11 +147,12 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-async def _batch_item(state: StateDep, msg: BeaconMessage | MessageGroup) -> bytes:
+async def _batch_item(state: StateDep, msg: BeaconMessage | MessageGroup, parent: str | None) -> bytes:
     """The fields of one BatchItem after its index: status and result or detail, and the closing brace."""
+    timing: Timing = {}
     try:
-        answer = process_group(state, msg) if isinstance(msg, MessageGroup) else process_one(state, msg)
-        return b'"status":200,"result":%b}' % await answer
+        result = await _traced(state, msg, timing, parent)
+        return b'"status":200,"result":%b,"timing":%b}' % (result, orjson.dumps(timing))
     except Rejected as exc:
         return b'"status":%d,"detail":%b}' % (exc.status_code, orjson.dumps(_printable(exc.detail)))
     except DATABASE_UNAVAILABLE as exc:
@@ -157,8 +166,31 @@ async def _batch_item(state: StateDep, msg: BeaconMessage | MessageGroup) -> byt
         return b'"status":500,"detail":%b}' % orjson.dumps(f"internal error: {type(exc).__name__}")
 
 
-async def process_one(state: StateDep, msg: BeaconMessage) -> bytes:
-    """Process one message; the JSON of its ProcessResult. Raises Rejected for a permanent refusal."""
+async def _traced(state: StateDep, msg: BeaconMessage | MessageGroup, timing: Timing, parent: str | None) -> bytes:
+    """:func:`process_one` (or :func:`process_group`) in a span (child of the worker's, from its ``traceparent``)
+    when spans are on; a group's span is in the trace of its last message."""
+    trace_id = msg.last.trace_id if isinstance(msg, MessageGroup) else msg.trace_id
+    span = otel.start("api process", trace_id, parse_traceparent(parent), None, {"beacon.message_id": msg.id})
+    if span is None:
+        return await _process_either(state, msg, timing)
+    try:
+        return await _process_either(state, msg, timing)
+    finally:
+        span.end(None, {f"beacon.{part}_ms": ms for part, ms in timing.items()})
+
+
+def _process_either(state: StateDep, msg: BeaconMessage | MessageGroup, timing: Timing) -> Awaitable[bytes]:
+    return process_group(state, msg, timing) if isinstance(msg, MessageGroup) else process_one(state, msg, timing)
+
+
+#: Milliseconds spent inside the API on one message, by part (``db``, ``pipeline``), as ``Server-Timing`` names them.
+Timing = dict[str, float]
+
+
+async def process_one(state: StateDep, msg: BeaconMessage, timing: Timing | None = None) -> bytes:
+    """Process one message; the JSON of its ProcessResult. Raises Rejected for a permanent refusal. ``timing``
+    receives the milliseconds spent in the database and in the pipeline (``beacon.trace``)."""
+    timing = {} if timing is None else timing
     problems = message_problems(msg)
     if problems:
         raise Rejected(
@@ -168,8 +200,9 @@ async def process_one(state: StateDep, msg: BeaconMessage) -> bytes:
     started = time.perf_counter()
     if msg.direction == STATUS:
         response = await _process_status(state, msg)
+        timing["db"] = (time.perf_counter() - started) * 1000
     elif msg.direction == INBOUND:
-        response = await _process_inbound(state, msg)
+        response = await _process_inbound(state, msg, timing)
     else:
         raise Rejected(
             status.HTTP_422_UNPROCESSABLE_ENTITY,
@@ -180,7 +213,7 @@ async def process_one(state: StateDep, msg: BeaconMessage) -> bytes:
     return response
 
 
-async def process_group(state: StateDep, group: MessageGroup) -> bytes:
+async def process_group(state: StateDep, group: MessageGroup, timing: Timing | None = None) -> bytes:
     """Answer a user's coalesced messages once, as one turn; the JSON of its ProcessResult (``message_id`` is the
     group's id). Idempotent per message: messages already answered (alone, or in a group a replay formed
     differently) are not answered again (their stored replies are returned first, same ids); the rest are
@@ -193,7 +226,7 @@ async def process_group(state: StateDep, group: MessageGroup) -> bytes:
     started = time.perf_counter()
     for attempt in (1, 2, 3):
         try:
-            response = await _process_group(state, group)
+            response = await _process_group(state, group, {} if timing is None else timing)
             break
         except GroupConflictError as exc:
             if attempt == 3:
@@ -203,7 +236,7 @@ async def process_group(state: StateDep, group: MessageGroup) -> bytes:
     return response
 
 
-async def _process_group(state: StateDep, group: MessageGroup) -> bytes:
+async def _process_group(state: StateDep, group: MessageGroup, timing: Timing) -> bytes:
     found = await asyncio.gather(*(state.lookup.submit(m.id) for m in group.messages))
     remaining = [m for m, stored in zip(group.messages, found, strict=True) if stored is None]
     answered: list[bytes] = []
@@ -213,7 +246,7 @@ async def _process_group(state: StateDep, group: MessageGroup) -> bytes:
     if not remaining:
         metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
         return _result(group.id, True, _joined(answered))
-    body = await _process_inbound(state, remaining[-1], remaining[:-1])
+    body = await _process_inbound(state, remaining[-1], timing, remaining[:-1])
     if not answered:
         return body
     result = orjson.loads(body)
@@ -233,10 +266,15 @@ async def _process_status(state: StateDep, msg: BeaconMessage) -> bytes:
     return _result(msg.id, not fresh, b"[]")
 
 
-async def _process_inbound(state: StateDep, msg: BeaconMessage, earlier: list[BeaconMessage] | None = None) -> bytes:
+async def _process_inbound(
+    state: StateDep, msg: BeaconMessage, timing: Timing, earlier: list[BeaconMessage] | None = None
+) -> bytes:
     """One turn for ``msg`` (and, coalesced with it, the ``earlier`` messages of its group)."""
     result_id = group_id([m.id for m in [*earlier, msg]]) if earlier else msg.id
+    started = time.perf_counter()
     stored = await state.lookup.submit(msg.id)
+    looked_up = time.perf_counter()
+    timing["db"] = (looked_up - started) * 1000
     if stored is not None:
         metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
         return _result(result_id, True, stored)
@@ -253,6 +291,8 @@ async def _process_inbound(state: StateDep, msg: BeaconMessage, earlier: list[Be
             turn.user, turn.state = await load_user_and_state(state.read_engine, msg)
             state_before = orjson.dumps(turn.state, option=orjson.OPT_SORT_KEYS)
         replies = await run_pipeline(state.handlers, turn)
+    piped = time.perf_counter()
+    timing["pipeline"] = (piped - looked_up) * 1000
     now = utcnow()
     replies, refused = apply_window(state.settings, replies, msg.channel_timestamp or msg.created_at, now)
     for refusal in refused:
@@ -270,6 +310,7 @@ async def _process_inbound(state: StateDep, msg: BeaconMessage, earlier: list[Be
         earlier=earlier or [],
     )
     stored = await state.writer.write(record, now)
+    timing["db"] += (time.perf_counter() - piped) * 1000
     if stored is not None:
         # Processed meanwhile (a concurrent duplicate won the processed-id constraint): its replies.
         metrics.PROCESSED.labels(INBOUND, "duplicate").inc()

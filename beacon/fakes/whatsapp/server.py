@@ -42,6 +42,7 @@ from beacon.config import Settings
 from beacon.fakes.whatsapp import payloads as p
 from beacon.fakes.whatsapp.cloudapi import InvalidRequest, error_body, validate_send
 from beacon.fakes.whatsapp.driver import WebhookDeliveryError, WebhookDriver
+from beacon.trace import HOPS_HEADER, TRACEPARENT
 
 log = logging.getLogger("beacon.fakes.whatsapp")
 
@@ -194,8 +195,11 @@ class FakeCloudApi:
             return self._reject(130429, "Message throughput exceeded")
         state = self.state
         state.accepted += 1
+        # The trace headers Beacon sends along (``beacon.trace``): the bench reads each message's hops from here.
         state.sent.append({"seq": len(state.sent) + 1, "received_at": received_at,
-                           "phone_number_id": phone_number_id, "to": to, "body": body})
+                           "phone_number_id": phone_number_id, "to": to, "body": body,
+                           "traceparent": request.headers.get(TRACEPARENT),
+                           "hops": request.headers.get(HOPS_HEADER)})
         state.changed.set()
         state.changed = asyncio.Event()
         if body.get("status") == "read":

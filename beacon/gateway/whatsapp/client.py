@@ -9,6 +9,7 @@ import orjson
 
 from beacon.config import Settings
 from beacon.gateway.whatsapp.errors import CloudApiError
+from beacon.trace import HOPS_HEADER, TRACEPARENT, current_hops
 
 
 class CloudApiClient:
@@ -42,6 +43,8 @@ class CloudApiClient:
                                 " or BEACON_WHATSAPP_ACCESS_TOKENS)", code=190)
         url = f"{self.base}/{phone_number_id}/messages"
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        if (trace := current_hops.get()) is not None:  # the Cloud API ignores them; the fake records them
+            headers[TRACEPARENT], headers[HOPS_HEADER] = trace
         try:
             async with self.session.post(url, data=orjson.dumps(body), headers=headers) as response:
                 raw = await response.read()
