@@ -63,16 +63,8 @@ def e2e(
     import platform
 
     from beacon.bench.bare.compare import bare_summary, ratio_table
-    from beacon.bench.e2e import (
-        Stack,
-        bench,
-        given_up_report,
-        hops_report,
-        process_table,
-        summary,
-        table,
-        write_report,
-    )
+    from beacon.bench.e2e import Stack, given_up_report, hops_report, process_table, summary, table
+    from beacon.bench.e2e_bench import bench, write_report
     from beacon.config import get_settings
     from beacon.errors import BeaconError
 
@@ -121,7 +113,8 @@ def _e2e_only(only: str, settings: Settings, *, rate: float, seconds: float, lat
     import asyncio
 
     from beacon.bench.bare.compare import bare_runs, stack_shape
-    from beacon.bench.e2e import process_table, table, write_report
+    from beacon.bench.e2e import process_table, table
+    from beacon.bench.e2e_bench import write_report
     from beacon.errors import BeaconError
 
     if only != "bare":

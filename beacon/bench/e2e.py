@@ -494,49 +494,6 @@ async def baseline_in_own_process(settings: Settings, rate: float, seconds: floa
         return await loop.run_in_executor(pool, kafka_baseline, settings, rate, seconds)
 
 
-async def bench(stack: Stack, *, rate: float, seconds: float, latency_rate: float, latency_seconds: float,
-                users: int) -> list[RunResult]:
-    """The probe, then baseline and stack at the latency rate, then both at the throughput rate, then the bare
-    topology at both (``write_report`` writes the tables and plots)."""
-    async with httpx.AsyncClient(timeout=30) as client:
-        await stack.probe(client)
-    settings = stack.settings
-    results = [await baseline_in_own_process(settings, latency_rate, latency_seconds)]
-    results.append(await run_stack(stack, f"stack at {latency_rate:.0f}/s", latency_rate, latency_seconds, users))
-    results.append(await baseline_in_own_process(settings, rate, seconds))
-    results.append(await run_stack(stack, f"stack at {rate:.0f}/s", rate, seconds, users))
-    results += await bare_baseline(stack, [(latency_rate, latency_seconds), (rate, seconds)], users)
-    return results
-
-
-async def bare_baseline(stack: Stack, runs: list[tuple[float, float]], users: int) -> list[RunResult]:
-    """The bare topology at the stack runs' rates and durations, shaped like the stack (workers, partitions)."""
-    from beacon.bench.bare.compare import bare_runs, stack_shape
-
-    workers, partitions = stack_shape(stack.settings, stack.pids())
-    return await bare_runs(stack.settings, runs, users=users, workers=workers, partitions=partitions)
-
-
-def write_report(results: list[RunResult], out: Path) -> list[str]:
-    """Write the tables (``<out>.md``) and the plots (``<out>.png``, ``<out>-percentiles.png``); returns
-    what to tell the operator about them (where they are, or how to get the plots when matplotlib is missing)."""
-    from beacon.bench.bare.compare import plot_percentiles, ratio_table
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    md = out.with_suffix(".md")
-    md.write_text(table(results) + "\n\n" + process_table(results) + "\n\n" + ratio_table(results) + "\n\n"
-                  + hops_report(results) + "\n")
-    try:
-        percentiles = out.with_name(out.name + "-percentiles.png")
-        plot(results, out.with_suffix(".png"))
-        plot_percentiles(results, percentiles)
-    except ImportError:
-        return [f"table: {md}; no plots: matplotlib is not installed (pip install matplotlib, or re-run "
-                "./scripts/setup)"]
-    return [f"plots: {out.with_suffix('.png')} (latency and replies over time), {percentiles} (percentiles and "
-            f"throughput per run); table: {md}"]
-
-
 def summary(results: list[RunResult]) -> dict[str, Any]:
     base_low, low, base_high, high = [r for r in results if r.kind != "bare"]
     return {

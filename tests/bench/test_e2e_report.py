@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from beacon.bench.bare.compare import bare_summary
-from beacon.bench.e2e import RunResult, write_report
+from beacon.bench.e2e import RunResult
+from beacon.bench.e2e_bench import write_report
 
 
 def runs() -> list[RunResult]:
