@@ -15,13 +15,13 @@ from pydantic import ValidationError
 
 from beacon.api import metrics, store
 from beacon.api.deps import Authorized, StateDep
-from beacon.api.handoff import handoff_of, refresh_waiting
+from beacon.api.handoff import refresh_waiting
 from beacon.api.outage import DATABASE_UNAVAILABLE
 from beacon.api.pipeline import Turn, run_pipeline
 from beacon.api.schemas import BatchItem, BatchRequest, ProcessResult, problems
 from beacon.api.window import Refusal, apply_window
 from beacon.api.wire import message_problems
-from beacon.api.writer import StatusJob
+from beacon.api.writer import Lookup, StatusJob
 from beacon.bot.persist import load_user_and_state, state_json_if_changed
 from beacon.errors import BeaconError
 from beacon.messages import INBOUND, STATUS, BeaconMessage, utcnow
@@ -183,15 +183,14 @@ async def _process_status(state: StateDep, msg: BeaconMessage) -> bytes:
 
 
 async def _process_inbound(state: StateDep, msg: BeaconMessage) -> bytes:
-    stored = await state.lookup.submit(msg.id)
-    if stored is not None:
+    seen = await state.lookup.submit(Lookup(msg.id, msg.user_key))
+    if seen.replies is not None:
         metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
-        return _result(msg.id, True, stored)
+        return _result(msg.id, True, seen.replies)
 
     turn = Turn(message=msg, settings=state.settings, sessions=state.sessions)
     state_before = b""
-    handed_off = await handoff_of(state.read_engine, msg.user_key)
-    if handed_off:
+    if seen.handoff:
         # A person answers this user: their message is recorded, the bot stays silent.
         turn.handled_by = "handoff"
         replies: list[BeaconMessage] = []
