@@ -22,13 +22,6 @@ WAITING = "waiting"
 OPERATOR = "operator"
 
 
-async def handoff_of(engine: AsyncEngine, user_key: str) -> str | None:
-    """The user's handoff state (WAITING, OPERATOR), or None when the bot answers."""
-    async with engine.connect() as conn:
-        found = await conn.scalar(select(User.handoff).where(User.user_key == user_key))
-    return str(found) if found else None
-
-
 def event_message(
     event_id: str, user: BeaconMessage | User, kind: str, *, by: str, reason: str | None, handoff: str | None,
     now: datetime,

@@ -99,6 +99,9 @@ class HotPath:
         self.select_processed_many = select(Processed.message_id, Processed.replies).where(
             Processed.message_id.in_(bindparam("mids", expanding=True))
         )
+        self.select_handoffs = select(User.user_key, User.handoff).where(
+            User.user_key.in_(bindparam("keys", expanding=True))
+        )
         self.insert_conversation = ins(Conversation).on_conflict_do_nothing()
         self.insert_messages = ins(Message).on_conflict_do_nothing()
         self.insert_processed_once = ins(Processed).on_conflict_do_nothing().returning(Processed.message_id)

@@ -139,15 +139,39 @@ def _split_repeats(batch: list[Job[T, R]], key: Any) -> tuple[dict[str, Job[T, R
     return firsts, repeats
 
 
-class ProcessedLookup(Batcher[str, "bytes | None"]):
-    """``await submit(message_id)``: the stored replies (JSON) of a processed message, or None."""
+@dataclass(frozen=True)
+class Lookup:
+    """What the processing endpoint reads before a turn: the message's id and its user."""
+
+    message_id: str
+    user_key: str
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The stored replies (JSON) of a message processed before, else None; the user's handoff state
+    (WAITING, OPERATOR) or None when the bot answers."""
+
+    replies: bytes | None
+    handoff: str | None
+
+
+class ProcessedLookup(Batcher[Lookup, Seen]):
+    """``await submit(Lookup(message_id, user_key))``: both reads a turn starts with, for a whole batch of
+    requests in one connection (two queries), instead of a connection and query per message."""
 
     name = "processed-lookup"
 
-    async def _process(self, batch: list[Job[str, bytes | None]]) -> None:
-        found = await stored_replies(self.engine, self.hot, {job.item for job in batch})
+    async def _process(self, batch: list[Job[Lookup, Seen]]) -> None:
+        mids = sorted({job.item.message_id for job in batch})
+        keys = sorted({job.item.user_key for job in batch})
+        async with self.engine.connect() as conn:
+            result = await conn.execute(self.hot.select_processed_many, {"mids": mids})
+            found = {row.message_id: row.replies.encode() for row in result}
+            result = await conn.execute(self.hot.select_handoffs, {"keys": keys})
+            handoffs = {row.user_key: str(row.handoff) for row in result if row.handoff}
         for job in batch:
-            _settle(job, found.get(job.item))
+            _settle(job, Seen(found.get(job.item.message_id), handoffs.get(job.item.user_key)))
 
 
 async def stored_replies(engine: AsyncEngine, hot: HotPath, ids: set[str]) -> dict[str, bytes]:

@@ -1,16 +1,20 @@
-"""Group commit: one bad turn in a batch fails alone; the same id twice in a batch is stored once."""
+"""Group commit: one bad turn in a batch fails alone; the same id twice in a batch is stored once; the
+lookup a turn starts with answers stored replies and handoff states for a batch at once."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 
+from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError
 
 from beacon.api import store
 from beacon.api.db import make_engine
+from beacon.api.handoff import WAITING
+from beacon.api.models import User
 from beacon.api.store import HotPath, TurnRecord
-from beacon.api.writer import ProcessedLookup, TurnWriter
+from beacon.api.writer import Lookup, ProcessedLookup, Seen, TurnWriter
 from beacon.messages import utcnow
 from tests.api.conftest import inbound
 from tests.conftest import make_settings
@@ -42,7 +46,31 @@ async def test_a_bad_turn_fails_alone_and_duplicates_in_a_batch_are_stored_once(
         if engine.dialect.name == "postgresql":
             assert isinstance(results[7], DBAPIError)
         for record in good:
-            assert await lookup.submit(record.inbound.id) == record.replies_json
+            seen = await lookup.submit(Lookup(record.inbound.id, record.inbound.user_key))
+            assert seen == Seen(record.replies_json, None)
+    finally:
+        await writer.close()
+        await lookup.close()
+        await engine.dispose()
+
+
+async def test_the_lookup_answers_each_message_and_its_users_handoff_in_one_batch(migrated_url: str) -> None:
+    engine = make_engine(make_settings(), migrated_url)
+    hot = HotPath(engine.dialect.name)
+    writer = TurnWriter(engine, hot, asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext())
+    lookup = ProcessedLookup(engine, hot)
+    writer.start()
+    lookup.start()
+    try:
+        handed, bot = _record("handed off"), _record("bot")
+        now = utcnow()
+        assert list(await asyncio.gather(writer.write(handed, now), writer.write(bot, now))) == [None, None]
+        async with engine.begin() as conn:
+            await conn.execute(update(User).where(User.user_key == handed.inbound.user_key).values(handoff=WAITING))
+        new = inbound("never seen")
+        seen = await asyncio.gather(*(lookup.submit(Lookup(m.id, m.user_key))
+                                      for m in (handed.inbound, bot.inbound, new)))
+        assert seen == [Seen(handed.replies_json, WAITING), Seen(bot.replies_json, None), Seen(None, None)]
     finally:
         await writer.close()
         await lookup.close()

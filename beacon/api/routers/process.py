@@ -16,13 +16,13 @@ from pydantic import ValidationError
 from beacon import otel
 from beacon.api import metrics, store
 from beacon.api.deps import Authorized, StateDep
-from beacon.api.handoff import handoff_of, refresh_waiting
+from beacon.api.handoff import refresh_waiting
 from beacon.api.outage import DATABASE_UNAVAILABLE
 from beacon.api.pipeline import Turn, run_pipeline
 from beacon.api.schemas import BatchItem, BatchRequest, ProcessResult, problems
 from beacon.api.window import Refusal, apply_window
 from beacon.api.wire import message_problems
-from beacon.api.writer import StatusJob
+from beacon.api.writer import Lookup, StatusJob
 from beacon.bot.persist import load_user_and_state, state_json_if_changed
 from beacon.errors import BeaconError, GroupConflictError
 from beacon.groups import MessageGroup, group_id
@@ -237,7 +237,8 @@ async def process_group(state: StateDep, group: MessageGroup, timing: Timing | N
 
 
 async def _process_group(state: StateDep, group: MessageGroup, timing: Timing) -> bytes:
-    found = await asyncio.gather(*(state.lookup.submit(m.id) for m in group.messages))
+    seen = await asyncio.gather(*(state.lookup.submit(Lookup(m.id, m.user_key)) for m in group.messages))
+    found = [one.replies for one in seen]
     remaining = [m for m, stored in zip(group.messages, found, strict=True) if stored is None]
     answered: list[bytes] = []
     for stored in found:
@@ -272,17 +273,16 @@ async def _process_inbound(
     """One turn for ``msg`` (and, coalesced with it, the ``earlier`` messages of its group)."""
     result_id = group_id([m.id for m in [*earlier, msg]]) if earlier else msg.id
     started = time.perf_counter()
-    stored = await state.lookup.submit(msg.id)
+    seen = await state.lookup.submit(Lookup(msg.id, msg.user_key))
     looked_up = time.perf_counter()
     timing["db"] = (looked_up - started) * 1000
-    if stored is not None:
+    if seen.replies is not None:
         metrics.PROCESSED.labels(INBOUND, "duplicate").inc()
-        return _result(result_id, True, stored)
+        return _result(result_id, True, seen.replies)
 
     turn = Turn(message=msg, settings=state.settings, sessions=state.sessions, messages=[*(earlier or []), msg])
     state_before = b""
-    handed_off = await handoff_of(state.read_engine, msg.user_key)
-    if handed_off:
+    if seen.handoff:
         # A person answers this user: their message is recorded, the bot stays silent.
         turn.handled_by = "handoff"
         replies: list[BeaconMessage] = []
