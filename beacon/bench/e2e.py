@@ -426,8 +426,17 @@ def process_table(results: list[RunResult]) -> str:
     return "\n".join(rows)
 
 
-def plot(results: list[RunResult], path: Path) -> None:
-    import matplotlib
+#: Said once, when ``beacon bench e2e`` writes its tables but cannot draw the plot.
+NO_MATPLOTLIB = ("no plot written: matplotlib is not installed (it is in the bench extra: "
+                 "pip install -e '.[bench]'); the tables are written all the same")
+
+
+def plot(results: list[RunResult], path: Path) -> bool:
+    """Draw latency and throughput to ``path``; False (and nothing drawn) when matplotlib is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -451,6 +460,7 @@ def plot(results: list[RunResult], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
 async def baseline_in_own_process(settings: Settings, rate: float, seconds: float) -> RunResult:
@@ -471,7 +481,8 @@ async def bench(stack: Stack, *, rate: float, seconds: float, latency_rate: floa
     results.append(await run_stack(stack, f"stack at {latency_rate:.0f}/s", latency_rate, latency_seconds, users))
     results.append(await baseline_in_own_process(settings, rate, seconds))
     results.append(await run_stack(stack, f"stack at {rate:.0f}/s", rate, seconds, users))
-    plot(results, out.with_suffix(".png"))
+    if not plot(results, out.with_suffix(".png")):
+        print(NO_MATPLOTLIB)
     out.with_suffix(".md").write_text(table(results) + "\n\n" + process_table(results) + "\n")
     return results
 
