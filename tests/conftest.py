@@ -1,7 +1,9 @@
 """Session-wide fixtures: the real services the suite runs against, and per-test isolation.
 
-Services are started once per session on test ports under ``.beacon-test/`` and stopped at the
-end if this session started them. A test that needs a service it cannot have is skipped
+Services are started once per run on test ports under ``.beacon-test/`` (by the first test process
+that needs them; parallel workers share them) and stopped at the end of the run if this run started
+them, unless ``BEACON_TEST_KEEP_SERVICES`` is set. ``BEACON_TEST_SERVICES=containers`` takes them from
+Docker instead (``tests/services.py``). A test that needs a service it cannot have is skipped
 locally and fails in CI (``CI=true``), so CI never passes by skipping.
 """
 
@@ -9,13 +11,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from beacon.config import Settings
+from tests import services
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_DATA_DIR = ROOT / ".beacon-test"
@@ -34,13 +37,63 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """In the process that runs the session (not in xdist workers): choose the services, start the
+    containers when asked for, and give the run an id its workers inherit."""
+    if hasattr(config, "workerinput"):
+        return
+    os.environ.setdefault(services.RUN_ENV, uuid.uuid4().hex)
+    try:
+        mode = services.services_mode(os.environ)
+    except services.ServicesChoiceError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    if mode == "containers":
+        containers = services.Containers()
+        config.stash[CONTAINERS] = containers
+        containers.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """At the very end of the run, in the process that ran the session: stop what this run started."""
+    if hasattr(config, "workerinput"):
+        return
+    containers = config.stash.get(CONTAINERS, None)
+    if containers is not None:
+        containers.stop()
+    keep = bool(os.environ.get("BEACON_TEST_KEEP_SERVICES"))
+    settings = make_settings()
+    if services.started_by_this_run(TEST_DATA_DIR, "registry") and not keep:
+        from beacon.ops import registry_local
+
+        registry_local.stop(settings)
+    if services.started_by_this_run(TEST_DATA_DIR, "kafka") and not keep:
+        from beacon.ops import kafka_local
+
+        kafka_local.stop(settings)
+
+
+CONTAINERS = pytest.StashKey[services.Containers]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist (``./scripts/test``): the files holding slow multi-process tests first, so the
+    workers share them out at the start instead of one worker finishing the run alone with one."""
+    if not hasattr(config, "workerinput"):
+        return
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 def make_settings(**overrides: Any) -> Settings:
-    """Settings for tests: test ports and data dir, ignoring the developer's environment."""
+    """Settings for tests: test ports and data dir, ignoring the developer's environment (the broker and
+    registry addresses come from the containers when ``BEACON_TEST_SERVICES=containers``)."""
     values: dict[str, Any] = {
         "data_dir": TEST_DATA_DIR,
-        "kafka_bootstrap": f"127.0.0.1:{TEST_KAFKA_PORT}",
+        "kafka_bootstrap": os.environ.get(services.KAFKA_ENV, f"127.0.0.1:{TEST_KAFKA_PORT}"),
         "kafka_controller_port": TEST_KAFKA_CONTROLLER_PORT,
-        "schema_registry_url": f"http://127.0.0.1:{TEST_REGISTRY_PORT}/apis/ccompat/v7",
+        "schema_registry_url": os.environ.get(
+            services.REGISTRY_ENV, f"http://127.0.0.1:{TEST_REGISTRY_PORT}/apis/ccompat/v7"
+        ),
         "kafka_heap": "512m",
     }
     values.update(overrides)
@@ -48,36 +101,32 @@ def make_settings(**overrides: Any) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def kafka_settings() -> Iterator[Settings]:
+def kafka_settings() -> Settings:
     """Settings whose bootstrap points at a running real broker (started here if needed)."""
     from beacon.errors import BeaconError
     from beacon.ops import kafka_local
 
     settings = make_settings()
     try:
-        # A broker already answering on the test port (another checkout's, kept running) serves as well:
-        # every test uses its own topics and groups.
-        took = kafka_local.ensure(settings)
+        # A broker already answering on the test port (another checkout's, kept running; the container's)
+        # serves as well: every test uses its own topics and groups. Stopped by pytest_unconfigure.
+        services.ensure_local(TEST_DATA_DIR, "kafka", lambda: kafka_local.ensure(settings))
     except BeaconError as exc:
         unavailable(f"cannot start the local Kafka broker: {exc}")
-    yield settings
-    if took is not None and not os.environ.get("BEACON_TEST_KEEP_SERVICES"):
-        kafka_local.stop(settings)
+    return settings
 
 
 @pytest.fixture(scope="session")
-def registry_settings(kafka_settings: Settings) -> Iterator[Settings]:
+def registry_settings(kafka_settings: Settings) -> Settings:
     """Settings with the real broker and the real schema registry (Apicurio) running."""
     from beacon.errors import BeaconError
     from beacon.ops import registry_local
 
     try:
-        took = registry_local.ensure(kafka_settings)
+        services.ensure_local(TEST_DATA_DIR, "registry", lambda: registry_local.ensure(kafka_settings))
     except BeaconError as exc:
         unavailable(f"cannot start the local schema registry: {exc}")
-    yield kafka_settings
-    if took is not None and not os.environ.get("BEACON_TEST_KEEP_SERVICES"):
-        registry_local.stop(kafka_settings)
+    return kafka_settings
 
 
 @pytest.fixture

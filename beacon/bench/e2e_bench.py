@@ -54,7 +54,7 @@ def write_report(results: list[RunResult], out: Path) -> list[str]:
         plot(results, out.with_suffix(".png"))
         plot_percentiles(results, percentiles)
     except ImportError:
-        return [f"table: {md}; no plots: matplotlib is not installed (pip install matplotlib, or re-run "
-                "./scripts/setup)"]
+        return [f"table: {md}; no plots: matplotlib is not installed (it is in the bench extra: "
+                "pip install -e '.[bench]', or re-run ./scripts/setup)"]
     return [f"plots: {out.with_suffix('.png')} (latency and replies over time), {percentiles} (percentiles and "
             f"throughput per run); table: {md}"]

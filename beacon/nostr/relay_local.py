@@ -7,12 +7,11 @@ subscriber that re-subscribes with ``since`` gets what was stored while it was a
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from beacon.config import Settings
 from beacon.ops.process import BackgroundService, port_open
@@ -82,7 +81,8 @@ def write_config(settings: Settings, *, verify_signatures: bool = True) -> Path:
         "garbage_collector": {"collect_interval": 60},
     }
     path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+    # JSON is valid YAML: the relay reads it with its own YAML loader, and Beacon needs no YAML library.
+    path.write_text(json.dumps(config, indent=2))
     return path
 
 

@@ -110,7 +110,8 @@ def start_server(database_url: str, workdir: Path, **env: str) -> ApiServer:
             [sys.executable, "-m", "beacon", "api"], env=full_env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT
         )
     server = ApiServer(f"http://127.0.0.1:{port}", proc, log_path, database_url, env)
-    deadline = time.monotonic() + 60
+    # Generous: a `beacon api` start took over 60 s on a machine loaded far beyond its 2 cores.
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"beacon api exited with {proc.returncode}:\n{server.log()}")
@@ -121,7 +122,7 @@ def start_server(database_url: str, workdir: Path, **env: str) -> ApiServer:
             pass
         time.sleep(0.1)
     proc.terminate()
-    raise RuntimeError(f"beacon api not ready after 60s:\n{server.log()}")
+    raise RuntimeError(f"beacon api not ready after 180s:\n{server.log()}")
 
 
 def stop_server(server: ApiServer) -> None:

@@ -41,8 +41,8 @@ def test_without_matplotlib_the_tables_are_written_and_the_operator_told_how_to_
     rows = (tmp_path / "e2e.md").read_text().splitlines()
     ratio = next(row for row in rows if row.startswith("| stack at 10/s | bare at 10/s |"))
     assert ratio.endswith("| 2.00x | 2.00x | n/a |")  # p50, p99; no CPU figures in these runs
-    assert said == [f"table: {tmp_path / 'e2e.md'}; no plots: matplotlib is not installed (pip install matplotlib, "
-                    "or re-run ./scripts/setup)"]
+    assert said == [f"table: {tmp_path / 'e2e.md'}; no plots: matplotlib is not installed (it is in the bench "
+                    "extra: pip install -e '.[bench]', or re-run ./scripts/setup)"]
     assert not (tmp_path / "e2e.png").exists()
 
 
