@@ -1,6 +1,6 @@
-"""``beacon config show``: the effective settings, grouped by what they configure (mostly the first word
-of their name), secrets masked, each with where its value came from: the environment, ``.env`` or the
-default."""
+"""``beacon config show``: the effective settings, grouped by what they configure (the sections of
+``Settings``: ``kafka``, ``topics``...), secrets masked, each with where its value came from: the environment,
+``.env`` or the default."""
 
 from __future__ import annotations
 
@@ -11,33 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from dotenv import dotenv_values
-from pydantic import AliasChoices, SecretStr
+from pydantic import SecretStr
 
-from beacon.config import Settings, env_name
+from beacon.config import FLAT_NAMES, FLAT_PATHS, SECTIONS, Settings, env_name, variables
 
 MASK = "**********"
-#: First words that belong with another group (the rest group under their own first word).
-_GROUP_OF = {"data": "general", "env": "general", "log": "general", "db": "database", "dlq": "topic",
-             "registry": "schema", "mcp": "llm", "hook": "api", "window": "api", "history": "api",
-             "outbox": "api", "fake": "dev", "served": "gateway"}
 
 
 @dataclass(frozen=True)
 class Entry:
     """One setting as it is in effect."""
 
-    group: str
+    group: str  # the section (``kafka``, ``topics``...), ``general`` for the settings outside any
     variable: str
     value: Any
     source: str  # "environment", ".env" or "default"
-
-
-def _variables(field: str) -> list[str]:
-    """Every variable a setting is read from: its alias choices, else ``BEACON_<FIELD>``."""
-    alias = Settings.model_fields[field].validation_alias
-    if isinstance(alias, AliasChoices):
-        return [c for c in alias.choices if isinstance(c, str)]
-    return [env_name(field)]
 
 
 def _shown(value: Any) -> Any:
@@ -47,28 +35,33 @@ def _shown(value: Any) -> Any:
         return str(value)
     if isinstance(value, tuple):
         return [_shown(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
     return value
 
 
 def entries(settings: Settings, environ: dict[str, str] | None = None, env_file: Path = Path(".env")) -> list[Entry]:
-    """Every setting with its effective value (secrets masked) and its source, grouped and sorted."""
+    """Every setting with its effective value (secrets masked) and its source, grouped (general first, then the
+    sections in the order of ``Settings``) and sorted by variable."""
     environ = dict(os.environ) if environ is None else environ
     upper_env = {k.upper() for k in environ}
     dotenv = {k.upper() for k in dotenv_values(env_file)} if env_file.is_file() else set()
     out = []
-    for field in Settings.model_fields:
-        names = [n.upper() for n in _variables(field)]
+    for flat in FLAT_NAMES:
+        names = [n.upper() for n in variables(flat)]
         if any(n in upper_env for n in names):
             source = "environment"
         elif any(n in dotenv for n in names):
             source = ".env"
         else:
             source = "default"
-        first = field.split("_")[0]
-        out.append(Entry(_GROUP_OF.get(first, first), env_name(field), _shown(getattr(settings, field)), source))
-    return sorted(out, key=lambda e: (e.group, e.variable))
+        section, field = FLAT_PATHS[flat]
+        value = getattr(settings if section is None else getattr(settings, section), field)
+        out.append(Entry(section or "general", env_name(flat), _shown(value), source))
+    order = ["general", *SECTIONS]
+    return sorted(out, key=lambda e: (order.index(e.group), e.variable))
 
 
 def as_text(found: list[Entry]) -> str:
