@@ -14,6 +14,7 @@ settings may use the same flat names: ``Settings(kafka_bootstrap=...)`` and
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -57,6 +58,8 @@ DEFAULT_AGENT_COALESCE_MS = 1500
 DEV_PLACEHOLDER_SECRETS = frozenset({"dev-token", "dev-secret", "dev-verify-token", "changeme", ""})
 
 _ENV_PREFIX = "BEACON_"
+#: Set while :meth:`Settings.replace` validates a copy: the variables are not read again.
+_COPYING: ContextVar[bool] = ContextVar("beacon_settings_copying", default=False)
 
 
 class Settings(BaseSettings):
@@ -108,7 +111,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Keyword arguments, then the flat ``BEACON_*`` variables (environment over ``.env``)."""
+        """Keyword arguments, then the flat ``BEACON_*`` variables (environment over ``.env``); only the keyword
+        arguments when :meth:`replace` validates a copy."""
+        if _COPYING.get():
+            return (init_settings,)
         env_file = dotenv_settings.env_file if isinstance(dotenv_settings, DotEnvSettingsSource) else None
         return init_settings, FlatVariables(settings_cls, env_file), file_secret_settings
 
@@ -144,7 +150,11 @@ class Settings(BaseSettings):
         """A validated copy with ``changes``: flat names (``kafka_bootstrap="..."``, ``topic_in="..."``) or whole
         sections (``kafka=KafkaSettings(...)``). The environment is not read again."""
         current = {name: getattr(self, name) for name in type(self).model_fields}
-        return type(self).model_validate({**current, **changes})
+        copying = _COPYING.set(True)  # pydantic-settings validates through __init__, which would read them again
+        try:
+            return type(self).model_validate({**current, **changes})
+        finally:
+            _COPYING.reset(copying)
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """``update`` goes through :meth:`replace`, so flat names keep working and the copy is validated."""
@@ -248,7 +258,7 @@ def _flat_variables_model() -> type[BaseSettings]:
         optional: Any = info.annotation | None  # type: ignore[operator]  # every section field is annotated
         annotation = Annotated[optional, *info.metadata] if info.metadata else optional
         fields[flat] = (annotation, Field(None, validation_alias=info.validation_alias))
-    return create_model("FlatVariables", __base__=_FlatVariablesModel, **fields)
+    return create_model("FlatVariablesModel", __base__=_FlatVariablesModel, **fields)
 
 
 _FLAT_MODEL = _flat_variables_model()

@@ -131,6 +131,9 @@ def test_code_builds_and_derives_settings_with_flat_names(clean_env: pytest.Monk
     assert (changed.kafka.bootstrap, changed.topics.partitions, changed.data_dir) == ("b:2", 3, Path("/tmp/x"))
     assert (changed.topics.inbound, changed.kafka.sasl_username) == ("t_in", "from-env")  # the rest is kept
     assert base.kafka.bootstrap == "a:1"  # a copy, the original unchanged
+    clean_env.setenv("BEACON_TOPIC_OUT", "changed-since")
+    assert base.replace(topic_in="t2").topics.outbound == "bm_out"  # a copy does not read the variables again
+    clean_env.delenv("BEACON_TOPIC_OUT")
 
     whole = base.replace(kafka=KafkaSettings(bootstrap="c:3"))
     assert (whole.kafka.bootstrap, whole.kafka.sasl_username) == ("c:3", None)
