@@ -85,30 +85,30 @@ def subject_for(topic: str) -> str:
 def make_registry_client(settings: Settings) -> SchemaRegistryClient:
     # Few client-side retries: callers decide how long to keep trying (retry_registry).
     config: dict[str, Any] = {
-        "url": settings.schema_registry_url, "timeout": 5, "max.retries": 1, "retries.wait.ms": 200,
+        "url": settings.registry.url, "timeout": 5, "max.retries": 1, "retries.wait.ms": 200,
     }
     auth = registry_basic_auth(settings)
     if auth is not None:
         config["basic.auth.user.info"] = f"{auth[0]}:{auth[1]}"
-    if settings.schema_registry_ca_file is not None:
-        config["ssl.ca.location"] = str(settings.schema_registry_ca_file)
+    if settings.registry.ca_file is not None:
+        config["ssl.ca.location"] = str(settings.registry.ca_file)
     return SchemaRegistryClient(config)
 
 
 def registry_basic_auth(settings: Settings) -> tuple[str, str] | None:
     """The registry's basic-auth (user, password), or None when no user is configured."""
-    if not settings.schema_registry_username:
+    if not settings.registry.username:
         return None
-    password = settings.schema_registry_password
-    return settings.schema_registry_username, password.get_secret_value() if password is not None else ""
+    password = settings.registry.password
+    return settings.registry.username, password.get_secret_value() if password is not None else ""
 
 
 def registry_http_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for an ``httpx.Client`` that reads the registry's REST API directly (the
     console): basic auth and the CA file, as :func:`make_registry_client` uses them."""
     options: dict[str, Any] = {"auth": registry_basic_auth(settings)}
-    if settings.schema_registry_ca_file is not None:
-        options["verify"] = ssl.create_default_context(cafile=str(settings.schema_registry_ca_file))
+    if settings.registry.ca_file is not None:
+        options["verify"] = ssl.create_default_context(cafile=str(settings.registry.ca_file))
     return options
 
 
@@ -173,7 +173,7 @@ class MessageCodec:
         subject = subject_for(topic)
         schema = Schema(self.schema_text, "AVRO")
         try:
-            if self.settings.schema_auto_register:
+            if self.settings.registry.auto_register:
                 schema_id = self.client.register_schema(subject, schema)
             else:
                 schema_id = self.client.lookup_schema(subject, schema).schema_id or 0
@@ -188,7 +188,7 @@ class MessageCodec:
                         "(`beacon config show`)")
             else:
                 hint = "this schema is incompatible with the subject's history; run `beacon schemas check`"
-            raise RegistryError(f"registry at {self.settings.schema_registry_url} refused the BeaconMessage schema for "
+            raise RegistryError(f"registry at {self.settings.registry.url} refused the BeaconMessage schema for "
                                 f"{subject} ({exc.http_status_code}): {exc.error_message}; {hint}",
                                 status=exc.http_status_code, code=exc.error_code) from exc
         except _TRANSPORT_ERRORS as exc:
@@ -213,7 +213,7 @@ class MessageCodec:
                 raise BadMessageError(f"unknown schema id {schema_id} (not in the registry)",
                                       topic=topic, partition=partition, offset=offset) from exc
             if refused(exc):
-                raise RegistryError(f"registry at {self.settings.schema_registry_url} refused to give schema id "
+                raise RegistryError(f"registry at {self.settings.registry.url} refused to give schema id "
                                     f"{schema_id} ({exc.http_status_code}): {exc.error_message}; check "
                                     "BEACON_SCHEMA_REGISTRY_USERNAME / _PASSWORD (`beacon config show`)",
                                     status=exc.http_status_code, code=exc.error_code) from exc
@@ -234,7 +234,7 @@ class MessageCodec:
 
     def _unavailable(self, exc: Exception) -> RegistryUnavailableError:
         return RegistryUnavailableError(
-            f"schema registry at {self.settings.schema_registry_url} did not answer ({exc}); "
+            f"schema registry at {self.settings.registry.url} did not answer ({exc}); "
             "is it running (`beacon registry status`)? Beacon retries until it answers."
         )
 
@@ -293,7 +293,7 @@ _codecs_lock = threading.Lock()
 
 def get_codec(settings: Settings) -> MessageCodec:
     """The process's codec for this registry (one instance per registry URL, so caches are shared)."""
-    key = (settings.schema_registry_url, settings.schema_auto_register)
+    key = (settings.registry.url, settings.registry.auto_register)
     with _codecs_lock:
         codec = _codecs.get(key)
         if codec is None:

@@ -136,7 +136,7 @@ async def dead_letter(
         error_text=error_text, attempts=attempts, origin=origin,
     )
     headers += trace_headers_of(trace_headers)
-    await producer.produce(settings.topic_dlq, value, key=key, headers=headers)
+    await producer.produce(settings.topics.dlq, value, key=key, headers=headers)
     log.error(
         "dead-lettered %s[%d]@%d after %d attempt(s) by %s: %s: %s; inspect with `beacon dlq show`, "
         "redrive with `beacon dlq redrive` once fixed",

@@ -143,10 +143,10 @@ def common_config(settings: Settings, reporter: ErrorReporter | None = None) -> 
     """What every client shares: the bootstrap servers, security (:mod:`beacon.kafka_security`), timeouts
     and error reporting."""
     return {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        "bootstrap.servers": settings.kafka.bootstrap,
         **librdkafka_security(settings),
         "error_cb": reporter if reporter is not None else ErrorReporter(settings),
-        "socket.connection.setup.timeout.ms": int(settings.kafka_request_timeout * 1000),
+        "socket.connection.setup.timeout.ms": int(settings.kafka.request_timeout * 1000),
         "reconnect.backoff.max.ms": 2000,
         # librdkafka's own lines go through logging (one format) rather than raw stderr; only its critical
         # ones: error_cb above already reports errors (broker down, ...) in words, once.
@@ -162,10 +162,10 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
         **common_config(settings),
         "acks": "all",
         "enable.idempotence": True,
-        "linger.ms": settings.kafka_linger_ms,
+        "linger.ms": settings.kafka.linger_ms,
         "compression.type": "lz4",
-        "message.timeout.ms": max(int(settings.kafka_request_timeout * 1000), 1000),
-        "request.timeout.ms": max(int(settings.kafka_request_timeout * 1000), 1000),
+        "message.timeout.ms": max(int(settings.kafka.request_timeout * 1000), 1000),
+        "request.timeout.ms": max(int(settings.kafka.request_timeout * 1000), 1000),
     }
     config.update(overrides)
     return Producer(config)
@@ -230,13 +230,13 @@ def partition_leaders(settings: Settings, topic: str) -> dict[int, int]:
     """Partition -> id of the broker leading it (-1 while it has none), from fresh metadata."""
     admin = make_admin(settings)
     try:
-        md = admin.list_topics(topic, timeout=settings.kafka_request_timeout)
+        md = admin.list_topics(topic, timeout=settings.kafka.request_timeout)
     except KafkaException as exc:
-        raise kafka_error(f"cannot read metadata of {topic} from {settings.kafka_bootstrap}: {exc}",
+        raise kafka_error(f"cannot read metadata of {topic} from {settings.kafka.bootstrap}: {exc}",
                           _error_of(exc)) from exc
     meta = md.topics.get(topic)
     if meta is None or meta.error is not None:
-        raise kafka_error(f"topic {topic} does not exist on {settings.kafka_bootstrap}",
+        raise kafka_error(f"topic {topic} does not exist on {settings.kafka.bootstrap}",
                           meta.error if meta is not None else None)
     return {p: part.leader for p, part in meta.partitions.items()}
 
@@ -248,7 +248,7 @@ class AsyncProducer:
     def __init__(self, settings: Settings, **overrides: Any) -> None:
         self.reporter = ErrorReporter(settings)
         self._producer = make_producer(settings, **overrides, error_cb=self.reporter)
-        self._timeout = settings.kafka_request_timeout
+        self._timeout = settings.kafka.request_timeout
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._poll_loop, name="kafka-producer-poll", daemon=True)
         self._thread.start()
@@ -349,16 +349,16 @@ class TopicSpec:
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """The topics Beacon needs, from settings."""
     base: dict[str, str] = {}
-    if settings.topic_min_insync_replicas:
-        base["min.insync.replicas"] = str(settings.topic_min_insync_replicas)
-    main = {**base, "retention.ms": str(settings.topic_retention_ms)}
-    dlq = {**base, "retention.ms": str(settings.dlq_retention_ms)}
-    rf = settings.topic_replication_factor
-    parts = settings.topic_partitions
+    if settings.topics.min_insync_replicas:
+        base["min.insync.replicas"] = str(settings.topics.min_insync_replicas)
+    main = {**base, "retention.ms": str(settings.topics.retention_ms)}
+    dlq = {**base, "retention.ms": str(settings.topics.dlq_retention_ms)}
+    rf = settings.topics.replication_factor
+    parts = settings.topics.partitions
     return [
-        TopicSpec(settings.topic_in, parts, rf, main),
-        TopicSpec(settings.topic_out, parts, rf, main),
-        TopicSpec(settings.topic_dlq, parts, rf, dlq),
+        TopicSpec(settings.topics.inbound, parts, rf, main),
+        TopicSpec(settings.topics.outbound, parts, rf, main),
+        TopicSpec(settings.topics.dlq, parts, rf, dlq),
     ]
 
 
@@ -373,12 +373,12 @@ def ensure_topics(
     specs = list(specs if specs is not None else topic_specs(settings))
     reporter = ErrorReporter(settings)
     admin = make_admin(settings, reporter)
-    timeout = settings.kafka_request_timeout
+    timeout = settings.kafka.request_timeout
     try:
         existing = _list_topics(admin, reporter, timeout).topics
     except KafkaException as exc:
         raise KafkaError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap} within {timeout:.0f}s ({exc}). "
+            f"cannot reach Kafka at {settings.kafka.bootstrap} within {timeout:.0f}s ({exc}). "
             "Is the broker running? Start it with `beacon kafka start`."
         ) from exc
     report = TopicReport()
@@ -476,7 +476,7 @@ class GroupInfo:
 
 
 def _admin_result(settings: Settings, what: str, future: Any) -> Any:
-    timeout = settings.kafka_request_timeout
+    timeout = settings.kafka.request_timeout
     try:
         return future.result(timeout=timeout * 2)
     except KafkaException as exc:
@@ -484,7 +484,7 @@ def _admin_result(settings: Settings, what: str, future: Any) -> Any:
         raise kafka_error(f"{what} failed: {err.str() if err is not None else exc}", err) from exc
     except TimeoutError as exc:
         raise KafkaError(
-            f"{what}: no answer from Kafka at {settings.kafka_bootstrap} within {timeout * 2:.0f}s. "
+            f"{what}: no answer from Kafka at {settings.kafka.bootstrap} within {timeout * 2:.0f}s. "
             "Is the broker running? See `beacon kafka status`."
         ) from exc
 
@@ -492,7 +492,7 @@ def _admin_result(settings: Settings, what: str, future: Any) -> Any:
 def describe_group(settings: Settings, group: str) -> GroupInfo:
     """The group's state and members (``client_id@host``); a group that never existed is ``dead``."""
     admin = make_admin(settings)
-    futures = admin.describe_consumer_groups([group], request_timeout=settings.kafka_request_timeout)
+    futures = admin.describe_consumer_groups([group], request_timeout=settings.kafka.request_timeout)
     desc = _admin_result(settings, f"describing group {group}", futures[group])
     state = getattr(desc.state, "name", str(desc.state)).lower()
     return GroupInfo(group, state, tuple(f"{m.client_id}@{m.host}" for m in desc.members))
@@ -503,13 +503,13 @@ def topic_partitions(settings: Settings, topic: str, admin: AdminClient | None =
     (the console's sampler) passes its own ``admin`` rather than connecting anew each time."""
     admin = make_admin(settings) if admin is None else admin
     try:
-        md = admin.list_topics(topic, timeout=settings.kafka_request_timeout)
+        md = admin.list_topics(topic, timeout=settings.kafka.request_timeout)
     except KafkaException as exc:
-        raise kafka_error(f"cannot read metadata of {topic} from {settings.kafka_bootstrap}: {exc}",
+        raise kafka_error(f"cannot read metadata of {topic} from {settings.kafka.bootstrap}: {exc}",
                           _error_of(exc)) from exc
     meta = md.topics.get(topic)
     if meta is None or meta.error is not None or not meta.partitions:
-        raise KafkaError(f"topic {topic} does not exist on {settings.kafka_bootstrap}")
+        raise KafkaError(f"topic {topic} does not exist on {settings.kafka.bootstrap}")
     return sorted(meta.partitions)
 
 
@@ -524,7 +524,7 @@ def committed_offsets(settings: Settings, group: str, topic: str | None = None) 
         group, [TopicPartition(topic, p) for p in topic_partitions(settings, topic)] if topic else None
     )
     admin = make_admin(settings)
-    futures = admin.list_consumer_group_offsets([request], request_timeout=settings.kafka_request_timeout)
+    futures = admin.list_consumer_group_offsets([request], request_timeout=settings.kafka.request_timeout)
     result = _admin_result(settings, f"reading committed offsets of group {group}", futures[group])
     return {
         (tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None)
@@ -548,7 +548,7 @@ def list_topic_offsets(settings: Settings, topic: str, partitions: Iterable[int]
         spec = offset_spec.for_timestamp(int(at))
     admin = make_admin(settings) if admin is None else admin
     futures = admin.list_offsets(
-        {TopicPartition(topic, p): spec for p in partitions}, request_timeout=settings.kafka_request_timeout
+        {TopicPartition(topic, p): spec for p in partitions}, request_timeout=settings.kafka.request_timeout
     )
     return {
         tp.partition: _admin_result(settings, f"listing offsets of {topic} [{tp.partition}]", fut).offset
@@ -562,7 +562,7 @@ def alter_group_offsets(settings: Settings, group: str, topic: str, offsets: dic
 
     request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p, o) for p, o in sorted(offsets.items())])
     admin = make_admin(settings)
-    futures = admin.alter_consumer_group_offsets([request], request_timeout=settings.kafka_request_timeout)
+    futures = admin.alter_consumer_group_offsets([request], request_timeout=settings.kafka.request_timeout)
     result = _admin_result(settings, f"setting offsets of group {group} on {topic}", futures[group])
     errors = [f"[{tp.partition}] {tp.error.str()}" for tp in result.topic_partitions if tp.error is not None]
     if errors:

@@ -150,7 +150,7 @@ class StackChat:
         self.user, self.name, self.timeout = user, name, timeout
         self.user_key = make_user_key("whatsapp", card.phone_number_id, user)
         self._http = httpx.Client(timeout=30, headers={
-            "Authorization": f"Bearer {self.settings.api_token.get_secret_value()}"})
+            "Authorization": f"Bearer {self.settings.api.token.get_secret_value()}"})
 
     def close(self) -> None:
         self._http.close()

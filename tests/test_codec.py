@@ -176,7 +176,7 @@ def test_dead_letter_keeps_the_original_bytes_and_says_why(
     registry_settings: Settings, new_topic: Callable[..., str]
 ) -> None:
     dlq = new_topic(partitions=1, prefix="dlq")
-    settings = registry_settings.model_copy(update={"topic_dlq": dlq})
+    settings = registry_settings.replace(topic_dlq=dlq)
     garbage = b"\x07not avro at all"
     error = BadMessageError("wrong magic byte 7", topic="bm_in", partition=3, offset=99)
 
@@ -285,7 +285,7 @@ async def test_a_registry_refusal_is_a_permanent_error_not_an_outage(
 ) -> None:
     """A 4xx (here 404: the schema is not registered and auto-registration is off) is not waited out as if the
     registry were down: RegistryError, not retryable, with the registry's status and what to run."""
-    codec = MessageCodec(registry_settings.model_copy(update={"schema_auto_register": False}))
+    codec = MessageCodec(registry_settings.replace(schema_auto_register=False))
     topic = unique("unregistered")
     with pytest.raises(RegistryError) as caught:
         await asyncio.wait_for(retry_registry(codec.schema_id, topic), 30)  # a refusal is not retried

@@ -77,5 +77,5 @@ def test_a_child_process_environment_carries_the_whole_connection(tmp_path: Path
         monkeypatch.setenv(name, value)
     child = Settings(_env_file=None)
     assert librdkafka_security(child) == librdkafka_security(settings)
-    assert child.kafka_bootstrap == settings.kafka_bootstrap
+    assert child.kafka.bootstrap == settings.kafka.bootstrap
     assert registry_http_options(child) == registry_http_options(settings)

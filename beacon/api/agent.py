@@ -45,15 +45,15 @@ class AgentHandler:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.url = settings.llm_base_url.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
+        self.url = settings.llm.base_url.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
         self.toolbox = McpToolbox(settings)
         self._http: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
         headers = {}
-        if self.settings.llm_api_key is not None:
-            headers["Authorization"] = f"Bearer {self.settings.llm_api_key.get_secret_value()}"
-        self._http = httpx.AsyncClient(headers=headers, timeout=self.settings.llm_timeout)
+        if self.settings.llm.api_key is not None:
+            headers["Authorization"] = f"Bearer {self.settings.llm.api_key.get_secret_value()}"
+        self._http = httpx.AsyncClient(headers=headers, timeout=self.settings.llm.timeout)
         await self.toolbox.start()
 
     async def close(self) -> None:
@@ -70,9 +70,9 @@ class AgentHandler:
         if not any(m.kind == "text" or m.interactive_reply is not None for m in turn.messages):
             return None
         s = self.settings
-        history = await turn.history(s.llm_history_messages)
-        messages: list[dict[str, Any]] = [{"role": "system", "content": s.llm_system_prompt}]
-        messages += history_messages(history, s.llm_history_chars)
+        history = await turn.history(s.llm.history_messages)
+        messages: list[dict[str, Any]] = [{"role": "system", "content": s.llm.system_prompt}]
+        messages += history_messages(history, s.llm.history_chars)
         # A coalesced turn is one request: the user's rapid messages together, one per line.
         messages.append({"role": "user", "content": "\n".join(describe(m) for m in turn.messages)})
         try:
@@ -84,15 +84,15 @@ class AgentHandler:
                 self.url,
                 msg.id,
                 type(exc).__name__,
-                str(exc) or f"no answer within {s.llm_timeout:g}s",
+                str(exc) or f"no answer within {s.llm.timeout:g}s",
             )
-            return [s.llm_fallback_reply]
+            return [s.llm.fallback_reply]
 
     async def _complete(self, messages: list[dict[str, Any]], turn: Turn) -> str:
         assert self._http is not None, "AgentHandler.start() was not called"
         tools = {tool.name: tool for tool in self.tools}
-        for _ in range(self.settings.llm_max_tool_rounds + 1):
-            body: dict[str, Any] = {"model": self.settings.llm_model, "messages": messages}
+        for _ in range(self.settings.llm.max_tool_rounds + 1):
+            body: dict[str, Any] = {"model": self.settings.llm.model, "messages": messages}
             if tools:
                 body["tools"] = [tool.spec() for tool in tools.values()]
             resp = await self._http.post(self.url, json=body)
@@ -115,7 +115,7 @@ class AgentHandler:
                 messages.append(
                     {"role": "tool", "tool_call_id": call.get("id"), "content": await self._run_tool(call, tools, turn)}
                 )
-        raise LlmError(f"still calling tools after {self.settings.llm_max_tool_rounds} rounds")
+        raise LlmError(f"still calling tools after {self.settings.llm.max_tool_rounds} rounds")
 
     async def _run_tool(self, call: dict[str, Any], tools: dict[str, Tool], turn: Turn) -> str:
         function = call.get("function") or {}

@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings)
-        if settings.db_auto_migrate:
+        if settings.database.auto_migrate:
             await migrate.upgrade(settings)
         await migrate.check_schema(engine)
         handlers = build_pipeline(settings)
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine=engine,
             sessions=make_sessionmaker(engine),
             handlers=handlers,
-            token=settings.api_token.get_secret_value().encode(),
+            token=settings.api.token.get_secret_value().encode(),
         )
         app.state.beacon = state
         # A new connection opened means the database answers (again).
@@ -97,8 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.add_middleware(
         Guard,
-        token=settings.api_token.get_secret_value().encode(),
-        max_body_bytes=settings.api_max_body_bytes,
+        token=settings.api.token.get_secret_value().encode(),
+        max_body_bytes=settings.api.max_body_bytes,
     )
 
     async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -137,7 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(
             {"detail": f"{type(exc).__name__}: {exc}"},
             status_code=503,
-            headers={"Retry-After": str(settings.api_retry_after)},
+            headers={"Retry-After": str(settings.api.retry_after)},
         )
 
     app.openapi = lambda: contract(app)  # type: ignore[method-assign]

@@ -44,7 +44,7 @@ def serve(
         build_pipeline(settings)  # unknown handler names fail here, before the server starts
         engine = make_engine(settings)
         try:
-            if settings.db_auto_migrate:
+            if settings.database.auto_migrate:
                 await migrate.upgrade(settings)
             await migrate.check_schema(engine)
         finally:
@@ -59,10 +59,10 @@ def serve(
         url = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
         typer.echo(f"error: cannot use the database {url}: {exc}", err=True)
         raise SystemExit(2) from exc
-    n = workers or settings.api_workers
+    n = workers or settings.api.workers
     common = {
-        "host": host or settings.api_host,
-        "port": port or settings.api_port,
+        "host": host or settings.api.host,
+        "port": port or settings.api.port,
         "log_level": settings.log_level.lower(),
         "access_log": False,
         "lifespan": "on",

@@ -20,10 +20,10 @@ def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     the whole pool (SQLAlchemy's default), so a restarted database is reconnected to on its own."""
     url = url or settings.resolved_database_url
     kwargs: dict[str, Any] = {
-        "pool_size": settings.db_pool_size,
-        "max_overflow": settings.db_max_overflow,
-        "pool_timeout": settings.db_pool_timeout,
-        "pool_pre_ping": settings.db_pool_pre_ping,
+        "pool_size": settings.database.pool_size,
+        "max_overflow": settings.database.max_overflow,
+        "pool_timeout": settings.database.pool_timeout,
+        "pool_pre_ping": settings.database.pool_pre_ping,
     }
     if is_sqlite(url):
         path = url.split("///", 1)[-1]
@@ -31,12 +31,12 @@ def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
             from pathlib import Path
 
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": settings.db_sqlite_busy_timeout}
+        kwargs["connect_args"] = {"timeout": settings.database.sqlite_busy_timeout}
     else:
         kwargs["pool_recycle"] = 1800
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
-        busy_ms = int(settings.db_sqlite_busy_timeout * 1000)
+        busy_ms = int(settings.database.sqlite_busy_timeout * 1000)
         event.listen(engine.sync_engine, "connect", lambda conn, _record: _sqlite_pragmas(conn, busy_ms))
     return engine
 

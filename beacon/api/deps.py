@@ -46,7 +46,7 @@ class ApiState:
     outage: DatabaseOutage = field(init=False)
 
     def __post_init__(self) -> None:
-        self.outage = DatabaseOutage(self.settings.api_retry_after)
+        self.outage = DatabaseOutage(self.settings.api.retry_after)
         self.hot = HotPath(self.engine.dialect.name)
         # Single reads need no transaction: no BEGIN/ROLLBACK round trips.
         self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")

@@ -36,7 +36,7 @@ async def commands(turn: Turn) -> Answer | None:
         turn.reset_conversation = True
         return ["Done: I forgot our conversation. Let's start over."]
     if command == "/history":
-        size = turn.settings.history_command_size
+        size = turn.settings.api.history_command_size
         past = await turn.history(size)
         if not past:
             return ["No messages yet."]
@@ -66,16 +66,16 @@ def build_pipeline(settings: Settings) -> list[Handler]:
     """The handlers named in BEACON_API_PIPELINE: built-ins (agent and hook only when configured) and
     handlers of your own by import path or entry point (``beacon.bot.load``)."""
     handlers: list[Handler] = []
-    for name in settings.api_pipeline:
+    for name in settings.api.pipeline:
         if name == "commands":
             handlers.append(FunctionHandler("commands", commands))
         elif name == "fallback":
             handlers.append(FunctionHandler("fallback", fallback))
         elif name == "agent":
-            if settings.llm_base_url:
+            if settings.llm.base_url:
                 handlers.append(AgentHandler(settings))
         elif name == "hook":
-            if settings.hook_url:
+            if settings.api.hook_url:
                 handlers.append(HookHandler(settings))
         else:
             handlers.append(load_handler(name, settings))

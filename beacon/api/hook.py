@@ -30,14 +30,14 @@ class HookHandler:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.url = settings.hook_url or ""
+        self.url = settings.api.hook_url or ""
         self._http: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
         headers = {}
-        if self.settings.hook_token is not None:
-            headers["Authorization"] = f"Bearer {self.settings.hook_token.get_secret_value()}"
-        self._http = httpx.AsyncClient(headers=headers, timeout=self.settings.hook_timeout)
+        if self.settings.api.hook_token is not None:
+            headers["Authorization"] = f"Bearer {self.settings.api.hook_token.get_secret_value()}"
+        self._http = httpx.AsyncClient(headers=headers, timeout=self.settings.api.hook_timeout)
 
     async def close(self) -> None:
         if self._http is not None:

@@ -113,10 +113,10 @@ class McpToolbox:
         self._stack = AsyncExitStack()
 
     async def start(self) -> None:
-        for spec in self.settings.mcp_servers:
+        for spec in self.settings.llm.mcp_servers:
             try:
                 # asyncio.timeout keeps the connection in this task (its anyio scopes must exit here too).
-                async with asyncio.timeout(self.settings.mcp_timeout):
+                async with asyncio.timeout(self.settings.llm.mcp_timeout):
                     await self._connect(spec)
             except Exception as exc:  # one broken server must not stop the API; reported, not swallowed
                 log.error(
@@ -131,14 +131,15 @@ class McpToolbox:
         from mcp import Client, StdioServerParameters
 
         target: Any = spec.url if spec.url else StdioServerParameters(command=spec.command or "", args=list(spec.args))
-        client = await self._stack.enter_async_context(Client(target, read_timeout_seconds=self.settings.mcp_timeout))
+        client = await self._stack.enter_async_context(Client(target,
+                                                              read_timeout_seconds=self.settings.llm.mcp_timeout))
         listed = await client.list_tools()
         for tool in listed.tools:
             self.tools.append(self._wrap(spec, client, tool))
         log.info("MCP server %r: %d tools (%s)", spec.name, len(listed.tools), ", ".join(t.name for t in listed.tools))
 
     def _wrap(self, spec: McpServerSpec, client: Any, tool: Any) -> Tool:
-        timeout = self.settings.mcp_timeout
+        timeout = self.settings.llm.mcp_timeout
 
         async def call(args: dict[str, Any], turn: Turn) -> str:
             async with asyncio.timeout(timeout):

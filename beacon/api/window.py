@@ -29,7 +29,7 @@ def window_open(settings: Settings, last_inbound: datetime | None, now: datetime
     """Whether a free-form message to a user of ``channel`` who last wrote at ``last_inbound`` may go out now."""
     if channel not in WINDOWED_CHANNELS:
         return True
-    return last_inbound is not None and now - last_inbound <= timedelta(hours=settings.window_hours)
+    return last_inbound is not None and now - last_inbound <= timedelta(hours=settings.api.window_hours)
 
 
 def apply_window(
@@ -43,14 +43,14 @@ def apply_window(
     for msg in messages:
         if msg.kind in ALWAYS_ALLOWED or window_open(settings, last_inbound, now, channel=msg.channel):
             allowed.append(msg)
-        elif settings.window_template:
+        elif settings.api.window_template:
             allowed.append(
                 msg.model_copy(
                     update={
                         "kind": "template",
                         "text": None,
                         "media": None,
-                        "payload": settings.window_template,
+                        "payload": settings.api.window_template,
                         "metadata": {**msg.metadata, "window": "template"},
                     }
                 )
@@ -59,8 +59,9 @@ def apply_window(
             refused.append(
                 Refusal(
                     msg.id,
-                    f"outside WhatsApp's {settings.window_hours:g}-hour customer-service window (the user last wrote "
-                    f"{when}): only template messages may be sent; set BEACON_WINDOW_TEMPLATE to send a template "
+                    f"outside WhatsApp's {settings.api.window_hours:g}-hour customer-service window "
+                    f"(the user last wrote {when}): only template messages may be sent; set "
+                    f"BEACON_WINDOW_TEMPLATE to send a template "
                     "instead",
                 )
             )

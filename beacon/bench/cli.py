@@ -123,7 +123,7 @@ def _e2e_only(only: str, settings: Settings, *, rate: float, seconds: float, lat
     default_workers, partitions = stack_shape(settings, {})
     n = workers or default_workers
     typer.echo(f"bench e2e --only bare: {n} worker process(es), {partitions} partitions, broker "
-               f"{settings.kafka_bootstrap}")
+               f"{settings.kafka.bootstrap}")
     try:
         results = asyncio.run(bare_runs(settings, [(latency_rate, latency_seconds), (rate, seconds)], users=users,
                                         workers=n, partitions=partitions))

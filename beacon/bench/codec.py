@@ -53,7 +53,7 @@ def run(settings: Settings, seconds: float = 3.0) -> dict[str, float]:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, as the target says
     codec = MessageCodec(settings)
     msg = typical_message()
-    topic = settings.topic_in
+    topic = settings.topics.inbound
     data = codec.encode(msg, topic)  # registers (or looks up) once; everything after is cached
     assert codec.decode(data, topic=topic) == msg
     record = to_record(msg)

@@ -132,12 +132,12 @@ class Stack:
                  card: stackfile.StackCard | None = None) -> None:
         self.settings = settings
         self.card = card
-        self.fake_url = (fake_url or f"http://127.0.0.1:{settings.fake_whatsapp_port}").rstrip("/")
-        self.gateway_url = (gateway_url or f"http://127.0.0.1:{settings.whatsapp_gateway_port}").rstrip("/")
-        secret = settings.whatsapp_app_secret
+        self.fake_url = (fake_url or f"http://127.0.0.1:{settings.local.fake_whatsapp_port}").rstrip("/")
+        self.gateway_url = (gateway_url or f"http://127.0.0.1:{settings.whatsapp.gateway_port}").rstrip("/")
+        secret = settings.whatsapp.app_secret
         self.app_secret = (card.whatsapp_app_secret if card is not None and card.whatsapp_app_secret
                            else secret.get_secret_value() if secret is not None else None)
-        self.phone_number_id = card.phone_number_id if card is not None else settings.whatsapp_phone_number_id
+        self.phone_number_id = card.phone_number_id if card is not None else settings.whatsapp.phone_number_id
 
     @classmethod
     def find(cls, settings: Settings, fake_url: str | None = None, gateway_url: str | None = None) -> Stack:
@@ -366,7 +366,7 @@ def kafka_baseline(settings: Settings, rate: float, seconds: float) -> RunResult
     """confluent-kafka produce -> consume round trips on the same broker, paced like the stack run."""
     result = RunResult(f"kafka baseline at {rate:.0f}/s", rate, seconds, kind="kafka")
     topic = f"bench-baseline-{uuid.uuid4().hex[:8]}"
-    ensure_topics(settings, [TopicSpec(topic, settings.topic_partitions, 1, {})], strict=True)
+    ensure_topics(settings, [TopicSpec(topic, settings.topics.partitions, 1, {})], strict=True)
     consumer = make_consumer(settings, f"{topic}-g", **{"auto.offset.reset": "earliest", "fetch.wait.max.ms": 5})
     consumer.subscribe([topic])
     total = int(rate * seconds)
@@ -387,7 +387,7 @@ def kafka_baseline(settings: Settings, rate: float, seconds: float) -> RunResult
     thread.start()
     ready.wait(30)
     producer = make_producer(settings)
-    for partition in range(settings.topic_partitions):  # warm up: every partition fetched once
+    for partition in range(settings.topics.partitions):  # warm up: every partition fetched once
         producer.produce(topic, b"-1", partition=partition)
     producer.flush(10)
     deadline = time.monotonic() + 30

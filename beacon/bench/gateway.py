@@ -247,8 +247,8 @@ async def _sends(settings: Settings, channel: Channel, fake_url: str, topic: str
 
 def _start(argv: list[str], settings: Settings, env: dict[str, str], data_dir: Path,
            log: Path) -> subprocess.Popen[bytes]:
-    full = {**os.environ, "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "BEACON_SCHEMA_REGISTRY_URL": settings.schema_registry_url, "BEACON_DATA_DIR": str(data_dir),
+    full = {**os.environ, "BEACON_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+            "BEACON_SCHEMA_REGISTRY_URL": settings.registry.url, "BEACON_DATA_DIR": str(data_dir),
             "BEACON_LOG_LEVEL": "WARNING", **env}
     return subprocess.Popen([sys.executable, "-m", "beacon", *argv], env=full, cwd=data_dir, stdout=log.open("wb"),
                             stderr=subprocess.STDOUT)
@@ -288,7 +288,7 @@ async def measure(settings: Settings, channel: Channel, *, seconds: float, concu
     run = uuid.uuid4().hex[:8]
     topics = {"in": f"bench_{channel.name}_{run}_in", "out": f"bench_{channel.name}_{run}_out",
               "dlq": f"bench_{channel.name}_{run}_dlq"}
-    ensure_topics(settings, [TopicSpec(t, settings.topic_partitions, settings.topic_replication_factor, {})
+    ensure_topics(settings, [TopicSpec(t, settings.topics.partitions, settings.topics.replication_factor, {})
                              for t in topics.values()])
     bodies = channel.bodies(20000, users)
     port, fake_port = free_port(), free_port()

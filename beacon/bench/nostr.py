@@ -129,11 +129,11 @@ async def bench(settings: Settings, *, messages: int, users: int, paced_rate: fl
                 relay_rounds: int) -> Figures:
     figures = Figures(paced_rate=paced_rate)
     tmp = Path(tempfile.mkdtemp(prefix="beacon-bench-nostr-"))
-    relay = settings.model_copy(update={"data_dir": tmp / "relay", "nostr_relay_port": free_port()})
+    relay = settings.replace(data_dir=tmp / "relay", nostr_relay_port=free_port())
     relay_local.start(relay)
     run = uuid.uuid4().hex[:8]
     topics = {name: f"bench-nostr-{name}-{run}" for name in ("edge-in", "edge-out", "core-in", "core-out")}
-    ensure_topics(settings, [TopicSpec(t, settings.topic_partitions, 1, {}) for t in topics.values()], strict=True)
+    ensure_topics(settings, [TopicSpec(t, settings.topics.partitions, 1, {}) for t in topics.values()], strict=True)
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
     producer = AsyncProducer(settings)
     try:

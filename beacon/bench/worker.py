@@ -62,10 +62,13 @@ class RunResult:
 
 def _fresh(settings: Settings, partitions: int) -> Settings:
     tag = uuid.uuid4().hex[:8]
-    fresh = settings.model_copy(update={
-        "topic_in": f"bench-in-{tag}", "topic_out": f"bench-out-{tag}", "topic_dlq": f"bench-dlq-{tag}",
-        "topic_partitions": partitions, "worker_group": f"bench-workers-{tag}",
-    })
+    fresh = settings.replace(
+        topic_in=f"bench-in-{tag}",
+        topic_out=f"bench-out-{tag}",
+        topic_dlq=f"bench-dlq-{tag}",
+        topic_partitions=partitions,
+        worker_group=f"bench-workers-{tag}",
+    )
     ensure_topics(fresh, topic_specs(fresh), strict=True)
     return fresh
 
@@ -78,7 +81,7 @@ def backlog(settings: Settings, codec: MessageCodec, users: int, per_user: int) 
         for u in range(users):
             msg = BeaconMessage.inbound_text(channel="whatsapp", account="100", user_id=f"b{u}", text=f"m{i}",
                                              channel_message_id=f"wamid.b{u}.{i}")
-            producer.produce(settings.topic_in, codec.encode(msg, settings.topic_in), key=msg.user_key)
+            producer.produce(settings.topics.inbound, codec.encode(msg, settings.topics.inbound), key=msg.user_key)
             n += 1
             if n % 10000 == 0:
                 producer.poll(0)
@@ -89,10 +92,10 @@ def backlog(settings: Settings, codec: MessageCodec, users: int, per_user: int) 
 
 def baseline(settings: Settings, total: int) -> RunResult:
     """Raw confluent-kafka: consume the backlog and produce each value to another topic."""
-    sink = f"{settings.topic_out}-raw"
-    ensure_topics(settings, [TopicSpec(sink, settings.topic_partitions, settings.topic_replication_factor, {})])
-    consumer = make_consumer(settings, f"{settings.worker_group}-raw")
-    consumer.subscribe([settings.topic_in])
+    sink = f"{settings.topics.outbound}-raw"
+    ensure_topics(settings, [TopicSpec(sink, settings.topics.partitions, settings.topics.replication_factor, {})])
+    consumer = make_consumer(settings, f"{settings.workers.group}-raw")
+    consumer.subscribe([settings.topics.inbound])
     producer = make_producer(settings)
     seen = 0
     start: float | None = None
@@ -148,9 +151,9 @@ def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, u
     env.update(connection_environment(settings))
     env.update({
         "BEACON_DATA_DIR": str(logdir / "data"),
-        "BEACON_TOPIC_IN": settings.topic_in, "BEACON_TOPIC_OUT": settings.topic_out,
-        "BEACON_TOPIC_DLQ": settings.topic_dlq, "BEACON_TOPIC_PARTITIONS": str(settings.topic_partitions),
-        "BEACON_WORKER_GROUP": f"{settings.worker_group}-{name.split()[0]}",
+        "BEACON_TOPIC_IN": settings.topics.inbound, "BEACON_TOPIC_OUT": settings.topics.outbound,
+        "BEACON_TOPIC_DLQ": settings.topics.dlq, "BEACON_TOPIC_PARTITIONS": str(settings.topics.partitions),
+        "BEACON_WORKER_GROUP": f"{settings.workers.group}-{name.split()[0]}",
         "BEACON_WORKER_WEB_PORT": str(free_port()),
         "BEACON_WORKER_PIPELINE": pipeline, "BEACON_WORKER_MAX_IN_FLIGHT": str(max_in_flight),
         "BEACON_API_URL": api_url, "BEACON_API_TOKEN": "bench-token", "BEACON_LOG_LEVEL": "WARNING",
@@ -160,7 +163,7 @@ def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, u
     if os.environ.get("BEACON_BENCH_PROFILE"):
         env["BEACON_WORKER_PROFILE"] = str(logdir / f"{name.split()[0]}.prof")
     consumer = make_consumer(settings, f"bench-reader-{uuid.uuid4().hex[:8]}")
-    consumer.subscribe([settings.topic_out])
+    consumer.subscribe([settings.topics.outbound])
     log_path = logdir / f"worker-{name.split()[0]}.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([BEACON, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -179,7 +182,7 @@ def worker_run(name: str, settings: Settings, codec: MessageCodec, total: int, u
             for rec in consumer.consume(5000, 0.2):
                 if rec.error():
                     continue
-                reply = codec.decode(rec.value(), topic=settings.topic_out)
+                reply = codec.decode(rec.value(), topic=settings.topics.outbound)
                 if reply.id in seen_ids or reply.kind != "text":
                     continue  # a repeat, or a typing indicator (a read receipt) on a loaded machine
                 seen_ids.add(reply.id)

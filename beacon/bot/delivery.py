@@ -41,20 +41,20 @@ class OutboxDeliveryError(BeaconError):
 
 def make_sink(settings: Settings) -> tuple[Sink, str] | None:
     """The configured receiver and its name for logs, or None when neither setting is given."""
-    if settings.outbox_callback:
-        module_name, _, attribute = settings.outbox_callback.partition(":")
+    if settings.outbox.callback:
+        module_name, _, attribute = settings.outbox.callback.partition(":")
         try:
             fn = getattr(importlib.import_module(module_name), attribute)
         except (ImportError, AttributeError, ValueError) as exc:
             raise ConfigError(
-                f"BEACON_OUTBOX_CALLBACK {settings.outbox_callback!r} could not be imported: "
+                f"BEACON_OUTBOX_CALLBACK {settings.outbox.callback!r} could not be imported: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         if not inspect.iscoroutinefunction(fn):
-            raise ConfigError(f"BEACON_OUTBOX_CALLBACK {settings.outbox_callback!r} is not an async function")
-        return fn, settings.outbox_callback
-    if settings.outbox_url:
-        url, timeout = settings.outbox_url, settings.outbox_timeout
+            raise ConfigError(f"BEACON_OUTBOX_CALLBACK {settings.outbox.callback!r} is not an async function")
+        return fn, settings.outbox.callback
+    if settings.outbox.url:
+        url, timeout = settings.outbox.url, settings.outbox.timeout
 
         async def post(item: OutboxItem) -> None:
             async with httpx.AsyncClient(timeout=timeout) as http:
@@ -97,13 +97,13 @@ class OutboxDelivery:
             except Exception as exc:  # the database is away: look again later, said once per outage
                 if not self._failing:
                     log.warning("outbox delivery paused: cannot read the outbox table (%s: %s); retrying every "
-                                "%.1fs", type(exc).__name__, exc, self.settings.outbox_poll_interval)
+                                "%.1fs", type(exc).__name__, exc, self.settings.outbox.poll_interval)
                     self._failing = True
                 busy = False
             if busy:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.outbox_poll_interval)
+                await asyncio.wait_for(self._wake.wait(), self.settings.outbox.poll_interval)
             self._wake.clear()
 
     async def deliver_due(self) -> bool:
@@ -136,7 +136,7 @@ class OutboxDelivery:
         return delivered > 0 and len(rows) == SCAN
 
     async def _claim(self, event_id: str, now: datetime) -> bool:
-        lease_end = utcnow() + timedelta(seconds=self.settings.outbox_timeout * 2)
+        lease_end = utcnow() + timedelta(seconds=self.settings.outbox.timeout * 2)
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 update(OutboxEvent)
@@ -147,10 +147,10 @@ class OutboxDelivery:
 
     async def _deliver(self, item: OutboxItem) -> bool:
         try:
-            await asyncio.wait_for(self.sink(item), self.settings.outbox_timeout)
+            await asyncio.wait_for(self.sink(item), self.settings.outbox.timeout)
         except Exception as exc:  # the receiver's failure: retried with backoff, said once per outage
             attempts = item.attempts + 1
-            delay = backoff_delay(attempts, self.settings.outbox_retry_base_delay, self.settings.outbox_retry_max_delay)
+            delay = backoff_delay(attempts, self.settings.outbox.retry_base_delay, self.settings.outbox.retry_max_delay)
             error = f"{type(exc).__name__}: {exc}"
             if not self._failing:
                 log.warning(

@@ -33,12 +33,12 @@ async def media_bytes(settings: Settings, msg: BeaconMessage) -> bytes:
         raise MediaUnavailable(f"{about}: no gateway URL for channel {msg.channel!r}; set it in "
                                "BEACON_GATEWAY_URLS") from None
     url = f"{base}/media/{quote(msg.account, safe='')}/{quote(media.id, safe='')}"
-    headers = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
+    headers = {"Authorization": f"Bearer {settings.api.token.get_secret_value()}"}
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.media_timeout)) as session, \
-                session.get(url, headers=headers) as response:
+        timeout = aiohttp.ClientTimeout(total=settings.gateway.media_timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url, headers=headers) as response:
             if response.status == 200:  # bounded here too: BEACON_GATEWAY_URLS could name something else
-                return await read_bounded(response, settings.media_max_bytes, f"media {media.id}")
+                return await read_bounded(response, settings.gateway.media_max_bytes, f"media {media.id}")
             reason = (await response.text())[:300]
             status = response.status
     except MediaTooLargeError as exc:
@@ -48,7 +48,8 @@ async def media_bytes(settings: Settings, msg: BeaconMessage) -> bytes:
                                "is it running, and is BEACON_GATEWAY_URLS right?") from None
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise MediaUnavailable(f"{about}: the {msg.channel} gateway at {base} did not answer within "
-                               f"{settings.media_timeout:g}s (BEACON_MEDIA_TIMEOUT; {type(exc).__name__})") from None
+                               f"{settings.gateway.media_timeout:g}s (BEACON_MEDIA_TIMEOUT; {type(exc).__name__})"
+                               ) from None
     what = {401: "the gateway refused the service token (BEACON_API_TOKEN differs between the API and the gateway)",
             404: "the channel does not know this media (unknown or expired)",
             413: "the media is larger than the gateway's BEACON_MEDIA_MAX_BYTES",

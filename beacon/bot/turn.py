@@ -156,7 +156,7 @@ class Turn:
         """The last ``limit`` (at most ``HISTORY_MAX``, or the built-ins' configured history sizes when
         larger) stored messages of the current conversation, oldest first, this one not included."""
         # The built-ins' own settings may ask for more; they keep working as configured.
-        bound = max(HISTORY_MAX, self.settings.llm_history_messages, self.settings.history_command_size)
+        bound = max(HISTORY_MAX, self.settings.llm.history_messages, self.settings.api.history_command_size)
         async with self.sessions() as session:
             return await store.conversation_history(session, self.message.user_key, limit=max(0, min(limit, bound)))
 

@@ -56,7 +56,7 @@ class Forwarder:
         self._codec = codec
         self._send = send
         self._acks: dict[str, asyncio.Future[None]] = {}
-        self._dispatcher = KeyedDispatcher(self._handle, lambda _job: None, settings.nostr_bridge_max_in_flight)
+        self._dispatcher = KeyedDispatcher(self._handle, lambda _job: None, settings.bridge.max_in_flight)
         self._committed: dict[tuple[str, int], int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._producer: AsyncProducer | None = None
@@ -105,8 +105,8 @@ class Forwarder:
                     raise  # bm_dlq refuses it every time (credentials, authorization): stop with the reason
                 if attempt == 1:
                     log.warning("cannot dead-letter %s (%s); retrying with backoff", error, exc)
-                await asyncio.sleep(backoff_delay(attempt, self._settings.nostr_bridge_retry_base_delay,
-                                                  self._settings.nostr_bridge_retry_max_delay))
+                await asyncio.sleep(backoff_delay(attempt, self._settings.bridge.retry_base_delay,
+                                                  self._settings.bridge.retry_max_delay))
 
     async def _send_until_acked(self, peer: str, msg: BeaconMessage) -> None:
         settings = self._settings
@@ -119,7 +119,7 @@ class Forwarder:
                 attempt += 1
                 try:
                     await self._send(peer, payload)
-                    await asyncio.wait_for(asyncio.shield(future), settings.nostr_bridge_ack_timeout)
+                    await asyncio.wait_for(asyncio.shield(future), settings.bridge.ack_timeout)
                     break
                 except (BeaconError, TimeoutError) as exc:
                     self.resends += 1
@@ -129,8 +129,8 @@ class Forwarder:
                         log.warning("message %s of user %s to peer %s: %s after attempt %d; re-sending with backoff "
                                     "until acknowledged (is the peer's bridge running and the relay reachable?)",
                                     msg.id, msg.user_key, peer, why, attempt)
-                await asyncio.sleep(backoff_delay(attempt, settings.nostr_bridge_retry_base_delay,
-                                                  settings.nostr_bridge_retry_max_delay))
+                await asyncio.sleep(backoff_delay(attempt, settings.bridge.retry_base_delay,
+                                                  settings.bridge.retry_max_delay))
         finally:
             self._acks.pop(msg.id, None)
         self.acknowledged += 1
@@ -145,7 +145,7 @@ class Forwarder:
         ``producer`` dead-letters records that are no BeaconMessage."""
         self._loop = asyncio.get_running_loop()
         self._producer = producer
-        consumer = make_consumer(self._settings, self._settings.nostr_bridge_group)
+        consumer = make_consumer(self._settings, self._settings.bridge.group)
         consumer.subscribe([self._source], on_revoke=self._on_revoke, on_lost=self._on_revoke)
         last_commit = time.monotonic()
         try:

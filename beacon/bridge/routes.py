@@ -22,16 +22,16 @@ class Routes:
     @classmethod
     def from_settings(cls, settings: Settings) -> Routes:
         try:
-            core = parse_public_key(settings.nostr_bridge_core) if settings.nostr_bridge_core else None
-            edges = {k: parse_public_key(v) for k, v in settings.nostr_bridge_routes.items()}
+            core = parse_public_key(settings.bridge.core) if settings.bridge.core else None
+            edges = {k: parse_public_key(v) for k, v in settings.bridge.routes.items()}
         except ValueError as exc:
             raise ConfigError(f"BEACON_NOSTR_BRIDGE_CORE / BEACON_NOSTR_BRIDGE_ROUTES: {exc}") from exc
-        if settings.nostr_bridge_role == "edge" and core is None:
+        if settings.bridge.role == "edge" and core is None:
             raise ConfigError("an edge bridge needs BEACON_NOSTR_BRIDGE_CORE: the pubkey of the core to forward to")
-        if settings.nostr_bridge_role == "core" and not edges:
+        if settings.bridge.role == "core" and not edges:
             raise ConfigError("a core bridge needs BEACON_NOSTR_BRIDGE_ROUTES, e.g. "
                               '{"whatsapp:106540352242922": "<edge pubkey>"}')
-        return cls(settings.nostr_bridge_role, core, settings.nostr_bridge_forward, edges)
+        return cls(settings.bridge.role, core, settings.bridge.forward, edges)
 
     @property
     def peers(self) -> set[str]:

@@ -30,17 +30,17 @@ log = logging.getLogger("beacon.bridge")
 
 def load_key(settings: Settings) -> NostrKey:
     """This deployment's key from BEACON_NOSTR_PRIVATE_KEY (ConfigError when unset or malformed)."""
-    if settings.nostr_private_key is None:
+    if settings.nostr.private_key is None:
         raise ConfigError("BEACON_NOSTR_PRIVATE_KEY is not set; make one with `beacon nostr keygen`")
     try:
-        return NostrKey.parse(settings.nostr_private_key.get_secret_value())
+        return NostrKey.parse(settings.nostr.private_key.get_secret_value())
     except ValueError as exc:
         raise ConfigError(f"BEACON_NOSTR_PRIVATE_KEY: {exc}") from exc
 
 
 def load_peers(settings: Settings) -> set[str]:
     try:
-        return {parse_public_key(p) for p in settings.nostr_peers}
+        return {parse_public_key(p) for p in settings.nostr.peers}
     except ValueError as exc:
         raise ConfigError(f"BEACON_NOSTR_PEERS: {exc}") from exc
 
@@ -58,12 +58,12 @@ class Bridge:
             raise ConfigError(f"BEACON_NOSTR_PEERS must list every pubkey this bridge sends to; missing "
                               f"{sorted(missing)}")
         self.codec = codec or get_codec(settings)
-        edge = settings.nostr_bridge_role == "edge"
-        self.source, carried = (settings.topic_in, "in") if edge else (settings.topic_out, "out")
-        self.destination, taken = (settings.topic_out, "out") if edge else (settings.topic_in, "in")
+        edge = settings.bridge.role == "edge"
+        self.source, carried = (settings.topics.inbound, "in") if edge else (settings.topics.outbound, "out")
+        self.destination, taken = (settings.topics.outbound, "out") if edge else (settings.topics.inbound, "in")
         self.carried: Topic = carried  # type: ignore[assignment]
         self.taken: Topic = taken  # type: ignore[assignment]
-        self.pool = RelayPool(list(settings.nostr_relays), filters=[{"kinds": [wire.KIND], "#p": [self.key.pubkey]}],
+        self.pool = RelayPool(list(settings.nostr.relays), filters=[{"kinds": [wire.KIND], "#p": [self.key.pubkey]}],
                               on_event=self._on_event)
         self.producer: AsyncProducer | None = None
         self.receiver: Receiver | None = None
@@ -71,8 +71,8 @@ class Bridge:
 
     async def send(self, target: str, payload: Any) -> None:
         """One NostrMQ message to ``target``, accepted by at least one relay (NostrError otherwise)."""
-        event = wire.build(self.key, target, payload, expires_in=self.settings.nostr_event_ttl)
-        await self.pool.publish(event, self.settings.nostr_publish_timeout)
+        event = wire.build(self.key, target, payload, expires_in=self.settings.nostr.event_ttl)
+        await self.pool.publish(event, self.settings.nostr.publish_timeout)
 
     async def _on_event(self, event: Any, relay: str) -> None:
         if self.receiver is not None:
@@ -83,16 +83,16 @@ class Bridge:
         await asyncio.to_thread(self.codec.prepare, [self.source, self.destination])
         seen = SeenIds()
         found = await asyncio.to_thread(seen.load_from_topic, settings, self.destination,
-                                        settings.nostr_bridge_dedupe_window)
+                                        settings.bridge.dedupe_window)
         self.producer = AsyncProducer(settings)
         self.receiver = Receiver(self.key, self.peers, {self.taken: self.destination}, codec=self.codec,
                                  producer=self.producer, send=self.send,
                                  on_ack=self.forwarder.acknowledged_by_peer, seen=seen)
         await self.pool.start()
         log.info("bridge %s (%s) up: forwards %s to %s, takes %s into %s from %d peer(s) via %s; remembered %d "
-                 "bridged id(s) from the last %.0fs of %s", self.key.pubkey, settings.nostr_bridge_role,
+                 "bridged id(s) from the last %.0fs of %s", self.key.pubkey, settings.bridge.role,
                  self.source, sorted(self.routes.peers), self.taken, self.destination, len(self.peers),
-                 list(settings.nostr_relays), found, settings.nostr_bridge_dedupe_window, self.destination)
+                 list(settings.nostr.relays), found, settings.bridge.dedupe_window, self.destination)
         try:
             await self.forwarder.run(stop, self.producer)
         finally:

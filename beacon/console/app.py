@@ -150,7 +150,7 @@ def create_app(settings: Settings, token: str) -> FastAPI:
     # --- pages -------------------------------------------------------------------------------
 
     def chart() -> str:
-        return chart_svg(sampler.rates(), settings.console_chart_minutes)
+        return chart_svg(sampler.rates(), settings.console.chart_minutes)
 
     @app.get("/", response_class=HTMLResponse)
     def overview_page(_sid: Session) -> HTMLResponse:
@@ -161,7 +161,7 @@ def create_app(settings: Settings, token: str) -> FastAPI:
         except BeaconError:
             waiting = None
         body = pages.overview(checks, from_card, chart(), sampler.problem, lag_rows, lag_problems, waiting,
-                              settings.topic_dlq)
+                              settings.topics.dlq)
         return HTMLResponse(page("Overview", body, active="/", script_src="/console.js"))
 
     @app.get("/overview/chart")
@@ -234,12 +234,12 @@ def create_app(settings: Settings, token: str) -> FastAPI:
             body = error_box(str(exc))
         return html("Conversation", body, "/conversations")
 
-    topic_names = {"in": settings.topic_in, "out": settings.topic_out, "dlq": settings.topic_dlq}
+    topic_names = {"in": settings.topics.inbound, "out": settings.topics.outbound, "dlq": settings.topics.dlq}
 
     @app.get("/topics", response_class=HTMLResponse)
     def topics_page(_sid: Session, topic: str = "in", partition: str = "", offset: str = "",
                     key: str = "") -> HTMLResponse:
-        name = topic_names.get(topic, settings.topic_in)
+        name = topic_names.get(topic, settings.topics.inbound)
         code = topic if topic in topic_names else "in"
         part = int(partition) if partition.strip().isdigit() else None
         off = int(offset) if offset.strip().isdigit() else None

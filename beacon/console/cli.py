@@ -32,7 +32,7 @@ def dev_token(settings: Settings) -> str:
 
 def console_token(settings: Settings) -> tuple[str, bool]:
     """The operator token and whether it was generated; production refuses to run without a real one."""
-    configured = settings.console_token.get_secret_value() if settings.console_token else ""
+    configured = settings.console.token.get_secret_value() if settings.console.token else ""
     if configured and not (settings.env == "production" and configured in DEV_PLACEHOLDER_SECRETS):
         return configured, False
     if settings.env == "production":
@@ -42,7 +42,7 @@ def console_token(settings: Settings) -> tuple[str, bool]:
 
 
 def login_url(settings: Settings, token: str) -> str:
-    return f"http://{settings.console_host}:{settings.console_port}/login?token={token}"
+    return f"http://{settings.console.host}:{settings.console.port}/login?token={token}"
 
 
 def console() -> None:
@@ -61,7 +61,7 @@ def console() -> None:
         typer.echo(f"Console: no BEACON_CONSOLE_TOKEN set, generated one in {settings.data_dir / TOKEN_FILE}; "
                    f"log in at {login_url(settings, token)}")
     else:
-        typer.echo(f"Console: http://{settings.console_host}:{settings.console_port}/ (log in with "
+        typer.echo(f"Console: http://{settings.console.host}:{settings.console.port}/ (log in with "
                    "BEACON_CONSOLE_TOKEN)")
-    uvicorn.run(create_app(settings, token), host=settings.console_host, port=settings.console_port,
+    uvicorn.run(create_app(settings, token), host=settings.console.host, port=settings.console.port,
                 log_level="warning", access_log=False)

@@ -30,8 +30,8 @@ class Step:
 
 
 def _client(settings: Settings) -> httpx.Client:
-    return httpx.Client(base_url=settings.api_url.rstrip("/"), timeout=5.0,
-                        headers={"Authorization": f"Bearer {settings.api_token.get_secret_value()}"})
+    return httpx.Client(base_url=settings.api.url.rstrip("/"), timeout=5.0,
+                        headers={"Authorization": f"Bearer {settings.api.token.get_secret_value()}"})
 
 
 def _get(settings: Settings, path: str, **params: Any) -> httpx.Response:
@@ -39,11 +39,11 @@ def _get(settings: Settings, path: str, **params: Any) -> httpx.Response:
         with _client(settings) as client:
             r = client.get(path, params=params)
     except httpx.HTTPError as exc:
-        raise ApiUnavailableError(f"the API layer at {settings.api_url} did not answer: {exc}") from exc
+        raise ApiUnavailableError(f"the API layer at {settings.api.url} did not answer: {exc}") from exc
     if r.status_code == 401:
-        raise ApiUnavailableError(f"the API layer at {settings.api_url} refused BEACON_API_TOKEN (401)")
+        raise ApiUnavailableError(f"the API layer at {settings.api.url} refused BEACON_API_TOKEN (401)")
     if r.status_code >= 500:
-        raise ApiUnavailableError(f"the API layer at {settings.api_url} answered {r.status_code}: {r.text[:200]}")
+        raise ApiUnavailableError(f"the API layer at {settings.api.url} answered {r.status_code}: {r.text[:200]}")
     return r
 
 
@@ -57,9 +57,9 @@ def _call(settings: Settings, method: str, path: str, **kwargs: Any) -> dict[str
         with _client(settings) as client:
             r = client.request(method, path, **kwargs)
     except httpx.HTTPError as exc:
-        raise ApiUnavailableError(f"the API layer at {settings.api_url} did not answer: {exc}") from exc
+        raise ApiUnavailableError(f"the API layer at {settings.api.url} did not answer: {exc}") from exc
     if r.status_code == 401 or r.status_code >= 500:
-        raise ApiUnavailableError(f"the API layer at {settings.api_url} answered {r.status_code}: {r.text[:200]}")
+        raise ApiUnavailableError(f"the API layer at {settings.api.url} answered {r.status_code}: {r.text[:200]}")
     if r.status_code >= 400:
         try:
             detail = r.json().get("detail")

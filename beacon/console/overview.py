@@ -32,8 +32,8 @@ def health_targets(settings: Settings) -> tuple[dict[str, str], dict[str, int], 
     card = stackfile.read(settings)
     if card is not None and card.health_urls:
         return dict(card.health_urls), dict(card.processes), True
-    return ({"api": f"{settings.api_url.rstrip('/')}/healthz",
-             "gateway-whatsapp": f"http://127.0.0.1:{settings.whatsapp_gateway_port}/healthz"}, {}, False)
+    return ({"api": f"{settings.api.url.rstrip('/')}/healthz",
+             "gateway-whatsapp": f"http://127.0.0.1:{settings.whatsapp.gateway_port}/healthz"}, {}, False)
 
 
 def _check(name: str, url: str, pid: int | None) -> Health:
@@ -66,7 +66,7 @@ def lag(settings: Settings) -> tuple[list[PartitionLag], list[str]]:
 
 def dead_letters_waiting(settings: Settings) -> int:
     """Records kept on the dead-letter topic (redriven ones stay there until retention removes them)."""
-    topic = settings.topic_dlq
+    topic = settings.topics.dlq
     parts = kafka.topic_partitions(settings, topic)
     low = kafka.list_topic_offsets(settings, topic, parts, "earliest")
     high = kafka.list_topic_offsets(settings, topic, parts, "latest")

@@ -100,7 +100,7 @@ def read(settings: Settings, codec: MessageCodec, topic: str, starts: dict[int, 
     out: list[Record] = []
     try:
         consumer.assign([kafka.TopicPartition(topic, p, start) for p, (start, _end) in sorted(todo.items())])
-        deadline = time.monotonic() + max(5.0, settings.kafka_request_timeout * 2)
+        deadline = time.monotonic() + max(5.0, settings.kafka.request_timeout * 2)
         while todo and time.monotonic() < deadline and len(out) < limit:
             msg = consumer.poll(0.5)
             if msg is None or msg.error():

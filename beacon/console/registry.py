@@ -35,8 +35,8 @@ def _get(client: httpx.Client, url: str) -> httpx.Response:
 
 def subjects(settings: Settings) -> list[Subject]:
     """The BeaconMessage subjects of bm_in and bm_out (and any other ``*-value`` subject of Beacon's topics)."""
-    base = settings.schema_registry_url.rstrip("/")
-    names = [subject_for(t) for t in (settings.topic_in, settings.topic_out, settings.topic_dlq)]
+    base = settings.registry.url.rstrip("/")
+    names = [subject_for(t) for t in (settings.topics.inbound, settings.topics.outbound, settings.topics.dlq)]
     out: list[Subject] = []
     with httpx.Client(timeout=5.0, headers={"Accept": "application/json"}, **registry_http_options(settings)) as client:
         default_level = None
@@ -50,7 +50,7 @@ def subjects(settings: Settings) -> list[Subject]:
             r = _get(client, f"{base}/subjects/{name}/versions")
             if r.status_code == 404:
                 subject.problem = "not registered"
-                if name != subject_for(settings.topic_dlq):
+                if name != subject_for(settings.topics.dlq):
                     out.append(subject)
                 continue
             r.raise_for_status()

@@ -52,8 +52,8 @@ class Sampler:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.interval = settings.console_sample_seconds
-        size = max(2, int(settings.console_chart_minutes * 60 / self.interval) + 1)
+        self.interval = settings.console.sample_seconds
+        size = max(2, int(settings.console.chart_minutes * 60 / self.interval) + 1)
         self.samples: deque[Sample] = deque(maxlen=size)
         self.problem: str | None = None
         self._admin: Any = None
@@ -65,15 +65,15 @@ class Sampler:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=self.settings.kafka_request_timeout * 3)
+        self._thread.join(timeout=self.settings.kafka.request_timeout * 3)
 
     def sample_once(self) -> None:
         if self._admin is None:
             # One admin client for every sample: a new one per request would connect anew every few seconds.
             self._admin = kafka.make_admin(self.settings)
         try:
-            sample = Sample(time.monotonic(), end_offsets(self.settings, self.settings.topic_in, self._admin),
-                            end_offsets(self.settings, self.settings.topic_out, self._admin))
+            sample = Sample(time.monotonic(), end_offsets(self.settings, self.settings.topics.inbound, self._admin),
+                            end_offsets(self.settings, self.settings.topics.outbound, self._admin))
         except KafkaError as exc:
             if self.problem is None:
                 log.warning("console: cannot sample end offsets for the chart (%s); retrying every %.0fs",

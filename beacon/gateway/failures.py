@@ -86,7 +86,7 @@ class FailureReporter:
                 if is_too_large(exc) and value is not None:
                     self.log.error("the dead letter of %s[%d]@%d is too large for %s (%d bytes): dead-lettering the "
                                    "reason without the value; the value stays on %s until its retention ends", topic,
-                                   partition, offset, self.settings.topic_dlq, len(value), topic)
+                                   partition, offset, self.settings.topics.dlq, len(value), topic)
                     reason = f"{type(error).__name__}: {error}"[:2000]
                     error = TooLargeError(f"{reason} (value of {len(value)} bytes not kept: too large to dead-letter)")
                     value = None
@@ -101,8 +101,8 @@ class FailureReporter:
 
     async def _produce_status(self, status: BeaconMessage) -> None:
         """A status to bm_in, in a size the broker accepts; retried while the broker is unavailable."""
-        topic = self.settings.topic_in
-        value, status = encode_within(self.codec, status, topic, self.settings.gateway_max_record_bytes)
+        topic = self.settings.topics.inbound
+        value, status = encode_within(self.codec, status, topic, self.settings.gateway.max_record_bytes)
         attempt = 0
         while True:
             attempt += 1

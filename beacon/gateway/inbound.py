@@ -50,10 +50,10 @@ class Inbound:
         self.channel = channel
         self.name = channel.name
         self.log = logging.getLogger(f"beacon.gateway.{channel.name}.inbound")
-        self.topic = settings.topic_in
+        self.topic = settings.topics.inbound
         self.accepting = True
         install_refused_request_filter()
-        self.app = web.Application(client_max_size=settings.gateway_max_body_bytes)
+        self.app = web.Application(client_max_size=settings.gateway.max_body_bytes)
         webhook = [web.post(channel.webhook_path, self.receive, expect_handler=expect_handler)] \
             if channel.webhook_path else []  # an event-source channel (NostrMQ) takes no webhooks
         self.app.add_routes([
@@ -73,7 +73,7 @@ class Inbound:
         received_ms = now_ms()
         if not self.accepting:
             return self._reject("shutting_down", 503, "shutting down")
-        if (request.content_length or 0) > self.settings.gateway_max_body_bytes:
+        if (request.content_length or 0) > self.settings.gateway.max_body_bytes:
             return self._reject("too_large", 413, "body too large")
         try:
             body = await request.read()
@@ -98,7 +98,7 @@ class Inbound:
         except (TimeoutError, BeaconError) as exc:
             self.log.error("webhook with %d message(s) answered 503: the broker did not acknowledge within %.1fs (%s). "
                            "%s will redeliver; check `beacon kafka status`.", len(parsed.messages),
-                           self.settings.gateway_ack_timeout, str(exc) or type(exc).__name__, self.channel.api_name)
+                           self.settings.gateway.ack_timeout, str(exc) or type(exc).__name__, self.channel.api_name)
             return self._reject("broker_unavailable", 503, "broker unavailable")
         PRODUCE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         WEBHOOKS.labels(self.name, "accepted").inc()
@@ -119,7 +119,7 @@ class Inbound:
                                         {"beacon.message_id": msg.id})) is not None}
         headers = {msg.id: record_headers(hops, msg.trace_id, spans[msg.id].span_id if spans else new_span_id())
                    for msg, _ in records}
-        await asyncio.wait_for(self._produce(records, headers), self.settings.gateway_ack_timeout)
+        await asyncio.wait_for(self._produce(records, headers), self.settings.gateway.ack_timeout)
         for span in spans.values():
             span.end()
         WEBHOOK_MESSAGES.labels(self.name).inc(len(messages))
@@ -138,7 +138,7 @@ class Inbound:
 
     def _encode(self, messages: list[BeaconMessage]) -> list[tuple[BeaconMessage, bytes]]:
         """Each message encoded within the record limit; one that cannot be encoded at all is dropped."""
-        limit = self.settings.gateway_max_record_bytes
+        limit = self.settings.gateway.max_record_bytes
         out = []
         for msg in messages:
             try:

@@ -86,10 +86,10 @@ class MediaService:
     def __init__(self, settings: Settings, source: MediaSource) -> None:
         self.source = source
         self.channel = source.name
-        self.max_bytes = settings.media_max_bytes
-        self.token = settings.api_token.get_secret_value().encode()
-        directory = settings.media_cache_dir or settings.data_dir / "media-cache"
-        self.cache = MediaCache(directory / source.name, settings.media_cache_bytes)
+        self.max_bytes = settings.gateway.media_max_bytes
+        self.token = settings.api.token.get_secret_value().encode()
+        directory = settings.gateway.media_cache_dir or settings.data_dir / "media-cache"
+        self.cache = MediaCache(directory / source.name, settings.gateway.media_cache_bytes)
         self._fetching: dict[tuple[str, str], asyncio.Task[FetchedMedia]] = {}
         self._failing = False  #: the last fetch failed with MediaFetchError (logged once until one succeeds)
 

@@ -20,8 +20,8 @@ ATTEMPTS = 3
 async def mark_opted_out(settings: Settings, user_key: str, reason: str) -> bool:
     """Mark ``user_key`` opted out; True once the API recorded it. A few attempts, then a logged error (the
     failed status on bm_in still tells the business logic); never raises."""
-    url = f"{settings.api_url.rstrip('/')}/v1/users/{quote(user_key, safe='')}/opt-out"
-    headers = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
+    url = f"{settings.api.url.rstrip('/')}/v1/users/{quote(user_key, safe='')}/opt-out"
+    headers = {"Authorization": f"Bearer {settings.api.token.get_secret_value()}"}
     last = ""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         for attempt in range(1, ATTEMPTS + 1):

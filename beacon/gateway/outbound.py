@@ -74,11 +74,11 @@ class Outbound:
         self.name = channel.name
         self.limits = channel.limits
         self.log = logging.getLogger(f"beacon.gateway.{channel.name}.outbound")
-        self.topic = settings.topic_out
+        self.topic = settings.topics.outbound
         self.stop_event = asyncio.Event()
-        self.slots = asyncio.Semaphore(settings.gateway_max_in_flight)
+        self.slots = asyncio.Semaphore(settings.gateway.max_in_flight)
         # the consumer is paused at max_pending records in flight, so a whole batch always fits: submit never waits
-        self.lanes = KeyedDispatcher(self._handle_job, lambda _job: None, settings.gateway_max_pending + FETCH_BATCH)
+        self.lanes = KeyedDispatcher(self._handle_job, lambda _job: None, settings.gateway.max_pending + FETCH_BATCH)
         self._accounts: dict[str, Gate] = {}
         self._users: dict[str, Gate] = {}
         self._committed: dict[TP, int] = {}
@@ -86,7 +86,7 @@ class Outbound:
         self._paused = False
         self.finished = asyncio.Event()
         self.failures = FailureReporter(channel.name, settings, producer, codec, store, self.stop_event)
-        self.typing = TypingRefresher(channel.name, channel.typing_refresh, settings.gateway_typing_max_seconds)
+        self.typing = TypingRefresher(channel.name, channel.typing_refresh, settings.gateway.typing_max_seconds)
 
     # --- consuming ------------------------------------------------------------------------------
 
@@ -112,14 +112,14 @@ class Outbound:
                     self._commit(consumer, self.lanes.committable(), asynchronous=True)
                     last_commit = now
                 if now - last_prune >= PRUNE_INTERVAL:
-                    self.store.prune(self.settings.topic_retention_ms / 1000)
+                    self.store.prune(self.settings.topics.retention_ms / 1000)
                     last_prune = now
                 if now - last_sweep >= SWEEP_INTERVAL:
                     self._users = {k: g for k, g in self._users.items() if not g.idle}
                     last_sweep = now
         finally:
             await self.typing.close()
-            offsets = await self.lanes.drain(None, self.settings.gateway_shutdown_timeout)
+            offsets = await self.lanes.drain(None, self.settings.gateway.shutdown_timeout)
             self._commit(consumer, offsets, asynchronous=False)
             await asyncio.to_thread(consumer.close)
             self.finished.set()
@@ -128,7 +128,7 @@ class Outbound:
         self.stop_event.set()
 
     def _apply_backpressure(self, consumer: Consumer) -> None:
-        over = self.lanes.in_flight >= self.settings.gateway_max_pending
+        over = self.lanes.in_flight >= self.settings.gateway.max_pending
         if over != self._paused:
             assignment = consumer.assignment()
             (consumer.pause if over else consumer.resume)(assignment)
@@ -153,7 +153,7 @@ class Outbound:
         """Runs in the polling thread: the event loop drains those partitions' lanes, then what settled is
         committed; the rest is sent by the partitions' next owner (the settled-id record skips repeats)."""
         wanted = [(p.topic, p.partition) for p in partitions]
-        offsets = self._drain_from_thread(wanted, self.settings.gateway_shutdown_timeout)
+        offsets = self._drain_from_thread(wanted, self.settings.gateway.shutdown_timeout)
         self._commit(consumer, offsets, asynchronous=False)
         for tp in wanted:
             self._committed.pop(tp, None)
@@ -192,7 +192,7 @@ class Outbound:
     async def _unexpected(self, record: Message, exc: Exception, failures: int) -> bool:
         """Handle the ``failures``-th unexpected failure of ``record``: True when it is settled (given up)."""
         topic, partition, offset = where(record)
-        limit = self.settings.gateway_max_attempts
+        limit = self.settings.gateway.max_attempts
         if failures < limit:
             if failures == 1:
                 self.log.exception("sending %s[%d]@%d failed unexpectedly; retrying up to %d times before "

@@ -58,8 +58,8 @@ class Gateway:
             raise  # wrong credentials or certificate: waiting cannot help, stop with the reason (logged once)
         except KafkaError as exc:
             log.error("%s (webhooks are answered 503 until the broker is back)", exc)
-        await retry_registry(self.codec.prepare, [s.topic_in, s.topic_out])
-        pruned = self.store.prune(s.topic_retention_ms / 1000)
+        await retry_registry(self.codec.prepare, [s.topics.inbound, s.topics.outbound])
+        pruned = self.store.prune(s.topics.retention_ms / 1000)
         if pruned:
             log.info("pruned %d settled ids older than bm_out's retention", pruned)
         runner = web.AppRunner(self.inbound.app, access_log=None)
@@ -70,10 +70,10 @@ class Gateway:
             if isinstance(ch, EventSource) else None
         if source is None:
             log.info("%s gateway: webhooks at http://%s:%d%s, sending its messages of %s through %s", ch.name,
-                     ch.host, ch.port, ch.webhook_path, s.topic_out, ch.api_name)
+                     ch.host, ch.port, ch.webhook_path, s.topics.outbound, ch.api_name)
         else:
             log.info("%s gateway: listening to %s, health and metrics at http://%s:%d, sending its messages of %s "
-                     "through %s", ch.name, ch.api_name, ch.host, ch.port, s.topic_out, ch.api_name)
+                     "through %s", ch.name, ch.api_name, ch.host, ch.port, s.topics.outbound, ch.api_name)
         stopped = asyncio.create_task(self.stopping.wait())
         watched = [sender, stopped] + ([source] if source is not None else [])
         await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)

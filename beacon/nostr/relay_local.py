@@ -40,13 +40,13 @@ def relay_dir(settings: Settings) -> Path:
 
 
 def url(settings: Settings) -> str:
-    return f"ws://127.0.0.1:{settings.nostr_relay_port}"
+    return f"ws://127.0.0.1:{settings.local.nostr_relay_port}"
 
 
 def _service(settings: Settings) -> BackgroundService:
     folder = relay_dir(settings)
     return BackgroundService(
-        name=f"Nostr relay on 127.0.0.1:{settings.nostr_relay_port}",
+        name=f"Nostr relay on 127.0.0.1:{settings.local.nostr_relay_port}",
         pid_file=folder / "relay.pid",
         log_file=settings.data_dir.resolve() / "logs" / "relay.log",
         marker=str(folder / "config.yaml"),
@@ -57,7 +57,7 @@ def write_config(settings: Settings, *, verify_signatures: bool = True) -> Path:
     """The relay's config.yaml: SQLite storage in the relay dir, loopback on the configured port."""
     folder = relay_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
-    port = settings.nostr_relay_port
+    port = settings.local.nostr_relay_port
     config: dict[str, Any] = {
         "DEBUG": False,
         "relay_name": "beacon local relay",
@@ -101,7 +101,7 @@ def start(settings: Settings, *, verify_signatures: bool = True,
     config = write_config(settings, verify_signatures=verify_signatures)
     argv = [sys.executable, "-c", "from nostr_relay.cli import main; main()", "-c", str(config), "serve",
             "--use-uvicorn"]
-    _, took = svc.start(argv, ready=lambda: port_open("127.0.0.1", settings.nostr_relay_port), timeout=timeout,
+    _, took = svc.start(argv, ready=lambda: port_open("127.0.0.1", settings.local.nostr_relay_port), timeout=timeout,
                         cwd=relay_dir(settings))
     return status(settings), took
 

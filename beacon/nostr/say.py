@@ -35,8 +35,8 @@ def bot_pubkey(settings: Settings, to: str | None) -> str:
             return parse_public_key(to)
         except ValueError as exc:
             raise BeaconError(f"--to {to!r}: {exc}") from None
-    if settings.nostr_private_key is not None and settings.nostr_private_key.get_secret_value():
-        return NostrKey.parse(settings.nostr_private_key.get_secret_value()).pubkey
+    if settings.nostr.private_key is not None and settings.nostr.private_key.get_secret_value():
+        return NostrKey.parse(settings.nostr.private_key.get_secret_value()).pubkey
     path = settings.data_dir / "nostr-dev-key"
     if path.exists():
         return NostrKey.parse(path.read_text()).pubkey
@@ -45,7 +45,7 @@ def bot_pubkey(settings: Settings, to: str | None) -> str:
 
 
 def relay_urls(settings: Settings, relays: list[str] | None) -> list[str]:
-    return list(relays or settings.nostr_relays or [relay_local.url(settings)])
+    return list(relays or settings.nostr.relays or [relay_local.url(settings)])
 
 
 async def say(text: str, *, to: str, relays: list[str], key: NostrKey | None = None, timeout: float = 30.0,

@@ -51,7 +51,7 @@ def kafka_start(
             f"data in {st.data_dir}, log in {settings.log_dir / 'kafka.log'}."
         )
     if not st.nodes and kafka_tls.secured(settings):
-        typer.echo(f"Listening with SASL_SSL ({settings.kafka_sasl_mechanism}, user {settings.kafka_sasl_username}); "
+        typer.echo(f"Listening with SASL_SSL ({settings.kafka.sasl_mechanism}, user {settings.kafka.sasl_username}); "
                    f"clients trust its CA: BEACON_KAFKA_SSL_CA_FILE={kafka_tls.ca_file(settings)}")
 
 
@@ -132,11 +132,11 @@ def _warn_unreplicated(settings: Settings) -> None:
     """A cluster of three or more brokers with topics kept on one of them: a common slip (the default is 1)."""
     from beacon.kafka import registered_brokers
 
-    factor = settings.topic_replication_factor
-    brokers = registered_brokers(settings.kafka_bootstrap, timeout=settings.kafka_request_timeout, settings=settings)
+    factor = settings.topics.replication_factor
+    brokers = registered_brokers(settings.kafka.bootstrap, timeout=settings.kafka.request_timeout, settings=settings)
     if brokers >= 3 and factor < 3:
         typer.echo(
-            f"warning: the cluster at {settings.kafka_bootstrap} has {brokers} brokers but Beacon's topics are kept on "
+            f"warning: the cluster at {settings.kafka.bootstrap} has {brokers} brokers but Beacon's topics are kept on "
             f"{factor} (BEACON_TOPIC_REPLICATION_FACTOR={factor}): losing one broker stops their partitions there "
             "until it returns. Set BEACON_TOPIC_REPLICATION_FACTOR=3 and BEACON_TOPIC_MIN_INSYNC_REPLICAS=2 (topics "
             "that exist keep their replication: recreate them while empty).",
@@ -207,10 +207,10 @@ def schemas_register() -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     except Exception as exc:  # the registry client raises its own errors and httpx's
-        typer.echo(f"error: registering with {settings.schema_registry_url} failed: {exc}", err=True)
+        typer.echo(f"error: registering with {settings.registry.url} failed: {exc}", err=True)
         raise typer.Exit(1) from exc
     for subject, schema_id in ids.items():
-        typer.echo(f"{subject}: schema id {schema_id} ({settings.schema_compatibility})")
+        typer.echo(f"{subject}: schema id {schema_id} ({settings.registry.compatibility})")
 
 
 @schemas_app.command("check")
@@ -234,10 +234,10 @@ def schemas_check(
             typer.echo(f"seeded {count} released version(s) from {schemas.HISTORY_DIR} into {subject}")
             subjects = [subject]
         else:
-            subjects = [f"{settings.topic_in}-value", f"{settings.topic_out}-value"]
+            subjects = [f"{settings.topics.inbound}-value", f"{settings.topics.outbound}-value"]
         reports = [schemas.check_subject(settings, subject) for subject in subjects]
     except Exception as exc:  # registry client and httpx errors: say where and what
-        typer.echo(f"error: checking against {settings.schema_registry_url} failed: {exc}", err=True)
+        typer.echo(f"error: checking against {settings.registry.url} failed: {exc}", err=True)
         raise typer.Exit(1) from exc
     failed = False
     for report in reports:

@@ -159,7 +159,7 @@ def dlq_list(
         raise _fail(exc) from exc
     shown = sorted(letters, key=lambda d: (d.info.time.timestamp() if d.info and d.info.time else 0, d.ref))
     shown = shown[-limit:] if limit > 0 else shown
-    table = Table(title=f"{settings.topic_dlq}: {len(letters)} record(s)" + (
+    table = Table(title=f"{settings.topics.dlq}: {len(letters)} record(s)" + (
         f", last {len(shown)} shown" if len(shown) < len(letters) else ""))
     for col in ("ref", "time", "origin", "source", "error", "attempts", "content"):
         table.add_column(col)
@@ -192,10 +192,10 @@ def dlq_show(ref: Annotated[str, typer.Argument(help="<partition>:<offset> on th
     except BeaconError as exc:
         raise _fail(exc) from exc
     if not found:
-        typer.echo(f"error: no record {ref} on {settings.topic_dlq} (see `beacon dlq list`)", err=True)
+        typer.echo(f"error: no record {ref} on {settings.topics.dlq} (see `beacon dlq list`)", err=True)
         raise typer.Exit(1)
     d = found[0]
-    typer.echo(f"record {settings.topic_dlq} {d.ref}")
+    typer.echo(f"record {settings.topics.dlq} {d.ref}")
     if d.info:
         i = d.info
         typer.echo(f"  source:     {i.topic} partition {i.partition} offset {i.offset}")
@@ -244,7 +244,7 @@ def dlq_redrive(
     if only is not None:
         missing = sorted({f"{p}:{o}" for p, o in only} - {d.ref for d in letters})
         if missing:
-            typer.echo(f"error: not on {settings.topic_dlq} (or filtered out): {', '.join(missing)}", err=True)
+            typer.echo(f"error: not on {settings.topics.dlq} (or filtered out): {', '.join(missing)}", err=True)
             raise typer.Exit(1)
     if dry_run:
         for d in letters:
@@ -301,6 +301,6 @@ def scale(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     settings = get_settings()
-    typer.echo(f"scaling workers of group {settings.worker_group} on {settings.topic_in} between {min_workers} "
+    typer.echo(f"scaling workers of group {settings.workers.group} on {settings.topics.inbound} between {min_workers} "
                f"and {max_workers}; logs in {settings.log_dir.resolve()}; Ctrl-C stops all.")
     Scaler(settings, policy).run(interval)

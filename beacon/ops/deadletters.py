@@ -62,7 +62,7 @@ def parse_ref(text: str) -> tuple[int, int]:
 
 def iter_dead_letters(settings: Settings, *, only: Iterable[tuple[int, int]] | None = None) -> Iterator[DeadLetter]:
     """Every record on the dead-letter topic up to its end when called (or only the ``only`` ones)."""
-    topic = settings.topic_dlq
+    topic = settings.topics.dlq
     parts = kafka.topic_partitions(settings, topic)
     low = kafka.list_topic_offsets(settings, topic, parts, "earliest")
     high = kafka.list_topic_offsets(settings, topic, parts, "latest")
@@ -83,7 +83,7 @@ def iter_dead_letters(settings: Settings, *, only: Iterable[tuple[int, int]] | N
             msg = consumer.poll(1.0)
             if msg is None:
                 idle += 1
-                if idle > max(10, int(settings.kafka_request_timeout * 2)):
+                if idle > max(10, int(settings.kafka.request_timeout * 2)):
                     raise KafkaError(f"reading {topic} stalled; partitions {sorted(todo)} did not reach their end")
                 continue
             idle = 0
@@ -132,15 +132,15 @@ def _codec(settings: Settings) -> MessageCodec:
     # Keyed by registry URL: one codec (and schema cache) per registry for this command's run.
     from beacon.codec import MessageCodec
 
-    codec = _codecs.get(settings.schema_registry_url)
+    codec = _codecs.get(settings.registry.url)
     if codec is None:
-        codec = _codecs[settings.schema_registry_url] = MessageCodec(settings)
+        codec = _codecs[settings.registry.url] = MessageCodec(settings)
     return codec
 
 
 def decode(settings: Settings, letter: DeadLetter) -> Decoded:
     """Decode the value as a BeaconMessage of its source topic; never raises."""
-    topic = letter.info.topic if letter.info else settings.topic_in
+    topic = letter.info.topic if letter.info else settings.topics.inbound
     try:
         msg = _codec(settings).decode(letter.value, topic=topic, partition=letter.partition, offset=letter.offset)
     except BeaconError as exc:
@@ -187,7 +187,7 @@ def redrive(
             problems.append(f"{letter.ref}: no beacon.dlq.source.topic header, so no place to redrive it to")
             continue
         headers: list[tuple[str, str | bytes | None]] = [
-            (H_REDRIVEN_FROM, f"{settings.topic_dlq}:{letter.ref}".encode()),
+            (H_REDRIVEN_FROM, f"{settings.topics.dlq}:{letter.ref}".encode()),
             *trace_headers(letter.headers),  # the message's own trace goes on
         ]
         while True:
@@ -198,7 +198,7 @@ def redrive(
             except BufferError:
                 producer.poll(0.1)
         producer.poll(0)
-    remaining = producer.flush(max(settings.kafka_request_timeout * 4, 10))
+    remaining = producer.flush(max(settings.kafka.request_timeout * 4, 10))
     if remaining:
         problems.append(f"{remaining} record(s) not acknowledged before the timeout; check them with `beacon dlq list`")
     return sent, problems

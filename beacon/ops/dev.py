@@ -60,13 +60,13 @@ class DevPlan:
 
 def has_real_credentials(settings: Settings) -> bool:
     """True when a real Cloud API access token is configured (then the gateway talks to Meta)."""
-    token = settings.whatsapp_access_token
+    token = settings.whatsapp.access_token
     return token is not None and token.get_secret_value() not in DEV_PLACEHOLDER_SECRETS | {DEV_ACCESS_TOKEN}
 
 
 def has_real_telegram_token(settings: Settings) -> bool:
     """True when a real Telegram bot token is configured (then the Telegram gateway talks to Telegram)."""
-    token = settings.telegram_bot_token
+    token = settings.telegram.bot_token
     return token is not None and token.get_secret_value() not in DEV_PLACEHOLDER_SECRETS | {DEV_TELEGRAM_TOKEN}
 
 
@@ -77,8 +77,8 @@ def beacon_argv(*args: str) -> list[str]:
 def dev_nostr_key(settings: Settings) -> NostrKey:
     """Beacon's Nostr key in ``beacon dev --with-nostr``: BEACON_NOSTR_PRIVATE_KEY when set, else one made once
     and kept in ``<data dir>/nostr-dev-key`` (so the bot's npub stays the same between runs)."""
-    if settings.nostr_private_key is not None and settings.nostr_private_key.get_secret_value():
-        return NostrKey.parse(settings.nostr_private_key.get_secret_value())
+    if settings.nostr.private_key is not None and settings.nostr.private_key.get_secret_value():
+        return NostrKey.parse(settings.nostr.private_key.get_secret_value())
     path = settings.data_dir / "nostr-dev-key"
     if path.exists():
         return NostrKey.parse(path.read_text())
@@ -92,11 +92,11 @@ def dev_nostr_key(settings: Settings) -> NostrKey:
 def dev_plan(settings: Settings, workers: int | None = None, nostr_key: NostrKey | None = None) -> DevPlan:
     """Which processes to run, with which environment (a pure function of the settings); with ``nostr_key``,
     the NostrMQ gateway too (``--with-nostr``: Beacon is that key on the local relay)."""
-    n = settings.dev_workers if workers is None else workers
+    n = settings.local.dev_workers if workers is None else workers
     fake = not has_real_credentials(settings)
-    gateway_url = f"http://127.0.0.1:{settings.whatsapp_gateway_port}"
-    fake_url = f"http://127.0.0.1:{settings.fake_whatsapp_port}"
-    common: dict[str, str] = {"BEACON_API_URL": f"http://127.0.0.1:{settings.api_port}"}
+    gateway_url = f"http://127.0.0.1:{settings.whatsapp.gateway_port}"
+    fake_url = f"http://127.0.0.1:{settings.local.fake_whatsapp_port}"
+    common: dict[str, str] = {"BEACON_API_URL": f"http://127.0.0.1:{settings.api.port}"}
     whatsapp: dict[str, str] = {}
     if fake:
         whatsapp = {
@@ -109,22 +109,22 @@ def dev_plan(settings: Settings, workers: int | None = None, nostr_key: NostrKey
             # With real credentials the setting (default 80) applies.
             "BEACON_WHATSAPP_RATE_LIMIT": "0",
         }
-    webchat_url = f"http://127.0.0.1:{settings.webchat_port}/"
+    webchat_url = f"http://127.0.0.1:{settings.webchat.port}/"
     # The API accepts proactive sends (`POST /v1/messages/send`) for every channel dev runs a gateway for.
     channels = ["whatsapp", "telegram", "webchat"] + (["nostr"] if nostr_key is not None else [])
     served = {"BEACON_SERVED_CHANNELS": json.dumps(channels)}
     # The API reads users' media through the gateways (`turn.media_bytes()`), which hold the channels' credentials.
     gateways = {"BEACON_GATEWAY_URLS": json.dumps({"whatsapp": gateway_url,
-                                                   "telegram": f"http://127.0.0.1:{settings.telegram_port}"})}
+                                                   "telegram": f"http://127.0.0.1:{settings.telegram.port}"})}
     specs = [ProcessSpec("api", beacon_argv("api"), env={**common, **served, **gateways})]
     endpoints = [("web chat", f"{webchat_url}  (open it in a browser and type /ping)"),
-                 ("API layer", f"http://127.0.0.1:{settings.api_port}  (docs at /docs, metrics at /metrics)")]
+                 ("API layer", f"http://127.0.0.1:{settings.api.port}  (docs at /docs, metrics at /metrics)")]
     for i in range(n):
-        port = settings.worker_web_port + i
+        port = settings.workers.web_port + i
         specs.append(ProcessSpec(f"worker-{i + 1}", beacon_argv("worker"),
                                  env={**common, "BEACON_WORKER_WEB_PORT": str(port)}))
         endpoints.append((f"worker {i + 1}", f"http://127.0.0.1:{port}  (metrics at /metrics)"))
-    console_url = f"http://127.0.0.1:{settings.console_port}"
+    console_url = f"http://127.0.0.1:{settings.console.port}"
     specs.append(ProcessSpec("console", beacon_argv("console"), env=common))
     endpoints.append(("console", f"{console_url}  (login link below)"))
     if fake:
@@ -136,32 +136,32 @@ def dev_plan(settings: Settings, workers: int | None = None, nostr_key: NostrKey
     if not has_real_telegram_token(settings):
         telegram = {
             "BEACON_TELEGRAM_BOT_TOKEN": DEV_TELEGRAM_TOKEN,
-            "BEACON_TELEGRAM_API_URL": f"http://127.0.0.1:{settings.fake_telegram_port}",
+            "BEACON_TELEGRAM_API_URL": f"http://127.0.0.1:{settings.local.fake_telegram_port}",
             "BEACON_TELEGRAM_WEBHOOK_SECRET": DEV_TELEGRAM_SECRET,
         }
         specs.append(ProcessSpec("fake-telegram", beacon_argv("fake-telegram"), env={**common, **telegram}))
-        endpoints.append(("fake Bot API", f"http://127.0.0.1:{settings.fake_telegram_port}"))
+        endpoints.append(("fake Bot API", f"http://127.0.0.1:{settings.local.fake_telegram_port}"))
     specs.append(ProcessSpec("gateway-telegram", beacon_argv("gateway", "telegram"), env={**common, **telegram}))
     endpoints.append(("Telegram gateway",
-                      f"http://127.0.0.1:{settings.telegram_port}/webhooks/telegram  (metrics at /metrics)"))
+                      f"http://127.0.0.1:{settings.telegram.port}/webhooks/telegram  (metrics at /metrics)"))
     specs.append(ProcessSpec("gateway-webchat", beacon_argv("gateway", "webchat"), env=common))
-    nostr_health = f"http://127.0.0.1:{settings.nostr_gateway_port}/healthz"
+    nostr_health = f"http://127.0.0.1:{settings.nostr.gateway_port}/healthz"
     if nostr_key is not None:
         relay = relay_local.url(settings)
         nostr = {"BEACON_NOSTR_PRIVATE_KEY": nostr_key.secret.hex(), "BEACON_NOSTR_RELAYS": json.dumps([relay])}
         specs.append(ProcessSpec("gateway-nostr", beacon_argv("gateway", "nostr"), env={**common, **nostr}))
         endpoints.append(("Nostr (NostrMQ)", f"{nostr_key.npub} on {relay}  (health at {nostr_health})"))
-    health = {"api": f"http://127.0.0.1:{settings.api_port}/healthz", "gateway-whatsapp": f"{gateway_url}/healthz",
+    health = {"api": f"http://127.0.0.1:{settings.api.port}/healthz", "gateway-whatsapp": f"{gateway_url}/healthz",
               "console": f"{console_url}/healthz",
-              "gateway-telegram": f"http://127.0.0.1:{settings.telegram_port}/healthz",
+              "gateway-telegram": f"http://127.0.0.1:{settings.telegram.port}/healthz",
               "gateway-webchat": f"{webchat_url}healthz", "gateway-nostr": nostr_health}
-    health.update({f"worker-{i + 1}": f"http://127.0.0.1:{settings.worker_web_port + i}/healthz" for i in range(n)})
+    health.update({f"worker-{i + 1}": f"http://127.0.0.1:{settings.workers.web_port + i}/healthz" for i in range(n)})
     if fake:
         health["fake-whatsapp"] = f"{fake_url}/healthz"
     card = stackfile.StackCard(
         supervisor_pid=0, gateway_url=gateway_url, fake_url=fake_url if fake else None,
-        phone_number_id=settings.whatsapp_phone_number_id,
-        whatsapp_app_secret=DEV_APP_SECRET if fake else None, kafka_bootstrap=settings.kafka_bootstrap,
+        phone_number_id=settings.whatsapp.phone_number_id,
+        whatsapp_app_secret=DEV_APP_SECRET if fake else None, kafka_bootstrap=settings.kafka.bootstrap,
         health_urls={name: health[name] for name in (s.name for s in specs) if name in health},
     )
     return DevPlan(specs, endpoints, fake, card)
@@ -183,15 +183,15 @@ def prepare(settings: Settings, say: Say) -> list[Callable[[], object]]:
 
     started: list[Callable[[], object]] = []
     took = kafka_local.ensure(settings)
-    say(f"Kafka          {settings.kafka_bootstrap}{_how(took)}")
+    say(f"Kafka          {settings.kafka.bootstrap}{_how(took)}")
     if took is not None:
         started.append(lambda: kafka_local.stop(settings))
     took = registry_local.ensure(settings)
-    say(f"Registry       {settings.schema_registry_url}{_how(took)}")
+    say(f"Registry       {settings.registry.url}{_how(took)}")
     if took is not None:
         started.append(lambda: registry_local.stop(settings))
     report = ensure_topics(settings)
-    say(f"Topics         {settings.topic_in}, {settings.topic_out}, {settings.topic_dlq}"
+    say(f"Topics         {settings.topics.inbound}, {settings.topics.outbound}, {settings.topics.dlq}"
         + (f"  (created {', '.join(report.created)})" if report.created else ""))
     for problem in report.mismatches:
         say(f"  warning: {problem}")
@@ -199,7 +199,8 @@ def prepare(settings: Settings, say: Say) -> list[Callable[[], object]]:
     # refuses an incompatible change from now on (a bare registration would leave it at NONE).
     schemas.register(settings)
     say("Schemas        BeaconMessage registered for " + ", ".join(
-        f"{t}-value" for t in (settings.topic_in, settings.topic_out)) + f"  ({settings.schema_compatibility})")
+        f"{t}-value" for t in (settings.topics.inbound,
+                               settings.topics.outbound)) + f"  ({settings.registry.compatibility})")
     result = subprocess.run(beacon_argv("api", "migrate"), capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
         raise ServiceError(f"`beacon api migrate` failed (exit {result.returncode}):\n{result.stdout}{result.stderr}")
@@ -247,14 +248,14 @@ def run(settings: Settings, *, workers: int | None = None, keep_services: bool =
         token, _generated = console_token(settings)
         for spec in plan.specs:
             sup.add(spec)
-        ports = [settings.api_port, settings.whatsapp_gateway_port, settings.telegram_port, settings.console_port]
-        ports += [settings.fake_whatsapp_port] if plan.uses_fake else []
-        ports += [] if has_real_telegram_token(settings) else [settings.fake_telegram_port]
-        ports += [settings.webchat_port]
-        ports += [settings.nostr_gateway_port] if with_nostr else []
+        ports = [settings.api.port, settings.whatsapp.gateway_port, settings.telegram.port, settings.console.port]
+        ports += [settings.local.fake_whatsapp_port] if plan.uses_fake else []
+        ports += [] if has_real_telegram_token(settings) else [settings.local.fake_telegram_port]
+        ports += [settings.webchat.port]
+        ports += [settings.nostr.gateway_port] if with_nostr else []
         closed = wait_listening(sup, ports, timeout=90)
         say("")
-        say(f"Chat with the bot: open http://127.0.0.1:{settings.webchat_port}/ in a browser")
+        say(f"Chat with the bot: open http://127.0.0.1:{settings.webchat.port}/ in a browser")
         say("")
         say("Beacon is running:")
         for name, where in plan.endpoints:
@@ -278,11 +279,11 @@ def run(settings: Settings, *, workers: int | None = None, keep_services: bool =
                 f'{{"text": "/ping"}} to it through {relay_local.url(settings)} gets "pong".')
         if not plan.uses_fake:
             say("Real Cloud API credentials are set: the gateway talks to Meta. Point your app's webhook at "
-                f"the gateway's /webhooks/whatsapp (port {settings.whatsapp_gateway_port}).")
+                f"the gateway's /webhooks/whatsapp (port {settings.whatsapp.gateway_port}).")
         if not fake_telegram:
             say("A real Telegram bot token is set: the Telegram gateway talks to Telegram. Register its webhook "
                 f"with `beacon telegram set-webhook https://<public host>/webhooks/telegram` (port "
-                f"{settings.telegram_port}).")
+                f"{settings.telegram.port}).")
         if reload:
             from beacon.ops.reload import Reloader, watched_paths
 

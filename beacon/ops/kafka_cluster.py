@@ -66,7 +66,7 @@ def nodes(settings: Settings, brokers: int) -> list[Node]:
         Node(
             node_id=i,
             port=settings.kafka_port + PORT_STRIDE * (i - 1),
-            controller_port=settings.kafka_controller_port + PORT_STRIDE * (i - 1),
+            controller_port=settings.local.kafka_controller_port + PORT_STRIDE * (i - 1),
             home=cluster_dir(settings) / f"node-{i}",
             log_file=data / "logs" / f"kafka-{i}.log",
         )

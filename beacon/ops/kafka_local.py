@@ -109,7 +109,7 @@ def _java() -> str:
 
 def _write_properties(settings: Settings) -> Path:
     data = settings.data_dir.resolve() / "kafka"
-    port, cport = settings.kafka_port, settings.kafka_controller_port
+    port, cport = settings.kafka_port, settings.local.kafka_controller_port
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -258,7 +258,7 @@ def start(settings: Settings, brokers: int = 1) -> tuple[KafkaStatus, float | No
     svc = _service(settings)
     if svc.pid() is not None:
         return status(settings), None
-    for port in (settings.kafka_port, settings.kafka_controller_port):
+    for port in (settings.kafka_port, settings.local.kafka_controller_port):
         if port_open("127.0.0.1", port):
             raise ServiceError(
                 f"Port {port} on 127.0.0.1 is already in use by another process, so the local broker cannot "
@@ -268,9 +268,9 @@ def start(settings: Settings, brokers: int = 1) -> tuple[KafkaStatus, float | No
     props = _write_properties(settings)
     _format_once(settings, props)
     _, took = svc.start(
-        [*_jvm_args(settings.kafka_heap), "kafka.Kafka", str(props)],
+        [*_jvm_args(settings.local.kafka_heap), "kafka.Kafka", str(props)],
         ready=lambda: _broker_answers(settings),
-        timeout=settings.kafka_start_timeout,
+        timeout=settings.local.kafka_start_timeout,
     )
     return status(settings), took
 
@@ -281,7 +281,7 @@ def ensure(settings: Settings) -> float | None:
     starting took, or None when nothing had to start."""
     from beacon.kafka import broker_ready
 
-    if broker_ready(settings.kafka_bootstrap, settings=settings):
+    if broker_ready(settings.kafka.bootstrap, settings=settings):
         return None
     return start(settings)[1]
 
@@ -330,8 +330,8 @@ def _start_cluster(settings: Settings, brokers: int) -> tuple[KafkaStatus, float
     kafka_cluster.record_size(settings, brokers)
     _format_all([(n.properties_file, n.log_dirs) for n in down])
     for n in down:
-        n.service().start(_node_argv(settings, n), ready=lambda: True, timeout=settings.kafka_start_timeout)
-    _wait_for_cluster(settings, members, time.monotonic() + settings.kafka_start_timeout)
+        n.service().start(_node_argv(settings, n), ready=lambda: True, timeout=settings.local.kafka_start_timeout)
+    _wait_for_cluster(settings, members, time.monotonic() + settings.local.kafka_start_timeout)
     return _cluster_status(settings, brokers), time.monotonic() - started
 
 
@@ -346,7 +346,7 @@ def _refuse_busy_ports(node: Node) -> None:
 
 
 def _node_argv(settings: Settings, node: Node) -> list[str]:
-    return [*_jvm_args(settings.kafka_cluster_heap), "kafka.Kafka", str(node.properties_file)]
+    return [*_jvm_args(settings.local.kafka_cluster_heap), "kafka.Kafka", str(node.properties_file)]
 
 
 def _wait_for_cluster(settings: Settings, members: list[Node], deadline: float) -> None:
@@ -365,7 +365,7 @@ def _wait_for_cluster(settings: Settings, members: list[Node], deadline: float) 
     stop(settings)
     raise ServiceError(
         f"The local Kafka cluster did not have all {len(members)} nodes registered within "
-        f"{settings.kafka_start_timeout:.0f}s and was stopped (BEACON_KAFKA_START_TIMEOUT). Logs: "
+        f"{settings.local.kafka_start_timeout:.0f}s and was stopped (BEACON_KAFKA_START_TIMEOUT). Logs: "
         + ", ".join(str(n.log_file) for n in members)
     )
 
@@ -409,7 +409,7 @@ def start_node(settings: Settings, node_id: int) -> float | None:
         return None
     _refuse_busy_ports(node)
     _, took = svc.start(_node_argv(settings, node), ready=lambda: broker_ready(node.address, timeout=2.0),
-                        timeout=settings.kafka_start_timeout)
+                        timeout=settings.local.kafka_start_timeout)
     return took
 
 
@@ -420,8 +420,10 @@ def leaders(settings: Settings, topic: str) -> dict[int, list[int]]:
 
     size = kafka_cluster.formatted_size(settings)
     if size is not None:
-        settings = settings.model_copy(update={"kafka_bootstrap": kafka_cluster.bootstrap(
-            kafka_cluster.nodes(settings, size))})
+        settings = settings.replace(
+            kafka_bootstrap=kafka_cluster.bootstrap(
+            kafka_cluster.nodes(settings, size)),
+        )
     result: dict[int, list[int]] = {}
     for partition, leader in sorted(partition_leaders(settings, topic).items()):
         result.setdefault(leader, []).append(partition)

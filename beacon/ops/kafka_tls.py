@@ -31,19 +31,19 @@ def ca_file(settings: Settings) -> Path:
 
 def secured(settings: Settings) -> bool:
     """True when the local broker is to listen with SASL_SSL instead of PLAINTEXT."""
-    return settings.kafka_security_protocol == "SASL_SSL"
+    return settings.kafka.security_protocol == "SASL_SSL"
 
 
 def _check(settings: Settings) -> tuple[str, str]:
-    if not settings.kafka_sasl_mechanism.startswith("SCRAM-"):
+    if not settings.kafka.sasl_mechanism.startswith("SCRAM-"):
         raise ConfigError(
             f"the local broker's SASL_SSL listener uses SCRAM; BEACON_KAFKA_SASL_MECHANISM is "
-            f"{settings.kafka_sasl_mechanism}: set SCRAM-SHA-512 or SCRAM-SHA-256"
+            f"{settings.kafka.sasl_mechanism}: set SCRAM-SHA-512 or SCRAM-SHA-256"
         )
-    password = settings.kafka_sasl_password
-    if not settings.kafka_sasl_username or password is None:
+    password = settings.kafka.sasl_password
+    if not settings.kafka.sasl_username or password is None:
         raise ConfigError("the local SASL_SSL broker needs BEACON_KAFKA_SASL_USERNAME and BEACON_KAFKA_SASL_PASSWORD")
-    return settings.kafka_sasl_username, password.get_secret_value()
+    return settings.kafka.sasl_username, password.get_secret_value()
 
 
 def _name(common: str) -> x509.Name:
@@ -97,7 +97,7 @@ def broker_properties(settings: Settings, port: int, controller_port: int) -> di
     """The listener properties of a SASL_SSL broker: clients and the broker itself authenticate with
     the configured SCRAM user over TLS; the controller listener stays local."""
     user, password = _check(settings)
-    mechanism = settings.kafka_sasl_mechanism
+    mechanism = settings.kafka.sasl_mechanism
     broker_pem = ensure_certificates(settings)
     jaas = f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{user}" password="{password}";'
     return {
@@ -118,4 +118,4 @@ def broker_properties(settings: Settings, port: int, controller_port: int) -> di
 def format_arguments(settings: Settings) -> list[str]:
     """``kafka-storage format`` arguments that create the SCRAM user (KIP-900)."""
     user, password = _check(settings)
-    return ["--add-scram", f"{settings.kafka_sasl_mechanism}=[name={user},password={password}]"]
+    return ["--add-scram", f"{settings.kafka.sasl_mechanism}=[name={user},password={password}]"]

@@ -27,8 +27,10 @@ class PartitionLag:
 
 def default_groups(settings: Settings) -> list[tuple[str, str]]:
     """Beacon's own groups and the topic each reads: workers on bm_in, each channel's gateway on bm_out."""
-    return [(settings.worker_group, settings.topic_in), (settings.whatsapp_gateway_group, settings.topic_out),
-            (settings.telegram_gateway_group, settings.topic_out), (settings.webchat_gateway_group, settings.topic_out)]
+    return [(settings.workers.group, settings.topics.inbound), (settings.whatsapp.gateway_group,
+                                                                settings.topics.outbound),
+            (settings.telegram.gateway_group, settings.topics.outbound), (settings.webchat.gateway_group,
+                                                                          settings.topics.outbound)]
 
 
 def group_lag(settings: Settings, group: str, topic: str | None = None) -> list[PartitionLag]:

@@ -81,7 +81,7 @@ def answers(settings: Settings) -> bool:
     if not port_open("127.0.0.1", settings.registry_port):
         return False
     try:
-        with urllib.request.urlopen(f"{settings.schema_registry_url.rstrip('/')}/subjects", timeout=2) as resp:
+        with urllib.request.urlopen(f"{settings.registry.url.rstrip('/')}/subjects", timeout=2) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -93,7 +93,7 @@ def status(settings: Settings) -> RegistryStatus:
     return RegistryStatus(
         running=pid is not None,
         pid=pid,
-        url=settings.schema_registry_url,
+        url=settings.registry.url,
         rss_bytes=svc.rss_bytes(),
         data_dir=settings.data_dir.resolve() / "registry",
     )
@@ -118,7 +118,7 @@ def start(settings: Settings) -> tuple[RegistryStatus, float | None]:
         raise ServiceError("Java 17 or newer is needed to run the schema registry; install it (openjdk-17-jre).")
     argv = [
         java,
-        f"-Xmx{settings.registry_heap}",
+        f"-Xmx{settings.local.registry_heap}",
         "-XX:+UseSerialGC",
         "-XX:TieredStopAtLevel=1",
         "-Xss512k",
@@ -130,7 +130,7 @@ def start(settings: Settings) -> tuple[RegistryStatus, float | None]:
         "-jar",
         str(dist / RUNNER),
     ]
-    _, took = svc.start(argv, ready=lambda: answers(settings), timeout=settings.registry_start_timeout, cwd=data)
+    _, took = svc.start(argv, ready=lambda: answers(settings), timeout=settings.local.registry_start_timeout, cwd=data)
     return status(settings), took
 
 

@@ -39,7 +39,7 @@ def watched_paths(settings: Settings) -> list[Path]:
     """``beacon/`` and the code of the pipeline's own handlers (those found; the API reports the rest)."""
     paths = [BEACON_DIR]
     installed = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    for name in settings.api_pipeline:
+    for name in settings.api.pipeline:
         if name in BUILT_INS:
             continue
         module = name.partition(":")[0] if ":" in name else getattr(installed.get(name), "module", "")

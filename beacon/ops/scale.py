@@ -94,8 +94,8 @@ class Scaler:
         self.settings = settings
         self.policy = policy
         self.worker_argv = list(worker_argv) if worker_argv is not None else beacon_argv("worker")
-        self.group = group or settings.worker_group
-        self.topic = topic or settings.topic_in
+        self.group = group or settings.workers.group
+        self.topic = topic or settings.topics.inbound
         self.say = say
         self.clock = clock
         self.supervisor = Supervisor(settings.log_dir.resolve(), report=lambda line: say(f"[supervisor] {line}"))
@@ -109,7 +109,7 @@ class Scaler:
         while len(self.workers) < target:
             taken = {int(n.rsplit("-", 1)[1]) for n in self.workers}
             index = next(i for i in range(1, target + len(taken) + 2) if i not in taken)
-            port = self.settings.worker_web_port + index - 1
+            port = self.settings.workers.web_port + index - 1
             self.supervisor.add(ProcessSpec(f"worker-{index}", self.worker_argv,
                                             env={"BEACON_WORKER_WEB_PORT": str(port)}))
         while len(self.workers) > target:

@@ -85,16 +85,16 @@ def register(settings: Settings, topics: list[str] | None = None) -> dict[str, i
     client = make_registry_client(settings)
     schema = Schema(load_schema_text(), "AVRO")
     ids = {}
-    for topic in topics or [settings.topic_in, settings.topic_out]:
+    for topic in topics or [settings.topics.inbound, settings.topics.outbound]:
         subject = subject_for(topic)
-        client.set_compatibility(subject, settings.schema_compatibility)
+        client.set_compatibility(subject, settings.registry.compatibility)
         try:
             ids[subject] = client.register_schema(subject, schema)
         except SchemaRegistryError as exc:
             if exc.http_status_code == 409:
                 report = check_subject(settings, subject)
                 raise SchemaCheckError(
-                    f"the registry refused the schema for {subject}: it is not {settings.schema_compatibility} "
+                    f"the registry refused the schema for {subject}: it is not {settings.registry.compatibility} "
                     "compatible with what is registered:\n  - " + "\n  - ".join(report.problems or [str(exc)])
                 ) from exc
             raise
@@ -134,7 +134,7 @@ def seed_history(settings: Settings, subject: str, history_dir: Path = HISTORY_D
     """Register every released schema (``schemas/history/*.v<N>.avsc``, in version order) under ``subject``."""
     files = sorted(history_dir.glob("*.avsc"), key=lambda p: int(p.stem.rsplit(".v", 1)[1]))
     client = make_registry_client(settings)
-    client.set_compatibility(subject, settings.schema_compatibility)
+    client.set_compatibility(subject, settings.registry.compatibility)
     for path in files:
         client.register_schema(subject, Schema(json.dumps(json.loads(path.read_text())), "AVRO"))
     return len(files)

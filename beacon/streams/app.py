@@ -61,14 +61,14 @@ class WorkerRuntime:
         self.codec = get_codec(settings)
         self.producer = AsyncProducer(settings)
         self.health = DependencyHealth(
-            metrics, probe_base_delay=settings.worker_retry_base_delay,
-            probe_max_delay=settings.worker_api_probe_max_delay, waiting=lambda: self.dispatcher.in_flight,
+            metrics, probe_base_delay=settings.workers.retry_base_delay,
+            probe_max_delay=settings.workers.api_probe_max_delay, waiting=lambda: self.dispatcher.in_flight,
         )
         self.dispatcher = KeyedDispatcher(
-            self._handle, self._ack, settings.worker_max_in_flight, on_change=metrics.in_flight.set,
+            self._handle, self._ack, settings.workers.max_in_flight, on_change=metrics.in_flight.set,
             admit=self.health.wait_all_up,
         )
-        pipeline = echo_pipeline if settings.worker_pipeline == "echo" else None
+        pipeline = echo_pipeline if settings.workers.pipeline == "echo" else None
         self.processor = MessageProcessor(settings, self.codec, self.producer, metrics, self.health,
                                           pipeline=pipeline)
         window = settings.coalesce_window()
@@ -80,11 +80,11 @@ class WorkerRuntime:
             return
         self.started = True
         # Registry outage at start-up: wait it out (logged) rather than fail every message.
-        await self.processor.with_registry(self.codec.prepare, [self.settings.topic_out])
+        await self.processor.with_registry(self.codec.prepare, [self.settings.topics.outbound])
         window = self.settings.coalesce_window()
         log.info("worker ready: %s -> API %s -> %s (max %d in flight, pipeline %s, coalescing %s)",
-                 self.settings.topic_in, self.settings.api_url, self.settings.topic_out,
-                 self.settings.worker_max_in_flight, self.settings.worker_pipeline,
+                 self.settings.topics.inbound, self.settings.api.url, self.settings.topics.outbound,
+                 self.settings.workers.max_in_flight, self.settings.workers.pipeline,
                  "off" if window is None else f"within {window * 1000:.0f} ms")
 
     async def _handle(self, job: Job) -> list[Job] | None:
@@ -166,7 +166,7 @@ class BeaconApp(faust.App):
         if runtime is None or not runtime.started:
             return
         s = self.beacon_settings
-        timeout = s.worker_shutdown_timeout if self.should_stop else s.worker_rebalance_timeout
+        timeout = s.workers.shutdown_timeout if self.should_stop else s.workers.rebalance_timeout
         await runtime.drain(self, timeout)
 
 
@@ -177,30 +177,30 @@ def create_app(settings: Settings) -> BeaconApp:
     # aiokafka logs an error per retry (every 100 ms) while a broker is gone: once per change is enough.
     quiet_repeats()
     otel.setup(settings, "worker")
-    brokers = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",") if server.strip()]
+    brokers = [f"kafka://{server.strip()}" for server in settings.kafka.bootstrap.split(",") if server.strip()]
     app = BeaconApp(
-        settings.worker_group,
+        settings.workers.group,
         broker=brokers,
         key_serializer="raw",
         value_serializer="raw",
-        web_port=settings.worker_web_port,
-        web_bind=settings.worker_web_host,
-        web_host=settings.worker_web_host,
+        web_port=settings.workers.web_port,
+        web_bind=settings.workers.web_host,
+        web_host=settings.workers.web_host,
         datadir=str(datadir),
-        broker_session_timeout=settings.worker_session_timeout,
-        broker_heartbeat_interval=max(1.0, settings.worker_session_timeout / 5),
-        broker_commit_interval=settings.worker_commit_interval,
-        broker_request_timeout=max(settings.kafka_request_timeout * 6, settings.worker_session_timeout * 3),
+        broker_session_timeout=settings.workers.session_timeout,
+        broker_heartbeat_interval=max(1.0, settings.workers.session_timeout / 5),
+        broker_commit_interval=settings.workers.commit_interval,
+        broker_request_timeout=max(settings.kafka.request_timeout * 6, settings.workers.session_timeout * 3),
         stream_wait_empty=False,
-        topic_partitions=settings.topic_partitions,
-        topic_replication_factor=settings.topic_replication_factor,
+        topic_partitions=settings.topics.partitions,
+        topic_replication_factor=settings.topics.replication_factor,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         broker_credentials=faust_credentials(settings),
     )
     app.beacon_settings = settings
     metrics = WorkerMetrics()
-    topic = app.topic(settings.topic_in, key_type=bytes, value_type=bytes,
+    topic = app.topic(settings.topics.inbound, key_type=bytes, value_type=bytes,
                       key_serializer="raw", value_serializer="raw")
 
     def runtime() -> WorkerRuntime:

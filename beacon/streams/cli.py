@@ -21,18 +21,18 @@ def worker(
 
     settings = get_settings()
     if web_port is not None:
-        settings = settings.model_copy(update={"worker_web_port": web_port})
+        settings = settings.replace(worker_web_port=web_port)
     if ensure:
         try:
             ensure_topics(settings)
         except BeaconError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
-    if settings.worker_uvloop:
+    if settings.workers.uvloop:
         _use_uvloop()
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower())
-    if settings.worker_profile is None:
+    if settings.workers.profile is None:
         worker.execute_from_commandline()
         return
     import cProfile
@@ -43,7 +43,7 @@ def worker(
         worker.execute_from_commandline()
     finally:
         profiler.disable()
-        profiler.dump_stats(settings.worker_profile)
+        profiler.dump_stats(settings.workers.profile)
 
 
 def _use_uvloop() -> None:

@@ -58,18 +58,18 @@ class ApiClient:
     """Calls the API's processing endpoint and returns the replies as BeaconMessages."""
 
     def __init__(self, settings: Settings) -> None:
-        self._url = settings.api_url.rstrip("/") + PROCESS_PATH
-        self._token = settings.api_token.get_secret_value()
-        self._timeout = aiohttp.ClientTimeout(total=settings.worker_api_timeout)
-        self._limit = settings.worker_api_connections or settings.worker_max_in_flight
-        self._batch_url = settings.api_url.rstrip("/") + BATCH_PATH
-        self._ready_url = settings.api_url.rstrip("/") + READY_PATH
-        self._probe_timeout = aiohttp.ClientTimeout(total=settings.worker_api_probe_timeout)
-        self._batch_max = max(1, settings.worker_api_batch)
+        self._url = settings.api.url.rstrip("/") + PROCESS_PATH
+        self._token = settings.api.token.get_secret_value()
+        self._timeout = aiohttp.ClientTimeout(total=settings.workers.api_timeout)
+        self._limit = settings.workers.api_connections or settings.workers.max_in_flight
+        self._batch_url = settings.api.url.rstrip("/") + BATCH_PATH
+        self._ready_url = settings.api.url.rstrip("/") + READY_PATH
+        self._probe_timeout = aiohttp.ClientTimeout(total=settings.workers.api_probe_timeout)
+        self._batch_max = max(1, settings.workers.api_batch)
         # Enough batch requests for every message in flight, so a slow API (an LLM taking seconds) never
         # caps concurrency below BEACON_WORKER_MAX_IN_FLIGHT; a fast one rarely uses more than a few.
-        self._senders_max = max(1, settings.worker_api_batch_requests,
-                                -(-settings.worker_max_in_flight // self._batch_max))
+        self._senders_max = max(1, settings.workers.api_batch_requests,
+                                -(-settings.workers.max_in_flight // self._batch_max))
         self._senders = 0
         self._queue: deque[tuple[BeaconMessage | MessageGroup, asyncio.Future[list[BeaconMessage]]]] = deque()
         self._session: aiohttp.ClientSession | None = None

@@ -132,7 +132,7 @@ class MessageProcessor:
         health.register(REGISTRY)
         health.register(KAFKA)
         self.pipeline = pipeline
-        self._max_attempts = max(1, settings.worker_retry_max_attempts)
+        self._max_attempts = max(1, settings.workers.retry_max_attempts)
 
     async def close(self) -> None:
         if self.client is not None:
@@ -248,7 +248,7 @@ class MessageProcessor:
     def _typing_after_delay(self, msg: BeaconMessage) -> asyncio.Task[None] | None:
         """Show typing (a read receipt with typing on bm_out, before the replies in the user's partition) if
         the message is still in processing after BEACON_WORKER_TYPING_DELAY seconds; cancelled when it is done."""
-        delay = self.settings.worker_typing_delay
+        delay = self.settings.workers.typing_delay
         if delay <= 0 or msg.direction != INBOUND or msg.kind in EVENT_KINDS or not msg.channel_message_id:
             return None
         return asyncio.create_task(self._show_typing(msg, delay), name=f"typing-{msg.id}")
@@ -258,7 +258,7 @@ class MessageProcessor:
         if not self.health.all_up:
             return  # the message waits out an outage, not a slow answer: typing would promise too much
         receipt = typing_receipt(msg)
-        topic = self.settings.topic_out
+        topic = self.settings.topics.outbound
         try:
             value = await self._encode(receipt, topic)
             await self.producer.produce_nowait(topic, value, key=receipt.user_key)
@@ -296,8 +296,8 @@ class MessageProcessor:
                 if not exc.retryable or attempt >= self._max_attempts:
                     exc.attempts = attempt
                     raise
-                delay = backoff_delay(attempt, self.settings.worker_retry_base_delay,
-                                      self.settings.worker_retry_max_delay)
+                delay = backoff_delay(attempt, self.settings.workers.retry_base_delay,
+                                      self.settings.workers.retry_max_delay)
                 self.metrics.api_retries.inc()
                 log.info("message %s: %s; attempt %d of %d, retrying in %.2fs",
                          msg.id, exc, attempt, self._max_attempts, delay)
@@ -317,7 +317,7 @@ class MessageProcessor:
                                span_id: str | None = None) -> None:
         """Produce replies in order, keyed by user, and wait until the broker acknowledged all; each carries
         ``hops`` and the trace of ``msg`` (``beacon.trace``)."""
-        topic = self.settings.topic_out
+        topic = self.settings.topics.outbound
         values = [await self._encode(r, topic) for r in replies]
         try:
             await self._produce_until_acknowledged(msg, replies, values, record_headers(hops, msg.trace_id,
@@ -327,7 +327,7 @@ class MessageProcessor:
 
     async def _produce_until_acknowledged(self, msg: BeaconMessage, replies: list[BeaconMessage],
                                           values: list[bytes], headers: Headers | None = None) -> None:
-        topic = self.settings.topic_out
+        topic = self.settings.topics.outbound
         attempt = 0
         while True:
             attempt += 1

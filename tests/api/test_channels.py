@@ -37,8 +37,8 @@ def two_channel_api(
     return api_factory(
         migrated_url,
         BEACON_TOPIC_OUT=new_topic(partitions=1, prefix="bm_out"),
-        BEACON_KAFKA_BOOTSTRAP=registry_settings.kafka_bootstrap,
-        BEACON_SCHEMA_REGISTRY_URL=registry_settings.schema_registry_url,
+        BEACON_KAFKA_BOOTSTRAP=registry_settings.kafka.bootstrap,
+        BEACON_SCHEMA_REGISTRY_URL=registry_settings.registry.url,
         BEACON_SERVED_CHANNELS='["whatsapp", "telegram"]',
     )
 

@@ -29,8 +29,8 @@ def kafka_api(
     server = api_factory(
         migrated_url,
         BEACON_TOPIC_OUT=topic,
-        BEACON_KAFKA_BOOTSTRAP=registry_settings.kafka_bootstrap,
-        BEACON_SCHEMA_REGISTRY_URL=registry_settings.schema_registry_url,
+        BEACON_KAFKA_BOOTSTRAP=registry_settings.kafka.bootstrap,
+        BEACON_SCHEMA_REGISTRY_URL=registry_settings.registry.url,
     )
     return server, topic
 

@@ -70,7 +70,7 @@ def test_bench_e2e_only_bare_runs_the_bare_topology_alone_and_writes_its_report(
     import sys
 
     # No inbound topic of a stack to copy: the partition count comes from the settings.
-    env = {**os.environ, "BEACON_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap, "BEACON_DATA_DIR": str(tmp_path),
+    env = {**os.environ, "BEACON_KAFKA_BOOTSTRAP": kafka_settings.kafka.bootstrap, "BEACON_DATA_DIR": str(tmp_path),
            "BEACON_TOPIC_PARTITIONS": "3", "BEACON_TOPIC_IN": f"no-stack-{uuid.uuid4().hex[:8]}"}
     done = subprocess.run(
         [sys.executable, "-m", "beacon", "bench", "e2e", "--only", "bare", "--workers", "1", "--latency-rate", "10",

@@ -107,4 +107,4 @@ def test_comma_separated_and_json_pipelines_read_the_same() -> None:
 
     comma = Settings(_env_file=None, api_pipeline="commands, orderbot.handlers:bot ,fallback")
     as_json = Settings(_env_file=None, api_pipeline='["commands", "orderbot.handlers:bot", "fallback"]')
-    assert comma.api_pipeline == as_json.api_pipeline == ("commands", "orderbot.handlers:bot", "fallback")
+    assert comma.api.pipeline == as_json.api.pipeline == ("commands", "orderbot.handlers:bot", "fallback")

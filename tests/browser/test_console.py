@@ -64,9 +64,9 @@ def running(registry_settings: Settings, tmp_path_factory: pytest.TempPathFactor
         wait_for(lambda: "Ctrl-C stops everything." in out.read_text() or dev.poll() is not None,
                  "beacon dev to announce the stack", timeout=150)
         assert dev.poll() is None, out.read_text()
-        url = f"http://127.0.0.1:{settings.console_port}"
+        url = f"http://127.0.0.1:{settings.console.port}"
         assert f"{url}/login?token={TOKEN}" in out.read_text()
-        user_key = f"whatsapp:{settings.whatsapp_phone_number_id}:{USER}"
+        user_key = f"whatsapp:{settings.whatsapp.phone_number_id}:{USER}"
         with httpx.Client(timeout=10) as client:
             # The fake answers each send with sent, delivered and read statuses, as WhatsApp does.
             assert client.post(f"{stack.fake_url}/_fake/config", json={"statuses": True}).status_code == 200
@@ -74,21 +74,21 @@ def running(registry_settings: Settings, tmp_path_factory: pytest.TempPathFactor
             stack.say(client, USER, "/ping")
 
             def read_by_the_user() -> bool:
-                r = client.get(f"http://127.0.0.1:{settings.api_port}/v1/users/{user_key}/messages",
+                r = client.get(f"http://127.0.0.1:{settings.api.port}/v1/users/{user_key}/messages",
                                headers={"Authorization": f"Bearer {stack.env.get('BEACON_API_TOKEN', 'dev-token')}"})
                 stored = r.json()["messages"] if r.status_code == 200 else []
                 return any(m["message"]["text"] == "pong" and m["delivery_status"] == "read" for m in stored)
 
             wait_for(read_by_the_user, "the bot's pong, read by the user (statuses through the stack)", timeout=90)
-        dead = BeaconMessage.inbound_text(channel="whatsapp", account=settings.whatsapp_phone_number_id,
+        dead = BeaconMessage.inbound_text(channel="whatsapp", account=settings.whatsapp.phone_number_id,
                                           user_id="447700900777", text="order 4711 please")
-        value = MessageCodec(settings).encode(dead, settings.topic_in)
+        value = MessageCodec(settings).encode(dead, settings.topics.inbound)
 
         async def produce_dead_letter() -> None:
             producer = kafka.AsyncProducer(settings)
             try:
                 await dead_letter(producer, settings, key=dead.user_key.encode(), value=value,
-                                  topic=settings.topic_in, partition=0, offset=3, error=DLQ_REASON, attempts=4,
+                                  topic=settings.topics.inbound, partition=0, offset=3, error=DLQ_REASON, attempts=4,
                                   origin="console-test")
             finally:
                 producer.close()
@@ -96,8 +96,8 @@ def running(registry_settings: Settings, tmp_path_factory: pytest.TempPathFactor
         # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
         with ThreadPoolExecutor(1) as pool:
             pool.submit(asyncio.run, produce_dead_letter()).result(timeout=60)
-        parts = kafka.topic_partitions(settings, settings.topic_dlq)
-        high = kafka.list_topic_offsets(settings, settings.topic_dlq, parts, "latest")
+        parts = kafka.topic_partitions(settings, settings.topics.dlq)
+        high = kafka.list_topic_offsets(settings, settings.topics.dlq, parts, "latest")
         (ref,) = [f"{p}:{o - 1}" for p, o in high.items() if o > 0]
         yield Running(stack, url, user_key, ref, dead.id)
     finally:
@@ -161,8 +161,8 @@ def test_overview_shows_each_process_healthy_the_chart_lag_and_dead_letters(brow
     assert page.locator("#chart svg").count() == 1
     s = running.stack.settings
     body = page.locator("main").inner_text()
-    assert s.worker_group in body and s.whatsapp_gateway_group in body
-    assert re.search(r"1 record\(s\) on " + re.escape(s.topic_dlq), body)
+    assert s.workers.group in body and s.whatsapp.gateway_group in body
+    assert re.search(r"1 record\(s\) on " + re.escape(s.topics.dlq), body)
     # The chart refreshes from samples of the end offsets: it reaches the rate of the messages above.
     wait_for(lambda: page.locator("#chart polyline").count() == 2, "two lines on the chart", timeout=30)
     browser_page.screenshot("console-overview")
@@ -192,11 +192,11 @@ def test_topics_decode_records_through_the_registry_with_schema_version_and_head
     main = page.locator("main")
     text = main.inner_text()
     s = running.stack.settings
-    assert re.search(r"id \d+ \([^)]*" + re.escape(s.topic_in) + r"-value v1\b", text), text
+    assert re.search(r"id \d+ \([^)]*" + re.escape(s.topics.inbound) + r"-value v1\b", text), text
     assert '"text": "/ping"' in text and XSS in text and main.locator("img").count() == 0
     # By partition and offset: the records of one partition from an offset on.
-    parts = kafka.topic_partitions(s, s.topic_in)
-    ends = kafka.list_topic_offsets(s, s.topic_in, parts, "latest")
+    parts = kafka.topic_partitions(s, s.topics.inbound)
+    ends = kafka.list_topic_offsets(s, s.topics.inbound, parts, "latest")
     busiest = max(ends, key=lambda p: ends[p])
     assert ends[busiest] >= 3, ends  # the user's two messages and their replies' statuses
     page.goto(running.url + f"/topics?topic=in&partition={busiest}&offset=1")
@@ -214,7 +214,7 @@ def test_topics_decode_records_through_the_registry_with_schema_version_and_head
     admin = kafka.make_admin(s)
     listed = admin.list_consumer_groups(request_timeout=10).result(timeout=20)
     groups = [g.group_id for g in listed.valid]
-    assert s.worker_group in groups and not [g for g in groups if g.startswith("beacon-console-")], groups
+    assert s.workers.group in groups and not [g for g in groups if g.startswith("beacon-console-")], groups
     browser_page.screenshot("console-topics")
     assert browser_page.errors == [], browser_page.errors
 
@@ -222,8 +222,8 @@ def test_topics_decode_records_through_the_registry_with_schema_version_and_head
 def test_a_redrive_from_the_dead_letters_page_republishes_the_record(browser_page: BrowserPage,
                                                                      running: Running) -> None:
     s = running.stack.settings
-    parts = kafka.topic_partitions(s, s.topic_in)
-    before = kafka.list_topic_offsets(s, s.topic_in, parts, "latest")
+    parts = kafka.topic_partitions(s, s.topics.inbound)
+    before = kafka.list_topic_offsets(s, s.topics.inbound, parts, "latest")
     # A logged-in POST without the page's CSRF token, or from another origin, redrives nothing.
     with httpx.Client(base_url=running.url, timeout=10) as client:
         r = client.post("/login", data={"token": TOKEN, "next": "/"}, headers={"Origin": running.url})
@@ -242,7 +242,7 @@ def test_a_redrive_from_the_dead_letters_page_republishes_the_record(browser_pag
     page.get_by_label(f"select {running.dlq_ref}").check()
     page.get_by_role("button", name="Redrive selected…").click()
     page.get_by_role("button", name="Yes, redrive").wait_for()
-    assert kafka.list_topic_offsets(s, s.topic_in, parts, "latest") == before  # nothing before the confirmation
+    assert kafka.list_topic_offsets(s, s.topics.inbound, parts, "latest") == before  # nothing before the confirmation
     page.get_by_role("button", name="Yes, redrive").click()
     assert "Redriven: 1 record(s)." in page.get_by_role("status").inner_text()
     assert browser_page.errors == [], browser_page.errors
@@ -251,30 +251,30 @@ def test_a_redrive_from_the_dead_letters_page_republishes_the_record(browser_pag
     consumer = kafka.make_consumer(s, "console-test-reader-never-commits")
     found: list[tuple[str, str | bytes]] = []
     try:
-        consumer.assign([kafka.TopicPartition(s.topic_in, p, before[p]) for p in parts])
+        consumer.assign([kafka.TopicPartition(s.topics.inbound, p, before[p]) for p in parts])
 
         def redriven() -> bool:
             msg = consumer.poll(0.2)
             if msg is not None and not msg.error():
                 headers = dict(msg.headers() or [])
-                if codec.decode(msg.value(), topic=s.topic_in).id == running.dead_id:
-                    found.append((s.topic_in, headers.get(H_REDRIVEN_FROM) or b""))
+                if codec.decode(msg.value(), topic=s.topics.inbound).id == running.dead_id:
+                    found.append((s.topics.inbound, headers.get(H_REDRIVEN_FROM) or b""))
             return bool(found)
 
         wait_for(redriven, "the redriven record on the inbound topic", timeout=30)
     finally:
         consumer.close()
-    assert found == [(s.topic_in, f"{s.topic_dlq}:{running.dlq_ref}".encode())]
+    assert found == [(s.topics.inbound, f"{s.topics.dlq}:{running.dlq_ref}".encode())]
 
 
 def test_schemas_page_lists_the_registered_versions_and_the_compatibility_level(browser_page: BrowserPage,
                                                                                 running: Running) -> None:
     page = log_in(browser_page, running, "/schemas")
     s = running.stack.settings
-    page.get_by_role("heading", name=f"{s.topic_in}-value").wait_for()
+    page.get_by_role("heading", name=f"{s.topics.inbound}-value").wait_for()
     text = page.locator("main").inner_text()
-    assert f"{s.topic_out}-value" in text and "Compatibility:" in text
-    assert s.schema_compatibility in text  # `beacon dev` set it, as `beacon schemas register` does
+    assert f"{s.topics.outbound}-value" in text and "Compatibility:" in text
+    assert s.registry.compatibility in text  # `beacon dev` set it, as `beacon schemas register` does
     assert re.search(r"version\s+schema id\s+1\s+\d+", text), text
     browser_page.screenshot("console-schemas")
     assert browser_page.errors == [], browser_page.errors
@@ -285,7 +285,7 @@ def test_schemas_page_lists_the_registered_versions_and_the_compatibility_level(
 def test_an_operator_takes_a_conversation_over_replies_and_hands_it_back(browser_page: BrowserPage,
                                                                          running: Running) -> None:
     stack, user = running.stack, "447700900666"
-    user_key = f"whatsapp:{stack.settings.whatsapp_phone_number_id}:{user}"
+    user_key = f"whatsapp:{stack.settings.whatsapp.phone_number_id}:{user}"
     operator_text = "Hi, this is Alice from the team: your order ships today."
     with httpx.Client(timeout=10) as client:
         stack.say(client, user, "where is my order?")

@@ -45,7 +45,7 @@ class ChatStack:
         self.stack = stack
         self.sup = sup
         self.settings = stack.settings
-        self.url = f"http://127.0.0.1:{stack.settings.webchat_port}/"
+        self.url = f"http://127.0.0.1:{stack.settings.webchat.port}/"
 
     def restart_gateway(self, while_down: Any = None) -> None:
         """Stop the web chat gateway, run ``while_down()``, start it again and wait until it listens."""
@@ -63,7 +63,7 @@ def chat(registry_settings: Settings, tmp_path_factory: pytest.TempPathFactory) 
     stack = Stack.create(registry_settings, lambda prefix: f"{prefix}-{uuid.uuid4().hex[:10]}", data_dir)
     s = stack.settings
     ensure_topics(s)
-    MessageCodec(s).prepare([s.topic_in, s.topic_out])
+    MessageCodec(s).prepare([s.topics.inbound, s.topics.outbound])
     migrated = stack.beacon("api", "migrate")
     assert migrated.returncode == 0, migrated.stderr
     sup = Supervisor(data_dir / "logs", report=print)
@@ -74,7 +74,7 @@ def chat(registry_settings: Settings, tmp_path_factory: pytest.TempPathFactory) 
 
         def up() -> bool:
             from beacon.ops.process import port_open
-            return all(port_open("127.0.0.1", p) for p in (s.api_port, s.webchat_port))
+            return all(port_open("127.0.0.1", p) for p in (s.api.port, s.webchat.port))
 
         wait_for(up, "the API and the web chat gateway to listen", timeout=90, step=sup.poll)
         stack.listening = up  # type: ignore[method-assign]
@@ -141,7 +141,7 @@ def produce_replies(settings: Settings, visitor: str, replies: list[BeaconMessag
         codec = MessageCodec(settings)
         try:
             for msg in replies:
-                await producer.produce(settings.topic_out, codec.encode(msg, settings.topic_out),
+                await producer.produce(settings.topics.outbound, codec.encode(msg, settings.topics.outbound),
                                        key=msg.user_key.encode())
         finally:
             producer.close()
@@ -150,7 +150,7 @@ def produce_replies(settings: Settings, visitor: str, replies: list[BeaconMessag
 
 
 def reply(settings: Settings, visitor: str, **content: Any) -> BeaconMessage:
-    site = settings.webchat_site
+    site = settings.webchat.site
     return BeaconMessage(id=str(uuid.uuid4()), user_key=make_user_key("webchat", site, visitor), channel="webchat",
                          account=site, user_id=visitor, direction=OUTBOUND, **content)
 
@@ -261,7 +261,7 @@ def test_images_and_buttons_render_and_a_button_sends_its_reply(browser: Browser
     expect(bot(page).nth(4)).to_contain_text("Pick a colour", timeout=WAIT_MS)
     # once the gateway committed all of bm_out, another site's reply and the read receipt were left out
     s = chat.settings
-    wait_for(lambda: total_lag(group_lag(s, s.webchat_gateway_group, s.topic_out)) == 0, "the web chat to commit")
+    wait_for(lambda: total_lag(group_lag(s, s.webchat.gateway_group, s.topics.outbound)) == 0, "the web chat to commit")
     expect(bot(page)).to_have_count(5)
     assert "another site" not in page.get_by_role("log").inner_text()
     bot(page).nth(4).get_by_role("button", name="Blue").click()
@@ -329,12 +329,12 @@ def test_a_resend_is_deduplicated_and_limits_answer_with_an_error(chat: ChatStac
             await ws.send_json(frame)
             again = await ws.receive_json(timeout=20)
             assert first["type"] == again["type"] == "message" and first["seq"] == again["seq"], (first, again)
-            limit = chat.settings.webchat_max_message_chars
+            limit = chat.settings.webchat.max_message_chars
             await ws.send_json({"type": "send", "client_id": uuid.uuid4().hex, "text": "x" * (limit + 1)})
             assert (await ws.receive_json(timeout=20))["code"] == "too_large"
             codes = []
             # far more than the burst, sent at once: the refill during the burst cannot cover them all
-            for i in range(chat.settings.webchat_visitor_burst + 20):
+            for i in range(chat.settings.webchat.visitor_burst + 20):
                 await ws.send_json({"type": "send", "client_id": uuid.uuid4().hex, "text": f"burst {i}"})
             while "rate_limited" not in codes:
                 got = await ws.receive_json(timeout=20)

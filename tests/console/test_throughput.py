@@ -13,7 +13,7 @@ from beacon.console.throughput import Sampler, chart_svg
 def test_rates_count_the_records_produced_between_two_samples(
     kafka_settings: Settings, new_topic: Callable[..., str]
 ) -> None:
-    settings = kafka_settings.model_copy(update={"topic_in": new_topic(partitions=3), "topic_out": new_topic(3)})
+    settings = kafka_settings.replace(topic_in=new_topic(partitions=3), topic_out=new_topic(3))
     sampler = Sampler(settings)
     deadline = time.monotonic() + 30
     while not sampler.samples:  # a topic just created may not be in the broker's metadata yet: sampled again
@@ -23,12 +23,12 @@ def test_rates_count_the_records_produced_between_two_samples(
             time.sleep(0.2)
     producer = kafka.make_producer(settings)
     for n in range(30):
-        producer.produce(settings.topic_in, value=b"x", key=f"user-{n}")
+        producer.produce(settings.topics.inbound, value=b"x", key=f"user-{n}")
     assert producer.flush(10) == 0
     sampler.sample_once()
     assert sampler.problem is None and len(sampler.samples) == 2
     (rate,) = sampler.rates()
     span = sampler.samples[1].at - sampler.samples[0].at
     assert round(rate.inbound * span) == 30 and rate.outbound == 0
-    svg = chart_svg(sampler.rates(), settings.console_chart_minutes)
+    svg = chart_svg(sampler.rates(), settings.console.chart_minutes)
     assert svg.count("<polyline") == 2 and "in " in svg

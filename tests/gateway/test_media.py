@@ -178,16 +178,25 @@ async def test_the_channels_gateway_serves_media_on_its_port(channel: str, regis
     port = free_port()
     voice = os.urandom(5_000)
     async with running_telegram(tg_fake) as tg_url:
-        settings = registry_settings.model_copy(update={
-            "topic_in": new_topic(1, "bm_in"), "topic_out": new_topic(1, "bm_out"), "topic_dlq": new_topic(1, "dlq"),
-            "whatsapp_graph_url": wa_url, "whatsapp_access_token": SecretStr("dev-access-token"),
-            "whatsapp_app_secret": SecretStr("dev-secret"), "whatsapp_gateway_port": port,
-            "whatsapp_gateway_group": unique("wa"), "whatsapp_sent_store": tmp_path / "wa-sent.db",
-            "telegram_bot_token": SecretStr(DEV_TOKEN), "telegram_api_url": tg_url, "telegram_port": port,
-            "telegram_webhook_secret": SecretStr("tg-secret"), "telegram_gateway_group": unique("tg"),
-            "telegram_sent_store": tmp_path / "tg-sent.db", "api_token": SecretStr(TOKEN),
-            "data_dir": tmp_path / "gateway",
-        })
+        settings = registry_settings.replace(
+            topic_in=new_topic(1, "bm_in"),
+            topic_out=new_topic(1, "bm_out"),
+            topic_dlq=new_topic(1, "dlq"),
+            whatsapp_graph_url=wa_url,
+            whatsapp_access_token=SecretStr("dev-access-token"),
+            whatsapp_app_secret=SecretStr("dev-secret"),
+            whatsapp_gateway_port=port,
+            whatsapp_gateway_group=unique("wa"),
+            whatsapp_sent_store=tmp_path / "wa-sent.db",
+            telegram_bot_token=SecretStr(DEV_TOKEN),
+            telegram_api_url=tg_url,
+            telegram_port=port,
+            telegram_webhook_secret=SecretStr("tg-secret"),
+            telegram_gateway_group=unique("tg"),
+            telegram_sent_store=tmp_path / "tg-sent.db",
+            api_token=SecretStr(TOKEN),
+            data_dir=tmp_path / "gateway",
+        )
         if channel == "whatsapp":
             gateway = Gateway(settings, WhatsAppChannel(settings))
             media_id, account = wa_fake.add_media(voice, "audio/ogg; codecs=opus"), NUMBER

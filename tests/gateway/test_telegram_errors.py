@@ -75,7 +75,7 @@ def test_production_refuses_a_bot_token_without_a_real_webhook_secret() -> None:
     for secret in (None, "dev-secret"):
         with pytest.raises(ValidationError, match="BEACON_TELEGRAM_WEBHOOK_SECRET"):
             Settings(**base, telegram_webhook_secret=secret)  # type: ignore[arg-type]
-    assert Settings(**base, telegram_webhook_secret="a-long-random-secret").telegram_port == 8082  # type: ignore[arg-type]
+    assert Settings(**base, telegram_webhook_secret="a-long-random-secret").telegram.port == 8082  # type: ignore[arg-type]
 
 
 def test_limits_follow_telegrams_documentation() -> None:

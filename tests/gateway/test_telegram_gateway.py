@@ -50,13 +50,13 @@ class Telegram:
     opted_out: list[tuple[str, Any]] = field(default_factory=list)
 
     async def produce(self, msgs: list[BeaconMessage]) -> None:
-        topic = self.settings.topic_out
+        topic = self.settings.topics.outbound
         await asyncio.gather(*[self.producer.produce(topic, self.codec.encode(m, topic), key=m.user_key.encode())
                                for m in msgs])
 
     async def settled(self) -> list[dict[str, Any]]:
         """Every Bot API call, once the sender committed every record of bm_out: nothing more will be sent."""
-        await await_committed(self.settings, self.settings.telegram_gateway_group, self.settings.topic_out)
+        await await_committed(self.settings, self.settings.telegram.gateway_group, self.settings.topics.outbound)
         return list(self.fake.state.calls)
 
     async def topic(self, topic: str) -> list[BeaconMessage]:
@@ -104,16 +104,25 @@ async def tg(registry_settings: Settings, new_topic: Callable[..., str], unique:
     api = web.Application()
     api.router.add_put("/v1/users/{key}/opt-out", opt_out)
     async with running(fake) as fake_url, serve(api) as api_url:
-        settings = registry_settings.model_copy(update={
-            "topic_in": new_topic(4, "bm_in"), "topic_out": new_topic(4, "bm_out"), "topic_dlq": new_topic(1, "dlq"),
-            "telegram_bot_token": SecretStr(DEV_TOKEN), "telegram_api_url": fake_url,
-            "telegram_webhook_secret": SecretStr(SECRET), "telegram_port": port,
-            "telegram_gateway_group": unique("tg"), "telegram_sent_store": tmp_path / "sent.db",
-            "telegram_rate_limit": 0.0, "telegram_chat_rate": 0.0, "telegram_retry_base_delay": 0.02,
-            "telegram_retry_max_delay": 0.2, "api_url": api_url, "telegram_typing_refresh": 0.3,
-        })
+        settings = registry_settings.replace(
+            topic_in=new_topic(4, "bm_in"),
+            topic_out=new_topic(4, "bm_out"),
+            topic_dlq=new_topic(1, "dlq"),
+            telegram_bot_token=SecretStr(DEV_TOKEN),
+            telegram_api_url=fake_url,
+            telegram_webhook_secret=SecretStr(SECRET),
+            telegram_port=port,
+            telegram_gateway_group=unique("tg"),
+            telegram_sent_store=tmp_path / "sent.db",
+            telegram_rate_limit=0.0,
+            telegram_chat_rate=0.0,
+            telegram_retry_base_delay=0.02,
+            telegram_retry_max_delay=0.2,
+            api_url=api_url,
+            telegram_typing_refresh=0.3,
+        )
         codec = MessageCodec(settings)
-        codec.prepare([settings.topic_in, settings.topic_out])
+        codec.prepare([settings.topics.inbound, settings.topics.outbound])
         producer = AsyncProducer(settings)
         gateway = Gateway(settings, TelegramChannel(settings))
         task = asyncio.create_task(gateway.serve())
@@ -142,7 +151,7 @@ async def test_webhooks_without_the_secret_are_refused_and_nothing_is_queued(tg:
         assert (await c.post(tg.webhook, json=forged)).status_code == 401
         assert (await c.post(tg.webhook, json=forged, headers={HEADER: "not-the-secret"})).status_code == 403
     await tg.say(111, "real")  # answered 200 only once the broker acknowledged it
-    assert [m.text for m in await tg.topic(tg.settings.topic_in)] == ["real"]
+    assert [m.text for m in await tg.topic(tg.settings.topics.inbound)] == ["real"]
 
 
 async def test_a_redelivered_update_is_answered_once(tg: Telegram) -> None:
@@ -150,7 +159,7 @@ async def test_a_redelivered_update_is_answered_once(tg: Telegram) -> None:
     for _ in range(2):  # Telegram retries an Update until it gets a 2xx: the same update_id and message
         answer = (await tg.http.post("/_fake/updates", json=update)).json()
         assert answer["status"] == 200
-    first, second = await tg.topic(tg.settings.topic_in)
+    first, second = await tg.topic(tg.settings.topics.inbound)
     assert first.id == second.id and first.user_key == f"telegram:{BOT}:222"
     # a worker processing both (or re-processing one) yields the same reply id each time
     await tg.produce([first.reply_text("You said: say it once"), second.reply_text("You said: say it once")])
@@ -173,7 +182,7 @@ async def test_a_429_waits_its_retry_after_for_that_chat_then_sends(tg: Telegram
     assert [c["status"] for c in to_401] == [429, 200, 200] and texts_to(calls, 401) == ["a", "b"]
     assert to_401[1]["at"] - to_401[0]["at"] >= 0.9  # the chat waited the retry_after Telegram asked for
     assert texts_to(calls, 402) == ["other chat"]
-    assert await tg.topic(tg.settings.topic_dlq) == []
+    assert await tg.topic(tg.settings.topics.dlq) == []
 
 
 async def test_a_user_who_blocked_the_bot_is_dead_lettered_reported_failed_and_opted_out(tg: Telegram) -> None:
@@ -182,10 +191,10 @@ async def test_a_user_who_blocked_the_bot_is_dead_lettered_reported_failed_and_o
     await tg.produce([doomed, reply(502, "still here")])
     calls = await tg.settled()
     assert texts_to(calls, 502) == ["still here"] and texts_to(calls, 501) == []
-    (dead,) = await aread_topic(tg.settings, tg.settings.topic_dlq, 1)
+    (dead,) = await aread_topic(tg.settings, tg.settings.topics.dlq, 1)
     info = read_dlq_headers(dead.headers())
     assert info is not None and info.origin == "gateway-telegram" and "blocked" in info.error_text
-    (status,) = await tg.topic(tg.settings.topic_in)
+    (status,) = await tg.topic(tg.settings.topics.inbound)
     assert status.status == "failed" and status.reply_to_id == doomed.id and status.error is not None
     assert status.error.code == 403
     assert tg.opted_out == [(f"telegram:{BOT}:501", {"opted_out": True})]
@@ -198,7 +207,7 @@ async def test_a_button_press_is_queued_then_answered(tg: Telegram) -> None:
     assert answer["status"] == 200
     answered = [c for c in tg.fake.state.calls if c["method"] == "answerCallbackQuery"]
     assert [c["status"] for c in answered] == [200]  # before the webhook's 200, after the broker's ack
-    (press,) = await tg.topic(tg.settings.topic_in)
+    (press,) = await tg.topic(tg.settings.topics.inbound)
     assert press.kind == "interactive" and press.interactive_reply is not None
     assert press.interactive_reply.id == "yes"
 
@@ -234,7 +243,7 @@ def test_beacon_gateway_telegram_refuses_to_start_without_what_it_needs(
     kafka_settings: Settings, tmp_path: Path, env: dict[str, str], says: str
 ) -> None:
     base = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
-    base.update({"BEACON_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap, "BEACON_DATA_DIR": str(tmp_path),
+    base.update({"BEACON_KAFKA_BOOTSTRAP": kafka_settings.kafka.bootstrap, "BEACON_DATA_DIR": str(tmp_path),
                  "BEACON_TELEGRAM_PORT": str(free_port()), **env})
     done = subprocess.run([sys.executable, "-m", "beacon", "gateway", "telegram"], env=base, cwd=tmp_path,
                           capture_output=True, timeout=60)

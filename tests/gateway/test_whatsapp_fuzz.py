@@ -94,12 +94,13 @@ headers = st.lists(st.tuples(header_names, header_values), max_size=5)
 
 @pytest.fixture
 async def endpoint(registry_settings: Settings, new_topic: Callable[..., str]) -> AsyncIterator[tuple[str, Settings]]:
-    settings = registry_settings.model_copy(update={
-        "topic_in": new_topic(1, "bm_in"), "whatsapp_app_secret": SecretStr(SECRET),
-        "whatsapp_verify_token": SecretStr("vt"),
-    })
+    settings = registry_settings.replace(
+        topic_in=new_topic(1, "bm_in"),
+        whatsapp_app_secret=SecretStr(SECRET),
+        whatsapp_verify_token=SecretStr("vt"),
+    )
     codec = MessageCodec(settings)
-    codec.prepare([settings.topic_in])
+    codec.prepare([settings.topics.inbound])
     producer = AsyncProducer(settings)
     try:
         async with serve(Inbound(settings, producer, codec, WhatsAppChannel(settings)).app) as url:
@@ -156,7 +157,7 @@ async def test_any_body_with_any_headers_is_never_a_5xx_and_unsigned_is_always_r
 
     await asyncio.to_thread(case)
     # refused whatever it held: not one of them reached bm_in
-    assert end_offsets(settings, settings.topic_in) == {0: 0}
+    assert end_offsets(settings, settings.topics.inbound) == {0: 0}
     print(f"unsigned or wrongly signed: {len(runs)} cases, answers {sorted(set(runs))}")
 
 

@@ -37,18 +37,20 @@ class Gateway:
         return WebhookDriver(self.url, SECRET, **kw)  # type: ignore[arg-type]
 
     async def records(self, count: int) -> list[tuple[bytes | None, BeaconMessage]]:
-        msgs = await aread_topic(self.settings, self.settings.topic_in, count)
-        return [(m.key(), self.codec.decode(m.value(), topic=self.settings.topic_in)) for m in msgs]
+        msgs = await aread_topic(self.settings, self.settings.topics.inbound, count)
+        return [(m.key(), self.codec.decode(m.value(), topic=self.settings.topics.inbound)) for m in msgs]
 
 
 @pytest.fixture
 async def gateway(registry_settings: Settings, new_topic: Callable[..., str]) -> AsyncIterator[Gateway]:
-    settings = registry_settings.model_copy(update={
-        "topic_in": new_topic(4, "bm_in"), "whatsapp_app_secret": SecretStr(SECRET),
-        "whatsapp_verify_token": SecretStr("vt"), "gateway_max_body_bytes": 200_000,
-    })
+    settings = registry_settings.replace(
+        topic_in=new_topic(4, "bm_in"),
+        whatsapp_app_secret=SecretStr(SECRET),
+        whatsapp_verify_token=SecretStr("vt"),
+        gateway_max_body_bytes=200_000,
+    )
     codec = MessageCodec(settings)
-    codec.prepare([settings.topic_in])
+    codec.prepare([settings.topics.inbound])
     producer = AsyncProducer(settings)
     try:
         async with serve(Inbound(settings, producer, codec, WhatsAppChannel(settings)).app) as url:
@@ -141,8 +143,11 @@ async def test_a_duplicate_webhook_gives_one_id(gateway: Gateway) -> None:
 
 
 async def test_broker_down_gives_503_and_a_later_retry_loses_nothing(gateway: Gateway) -> None:
-    dead = gateway.settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}",
-                                               "gateway_ack_timeout": 1.0, "kafka_request_timeout": 1.0})
+    dead = gateway.settings.replace(
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",
+        gateway_ack_timeout=1.0,
+        kafka_request_timeout=1.0,
+    )
     producer = AsyncProducer(dead)
     body = p.encode(p.text_webhook("447700900123", "while the broker was down"))
     try:
@@ -166,14 +171,14 @@ async def test_unsigned_webhooks_only_when_explicitly_allowed(
     from beacon.errors import ConfigError
     from beacon.gateway.whatsapp.channel import check_settings
 
-    unsigned = gateway.settings.model_copy(update={"whatsapp_app_secret": None})
+    unsigned = gateway.settings.replace(whatsapp_app_secret=None)
     producer = AsyncProducer(unsigned)
     try:
         with pytest.raises(ConfigError):
             Inbound(unsigned, producer, gateway.codec, WhatsAppChannel(unsigned))
         with pytest.raises(ConfigError):
             check_settings(unsigned)
-        allowed = unsigned.model_copy(update={"whatsapp_allow_unsigned": True})
+        allowed = unsigned.replace(whatsapp_allow_unsigned=True)
         check_settings(allowed)
         assert "UNSIGNED WEBHOOKS ACCEPTED" in caplog.text
         async with serve(Inbound(allowed, producer, gateway.codec, WhatsAppChannel(allowed)).app) as url, \
@@ -218,9 +223,9 @@ async def test_one_bad_item_never_sinks_a_signed_batch(gateway: Gateway, caplog:
 async def test_an_oversized_text_is_delivered_as_too_large_and_answered_200(
     gateway: Gateway, limit: int | None
 ) -> None:
-    settings = gateway.settings.model_copy(update={"gateway_max_body_bytes": 3 * 1024 * 1024})
+    settings = gateway.settings.replace(gateway_max_body_bytes=3 * 1024 * 1024)
     if limit is not None:  # the gateway lets it through: the broker (1 MB) refuses it
-        settings = settings.model_copy(update={"gateway_max_record_bytes": limit})
+        settings = settings.replace(gateway_max_record_bytes=limit)
     producer = AsyncProducer(settings)
     user = "447700900125"
     payload = p.envelope([p.value(messages=[p.text_message(user, "y" * 1_500_000), p.text_message(user, "short")])])

@@ -40,7 +40,7 @@ class Harness:
         self.fake = fake
         self.http = httpx.AsyncClient(base_url=fake_url, timeout=30)
         self.codec = MessageCodec(settings)
-        self.codec.prepare([settings.topic_in, settings.topic_out])
+        self.codec.prepare([settings.topics.inbound, settings.topics.outbound])
         self.producer = AsyncProducer(settings)
         self.tmp = tmp
         self.outbounds: list[tuple[Outbound, asyncio.Task[None], SentStore, WhatsAppChannel]] = []
@@ -61,7 +61,7 @@ class Harness:
         self.outbounds.clear()
 
     async def produce(self, msgs: list[BeaconMessage]) -> None:
-        topic = self.settings.topic_out
+        topic = self.settings.topics.outbound
         await asyncio.gather(*[self.producer.produce(topic, self.codec.encode(m, topic), key=m.user_key.encode())
                                for m in msgs])
 
@@ -75,7 +75,8 @@ class Harness:
 
     async def settled(self, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Every send, once the sender committed every record of bm_out: nothing more can be sent."""
-        await await_committed(self.settings, self.settings.whatsapp_gateway_group, self.settings.topic_out, timeout)
+        await await_committed(self.settings, self.settings.whatsapp.gateway_group, self.settings.topics.outbound,
+                              timeout)
         return list(self.fake.state.sent)
 
     async def topic(self, topic: str) -> list[BeaconMessage]:
@@ -94,14 +95,21 @@ async def harness(registry_settings: Settings, new_topic: Callable[..., str], un
                   tmp_path: Path) -> AsyncIterator[Harness]:
     fake = FakeCloudApi(access_token=TOKEN, app_secret="s", gateway_url="http://127.0.0.1:9")
     async with running(fake) as url:
-        settings = registry_settings.model_copy(update={
-            "topic_in": new_topic(4, "bm_in"), "topic_out": new_topic(4, "bm_out"), "topic_dlq": new_topic(1, "dlq"),
-            "whatsapp_gateway_group": unique("gw"), "whatsapp_graph_url": url,
-            "whatsapp_access_token": SecretStr(TOKEN),
-            "whatsapp_rate_limit": 0.0, "whatsapp_user_rate": 0.0, "whatsapp_retry_base_delay": 0.02,
-            "whatsapp_retry_max_delay": 0.2, "whatsapp_user_backoff_base": 0.02, "whatsapp_auth_pause": 0.2,
-            "gateway_max_in_flight": 32,
-        })
+        settings = registry_settings.replace(
+            topic_in=new_topic(4, "bm_in"),
+            topic_out=new_topic(4, "bm_out"),
+            topic_dlq=new_topic(1, "dlq"),
+            whatsapp_gateway_group=unique("gw"),
+            whatsapp_graph_url=url,
+            whatsapp_access_token=SecretStr(TOKEN),
+            whatsapp_rate_limit=0.0,
+            whatsapp_user_rate=0.0,
+            whatsapp_retry_base_delay=0.02,
+            whatsapp_retry_max_delay=0.2,
+            whatsapp_user_backoff_base=0.02,
+            whatsapp_auth_pause=0.2,
+            gateway_max_in_flight=32,
+        )
         h = Harness(settings, fake, url, tmp_path)
         try:
             yield h
@@ -168,8 +176,8 @@ async def test_a_reply_delivered_twice_is_sent_once_even_across_a_restart(harnes
     assert _ids(await harness.sent(1)) == [msg.id]
     await harness.stop_all()
     # a new consumer group re-reads everything; the durable store says it was sent
-    group = harness.settings.whatsapp_gateway_group + "-b"
-    harness.settings = harness.settings.model_copy(update={"whatsapp_gateway_group": group})
+    group = harness.settings.whatsapp.gateway_group + "-b"
+    harness.settings = harness.settings.replace(whatsapp_gateway_group=group)
     harness.start()
     await harness.produce([msg])
     assert _ids(await harness.settled()) == [msg.id]
@@ -215,23 +223,23 @@ async def test_permanent_error_dead_letters_and_reports_a_failed_status(harness:
     harness.start()
     await harness.produce([doomed, after])
     assert _ids(await harness.sent(1)) == [after.id]
-    (dlq,) = await aread_topic(harness.settings, harness.settings.topic_dlq, 1)
+    (dlq,) = await aread_topic(harness.settings, harness.settings.topics.dlq, 1)
     info = read_dlq_headers(dlq.headers())
     assert info is not None and info.origin == "gateway-whatsapp" and "131047" in info.error_text
-    assert harness.codec.decode(dlq.value(), topic=harness.settings.topic_out).id == doomed.id
-    (status_rec,) = await aread_topic(harness.settings, harness.settings.topic_in, 1)
-    status = harness.codec.decode(status_rec.value(), topic=harness.settings.topic_in)
+    assert harness.codec.decode(dlq.value(), topic=harness.settings.topics.outbound).id == doomed.id
+    (status_rec,) = await aread_topic(harness.settings, harness.settings.topics.inbound, 1)
+    status = harness.codec.decode(status_rec.value(), topic=harness.settings.topics.inbound)
     assert status.direction == "status" and status.status == "failed" and status.reply_to_id == doomed.id
     assert status.error is not None and status.error.code == 131047 and status_rec.key() == doomed.user_key.encode()
 
 
 async def test_undecodable_records_are_dead_lettered(harness: Harness) -> None:
     harness.start()
-    await harness.producer.produce(harness.settings.topic_out, b"\x00garbage", key=b"whatsapp:1:2")
+    await harness.producer.produce(harness.settings.topics.outbound, b"\x00garbage", key=b"whatsapp:1:2")
     ok = reply("447700900030", "fine")
     await harness.produce([ok])
     assert _ids(await harness.sent(1)) == [ok.id]
-    (dlq,) = await aread_topic(harness.settings, harness.settings.topic_dlq, 1)
+    (dlq,) = await aread_topic(harness.settings, harness.settings.topics.dlq, 1)
     info = read_dlq_headers(dlq.headers())
     assert dlq.value() == b"\x00garbage" and info is not None and info.error_class == "BadMessageError"
 
@@ -249,7 +257,7 @@ async def test_expired_token_pauses_the_number_without_dead_lettering(harness: H
     await harness.config(access_token=TOKEN)
     sent = await harness.sent(3)
     assert _ids(sent) == [m.id for m in msgs]
-    assert end_offsets(harness.settings, harness.settings.topic_dlq) == {0: 0}
+    assert end_offsets(harness.settings, harness.settings.topics.dlq) == {0: 0}
 
 
 async def test_a_message_failing_on_its_own_while_others_succeed_is_given_up_after_the_budget(
@@ -261,10 +269,10 @@ async def test_a_message_failing_on_its_own_while_others_succeed_is_given_up_aft
     harness.start()
     await harness.produce([retried, given_up])
     assert _ids(await harness.sent(1)) == [retried.id]
-    (dlq,) = await aread_topic(harness.settings, harness.settings.topic_dlq, 1)
+    (dlq,) = await aread_topic(harness.settings, harness.settings.topics.dlq, 1)
     info = read_dlq_headers(dlq.headers())
     # only failures after another send to the number succeeded count: before that it may be an outage
-    assert info is not None and info.attempts >= harness.settings.whatsapp_retry_max_attempts
+    assert info is not None and info.attempts >= harness.settings.whatsapp.retry_max_attempts
     assert harness.fake.state.rejected["131016"] == 2
 
 
@@ -278,11 +286,11 @@ async def test_an_unexpected_error_is_retried_a_few_times_then_given_up_and_the_
     harness.start()
     await harness.produce([broken, after])
     assert _ids(await harness.sent(1)) == [after.id]
-    (dlq,) = await aread_topic(harness.settings, harness.settings.topic_dlq, 1)
+    (dlq,) = await aread_topic(harness.settings, harness.settings.topics.dlq, 1)
     info = read_dlq_headers(dlq.headers())
-    assert info is not None and info.attempts == harness.settings.gateway_max_attempts
+    assert info is not None and info.attempts == harness.settings.gateway.max_attempts
     assert info.error_class == "JSONDecodeError"
-    (status,) = await harness.topic(harness.settings.topic_in)
+    (status,) = await harness.topic(harness.settings.topics.inbound)
     assert status.status == "failed" and status.reply_to_id == broken.id
 
 
@@ -293,18 +301,18 @@ async def test_records_the_broker_refuses_as_too_large_are_settled_not_retried_f
     await harness.fault(code=131047, to=user, count=1, details="d" * 1_100_000)  # a failed status too large
     big = AsyncProducer(harness.settings, **{"message.max.bytes": 2_000_000})
     try:
-        topic = harness.settings.topic_out
+        topic = harness.settings.topics.outbound
         await big.produce(topic, harness.codec.encode(huge, topic), key=huge.user_key.encode())
     finally:
         big.close()
     harness.start()
     await harness.produce([noisy, after])
     assert _ids(await harness.sent(1)) == [after.id]
-    letters = await aread_topic(harness.settings, harness.settings.topic_dlq, 2)
+    letters = await aread_topic(harness.settings, harness.settings.topics.dlq, 2)
     kept = read_dlq_headers(letters[0].headers())
     assert letters[0].value() is None and kept is not None and "too large" in kept.error_text
-    assert harness.codec.decode(letters[1].value(), topic=harness.settings.topic_out).id == noisy.id
-    statuses = await harness.topic(harness.settings.topic_in)
+    assert harness.codec.decode(letters[1].value(), topic=harness.settings.topics.outbound).id == noisy.id
+    statuses = await harness.topic(harness.settings.topics.inbound)
     assert [(s.status, s.reply_to_id) for s in statuses] == [("failed", huge.id), ("failed", noisy.id)]
     assert statuses[1].error is not None and len(statuses[1].error.details or "") <= 1000
 
@@ -329,7 +337,7 @@ async def test_a_redriven_dead_letter_is_sent_and_a_sent_reply_never_twice(harne
 
 
 async def test_an_outage_of_the_number_is_waited_out_probing_one_send_at_a_time(harness: Harness) -> None:
-    harness.settings = harness.settings.model_copy(update={"whatsapp_send_timeout": 0.5})
+    harness.settings = harness.settings.replace(whatsapp_send_timeout=0.5)
     users = [f"4477009009{u:02d}" for u in range(6)]
     first = [reply(u, "before") for u in users]
     harness.start()
@@ -362,7 +370,7 @@ async def test_an_outage_of_the_number_is_waited_out_probing_one_send_at_a_time(
         assert [s["body"]["text"]["body"] for s in sent if s["to"] == f"+{u}" and s["phone_number_id"] == PNID] == [
             "before"] + [f"during {i}" for i in range(3)]
     assert harness.fake.state.hanging_peak == 1  # one probe at a time, not one request per waiting user
-    assert end_offsets(harness.settings, harness.settings.topic_dlq) == {0: 0}
+    assert end_offsets(harness.settings, harness.settings.topics.dlq) == {0: 0}
 
 
 async def test_a_cloud_api_error_code_beyond_32_bits_still_gives_a_failed_status(harness: Harness) -> None:
@@ -379,6 +387,6 @@ async def test_a_cloud_api_error_code_beyond_32_bits_still_gives_a_failed_status
         await asyncio.sleep(0.02)
     await harness.produce(others)
     assert sorted(_ids(await harness.sent(len(others)))) == sorted(m.id for m in others)
-    (status,) = await harness.topic(harness.settings.topic_in)
+    (status,) = await harness.topic(harness.settings.topics.inbound)
     assert status.status == "failed" and status.reply_to_id == doomed.id
     assert status.error is not None and status.error.code is None and "3000000000" in (status.error.message or "")

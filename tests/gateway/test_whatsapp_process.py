@@ -33,12 +33,12 @@ TOKEN = "proc-token"
 def gateway_env(settings: Settings, tmp: Path, port: int, graph_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
     env.update({
-        "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "BEACON_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
+        "BEACON_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+        "BEACON_SCHEMA_REGISTRY_URL": settings.registry.url,
         "BEACON_DATA_DIR": str(tmp / "data"),
-        "BEACON_TOPIC_IN": settings.topic_in, "BEACON_TOPIC_OUT": settings.topic_out,
-        "BEACON_TOPIC_DLQ": settings.topic_dlq, "BEACON_TOPIC_PARTITIONS": "4",
-        "BEACON_GATEWAY_GROUP": settings.whatsapp_gateway_group, "BEACON_GATEWAY_PORT": str(port),
+        "BEACON_TOPIC_IN": settings.topics.inbound, "BEACON_TOPIC_OUT": settings.topics.outbound,
+        "BEACON_TOPIC_DLQ": settings.topics.dlq, "BEACON_TOPIC_PARTITIONS": "4",
+        "BEACON_GATEWAY_GROUP": settings.whatsapp.gateway_group, "BEACON_GATEWAY_PORT": str(port),
         "BEACON_WHATSAPP_GRAPH_URL": graph_url, "BEACON_WHATSAPP_ACCESS_TOKEN": TOKEN,
         "BEACON_WHATSAPP_APP_SECRET": SECRET, "BEACON_WHATSAPP_USER_RATE": "0", "BEACON_WHATSAPP_RATE_LIMIT": "0",
         "BEACON_GATEWAY_MAX_IN_FLIGHT": "16",
@@ -77,14 +77,16 @@ def test_refuses_to_start_without_app_secret_unless_allowed(kafka_settings: Sett
 def isolated(registry_settings: Settings, new_topic: Callable[..., str],
              unique: Callable[[str], str]) -> tuple[Settings, FakeCloudApi, MessageCodec]:
     """Fresh topics and group, a fake Cloud API answering in 10 ms, and a codec ready for bm_out."""
-    settings = registry_settings.model_copy(update={
-        "topic_in": new_topic(4, "bm_in"), "topic_out": new_topic(4, "bm_out"), "topic_dlq": new_topic(1, "dlq"),
-        "whatsapp_gateway_group": unique("gw"),
-    })
+    settings = registry_settings.replace(
+        topic_in=new_topic(4, "bm_in"),
+        topic_out=new_topic(4, "bm_out"),
+        topic_dlq=new_topic(1, "dlq"),
+        whatsapp_gateway_group=unique("gw"),
+    )
     fake = FakeCloudApi(access_token=TOKEN, app_secret=SECRET, gateway_url="http://127.0.0.1:9")
     fake.state.latency = 0.01
     codec = MessageCodec(settings)
-    codec.prepare([settings.topic_out])
+    codec.prepare([settings.topics.outbound])
     return settings, fake, codec
 
 
@@ -103,7 +105,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_double_sends_only_counted_in
             msgs = [BeaconMessage.inbound_text(channel="whatsapp", account="106540352242922", user_id=u, text="x",
                                                channel_message_id=f"w-{u}-{i}").reply_text(f"{u} r{i}")
                     for i in range(15) for u in users]
-            await asyncio.gather(*[producer.produce(settings.topic_out, codec.encode(m, settings.topic_out),
+            await asyncio.gather(*[producer.produce(settings.topics.outbound, codec.encode(m, settings.topics.outbound),
                                                     key=m.user_key.encode()) for m in msgs])
             while len(fake.state.sent) < 150:
                 await asyncio.sleep(0.01)
@@ -117,7 +119,8 @@ async def test_sigkill_mid_stream_loses_nothing_and_double_sends_only_counted_in
             while {s["body"]["biz_opaque_callback_data"] for s in fake.state.sent} != want:
                 assert time.monotonic() < deadline, "not every reply was sent after the restart"
                 await asyncio.sleep(0.1)
-            await await_committed(settings, settings.whatsapp_gateway_group, settings.topic_out)  # every record settled
+            await await_committed(settings, settings.whatsapp.gateway_group,
+                                  settings.topics.outbound)  # every record settled
             async with httpx.AsyncClient() as c:
                 metrics = (await c.get(f"http://127.0.0.1:{port}/metrics")).text
             match = re.search(r'beacon_gateway_possible_duplicate_sends_total\{channel="whatsapp"\} (\S+)', metrics)
@@ -160,7 +163,7 @@ async def test_sigterm_mid_stream_finishes_in_flight_sends_and_a_restart_sends_n
                                                user_id=f"44770070{u:04d}", text="x",
                                                channel_message_id=f"t-{u}-{i}").reply_text(f"r{i}")
                     for i in range(10) for u in range(30)]
-            await asyncio.gather(*[producer.produce(settings.topic_out, codec.encode(m, settings.topic_out),
+            await asyncio.gather(*[producer.produce(settings.topics.outbound, codec.encode(m, settings.topics.outbound),
                                                     key=m.user_key.encode()) for m in msgs])
             while len(fake.state.sent) < 100:
                 await asyncio.sleep(0.01)
@@ -172,7 +175,8 @@ async def test_sigterm_mid_stream_finishes_in_flight_sends_and_a_restart_sends_n
             deadline = time.monotonic() + 60
             while len(fake.state.sent) < len(msgs) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
-            await await_committed(settings, settings.whatsapp_gateway_group, settings.topic_out)  # every record settled
+            await await_committed(settings, settings.whatsapp.gateway_group,
+                                  settings.topics.outbound)  # every record settled
             ids = [s["body"]["biz_opaque_callback_data"] for s in fake.state.sent]
             print(f"stopped after {stopped_at} sends; {len(ids)} sends in all")
             assert sorted(ids) == sorted(m.id for m in msgs)  # each exactly once
@@ -198,7 +202,7 @@ async def test_a_cloud_api_outage_is_waited_out_per_number_with_nothing_dead_let
                 for i in range(count) for u in users]
 
     async def produce(msgs: list[BeaconMessage]) -> None:
-        await asyncio.gather(*[producer.produce(settings.topic_out, codec.encode(m, settings.topic_out),
+        await asyncio.gather(*[producer.produce(settings.topics.outbound, codec.encode(m, settings.topics.outbound),
                                                 key=m.user_key.encode()) for m in msgs])
 
     async def until(what: str, done: Callable[[], bool], timeout: float = 60) -> None:
@@ -233,13 +237,13 @@ async def test_a_cloud_api_outage_is_waited_out_per_number_with_nothing_dead_let
         async with running(back, port=fake_port):
             want = before + during + refused
             await until("every reply after the outage", lambda: len(back.state.sent) >= len(want))
-            await await_committed(settings, settings.whatsapp_gateway_group, settings.topic_out)
+            await await_committed(settings, settings.whatsapp.gateway_group, settings.topics.outbound)
         ids = [s["body"]["biz_opaque_callback_data"] for s in back.state.sent]
         assert sorted(ids) == sorted(m.id for m in want)  # each exactly once
         for u in users:
             texts = [s["body"]["text"]["body"] for s in back.state.sent if s["to"] == f"+{u}"]
             assert texts == ["b0", "d0", "d1", "d2", "r0"]
-        assert end_offsets(settings, settings.topic_dlq) == {0: 0}
+        assert end_offsets(settings, settings.topics.dlq) == {0: 0}
         assert back.state.hanging_peak == 1
         log = (tmp_path / "gw.log").read_text()
         assert log.count("is failing for number") == 1 and "sends resumed" in log

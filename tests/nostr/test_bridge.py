@@ -153,8 +153,8 @@ async def test_two_sites_keep_order_and_lose_or_double_nothing_through_kills_and
     edge_group, core_group = unique("bridge-edge"), unique("bridge-core")
     base = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
     base.update({
-        "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "BEACON_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
+        "BEACON_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+        "BEACON_SCHEMA_REGISTRY_URL": settings.registry.url,
         "BEACON_NOSTR_RELAYS": json.dumps([relay_local.url(relay)]),
         "BEACON_NOSTR_BRIDGE_ACK_TIMEOUT": "1.0",
         "BEACON_NOSTR_BRIDGE_RETRY_BASE_DELAY": "0.1",

@@ -35,7 +35,7 @@ async def test_an_edge_whose_core_never_answers_stops_on_sigterm(
     edge_key, core_key = NostrKey.generate(), NostrKey.generate()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
     env.update({
-        "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "BEACON_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
+        "BEACON_KAFKA_BOOTSTRAP": settings.kafka.bootstrap, "BEACON_SCHEMA_REGISTRY_URL": settings.registry.url,
         "BEACON_NOSTR_RELAYS": json.dumps([relay_local.url(relay)]), "BEACON_DATA_DIR": str(tmp_path / "edge"),
         "BEACON_TOPIC_IN": edge_in, "BEACON_TOPIC_OUT": edge_out, "BEACON_TOPIC_DLQ": edge_dlq,
         "BEACON_NOSTR_PRIVATE_KEY": edge_key.nsec, "BEACON_NOSTR_PEERS": json.dumps([core_key.npub]),

@@ -124,7 +124,7 @@ def stack(registry_settings: Settings, relays: list[Settings],
     stack = Stack.create(registry_settings, lambda p: f"{p}-{uuid.uuid4().hex[:8]}", tmp, workers=1)
     s = stack.settings
     ensure_topics(s)
-    MessageCodec(s).prepare([s.topic_in, s.topic_out])
+    MessageCodec(s).prepare([s.topics.inbound, s.topics.outbound])
     migrated = stack.beacon("api", "migrate")
     assert migrated.returncode == 0, migrated.stderr
     port = free_port()
@@ -133,7 +133,7 @@ def stack(registry_settings: Settings, relays: list[Settings],
         "BEACON_NOSTR_RELAYS": json.dumps([relay_local.url(r) for r in relays]),
         # wide enough that the test's events published within it are reordered whatever the machine's load
         "BEACON_NOSTR_REORDER_WINDOW": "1.0",
-        "BEACON_NOSTR_GATEWAY_PORT": str(port), "BEACON_NOSTR_GATEWAY_GROUP": f"{s.topic_out}-nostr",
+        "BEACON_NOSTR_GATEWAY_PORT": str(port), "BEACON_NOSTR_GATEWAY_GROUP": f"{s.topics.outbound}-nostr",
     }
     specs = [sp for sp in stack.specs() if sp.name in {"api", "worker-1"}]
     gateway = ProcessSpec("gateway-nostr", [sys.executable, "-m", "beacon", "gateway", "nostr"],
@@ -143,7 +143,7 @@ def stack(registry_settings: Settings, relays: list[Settings],
     try:
         for spec in specs:
             sup.add(spec)
-        wait_for(lambda: port_open("127.0.0.1", s.api_port) and port_open("127.0.0.1", port),
+        wait_for(lambda: port_open("127.0.0.1", s.api.port) and port_open("127.0.0.1", port),
                  "the API and the NostrMQ gateway to listen", step=sup.poll)
         worker = next(sp for sp in specs if sp.name == "worker-1")
         yield Running(stack, sup, gateway, worker, port, relays)

@@ -53,14 +53,14 @@ class Stack:
             "fake_telegram_port": free_port(),
             "webchat_port": free_port(), "webchat_gateway_group": f"{name}-gateway-webchat",
         }
-        settings = base.model_copy(update=overrides)
+        settings = base.replace(**overrides)
         env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
         env.update({
             "BEACON_DATA_DIR": str(data_dir),
-            "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "BEACON_KAFKA_CONTROLLER_PORT": str(settings.kafka_controller_port),
-            "BEACON_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
-            "BEACON_API_URL": f"http://127.0.0.1:{settings.api_port}",
+            "BEACON_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+            "BEACON_KAFKA_CONTROLLER_PORT": str(settings.local.kafka_controller_port),
+            "BEACON_SCHEMA_REGISTRY_URL": settings.registry.url,
+            "BEACON_API_URL": f"http://127.0.0.1:{settings.api.port}",
             **{f"BEACON_{k.upper()}": str(v) for k, v in overrides.items() if k != "data_dir"},
         })
         return cls(settings, env)
@@ -76,12 +76,12 @@ class Stack:
 
     @property
     def fake_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.fake_whatsapp_port}"
+        return f"http://127.0.0.1:{self.settings.local.fake_whatsapp_port}"
 
     def listening(self) -> bool:
         s = self.settings
-        return all(port_open("127.0.0.1", p) for p in (s.api_port, s.whatsapp_gateway_port, s.fake_whatsapp_port,
-                                                         s.webchat_port))
+        return all(port_open("127.0.0.1", p) for p in (s.api.port, s.whatsapp.gateway_port, s.local.fake_whatsapp_port,
+                                                         s.webchat.port))
 
     def say(self, client: httpx.Client, user: str, text: str) -> None:
         r = client.post(f"{self.fake_url}/_fake/say", json={"from": user, "text": text})

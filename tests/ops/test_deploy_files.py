@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 K8S = ROOT / "ops" / "k8s"
 KUBERNETES_VERSION = "1.33.0"
-SETTINGS = {f"BEACON_{name.upper()}" for name in Settings.model_fields}
+SETTINGS = {f"BEACON_{name.upper()}" for name in Settings.flat_fields()}
 
 #: Parameters of KEDA's Kafka scaler (keda.sh/docs/scalers/apache-kafka); trigger metadata is a free map in the CRD.
 KAFKA_SCALER_KEYS = {
@@ -136,8 +136,8 @@ def test_keda_scaled_object_is_valid_and_scales_the_workers_on_their_lag() -> No
     assert trigger["type"] == "kafka"
     meta = trigger["metadata"]
     assert set(meta) <= KAFKA_SCALER_KEYS, set(meta) - KAFKA_SCALER_KEYS
-    assert meta["consumerGroup"] == config.get("BEACON_WORKER_GROUP", Settings.model_fields["worker_group"].default)
-    assert meta["topic"] == Settings.model_fields["topic_in"].default
+    assert meta["consumerGroup"] == config.get("BEACON_WORKER_GROUP", Settings.flat_fields()["worker_group"].default)
+    assert meta["topic"] == Settings.flat_fields()["topic_in"].default
     assert meta["bootstrapServers"] == config["BEACON_KAFKA_BOOTSTRAP"]
 
 

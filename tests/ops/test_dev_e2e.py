@@ -39,10 +39,10 @@ def test_beacon_dev_runs_the_stack_answers_and_stops_on_ctrl_c(
                  "beacon dev to announce the stack", timeout=120)
         assert dev.poll() is None, out.read_text()
         text = out.read_text()
-        assert f"http://127.0.0.1:{stack.settings.api_port}" in text and "fake-whatsapp say --from" in text
+        assert f"http://127.0.0.1:{stack.settings.api.port}" in text and "fake-whatsapp say --from" in text
         announced = text.split("Database       migrated", 1)[1].splitlines()[1:]
         announced = [line for line in announced if line.strip()]
-        assert announced[0] == f"Chat with the bot: open http://127.0.0.1:{stack.settings.webchat_port}/ in a browser"
+        assert announced[0] == f"Chat with the bot: open http://127.0.0.1:{stack.settings.webchat.port}/ in a browser"
         said = stack.beacon("fake-whatsapp", "say", "--from", "447700900123", "/ping", "--timeout", "60")
         assert said.returncode == 0, said.stderr + out.read_text()
         assert said.stdout.strip() == "pong"
@@ -100,8 +100,8 @@ def test_beacon_dev_runs_the_stack_answers_and_stops_on_ctrl_c(
     for name in ("api", "worker-1", "fake-whatsapp", "gateway-whatsapp", "fake-telegram", "gateway-telegram"):
         assert (tmp_path / "logs" / f"{name}.log").stat().st_size > 0
     s = stack.settings
-    assert not any(port_open("127.0.0.1", p) for p in (s.api_port, s.whatsapp_gateway_port, s.fake_whatsapp_port,
-                                                        s.telegram_port, s.fake_telegram_port))
+    assert not any(port_open("127.0.0.1", p) for p in (s.api.port, s.whatsapp.gateway_port, s.local.fake_whatsapp_port,
+                                                        s.telegram.port, s.local.fake_telegram_port))
     assert not stackfile.path(s).exists()
 
 
@@ -111,7 +111,7 @@ def test_replaying_bm_in_through_the_workers_sends_no_reply_twice(
     stack = Stack.create(registry_settings, unique, tmp_path, workers=1)
     s = stack.settings
     ensure_topics(s)
-    MessageCodec(s).prepare([s.topic_in, s.topic_out])
+    MessageCodec(s).prepare([s.topics.inbound, s.topics.outbound])
     migrated = stack.beacon("api", "migrate")
     assert migrated.returncode == 0, migrated.stderr
     sup = Supervisor(tmp_path / "logs", report=print)
@@ -129,27 +129,29 @@ def test_replaying_bm_in_through_the_workers_sends_no_reply_twice(
             first = stack.sent(client)
             assert sorted(i["body"]["text"]["body"] for i in first) == sorted(f"You said: {t}" for t in texts)
 
-            out_end = sum(list_topic_offsets(s, s.topic_out, topic_partitions(s, s.topic_out), "latest").values())
-            wait_for(lambda: total_lag(group_lag(s, s.worker_group, s.topic_in)) == 0, "the workers to commit",
+            out_end = sum(list_topic_offsets(s, s.topics.outbound, topic_partitions(s, s.topics.outbound),
+                                             "latest").values())
+            wait_for(lambda: total_lag(group_lag(s, s.workers.group, s.topics.inbound)) == 0, "the workers to commit",
                      step=sup.poll)
             sup.remove("worker-1")
-            wait_for(lambda: not describe_group(s, s.worker_group).active, "the worker group to empty", step=sup.poll)
+            wait_for(lambda: not describe_group(s, s.workers.group).active, "the worker group to empty", step=sup.poll)
 
-            replay = stack.beacon("replay", "--group", s.worker_group, "--topic", s.topic_in, "--to-earliest")
+            replay = stack.beacon("replay", "--group", s.workers.group, "--topic", s.topics.inbound, "--to-earliest")
             assert replay.returncode == 0, replay.stderr
             assert "moved" in replay.stdout
-            assert total_lag(group_lag(s, s.worker_group, s.topic_in)) == len(texts)
+            assert total_lag(group_lag(s, s.workers.group, s.topics.inbound)) == len(texts)
 
             sup.add(specs["worker-1"])
-            wait_for(lambda: total_lag(group_lag(s, s.worker_group, s.topic_in)) == 0, "the replay to be processed",
+            wait_for(lambda: total_lag(group_lag(s, s.workers.group, s.topics.inbound)) == 0,
+                     "the replay to be processed",
                      step=sup.poll)
 
             def replies_reproduced() -> bool:
-                end = list_topic_offsets(s, s.topic_out, topic_partitions(s, s.topic_out), "latest")
+                end = list_topic_offsets(s, s.topics.outbound, topic_partitions(s, s.topics.outbound), "latest")
                 return sum(end.values()) >= 2 * out_end
 
             wait_for(replies_reproduced, "the replayed replies on bm_out", step=sup.poll)
-            wait_for(lambda: total_lag(group_lag(s, s.whatsapp_gateway_group, s.topic_out)) == 0,
+            wait_for(lambda: total_lag(group_lag(s, s.whatsapp.gateway_group, s.topics.outbound)) == 0,
                      "the gateway to settle the replayed replies", step=sup.poll)
             again = stack.sent(client)
         assert len(again) == len(texts), [i["body"]["text"]["body"] for i in again]

@@ -56,7 +56,7 @@ def test_telegram_runs_against_its_fake_with_one_secret_unless_a_real_token_is_s
 
 
 def test_every_variable_beacon_dev_sets_is_a_setting() -> None:
-    fields = {f"BEACON_{name.upper()}" for name in Settings.model_fields}
+    fields = {f"BEACON_{name.upper()}" for name in Settings.flat_fields()}
     for spec in dev_plan(_settings()).specs:
         assert set(spec.env) <= fields, set(spec.env) - fields
 
@@ -72,7 +72,7 @@ def test_the_web_chat_url_is_announced_first() -> None:
 def test_the_api_accepts_proactive_sends_to_the_web_chat(monkeypatch: pytest.MonkeyPatch) -> None:
     api = next(s for s in dev_plan(_settings()).specs if s.name == "api")
     monkeypatch.setenv("BEACON_SERVED_CHANNELS", api.env["BEACON_SERVED_CHANNELS"])
-    assert set(Settings(_env_file=None).served_channels) == {"whatsapp", "telegram", "webchat"}
+    assert set(Settings(_env_file=None).api.served_channels) == {"whatsapp", "telegram", "webchat"}
 
 
 def test_the_api_reaches_each_gateway_for_media(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,7 +80,7 @@ def test_the_api_reaches_each_gateway_for_media(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("BEACON_GATEWAY_URLS", api.env["BEACON_GATEWAY_URLS"])
     settings = Settings(_env_file=None)
     assert settings.gateway_url_for("telegram") == "http://127.0.0.1:8382"
-    assert settings.gateway_url_for("whatsapp") == f"http://127.0.0.1:{_settings().whatsapp_gateway_port}"
+    assert settings.gateway_url_for("whatsapp") == f"http://127.0.0.1:{_settings().whatsapp.gateway_port}"
 
 
 def test_with_nostr_adds_the_nostr_gateway_on_the_local_relay_and_announces_the_npub() -> None:

@@ -19,9 +19,9 @@ from beacon.ops import deadletters as dl
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
-        "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "BEACON_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
-        "BEACON_TOPIC_DLQ": settings.topic_dlq,
+        "BEACON_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+        "BEACON_SCHEMA_REGISTRY_URL": settings.registry.url,
+        "BEACON_TOPIC_DLQ": settings.topics.dlq,
         "COLUMNS": "250",
     }
     return subprocess.run([sys.executable, "-m", "beacon", *args], env=env, capture_output=True, text=True, timeout=60)
@@ -38,7 +38,7 @@ async def _fill(settings: Settings, source: str) -> BeaconMessage:
                           offset=41, error=RuntimeError("API said 422"), attempts=3, origin="worker")
         await dead_letter(producer, settings, key=b"k2", value=b"\x07garbage", topic=source, partition=1, offset=7,
                           error="bad magic", attempts=1, origin="gateway-whatsapp")
-        await producer.produce(settings.topic_dlq, b"no headers here", key=b"k3")
+        await producer.produce(settings.topics.dlq, b"no headers here", key=b"k3")
     finally:
         producer.close()
     return msg
@@ -48,7 +48,7 @@ async def test_list_show_and_redrive(
     registry_settings: Settings, new_topic: Callable[..., str], unique: Callable[[str], str]
 ) -> None:
     source = new_topic(2, prefix="src")
-    settings = registry_settings.model_copy(update={"topic_dlq": new_topic(1, prefix="dlq")})
+    settings = registry_settings.replace(topic_dlq=new_topic(1, prefix="dlq"))
     msg = await _fill(settings, source)
 
     letters = list(dl.iter_dead_letters(settings))
@@ -91,7 +91,7 @@ async def test_list_show_and_redrive(
     assert got is not None
     assert got.key() == msg.user_key.encode()
     assert MessageCodec(settings).decode(got.value(), topic=source) == msg
-    assert (dl.H_REDRIVEN_FROM, f"{settings.topic_dlq}:0:0".encode()) in (got.headers() or [])
+    assert (dl.H_REDRIVEN_FROM, f"{settings.topics.dlq}:0:0".encode()) in (got.headers() or [])
 
     headless = _cli(settings, "dlq", "redrive", "0:2")
     assert headless.returncode == 1 and "no beacon.dlq.source.topic header" in headless.stderr
@@ -101,10 +101,10 @@ def test_redrive_many_reports_progress_and_count(registry_settings: Settings, ne
     from beacon.dlq import dlq_headers
 
     source = new_topic(3, prefix="src")
-    settings = registry_settings.model_copy(update={"topic_dlq": new_topic(3, prefix="dlq")})
+    settings = registry_settings.replace(topic_dlq=new_topic(3, prefix="dlq"))
     producer = make_producer(settings)
     for i in range(300):
-        producer.produce(settings.topic_dlq, value=f"v{i}".encode(), key=f"k{i % 7}".encode(),
+        producer.produce(settings.topics.dlq, value=f"v{i}".encode(), key=f"k{i % 7}".encode(),
                          headers=dl_headers(dlq_headers, source, i))
     assert producer.flush(10) == 0
     result = _cli(settings, "dlq", "redrive", "--all", "--origin", "worker")

@@ -40,7 +40,7 @@ def test_edits_deletions_number_changes_and_call_permissions_are_recorded_and_ne
     stack = Stack.create(registry_settings, unique, tmp_path, workers=1)
     s = stack.settings
     ensure_topics(s)
-    MessageCodec(s).prepare([s.topic_in, s.topic_out])
+    MessageCodec(s).prepare([s.topics.inbound, s.topics.outbound])
     migrated = stack.beacon("api", "migrate")
     assert migrated.returncode == 0, migrated.stderr
     sup = Supervisor(tmp_path / "logs", report=print)
@@ -69,9 +69,9 @@ def test_edits_deletions_number_changes_and_call_permissions_are_recorded_and_ne
             wait_for(lambda: "pong" in texts(), "the /ping after the events to be answered", step=sup.poll)
             assert texts() == ["You said: see you at 5", "You said: oops, wrong chat", "pong"]
 
-            key = f"whatsapp:{s.whatsapp_phone_number_id}:{USER}"
-            api = httpx.Client(base_url=f"http://127.0.0.1:{s.api_port}",
-                               headers={"Authorization": f"Bearer {s.api_token.get_secret_value()}"}, timeout=30)
+            key = f"whatsapp:{s.whatsapp.phone_number_id}:{USER}"
+            api = httpx.Client(base_url=f"http://127.0.0.1:{s.api.port}",
+                               headers={"Authorization": f"Bearer {s.api.token.get_secret_value()}"}, timeout=30)
             with api:
                 user = api.get(f"/v1/users/{key}").json()
                 assert user["new_user_id"] == "12195555358"

@@ -27,17 +27,17 @@ def test_an_operator_takes_over_speaks_in_order_and_hands_back(
     stack = Stack.create(registry_settings, unique, tmp_path, workers=1)
     s = stack.settings
     ensure_topics(s)
-    MessageCodec(s).prepare([s.topic_in, s.topic_out])
+    MessageCodec(s).prepare([s.topics.inbound, s.topics.outbound])
     migrated = stack.beacon("api", "migrate")
     assert migrated.returncode == 0, migrated.stderr
-    key = f"whatsapp:{s.whatsapp_phone_number_id}:{USER}"
+    key = f"whatsapp:{s.whatsapp.phone_number_id}:{USER}"
     sup = Supervisor(tmp_path / "logs", report=print)
     try:
         for spec in stack.specs():
             sup.add(spec)
         wait_for(stack.listening, "the API, gateway and fake to listen", step=sup.poll)
-        api = httpx.Client(base_url=f"http://127.0.0.1:{s.api_port}",
-                           headers={"Authorization": f"Bearer {s.api_token.get_secret_value()}"}, timeout=30)
+        api = httpx.Client(base_url=f"http://127.0.0.1:{s.api.port}",
+                           headers={"Authorization": f"Bearer {s.api.token.get_secret_value()}"}, timeout=30)
         with httpx.Client(timeout=30) as client, api:
 
             def texts() -> list[str]:
@@ -50,7 +50,7 @@ def test_an_operator_takes_over_speaks_in_order_and_hands_back(
             assert taken.status_code == 200, taken.text
             stack.say(client, USER, "I want my money back")
             for text in ("Hi, Alice here.", "Let me check your order."):
-                sent = api.post("/v1/messages/send", json={"channel": "whatsapp", "account": s.whatsapp_phone_number_id,
+                sent = api.post("/v1/messages/send", json={"channel": "whatsapp", "account": s.whatsapp.phone_number_id,
                                                            "user_id": USER, "kind": "text", "text": text})
                 assert sent.status_code == 202, sent.text
             wait_for(lambda: len(texts()) == 3, "the operator's messages", step=sup.poll)

@@ -70,7 +70,7 @@ def cluster_settings(registry_settings: Settings, tmp_path: Path) -> Iterator[Se
         data_dir=tmp_path,
         kafka_bootstrap=f"127.0.0.1:{base}",
         kafka_controller_port=base + 1,
-        schema_registry_url=registry_settings.schema_registry_url,
+        schema_registry_url=registry_settings.registry.url,
         topic_replication_factor=3,
         topic_min_insync_replicas=2,
         kafka_start_timeout=180.0,  # three JVMs starting on two cores shared with the rest of the suite
@@ -83,9 +83,9 @@ def _beacon(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
     env.update({
         "BEACON_DATA_DIR": str(settings.data_dir),
-        "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "BEACON_KAFKA_CONTROLLER_PORT": str(settings.kafka_controller_port),
-        "BEACON_KAFKA_START_TIMEOUT": str(settings.kafka_start_timeout),
+        "BEACON_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+        "BEACON_KAFKA_CONTROLLER_PORT": str(settings.local.kafka_controller_port),
+        "BEACON_KAFKA_START_TIMEOUT": str(settings.local.kafka_start_timeout),
         "COLUMNS": "200",
     })
     return subprocess.run([sys.executable, "-m", "beacon", *args], env=env, capture_output=True, text=True,
@@ -178,21 +178,22 @@ def test_the_pipeline_rides_through_the_sigkill_of_the_leading_broker(
     assert unreplicated.returncode == 0, unreplicated.stderr
     assert "has 3 brokers but Beacon's topics are kept on 1" in unreplicated.stderr
 
-    stack = Stack.create(cluster_settings.model_copy(update={"kafka_bootstrap": bootstrap}), unique, tmp_path,
+    stack = Stack.create(cluster_settings.replace(kafka_bootstrap=bootstrap), unique, tmp_path,
                          workers=2)
     stack.env.update({"BEACON_TOPIC_REPLICATION_FACTOR": "3", "BEACON_TOPIC_MIN_INSYNC_REPLICAS": "2"})
     s = stack.settings
     ensured = stack.beacon("topics", "ensure")
-    assert ensured.returncode == 0 and f"created {s.topic_in}" in ensured.stdout, ensured.stdout + ensured.stderr
+    assert ensured.returncode == 0 and f"created {s.topics.inbound}" in ensured.stdout, ensured.stdout + ensured.stderr
     # Replication factor 3 and min.insync.replicas=2, as configured (a mismatch would raise here).
-    assert sorted(ensure_topics(s, strict=True).unchanged) == sorted([s.topic_in, s.topic_out, s.topic_dlq])
-    MessageCodec(s).prepare([s.topic_in, s.topic_out])
+    assert sorted(ensure_topics(s, strict=True).unchanged) == sorted([s.topics.inbound, s.topics.outbound,
+                                                                      s.topics.dlq])
+    MessageCodec(s).prepare([s.topics.inbound, s.topics.outbound])
     migrated = stack.beacon("api", "migrate")
     assert migrated.returncode == 0, migrated.stderr
 
     reports: list[str] = []
     sup = Supervisor(tmp_path / "logs", report=reports.append)
-    gateway = f"http://127.0.0.1:{s.whatsapp_gateway_port}"
+    gateway = f"http://127.0.0.1:{s.whatsapp.gateway_port}"
     users = [f"4477009{i:05d}" for i in range(USERS)]
     killed: list[int] = []
 
@@ -213,9 +214,9 @@ def test_the_pipeline_rides_through_the_sigkill_of_the_leading_broker(
 
             await until(lambda: len(stack.sent(client)) >= 2 * USERS, "the first replies", 90)
             print(f"{time.monotonic() - began:.0f}s: the pipeline answers")
-            lead = kafka_local.leaders(s, s.topic_in)
+            lead = kafka_local.leaders(s, s.topics.inbound)
             victim = max((n for n in lead if n > 0), key=lambda n: len(lead[n]))
-            print(f"leaders of {s.topic_in} before: {lead}; SIGKILL node {victim}")
+            print(f"leaders of {s.topics.inbound} before: {lead}; SIGKILL node {victim}")
             at_kill = {u: len(load.acked[u]) for u in users}
             kafka_local.kill_node(s, victim)
             killed.append(victim)
@@ -223,8 +224,8 @@ def test_the_pipeline_rides_through_the_sigkill_of_the_leading_broker(
             # Keep the load on until every user had 10 more messages acknowledged after the kill.
             await until(lambda: all(len(load.acked[u]) >= at_kill[u] + 10 for u in users),
                         "10 more acknowledged messages per user after the kill", 90)
-            print(f"{time.monotonic() - began:.0f}s: leaders of {s.topic_in} after: "
-                  f"{kafka_local.leaders(s, s.topic_in)}")
+            print(f"{time.monotonic() - began:.0f}s: leaders of {s.topics.inbound} after: "
+                  f"{kafka_local.leaders(s, s.topics.inbound)}")
             load.stop.set()
             await asyncio.gather(*tasks)
         return load
@@ -244,9 +245,9 @@ def test_the_pipeline_rides_through_the_sigkill_of_the_leading_broker(
                 raise AssertionError(f"{exc}: {len(expected)} acknowledged, {len(got)} replies; unanswered: "
                                      f"{sorted(expected - set(got))[:20]}; replies look like {got[:3]}") from None
             # Everything settled (offsets committed on both hops), so no late duplicate can still come.
-            wait_for(lambda: total_lag(group_lag(s, s.worker_group, s.topic_in)) == 0, "the workers to commit",
+            wait_for(lambda: total_lag(group_lag(s, s.workers.group, s.topics.inbound)) == 0, "the workers to commit",
                      step=sup.poll, timeout=60)
-            wait_for(lambda: total_lag(group_lag(s, s.whatsapp_gateway_group, s.topic_out)) == 0,
+            wait_for(lambda: total_lag(group_lag(s, s.whatsapp.gateway_group, s.topics.outbound)) == 0,
                      "the gateway to commit", step=sup.poll, timeout=60)
             sent = replies(client)
             print(f"{time.monotonic() - began:.0f}s: all answered and committed")

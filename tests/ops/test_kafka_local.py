@@ -22,9 +22,9 @@ def _beacon(settings: Settings, *args: str, timeout: float = 120) -> subprocess.
     env = {
         **os.environ,
         "BEACON_DATA_DIR": str(settings.data_dir),
-        "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "BEACON_KAFKA_CONTROLLER_PORT": str(settings.kafka_controller_port),
-        "BEACON_KAFKA_HEAP": settings.kafka_heap,
+        "BEACON_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+        "BEACON_KAFKA_CONTROLLER_PORT": str(settings.local.kafka_controller_port),
+        "BEACON_KAFKA_HEAP": settings.local.kafka_heap,
     }
     return subprocess.run(
         [sys.executable, "-m", "beacon", *args], env=env, capture_output=True, text=True, timeout=timeout, check=False

@@ -90,7 +90,7 @@ def test_one_ping_gives_gateway_worker_and_api_spans_in_one_trace_parented_hop_b
     stack.env.update({"BEACON_OTEL_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"})
     s = stack.settings
     ensure_topics(s)
-    MessageCodec(s).prepare([s.topic_in, s.topic_out])
+    MessageCodec(s).prepare([s.topics.inbound, s.topics.outbound])
     migrated = stack.beacon("api", "migrate")
     assert migrated.returncode == 0, migrated.stderr
     sup = Supervisor(tmp_path / "logs", report=print)
@@ -104,7 +104,7 @@ def test_one_ping_gives_gateway_worker_and_api_spans_in_one_trace_parented_hop_b
         for spec in stack.specs():
             if spec.name in ("api", "worker-1", "fake-whatsapp", "gateway-whatsapp"):
                 sup.add(spec)
-        ports = (s.api_port, s.whatsapp_gateway_port, s.fake_whatsapp_port)
+        ports = (s.api.port, s.whatsapp.gateway_port, s.local.fake_whatsapp_port)
         wait_for(lambda: all(port_open("127.0.0.1", p) for p in ports), "the API, gateway and fake to listen",
                  step=sup.poll, timeout=90)
         with httpx.Client(timeout=30) as client:

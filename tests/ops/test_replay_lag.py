@@ -43,7 +43,7 @@ def _consume_all(settings: Settings, topic: str, group: str, expected: int) -> C
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "COLUMNS": "200"}
+    env = {**os.environ, "BEACON_KAFKA_BOOTSTRAP": settings.kafka.bootstrap, "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "beacon", *args], env=env, capture_output=True, text=True, timeout=60)
 
 

@@ -70,7 +70,7 @@ def test_scaler_follows_real_lag_with_dummy_workers(
     lines: list[str] = []
     now = [0.0]
     scaler = Scaler(
-        kafka_settings.model_copy(update={"worker_web_port": 47000, "data_dir": tmp_path}),
+        kafka_settings.replace(worker_web_port=47000, data_dir=tmp_path),
         ScalePolicy(min_workers=1, max_workers=5, up_lag=50, down_lag=5, cooldown=10),
         worker_argv=[sys.executable, "-c", "import time; time.sleep(600)"],
         group=group, topic=topic, say=lines.append, clock=lambda: now[0],

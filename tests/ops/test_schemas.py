@@ -18,8 +18,8 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
     env.update(
         BEACON_DATA_DIR=str(settings.data_dir),
-        BEACON_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        BEACON_SCHEMA_REGISTRY_URL=settings.schema_registry_url,
+        BEACON_KAFKA_BOOTSTRAP=settings.kafka.bootstrap,
+        BEACON_SCHEMA_REGISTRY_URL=settings.registry.url,
         **extra,
     )
     return env

@@ -45,12 +45,17 @@ def _security_env(settings: Settings, password: str) -> dict[str, str]:
 def secure_broker(registry_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A SASL_SSL broker only these tests use, on free ports with its own data dir."""
     data = tmp_path_factory.mktemp("secure") / "broker"
-    settings = registry_settings.model_copy(update={
-        "data_dir": data, "kafka_bootstrap": f"127.0.0.1:{free_port()}", "kafka_controller_port": free_port(),
-        "kafka_heap": "256m", "kafka_security_protocol": "SASL_SSL", "kafka_sasl_mechanism": "SCRAM-SHA-512",
-        "kafka_sasl_username": "beacon", "kafka_sasl_password": SecretStr(PASSWORD),
-    })
-    settings = settings.model_copy(update={"kafka_ssl_ca_file": kafka_tls.ca_file(settings)})
+    settings = registry_settings.replace(
+        data_dir=data,
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",
+        kafka_controller_port=free_port(),
+        kafka_heap="256m",
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="beacon",
+        kafka_sasl_password=SecretStr(PASSWORD),
+    )
+    settings = settings.replace(kafka_ssl_ca_file=kafka_tls.ca_file(settings))
     try:
         kafka_local.start(settings)
     except BeaconError as exc:
@@ -71,13 +76,13 @@ def test_wrong_credentials_fail_fast_naming_listener_and_mechanism(
     for run in runs:
         output, _ = run.communicate(timeout=60)
         assert run.returncode != 0, output
-        assert f"SASL_SSL (SCRAM-SHA-512, user beacon) at {secure_broker.kafka_bootstrap}" in output, output
+        assert f"SASL_SSL (SCRAM-SHA-512, user beacon) at {secure_broker.kafka.bootstrap}" in output, output
         assert "Authentication failed" in output or "authentication" in output.lower(), output
         assert WRONG not in output
 
 
 def test_a_producer_whose_credentials_are_refused_fails_every_send_at_once(secure_broker: Settings) -> None:
-    wrong = secure_broker.model_copy(update={"kafka_sasl_password": SecretStr(WRONG)})
+    wrong = secure_broker.replace(kafka_sasl_password=SecretStr(WRONG))
 
     async def produce() -> None:
         producer = AsyncProducer(wrong)
@@ -100,7 +105,7 @@ def test_the_stack_answers_ping_over_sasl_ssl_and_logs_no_secret(
     stack.env.update(_security_env(secure_broker, PASSWORD))
     s = stack.settings
     ensure_topics(s)
-    MessageCodec(s).prepare([s.topic_in, s.topic_out])
+    MessageCodec(s).prepare([s.topics.inbound, s.topics.outbound])
     migrated = stack.beacon("api", "migrate")
     assert migrated.returncode == 0, migrated.stderr
     logs = tmp_path / "stack" / "logs"
@@ -110,8 +115,8 @@ def test_the_stack_answers_ping_over_sasl_ssl_and_logs_no_secret(
         for spec in stack.specs():
             if spec.name in wanted:
                 sup.add(spec)
-        wait_for(lambda: all(port_open("127.0.0.1", p) for p in (s.api_port, s.whatsapp_gateway_port,
-                                                                  s.fake_whatsapp_port)),
+        wait_for(lambda: all(port_open("127.0.0.1", p) for p in (s.api.port, s.whatsapp.gateway_port,
+                                                                  s.local.fake_whatsapp_port)),
                  "the API, gateway and fake to listen", step=sup.poll)
         with httpx.Client(timeout=30) as client:
             stack.say(client, "447700900123", "/ping")

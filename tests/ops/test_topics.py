@@ -14,7 +14,7 @@ from beacon.kafka import TopicSpec, ensure_topics, make_admin
 def _ensure(settings: Settings, names: dict[str, str], **extra: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
-        "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "BEACON_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
         "BEACON_TOPIC_IN": names["in"],
         "BEACON_TOPIC_OUT": names["out"],
         "BEACON_TOPIC_DLQ": names["dlq"],

@@ -56,7 +56,7 @@ def test_one_message_carries_its_trace_and_every_hop_to_the_channel(
     stack = Stack.create(registry_settings, unique, tmp_path, workers=1)
     s = stack.settings
     ensure_topics(s)
-    MessageCodec(s).prepare([s.topic_in, s.topic_out])
+    MessageCodec(s).prepare([s.topics.inbound, s.topics.outbound])
     migrated = stack.beacon("api", "migrate")
     assert migrated.returncode == 0, migrated.stderr
     sup = Supervisor(tmp_path / "logs", report=print)
@@ -64,7 +64,7 @@ def test_one_message_carries_its_trace_and_every_hop_to_the_channel(
         for spec in stack.specs():
             if spec.name in ("api", "worker-1", "fake-whatsapp", "gateway-whatsapp"):
                 sup.add(spec)
-        ports = (s.api_port, s.whatsapp_gateway_port, s.fake_whatsapp_port)
+        ports = (s.api.port, s.whatsapp.gateway_port, s.local.fake_whatsapp_port)
         wait_for(lambda: all(port_open("127.0.0.1", p) for p in ports), "the API, gateway and fake to listen",
                  step=sup.poll, timeout=90)
         with httpx.Client(timeout=30) as client:
@@ -74,8 +74,8 @@ def test_one_message_carries_its_trace_and_every_hop_to_the_channel(
     finally:
         sup.stop()
     assert sent["body"]["text"]["body"] == "pong"
-    [(in_headers, _)] = _records(s, s.topic_in, 1)
-    [(out_headers, _)] = _records(s, s.topic_out, 1)
+    [(in_headers, _)] = _records(s, s.topics.inbound, 1)
+    [(out_headers, _)] = _records(s, s.topics.outbound, 1)
     inbound = parse_traceparent(header(in_headers, TRACEPARENT))
     reply = parse_traceparent(header(out_headers, TRACEPARENT))
     send = parse_traceparent(sent["traceparent"])

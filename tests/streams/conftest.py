@@ -56,13 +56,13 @@ def start_worker(processes: list[Worker | StubApi], tmp_path: Path, topics: Topi
 
 @pytest.fixture
 def replies(topics: Topics, codec: MessageCodec) -> Iterator[Collector]:
-    collector = Collector(topics.settings, topics.settings.topic_out, codec)
+    collector = Collector(topics.settings, topics.settings.topics.outbound, codec)
     yield collector
     collector.close()
 
 
 @pytest.fixture
 def dead_letters(topics: Topics) -> Iterator[Collector]:
-    collector = Collector(topics.settings, topics.settings.topic_dlq, None)
+    collector = Collector(topics.settings, topics.settings.topics.dlq, None)
     yield collector
     collector.close()

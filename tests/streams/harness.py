@@ -47,10 +47,13 @@ class Topics:
 
     @classmethod
     def create(cls, base: Settings, unique: Callable[[str], str], partitions: int = 6) -> Topics:
-        settings = base.model_copy(update={
-            "topic_in": unique("in"), "topic_out": unique("out"), "topic_dlq": unique("dlq"),
-            "topic_partitions": partitions, "api_token": TOKEN,
-        })
+        settings = base.replace(
+            topic_in=unique("in"),
+            topic_out=unique("out"),
+            topic_dlq=unique("dlq"),
+            topic_partitions=partitions,
+            api_token=TOKEN,
+        )
         ensure_topics(settings, topic_specs(settings), strict=True)
         return cls(settings, unique("workers"))
 
@@ -111,13 +114,13 @@ class Worker:
         s = self.settings
         env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
         env.update({
-            "BEACON_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-            "BEACON_SCHEMA_REGISTRY_URL": s.schema_registry_url,
+            "BEACON_KAFKA_BOOTSTRAP": s.kafka.bootstrap,
+            "BEACON_SCHEMA_REGISTRY_URL": s.registry.url,
             "BEACON_DATA_DIR": str(self.log_dir / "data"),
-            "BEACON_TOPIC_IN": s.topic_in,
-            "BEACON_TOPIC_OUT": s.topic_out,
-            "BEACON_TOPIC_DLQ": s.topic_dlq,
-            "BEACON_TOPIC_PARTITIONS": str(s.topic_partitions),
+            "BEACON_TOPIC_IN": s.topics.inbound,
+            "BEACON_TOPIC_OUT": s.topics.outbound,
+            "BEACON_TOPIC_DLQ": s.topics.dlq,
+            "BEACON_TOPIC_PARTITIONS": str(s.topics.partitions),
             "BEACON_WORKER_GROUP": self.group,
             "BEACON_WORKER_WEB_PORT": str(self.web_port),
             "BEACON_API_URL": self.api_url,
@@ -185,7 +188,7 @@ def produce(settings: Settings, messages: Iterable[BeaconMessage], codec: Messag
     producer = make_producer(settings, **{"linger.ms": 5})
     n = 0
     for msg in messages:
-        producer.produce(settings.topic_in, codec.encode(msg, settings.topic_in), key=msg.user_key)
+        producer.produce(settings.topics.inbound, codec.encode(msg, settings.topics.inbound), key=msg.user_key)
         n += 1
         if n % 5000 == 0:
             producer.poll(0)
@@ -195,7 +198,7 @@ def produce(settings: Settings, messages: Iterable[BeaconMessage], codec: Messag
 
 def produce_raw(settings: Settings, key: bytes, value: bytes) -> None:
     producer = make_producer(settings)
-    producer.produce(settings.topic_in, value, key=key)
+    producer.produce(settings.topics.inbound, value, key=key)
     assert producer.flush(10) == 0
 
 
@@ -282,8 +285,8 @@ def committed_and_end(settings: Settings, group: str) -> tuple[int, int]:
     """Sum of the group's committed offsets on bm_in, and sum of its end offsets."""
     consumer = make_consumer(settings, group)
     try:
-        md = consumer.list_topics(settings.topic_in, timeout=10)
-        tps = [TopicPartition(settings.topic_in, p) for p in md.topics[settings.topic_in].partitions]
+        md = consumer.list_topics(settings.topics.inbound, timeout=10)
+        tps = [TopicPartition(settings.topics.inbound, p) for p in md.topics[settings.topics.inbound].partitions]
         committed = consumer.committed(tps, timeout=10)
         total_committed = sum(max(tp.offset, 0) for tp in committed)
         total_end = sum(int(consumer.get_watermark_offsets(tp, timeout=10)[1] or 0) for tp in tps)
@@ -305,9 +308,9 @@ class RealApi:
             "BEACON_DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'api.db'}",
             "BEACON_API_TOKEN": TOKEN,
             "BEACON_API_PORT": str(self.port),
-            "BEACON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "BEACON_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
-            "BEACON_TOPIC_OUT": settings.topic_out,
+            "BEACON_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+            "BEACON_SCHEMA_REGISTRY_URL": settings.registry.url,
+            "BEACON_TOPIC_OUT": settings.topics.outbound,
         })
         (data_dir / "api").mkdir(exist_ok=True)
         subprocess.run([BEACON, "api", "migrate"], env=self.env, cwd=data_dir, check=True, capture_output=True,
@@ -368,7 +371,7 @@ class SteadyProducer:
             u, i = n % self.users, n // self.users
             msg = BeaconMessage.inbound_text(channel="whatsapp", account="100", user_id=f"{self.prefix}{u}",
                                              text=f"m{i}", channel_message_id=f"wamid.{self.prefix}{u}.{i}")
-            producer.produce(self.settings.topic_in, self.codec.encode(msg, self.settings.topic_in),
+            producer.produce(self.settings.topics.inbound, self.codec.encode(msg, self.settings.topics.inbound),
                              key=msg.user_key)
             producer.poll(0)
             self.sent.append(msg)
@@ -457,8 +460,8 @@ def committed_offsets(settings: Settings, group: str) -> dict[int, int]:
     """The group's committed offset per partition of bm_in (-1 when none)."""
     consumer = make_consumer(settings, group)
     try:
-        md = consumer.list_topics(settings.topic_in, timeout=10)
-        tps = [TopicPartition(settings.topic_in, p) for p in md.topics[settings.topic_in].partitions]
+        md = consumer.list_topics(settings.topics.inbound, timeout=10)
+        tps = [TopicPartition(settings.topics.inbound, p) for p in md.topics[settings.topics.inbound].partitions]
         return {tp.partition: (tp.offset if tp.offset >= 0 else -1) for tp in consumer.committed(tps, timeout=10)}
     finally:
         consumer.close()
@@ -467,13 +470,13 @@ def committed_offsets(settings: Settings, group: str) -> dict[int, int]:
 def find_record(settings: Settings, key: bytes) -> tuple[int, int]:
     """Partition and offset of the first record on bm_in with ``key``."""
     consumer = make_consumer(settings, f"finder-{time.monotonic_ns()}")
-    consumer.subscribe([settings.topic_in])
+    consumer.subscribe([settings.topics.inbound])
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             for rec in consumer.consume(1000, 0.5):
                 if not rec.error() and rec.key() == key:
                     return int(rec.partition() or 0), int(rec.offset() or 0)
-        raise AssertionError(f"no record with key {key!r} on {settings.topic_in}")
+        raise AssertionError(f"no record with key {key!r} on {settings.topics.inbound}")
     finally:
         consumer.close()

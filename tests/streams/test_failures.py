@@ -81,7 +81,7 @@ def test_poison_rejected_slow_and_undecodable_messages_are_dead_lettered_and_blo
     assert_in_order([r for r in got if r.user_id.startswith("ok")], 50, 5)
 
     infos = [info for _, _, info in dead_letters.dead]
-    assert all(info is not None and info.origin == "worker" and info.topic == topics.settings.topic_in
+    assert all(info is not None and info.origin == "worker" and info.topic == topics.settings.topics.inbound
                for info in infos)
     by_class: dict[str, list[tuple[bytes | None, bytes | None, DeadLetterInfo]]] = defaultdict(list)
     for key, value, info in dead_letters.dead:
@@ -165,7 +165,7 @@ def test_replies_the_broker_refuses_every_time_dead_letter_their_message_instead
     """bm_out takes records of at most 2000 bytes: the reply to a long text is refused with MSG_SIZE_TOO_LARGE,
     a permanent Kafka error (not retried for ever): its message is dead-lettered and the user's next one answered."""
     settings = topics.settings
-    limit = ConfigResource(ResourceType.TOPIC, settings.topic_out, incremental_configs=[
+    limit = ConfigResource(ResourceType.TOPIC, settings.topics.outbound, incremental_configs=[
         ConfigEntry("max.message.bytes", "2000", incremental_operation=AlterConfigOpType.SET)])
     admin = make_admin(settings)  # held: the futures fail when the client is destroyed
     for future in admin.incremental_alter_configs([limit]).values():

@@ -48,7 +48,7 @@ def test_random_bytes_on_bm_in_are_dead_lettered_with_their_reason_and_the_worke
     topics: Topics, codec: MessageCodec, start_stub: Callable[..., StubApi], start_worker: Callable[..., Worker],
     replies: Collector, dead_letters: Collector,
 ) -> None:
-    topic = topics.settings.topic_in
+    topic = topics.settings.topics.inbound
     stub = start_stub()
     worker = start_worker(stub.url)
     worker.wait_assigned()

@@ -159,7 +159,7 @@ def test_a_worker_joining_during_an_outage_loses_nothing(
 
     second = start_worker(stub.url, **SMALL_BUDGET)  # a rebalance while the first one's work is waiting
     second.wait_assigned()
-    wait_until(lambda: first.metric("beacon_worker_assigned_partitions") < topics.settings.topic_partitions, 60,
+    wait_until(lambda: first.metric("beacon_worker_assigned_partitions") < topics.settings.topics.partitions, 60,
                "the first worker to give up partitions")
     wait_until(lambda: second.metric(API_UP) == 0, 60, "the second worker to see the API down")
     set_stub_outage(stub, False)

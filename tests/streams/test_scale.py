@@ -37,7 +37,7 @@ def test_second_worker_joins_under_load_then_first_is_killed_and_every_message_i
 
     second = start_worker(stub.url)  # joins under load: the first one's partitions are rebalanced
     wait_until(lambda: second.metric(REPLIED) > 0 and first.metric("beacon_worker_assigned_partitions") > 0
-               and first.metric("beacon_worker_assigned_partitions") < topics.settings.topic_partitions
+               and first.metric("beacon_worker_assigned_partitions") < topics.settings.topics.partitions
                and first.metric("beacon_worker_in_flight") > 0,
                60, "both workers to process messages of their own partitions, the first one busy")
 

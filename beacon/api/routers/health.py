@@ -46,7 +46,7 @@ async def readyz(state: StateDep) -> JSONResponse:
         return JSONResponse(
             {"status": "unavailable", "database": f"{type(exc).__name__}: {exc}"[:500]},
             status_code=503,
-            headers={"Retry-After": str(state.settings.api_retry_after)},
+            headers={"Retry-After": str(state.settings.api.retry_after)},
         )
     state.outage.answered()
     return JSONResponse({"status": "ok", "database": "ok"})

@@ -159,10 +159,10 @@ def _validate(req: SendRequest, settings: Settings) -> None:
     found = too_long(
         {"id": req.id, "user_key": user_key, "channel": req.channel, "account": req.account, "user_id": req.user_id}
     )
-    if req.channel not in settings.served_channels:
+    if req.channel not in settings.api.served_channels:
         found.append(
             f"channel {req.channel!r} has no gateway in this deployment (BEACON_SERVED_CHANNELS: "
-            f"{', '.join(settings.served_channels)}): nothing would deliver the message"
+            f"{', '.join(settings.api.served_channels)}): nothing would deliver the message"
         )
     if req.kind == "template" and req.channel not in WINDOWED_CHANNELS:
         found.append(
@@ -275,29 +275,30 @@ async def send_message(req: SendRequest, state: StateDep) -> SendResult:
             f"{stored.kind}): the gateway sends each id once, so this one would be dropped; use a new id",
         )
     try:
-        value = await asyncio.wait_for(retry_registry(state.codec.encode, msg, settings.topic_out), _REGISTRY_WAIT)
+        value = await asyncio.wait_for(retry_registry(state.codec.encode, msg, settings.topics.outbound),
+                                       _REGISTRY_WAIT)
     except TimeoutError as exc:
         metrics.PROACTIVE.labels("failed").inc()
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=f"schema registry {settings.schema_registry_url} did not answer within {_REGISTRY_WAIT:g}s; "
+            detail=f"schema registry {settings.registry.url} did not answer within {_REGISTRY_WAIT:g}s; "
             "message not sent, retry",
-            headers={"Retry-After": str(settings.api_retry_after)},
+            headers={"Retry-After": str(settings.api.retry_after)},
         ) from exc
     try:
         # Its own trace (beacon.trace): the gateway adds the hops from bm_out to the channel's send.
-        record = await state.producer.produce(settings.topic_out, value, key=user_key,
+        record = await state.producer.produce(settings.topics.outbound, value, key=user_key,
                                               headers=record_headers("", msg.trace_id, new_span_id()))
     except KafkaError as exc:
         metrics.PROACTIVE.labels("failed").inc()
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             detail=f"message not sent, retry: {exc}",
-            headers={"Retry-After": str(settings.api_retry_after)},
+            headers={"Retry-After": str(settings.api.retry_after)},
         ) from exc
     async with state.write_lock, state.sessions.begin() as session:
         await store.touch_user(session, msg, now, inbound=False)
         await store.record_outbound(session, msg, now)
     metrics.PROACTIVE.labels("sent").inc()
-    log.info("proactive %s message %s to %s produced to %s", msg.kind, msg.id, user_key, settings.topic_out)
+    log.info("proactive %s message %s to %s produced to %s", msg.kind, msg.id, user_key, settings.topics.outbound)
     return SendResult(message=msg, topic=record.topic(), partition=record.partition(), offset=record.offset())

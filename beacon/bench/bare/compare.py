@@ -17,10 +17,10 @@ from beacon.kafka import KafkaException, make_admin
 
 def stack_shape(settings: Settings, pids: dict[str, int]) -> tuple[int, int]:
     """(worker processes, partitions of the inbound topic) of the stack the bare topology copies."""
-    workers = sum(1 for name in pids if name.startswith("worker-")) or settings.dev_workers
-    partitions = settings.topic_partitions
+    workers = sum(1 for name in pids if name.startswith("worker-")) or settings.local.dev_workers
+    partitions = settings.topics.partitions
     try:
-        topic = make_admin(settings).list_topics(settings.topic_in, timeout=5).topics.get(settings.topic_in)
+        topic = make_admin(settings).list_topics(settings.topics.inbound, timeout=5).topics.get(settings.topics.inbound)
     except KafkaException:
         topic = None
     if topic is not None and topic.error is None and topic.partitions:

@@ -63,7 +63,7 @@ class BareTopology:
                 f"topics {self.topics[0]} / {self.topics[1]}")
 
     def _start(self, name: str, role: str, *args: str) -> None:
-        env = {**os.environ, "BEACON_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap, "BEACON_LOG_LEVEL": "WARNING",
+        env = {**os.environ, "BEACON_KAFKA_BOOTSTRAP": self.settings.kafka.bootstrap, "BEACON_LOG_LEVEL": "WARNING",
                "BEACON_DATA_DIR": str(self.workdir)}
         argv = [sys.executable, "-m", "beacon.bench.bare", role, "--ready-file",
                 str(self.workdir / f"{name}.assigned"), "--parent", str(os.getpid()), *args]
@@ -148,7 +148,7 @@ async def running(settings: Settings, *, workers: int, partitions: int) -> Async
     """The bare topology, ready to measure; every process stopped and both topics deleted afterwards."""
     with tempfile.TemporaryDirectory(prefix="beacon-bench-bare-") as tmp:
         topology = BareTopology(settings, Path(tmp), workers=workers, partitions=partitions)
-        ensure_topics(settings, [TopicSpec(t, partitions, settings.topic_replication_factor, {})
+        ensure_topics(settings, [TopicSpec(t, partitions, settings.topics.replication_factor, {})
                                  for t in topology.topics], strict=True)
         try:
             topology.start()

@@ -91,7 +91,7 @@ def _broker_down(stack: ChaosStack, hold: float) -> Window:
 
 
 def _cloud_api_unavailable(stack: ChaosStack, hold: float) -> Window:
-    fake = f"http://127.0.0.1:{stack.settings.fake_whatsapp_port}"
+    fake = f"http://127.0.0.1:{stack.settings.local.fake_whatsapp_port}"
     began = time.time()
     httpx.post(f"{fake}/_fake/faults", json={"code": CLOUD_API_UNAVAILABLE}, timeout=10).raise_for_status()
     time.sleep(hold)
@@ -103,14 +103,14 @@ def _leader_kill(stack: ChaosStack, hold: float) -> Window:
     s = stack.settings
     if stack.brokers < 3:
         raise ServiceError("the leader broker SIGKILL needs the stack on a 3-broker cluster")
-    leaders: dict[int, list[int]] = cluster_op("leaders")(s, s.topic_in)
+    leaders: dict[int, list[int]] = cluster_op("leaders")(s, s.topics.inbound)
     node = max((n for n in leaders if n >= 0), key=lambda n: len(leaders[n]))
     began = time.time()
     cluster_op("kill_node")(s, node)
     time.sleep(hold)
     cluster_op("start_node")(s, node)
-    return Window(began, time.time(), f"node {node}, leader of {len(leaders[node])} of {s.topic_partitions} "
-                  f"{s.topic_in} partitions, SIGKILLed; started again after {hold:.0f}s")
+    return Window(began, time.time(), f"node {node}, leader of {len(leaders[node])} of {s.topics.partitions} "
+                  f"{s.topics.inbound} partitions, SIGKILLed; started again after {hold:.0f}s")
 
 
 FAULTS: dict[str, Fault] = {f.name: f for f in (

@@ -62,14 +62,14 @@ class Row:
 
 def dead_letters(settings: Settings) -> int:
     """Records in the dead-letter topic so far (sum of its partitions' end offsets)."""
-    partitions = topic_partitions(settings, settings.topic_dlq)
-    return sum(list_topic_offsets(settings, settings.topic_dlq, partitions, "latest").values())
+    partitions = topic_partitions(settings, settings.topics.dlq)
+    return sum(list_topic_offsets(settings, settings.topics.dlq, partitions, "latest").values())
 
 
 def possible_duplicates(settings: Settings) -> int:
     """The gateway's count of possibly repeated sends since it started (0 when it does not answer)."""
     try:
-        text = httpx.get(f"http://127.0.0.1:{settings.whatsapp_gateway_port}/metrics", timeout=5).text
+        text = httpx.get(f"http://127.0.0.1:{settings.whatsapp.gateway_port}/metrics", timeout=5).text
     except httpx.HTTPError:
         return 0
     return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
@@ -79,8 +79,8 @@ def possible_duplicates(settings: Settings) -> int:
 def groups_caught_up(settings: Settings) -> bool:
     """True when the workers have committed all of bm_in and the gateway all of bm_out."""
     try:
-        for group, topic in ((settings.worker_group, settings.topic_in),
-                             (settings.whatsapp_gateway_group, settings.topic_out)):
+        for group, topic in ((settings.workers.group, settings.topics.inbound),
+                             (settings.whatsapp.gateway_group, settings.topics.outbound)):
             ends = list_topic_offsets(settings, topic, topic_partitions(settings, topic), "latest")
             done = committed_offsets(settings, group, topic)
             if any(end > (done.get((topic, p)) or 0) for p, end in ends.items()):
@@ -105,8 +105,8 @@ async def run_rows(stack: ChaosStack, faults: list[Fault], *, seconds: float, ra
     """Run the load, inject each fault in turn, and account for every message by row: first a row without
     a fault (``baseline``), then one per fault, each outage lasting ``seconds`` times its share (or ``hold``)."""
     s = stack.settings
-    load = SteadyLoad(f"http://127.0.0.1:{s.whatsapp_gateway_port}", f"http://127.0.0.1:{s.fake_whatsapp_port}",
-                      "dev-secret", s.whatsapp_phone_number_id, rate=rate, users=users)
+    load = SteadyLoad(f"http://127.0.0.1:{s.whatsapp.gateway_port}", f"http://127.0.0.1:{s.local.fake_whatsapp_port}",
+                      "dev-secret", s.whatsapp.phone_number_id, rate=rate, users=users)
     rows: list[Row] = []
     windows: dict[str, Window | None] = {}
     await load.start()

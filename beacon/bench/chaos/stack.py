@@ -101,10 +101,10 @@ class ChaosStack:
             "whatsapp_user_rate": 0.0,
             "whatsapp_access_token": None, "whatsapp_app_secret": None,
         }
-        settings = base.model_copy(update=overrides)
+        settings = base.replace(**overrides)
         env = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}
         env.update({f"BEACON_{k.upper()}": str(v) for k, v in overrides.items() if v is not None})
-        env["BEACON_API_URL"] = f"http://127.0.0.1:{settings.api_port}"
+        env["BEACON_API_URL"] = f"http://127.0.0.1:{settings.api.port}"
         env["BEACON_LOG_LEVEL"] = settings.log_level
         supervisor = Supervisor(settings.log_dir, report=lambda line: say(f"[supervisor] {line}"))
         return cls(settings, env, postgres, supervisor, brokers=brokers)
@@ -123,15 +123,15 @@ class ChaosStack:
             cluster_op("start")(s, brokers=self.brokers)
         else:
             kafka_local.start(s)
-        say(f"Kafka          {s.kafka_bootstrap}  ({time.monotonic() - began:.1f}s)")
+        say(f"Kafka          {s.kafka.bootstrap}  ({time.monotonic() - began:.1f}s)")
         took = time.monotonic()
         registry_local.start(s)
-        say(f"Registry       {s.schema_registry_url}  ({time.monotonic() - took:.1f}s)")
+        say(f"Registry       {s.registry.url}  ({time.monotonic() - took:.1f}s)")
         if self.postgres is not None:
             self.postgres.start()
             say(f"PostgreSQL     127.0.0.1:{self.postgres.port}  (data in {self.postgres.data})")
         ensure_topics(s)
-        MessageCodec(s).prepare([s.topic_in, s.topic_out])
+        MessageCodec(s).prepare([s.topics.inbound, s.topics.outbound])
         migrate = subprocess.run([sys.executable, "-m", "beacon", "api", "migrate"], env=self.env,
                                  capture_output=True, text=True, timeout=300, check=False)
         if migrate.returncode != 0:
@@ -159,8 +159,9 @@ class ChaosStack:
 
     def ports(self) -> dict[str, int]:
         s = self.settings
-        ports = {"api": s.api_port, "gateway-whatsapp": s.whatsapp_gateway_port, "fake-whatsapp": s.fake_whatsapp_port}
-        ports.update({f"worker-{i + 1}": s.worker_web_port + i for i in range(s.dev_workers)})
+        ports = {"api": s.api.port, "gateway-whatsapp": s.whatsapp.gateway_port,
+                 "fake-whatsapp": s.local.fake_whatsapp_port}
+        ports.update({f"worker-{i + 1}": s.workers.web_port + i for i in range(s.local.dev_workers)})
         return ports
 
     def listening(self, name: str | None = None) -> bool:

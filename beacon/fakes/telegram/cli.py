@@ -32,7 +32,7 @@ def serve(
     fake = from_settings(settings)
 
     async def main() -> None:
-        async with running(fake, settings.fake_telegram_host, port or settings.fake_telegram_port) as url:
+        async with running(fake, settings.local.fake_telegram_host, port or settings.local.fake_telegram_port) as url:
             typer.echo(f"fake Bot API at {url} (bot {fake.state.bot_id}); updates go to "
                        f"{fake.state.webhook.url or '(no webhook)'} until setWebhook changes it")
             await asyncio.Event().wait()
@@ -54,7 +54,7 @@ def say(
     import httpx
 
     settings = get_settings()
-    base = (url or f"http://127.0.0.1:{settings.fake_telegram_port}").rstrip("/")
+    base = (url or f"http://127.0.0.1:{settings.local.fake_telegram_port}").rstrip("/")
     body: dict[str, Any] = {"chat_id": chat, "name": name, "timeout": timeout}
     body["button" if button else "text"] = text
     with httpx.Client(timeout=timeout + 5) as client:

@@ -354,13 +354,13 @@ class FakeBotApi:
 
 def default_webhook_url(settings: Settings) -> str:
     """Where Updates go before anyone calls setWebhook: the local Telegram gateway."""
-    return settings.telegram_gateway_url or f"http://127.0.0.1:{settings.telegram_port}/webhooks/telegram"
+    return settings.telegram.gateway_url or f"http://127.0.0.1:{settings.telegram.port}/webhooks/telegram"
 
 
 def from_settings(settings: Settings) -> FakeBotApi:
     """A fake that accepts the gateway's token and sends its webhook secret."""
-    token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else DEV_TOKEN
-    secret = settings.telegram_webhook_secret.get_secret_value() if settings.telegram_webhook_secret else None
+    token = settings.telegram.bot_token.get_secret_value() if settings.telegram.bot_token else DEV_TOKEN
+    secret = settings.telegram.webhook_secret.get_secret_value() if settings.telegram.webhook_secret else None
     return FakeBotApi(token=token, default_webhook=default_webhook_url(settings), default_secret=secret)
 
 

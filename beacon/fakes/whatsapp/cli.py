@@ -31,7 +31,7 @@ def serve(
     fake.state.statuses = statuses
 
     async def main() -> None:
-        async with running(fake, settings.fake_whatsapp_host, port or settings.fake_whatsapp_port) as url:
+        async with running(fake, settings.local.fake_whatsapp_host, port or settings.local.fake_whatsapp_port) as url:
             typer.echo(f"fake Cloud API at {url}; webhooks go to {fake.state.gateway_url}")
             await asyncio.Event().wait()
 
@@ -54,7 +54,7 @@ def say(
     import httpx
 
     settings = get_settings()
-    base = (url or f"http://127.0.0.1:{settings.fake_whatsapp_port}").rstrip("/")
+    base = (url or f"http://127.0.0.1:{settings.local.fake_whatsapp_port}").rstrip("/")
     to = from_.lstrip("+")
     with httpx.Client(timeout=timeout + 5) as client:
         try:
@@ -100,7 +100,7 @@ def event(
     import httpx
 
     settings = get_settings()
-    base = (url or f"http://127.0.0.1:{settings.fake_whatsapp_port}").rstrip("/")
+    base = (url or f"http://127.0.0.1:{settings.local.fake_whatsapp_port}").rstrip("/")
     body = {"event": kind, "from": from_.lstrip("+"), "original": original, "text": text, "new_wa_id": new_wa_id,
             "response": response}
     try:

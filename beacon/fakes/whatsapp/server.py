@@ -425,15 +425,15 @@ class FakeCloudApi:
 
 def gateway_url(settings: Settings) -> str:
     """Where the fake posts webhooks: BEACON_GATEWAY_URL or the local gateway's port."""
-    return settings.gateway_url or f"http://127.0.0.1:{settings.whatsapp_gateway_port}"
+    return settings.gateway.url or f"http://127.0.0.1:{settings.whatsapp.gateway_port}"
 
 
 def from_settings(settings: Settings) -> FakeCloudApi:
     """A fake that accepts the gateway's access token and signs with its app secret."""
-    token = settings.whatsapp_access_token.get_secret_value() if settings.whatsapp_access_token else "dev-access-token"
-    secret = settings.whatsapp_app_secret.get_secret_value() if settings.whatsapp_app_secret else None
+    token = settings.whatsapp.access_token.get_secret_value() if settings.whatsapp.access_token else "dev-access-token"
+    secret = settings.whatsapp.app_secret.get_secret_value() if settings.whatsapp.app_secret else None
     return FakeCloudApi(access_token=token, app_secret=secret, gateway_url=gateway_url(settings),
-                        phone_number_id=settings.whatsapp_phone_number_id)
+                        phone_number_id=settings.whatsapp.phone_number_id)
 
 
 @asynccontextmanager

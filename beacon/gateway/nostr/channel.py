@@ -39,11 +39,11 @@ CONNECT_WAIT = 10.0
 
 def load_key(settings: Settings) -> NostrKey:
     """Beacon's key from BEACON_NOSTR_PRIVATE_KEY (ConfigError when unset or malformed)."""
-    if settings.nostr_private_key is None or not settings.nostr_private_key.get_secret_value():
+    if settings.nostr.private_key is None or not settings.nostr.private_key.get_secret_value():
         raise ConfigError("BEACON_NOSTR_PRIVATE_KEY is not set: the NostrMQ gateway needs Beacon's Nostr key; make "
                           "one with `beacon nostr keygen`.")
     try:
-        return NostrKey.parse(settings.nostr_private_key.get_secret_value())
+        return NostrKey.parse(settings.nostr.private_key.get_secret_value())
     except ValueError as exc:
         raise ConfigError(f"BEACON_NOSTR_PRIVATE_KEY: {exc}") from None
 
@@ -62,38 +62,38 @@ class NostrChannel:
         self.settings = settings
         self.key = load_key(s)
         self.pubkey = self.key.pubkey
-        if not s.nostr_relays:
+        if not s.nostr.relays:
             raise ConfigError("BEACON_NOSTR_RELAYS is empty: set it to a JSON list of relay URLs (ws:// or wss://).")
         try:
-            allowed = {parse_public_key(p) for p in s.nostr_allowed_senders}
+            allowed = {parse_public_key(p) for p in s.nostr.allowed_senders}
         except ValueError as exc:
             raise ConfigError(f"BEACON_NOSTR_ALLOWED_SENDERS: {exc}") from None
-        self.host = s.nostr_gateway_host
-        self.port = s.nostr_gateway_port
-        self.group = s.nostr_gateway_group
-        self.sent_store = s.nostr_sent_store or s.data_dir / "gateway-nostr-sent.db"
+        self.host = s.nostr.gateway_host
+        self.port = s.nostr.gateway_port
+        self.group = s.nostr.gateway_group
+        self.sent_store = s.nostr.sent_store or s.data_dir / "gateway-nostr-sent.db"
         self.limits = Limits(
-            account=Rate(0.0, 1.0), retry_base_delay=s.nostr_retry_base_delay,
-            retry_max_delay=s.nostr_retry_max_delay, retry_max_attempts=5, user_backoff_base=s.nostr_retry_base_delay,
+            account=Rate(0.0, 1.0), retry_base_delay=s.nostr.retry_base_delay,
+            retry_max_delay=s.nostr.retry_max_delay, retry_max_attempts=5, user_backoff_base=s.nostr.retry_base_delay,
             auth_pause=60.0,
         )
         self.questions = QuestionStore(self.sent_store)
-        self.questions.prune(s.topic_retention_ms / 1000)
+        self.questions.prune(s.topics.retention_ms / 1000)
         self.intake = Intake(s, self.key, self.questions, allowed or None)
-        self.pool = RelayPool(list(s.nostr_relays), filters=[{"kinds": [wire.KIND], "#p": [self.pubkey]}],
-                              on_event=self.intake.on_event, retry_base=s.nostr_retry_base_delay,
-                              retry_max=s.nostr_retry_max_delay)
+        self.pool = RelayPool(list(s.nostr.relays), filters=[{"kinds": [wire.KIND], "#p": [self.pubkey]}],
+                              on_event=self.intake.on_event, retry_base=s.nostr.retry_base_delay,
+                              retry_max=s.nostr.retry_max_delay)
         self._started = False
 
     def check_settings(self) -> None:
         """Say who may write: everyone (with the proof of work asked, if any), or only the allowlist."""
         s = self.settings
-        if s.nostr_allowed_senders:
+        if s.nostr.allowed_senders:
             log.info("NostrMQ gateway answers only the %d pubkey(s) of BEACON_NOSTR_ALLOWED_SENDERS",
-                     len(s.nostr_allowed_senders))
+                     len(s.nostr.allowed_senders))
         else:
-            log.info("NostrMQ gateway answers any sender%s", f" whose event has {s.nostr_min_pow} bits of proof of "
-                     "work" if s.nostr_min_pow else " (public: consider BEACON_NOSTR_MIN_POW)")
+            log.info("NostrMQ gateway answers any sender%s", f" whose event has {s.nostr.min_pow} bits of proof of "
+                     "work" if s.nostr.min_pow else " (public: consider BEACON_NOSTR_MIN_POW)")
 
     # --- inbound ----------------------------------------------------------------------------------
 
@@ -103,14 +103,14 @@ class NostrChannel:
         await self.pool.start()
         self._started = True
         log.info("NostrMQ gateway: Beacon is %s (%s) on %s", self.key.npub, self.pubkey,
-                 ", ".join(self.settings.nostr_relays))
+                 ", ".join(self.settings.nostr.relays))
         try:
             await self.pool.wait_connected(CONNECT_WAIT)
         except NostrError as exc:
             log.warning("%s; still trying (messages sent meanwhile are stored by the relays and arrive on "
                         "connecting)", exc)
         await stop.wait()
-        await self.intake.drain(self.settings.gateway_shutdown_timeout)
+        await self.intake.drain(self.settings.gateway.shutdown_timeout)
         log.info("NostrMQ gateway took %d message(s); dropped %s", self.intake.taken,
                  dict(self.intake.dropped) or "none")
 
@@ -150,7 +150,7 @@ class NostrChannel:
         if not self._started:
             raise SendError("not connected to the Nostr relays yet", action=Action.RETRY)
         try:
-            await self.pool.publish(event, self.settings.nostr_publish_timeout)
+            await self.pool.publish(event, self.settings.nostr.publish_timeout)
         except NostrError as exc:
             raise SendError(str(exc), action=Action.RETRY) from exc
         return event.id

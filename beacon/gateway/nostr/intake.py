@@ -89,9 +89,9 @@ class Intake:
     def take(self, event: Event, relay: str) -> BeaconMessage | None:
         """The BeaconMessage of a good event (its question recorded), or None when it is dropped."""
         s = self.settings
-        if s.nostr_min_pow and leading_zero_bits(event.id) < s.nostr_min_pow:
+        if s.nostr.min_pow and leading_zero_bits(event.id) < s.nostr.min_pow:
             self._drop("pow", event, relay, f"proof of work {leading_zero_bits(event.id)} bits < "
-                       f"BEACON_NOSTR_MIN_POW={s.nostr_min_pow}")
+                       f"BEACON_NOSTR_MIN_POW={s.nostr.min_pow}")
             return None
         try:
             received = wire.open_event(self.key, event, peers=self.allowed)
@@ -106,8 +106,8 @@ class Intake:
             return None
         bucket = self._bucket(received.sender)
         if not bucket.try_take():
-            self._drop("rate", event, relay, f"the sender exceeds BEACON_NOSTR_SENDER_RATE={s.nostr_sender_rate}/s "
-                       f"(burst {s.nostr_sender_burst})")
+            self._drop("rate", event, relay, f"the sender exceeds BEACON_NOSTR_SENDER_RATE={s.nostr.sender_rate}/s "
+                       f"(burst {s.nostr.sender_burst})")
             return None
         msg = BeaconMessage.inbound_text(
             channel=CHANNEL, account=self.pubkey, user_id=received.sender, text=payload["text"],
@@ -122,8 +122,8 @@ class Intake:
         if bucket is None:
             if len(self._buckets) >= MAX_SENDERS:
                 self._buckets = {k: b for k, b in self._buckets.items() if not b.full}
-            bucket = self._buckets[sender] = TokenBucket(self.settings.nostr_sender_rate,
-                                                         float(self.settings.nostr_sender_burst))
+            bucket = self._buckets[sender] = TokenBucket(self.settings.nostr.sender_rate,
+                                                         float(self.settings.nostr.sender_burst))
         return bucket
 
     async def _drain(self, sender: str) -> None:
@@ -131,7 +131,7 @@ class Intake:
         try:
             while self._pending.get(sender):
                 # stopping: the window is cut short, and what is pending gets one more attempt
-                await sleep_unless_stopped(self.settings.nostr_reorder_window, self._stop)
+                await sleep_unless_stopped(self.settings.nostr.reorder_window, self._stop)
                 batch = sorted(self._pending.pop(sender, []))
                 if not await self._produce([p.msg for p in batch]):
                     self._pending[sender] = batch + self._pending.get(sender, [])
@@ -161,15 +161,15 @@ class Intake:
                     log.error("cannot produce %d NostrMQ message(s) of %s (first %s, event %s) to %s: the broker did "
                               "not acknowledge (%s). Holding them and retrying; check `beacon kafka status`.",
                               len(messages), first.user_id, first.id, first.channel_message_id,
-                              self.settings.topic_in, str(exc) or type(exc).__name__)
+                              self.settings.topics.inbound, str(exc) or type(exc).__name__)
                 s = self.settings
-                delay = backoff_delay(attempt, s.nostr_retry_base_delay, s.nostr_retry_max_delay)
+                delay = backoff_delay(attempt, s.nostr.retry_base_delay, s.nostr.retry_max_delay)
                 if await sleep_unless_stopped(delay, self._stop):
                     return False
                 continue
             if self._failing:
                 self._failing = False
-                log.info("producing NostrMQ messages to %s works again", self.settings.topic_in)
+                log.info("producing NostrMQ messages to %s works again", self.settings.topics.inbound)
             self.taken += len(messages)
             return True
 

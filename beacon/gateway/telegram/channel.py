@@ -46,26 +46,26 @@ class TelegramChannel:
     def __init__(self, settings: Settings) -> None:
         s = settings
         self.settings = settings
-        if s.telegram_bot_token is None or not s.telegram_bot_token.get_secret_value():
+        if s.telegram.bot_token is None or not s.telegram.bot_token.get_secret_value():
             raise ConfigError("BEACON_TELEGRAM_BOT_TOKEN is not set: the Telegram gateway needs the bot's token "
                               "(from @BotFather, `<bot id>:<secret>`).")
         try:
-            self.bot_id = bot_id_of(s.telegram_bot_token.get_secret_value())
+            self.bot_id = bot_id_of(s.telegram.bot_token.get_secret_value())
         except ValueError as exc:
             raise ConfigError(f"BEACON_TELEGRAM_BOT_TOKEN: {exc}") from None
-        self.secret = s.telegram_webhook_secret.get_secret_value() if s.telegram_webhook_secret else None
-        self.host = s.telegram_host
-        self.port = s.telegram_port
-        self.group = s.telegram_gateway_group
-        self.sent_store = s.telegram_sent_store or s.data_dir / "gateway-telegram-sent.db"
+        self.secret = s.telegram.webhook_secret.get_secret_value() if s.telegram.webhook_secret else None
+        self.host = s.telegram.host
+        self.port = s.telegram.port
+        self.group = s.telegram.gateway_group
+        self.sent_store = s.telegram.sent_store or s.data_dir / "gateway-telegram-sent.db"
         bot = bot_rate(s)
         self.limits = Limits(
             account=Rate(bot.rate, bot.burst),
-            retry_base_delay=s.telegram_retry_base_delay, retry_max_delay=s.telegram_retry_max_delay,
-            retry_max_attempts=s.telegram_retry_max_attempts, user_backoff_base=s.telegram_retry_base_delay,
-            auth_pause=s.telegram_auth_pause,
+            retry_base_delay=s.telegram.retry_base_delay, retry_max_delay=s.telegram.retry_max_delay,
+            retry_max_attempts=s.telegram.retry_max_attempts, user_backoff_base=s.telegram.retry_base_delay,
+            auth_pause=s.telegram.auth_pause,
         )
-        self.typing_refresh: float | None = s.telegram_typing_refresh
+        self.typing_refresh: float | None = s.telegram.typing_refresh
         self.client = BotApiClient.from_settings(settings)
 
     def check_settings(self) -> None:
@@ -138,7 +138,7 @@ class TelegramChannel:
                                      f"{self.bot_id}")
         try:
             content, path = await self.client.get_file_and_path(
-                media_id, min(max_bytes, self.settings.telegram_max_file_bytes))
+                media_id, min(max_bytes, self.settings.telegram.max_file_bytes))
         except FileTooLargeError as exc:
             raise MediaTooLargeError(str(exc)) from None
         except BotApiError as exc:

@@ -37,7 +37,7 @@ def set_webhook(
     """Point the bot's webhook at URL, with BEACON_TELEGRAM_WEBHOOK_SECRET and the Update types Beacon handles."""
     from beacon.gateway.telegram.parse import HANDLED_UPDATES
 
-    secret = get_settings().telegram_webhook_secret
+    secret = get_settings().telegram.webhook_secret
     if secret is None:
         typer.echo("warning: BEACON_TELEGRAM_WEBHOOK_SECRET is unset: anyone who finds the URL can post Updates",
                    err=True)

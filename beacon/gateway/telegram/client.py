@@ -36,10 +36,10 @@ class BotApiClient:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BotApiClient:
-        if settings.telegram_bot_token is None:
+        if settings.telegram.bot_token is None:
             raise ConfigError("no Telegram bot token: set BEACON_TELEGRAM_BOT_TOKEN (from @BotFather)")
-        return cls(settings.telegram_api_url, settings.telegram_bot_token.get_secret_value(),
-                   timeout=settings.telegram_send_timeout, max_connections=settings.gateway_max_in_flight)
+        return cls(settings.telegram.api_url, settings.telegram.bot_token.get_secret_value(),
+                   timeout=settings.telegram.send_timeout, max_connections=settings.gateway.max_in_flight)
 
     async def __aenter__(self) -> BotApiClient:
         return self

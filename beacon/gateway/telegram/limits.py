@@ -23,12 +23,12 @@ def is_group(user_id: str) -> bool:
 
 def bot_rate(settings: Settings) -> ChatRate:
     """The limit across every chat of the bot."""
-    return ChatRate(settings.telegram_rate_limit, max(settings.telegram_rate_limit, 1.0))
+    return ChatRate(settings.telegram.rate_limit, max(settings.telegram.rate_limit, 1.0))
 
 
 def chat_rate(settings: Settings, user_id: str) -> ChatRate:
     """The limit for one chat: the group rate for a group, the chat rate with its burst otherwise."""
     if is_group(user_id):
-        per_minute = settings.telegram_group_rate_per_minute
+        per_minute = settings.telegram.group_rate_per_minute
         return ChatRate(per_minute / 60.0, 1.0)
-    return ChatRate(settings.telegram_chat_rate, float(settings.telegram_chat_burst))
+    return ChatRate(settings.telegram.chat_rate, float(settings.telegram.chat_burst))

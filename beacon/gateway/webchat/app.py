@@ -50,7 +50,7 @@ class WebChatApp:
     def __init__(self, settings: Settings, secret: str, producer: AsyncProducer, codec: MessageCodec,
                  history: History, connections: Connections) -> None:
         self.settings = settings
-        self.site = settings.webchat_site
+        self.site = settings.webchat.site
         self.cookies = VisitorCookies(secret, self.site)
         self.producer = producer
         self.codec = codec
@@ -97,7 +97,7 @@ class WebChatApp:
     def _origin_allowed(self, origin: str | None, request: web.Request) -> bool:
         if not origin:
             return False
-        allowed = self.settings.webchat_allowed_origins
+        allowed = self.settings.webchat.allowed_origins
         if allowed:
             return origin.rstrip("/") in {o.rstrip("/") for o in allowed}
         return urlsplit(origin).netloc == request.host
@@ -117,7 +117,7 @@ class WebChatApp:
         if not self.accepting:
             return web.Response(status=503, text="shutting down")
         # JSON may escape a character to 6 bytes; a bigger frame closes the socket (1009).
-        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=self.settings.webchat_max_message_chars * 6 + 4096)
+        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=self.settings.webchat.max_message_chars * 6 + 4096)
         await ws.prepare(request)
         self.connections.add(visitor, ws)
         try:
@@ -154,13 +154,13 @@ class WebChatApp:
             if len(self._buckets) >= MAX_BUCKETS:
                 self._buckets = {v: b for v, b in self._buckets.items() if not b.full}
             s = self.settings
-            bucket = self._buckets[visitor] = TokenBucket(s.webchat_visitor_rate, s.webchat_visitor_burst)
+            bucket = self._buckets[visitor] = TokenBucket(s.webchat.visitor_rate, s.webchat.visitor_burst)
         return bucket
 
     async def _send(self, visitor: str, ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:
         """Produce one visitor message to bm_in; echo it to the visitor's sockets once the broker acknowledged."""
         msg = inbound_message(frame, site=self.site, visitor=visitor,
-                              max_chars=self.settings.webchat_max_message_chars)
+                              max_chars=self.settings.webchat.max_message_chars)
         known = self.history.frame(msg.id)
         if known is not None:  # a resend of a message the broker already has: acknowledge it again
             VISITOR_MESSAGES.labels("duplicate").inc()
@@ -176,15 +176,16 @@ class WebChatApp:
             raise BadFrameError("rate_limited", f"You are sending messages too fast: wait {wait:.0f} s and send "
                                 f"again.", msg.channel_message_id)
         try:
-            value = self.codec.encode(msg, self.settings.topic_in)
-            await asyncio.wait_for(self.producer.produce(self.settings.topic_in, value, key=msg.user_key.encode()),
-                                   self.settings.gateway_ack_timeout)
+            value = self.codec.encode(msg, self.settings.topics.inbound)
+            await asyncio.wait_for(self.producer.produce(self.settings.topics.inbound, value,
+                                                         key=msg.user_key.encode()),
+                                   self.settings.gateway.ack_timeout)
         except (TimeoutError, BeaconError) as exc:
             if not self._broker_down:
                 self._broker_down = True
                 log.error("chat messages are not acknowledged by the broker within %.1fs (%s; first: message %s of "
                           "visitor %s); the pages resend them. Check `beacon kafka status` and the registry.",
-                          self.settings.gateway_ack_timeout, str(exc)[:200] or type(exc).__name__, msg.id, visitor)
+                          self.settings.gateway.ack_timeout, str(exc)[:200] or type(exc).__name__, msg.id, visitor)
             raise BadFrameError("unavailable", "The chat service is busy: your message will be sent again in a "
                                 "moment.", msg.channel_message_id) from exc
         if self._broker_down:

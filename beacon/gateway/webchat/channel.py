@@ -48,9 +48,9 @@ class WebChatChannel:
     def __init__(self, settings: Settings, replies: Replies) -> None:
         self.settings = settings
         self.replies = replies
-        self.host = settings.webchat_host
-        self.port = settings.webchat_port
-        self.group = settings.webchat_gateway_group
+        self.host = settings.webchat.host
+        self.port = settings.webchat.port
+        self.group = settings.webchat.gateway_group
         self.sent_store = settings.data_dir / "gateway-webchat-sent.db"
 
     def check_settings(self) -> None:

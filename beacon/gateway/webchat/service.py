@@ -34,7 +34,7 @@ DEV_WEBCHAT_SECRET = "dev-webchat-secret"
 
 def cookie_secret(settings: Settings) -> str:
     """The secret that signs visitor cookies; production refuses to run without a real one."""
-    secret = settings.webchat_secret.get_secret_value() if settings.webchat_secret else ""
+    secret = settings.webchat.secret.get_secret_value() if settings.webchat.secret else ""
     if secret and secret not in DEV_PLACEHOLDER_SECRETS | {DEV_WEBCHAT_SECRET}:
         return secret
     if settings.env == "production":
@@ -57,10 +57,10 @@ class Gateway:
         secret = cookie_secret(settings)
         self.codec = MessageCodec(settings)
         self.producer = AsyncProducer(settings)
-        self.history = History(settings.webchat_history_store or settings.data_dir / "gateway-webchat-history.db")
+        self.history = History(settings.webchat.history_store or settings.data_dir / "gateway-webchat-history.db")
         self.connections = Connections()
         self.web = WebChatApp(settings, secret, self.producer, self.codec, self.history, self.connections)
-        self.channel = WebChatChannel(settings, Replies(settings.webchat_site, self.history, self.connections))
+        self.channel = WebChatChannel(settings, Replies(settings.webchat.site, self.history, self.connections))
         self.store = SentStore(self.channel.sent_store)
         self.outbound = Outbound(settings, self.producer, self.codec, self.store, self.channel)
         self.stopping = asyncio.Event()
@@ -76,14 +76,14 @@ class Gateway:
                 log.warning("topic settings differ from the configured ones: %s", "; ".join(report.mismatches))
         except KafkaError as exc:
             log.error("%s (visitors' messages are answered 'unavailable' until the broker is back)", exc)
-        await retry_registry(self.codec.prepare, [s.topic_in, s.topic_out])
-        self.store.prune(s.topic_retention_ms / 1000)
+        await retry_registry(self.codec.prepare, [s.topics.inbound, s.topics.outbound])
+        self.store.prune(s.topics.retention_ms / 1000)
         runner = web.AppRunner(self.web.app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, s.webchat_host, s.webchat_port).start()
+        await web.TCPSite(runner, s.webchat.host, s.webchat.port).start()
         sender = asyncio.create_task(self.outbound.run())
-        log.info("web chat gateway: the chat page at http://%s:%d/ (site %r), replies from %s", s.webchat_host,
-                 s.webchat_port, s.webchat_site, s.topic_out)
+        log.info("web chat gateway: the chat page at http://%s:%d/ (site %r), replies from %s", s.webchat.host,
+                 s.webchat.port, s.webchat.site, s.topics.outbound)
         stopped = asyncio.create_task(self.stopping.wait())
         await asyncio.wait([sender, stopped], return_when=asyncio.FIRST_COMPLETED)
         log.info("stopping: no more visitor messages; closing the chat sockets")

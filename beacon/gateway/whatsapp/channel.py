@@ -41,20 +41,20 @@ class WhatsAppChannel:
     def __init__(self, settings: Settings) -> None:
         s = settings
         self.settings = settings
-        self.host = s.gateway_host
-        self.port = s.whatsapp_gateway_port
-        self.group = s.whatsapp_gateway_group
-        self.sent_store = s.whatsapp_sent_store or s.data_dir / "gateway-whatsapp-sent.db"
+        self.host = s.gateway.host
+        self.port = s.whatsapp.gateway_port
+        self.group = s.whatsapp.gateway_group
+        self.sent_store = s.whatsapp.sent_store or s.data_dir / "gateway-whatsapp-sent.db"
         self.limits = Limits(
-            account=Rate(s.whatsapp_rate_limit, s.whatsapp_rate_limit),
-            retry_base_delay=s.whatsapp_retry_base_delay, retry_max_delay=s.whatsapp_retry_max_delay,
-            retry_max_attempts=s.whatsapp_retry_max_attempts, user_backoff_base=s.whatsapp_user_backoff_base,
-            auth_pause=s.whatsapp_auth_pause,
+            account=Rate(s.whatsapp.rate_limit, s.whatsapp.rate_limit),
+            retry_base_delay=s.whatsapp.retry_base_delay, retry_max_delay=s.whatsapp.retry_max_delay,
+            retry_max_attempts=s.whatsapp.retry_max_attempts, user_backoff_base=s.whatsapp.user_backoff_base,
+            auth_pause=s.whatsapp.auth_pause,
         )
-        self._user_rate = Rate(s.whatsapp_user_rate, s.whatsapp_user_burst)
+        self._user_rate = Rate(s.whatsapp.user_rate, s.whatsapp.user_burst)
         self.typing_refresh: float | None = None  # the Cloud API shows it until the reply (or 25 s)
-        self.secret = s.whatsapp_app_secret.get_secret_value() if s.whatsapp_app_secret else None
-        self.verify_token = s.whatsapp_verify_token.get_secret_value() if s.whatsapp_verify_token else None
+        self.secret = s.whatsapp.app_secret.get_secret_value() if s.whatsapp.app_secret else None
+        self.verify_token = s.whatsapp.verify_token.get_secret_value() if s.whatsapp.verify_token else None
         self.client = CloudApiClient(settings)
 
     def check_settings(self) -> None:
@@ -66,7 +66,7 @@ class WhatsAppChannel:
     def authenticate(self, headers: Mapping[str, str], body: bytes) -> None:
         if self.secret:
             check_signature(body, headers.get(HEADER), self.secret)
-        elif not self.settings.whatsapp_allow_unsigned:  # check_settings refuses this at start; never fail open
+        elif not self.settings.whatsapp.allow_unsigned:  # check_settings refuses this at start; never fail open
             raise SignatureError("no app secret configured to check signatures against", 403)
 
     def parse(self, body: bytes) -> Parsed:
@@ -124,12 +124,12 @@ class WhatsAppChannel:
 
 def check_settings(settings: Settings) -> None:
     """Refuse to run without an app secret unless unsigned webhooks are explicitly allowed."""
-    if settings.whatsapp_app_secret is None or not settings.whatsapp_app_secret.get_secret_value():
-        if not settings.whatsapp_allow_unsigned:
+    if settings.whatsapp.app_secret is None or not settings.whatsapp.app_secret.get_secret_value():
+        if not settings.whatsapp.allow_unsigned:
             raise ConfigError(NO_SECRET)
         log.warning("!" * 78)
         log.warning("UNSIGNED WEBHOOKS ACCEPTED: BEACON_WHATSAPP_ALLOW_UNSIGNED is set and there is no app secret.")
         log.warning("Anyone who can reach this port can inject messages. Development only.")
         log.warning("!" * 78)
-    if settings.whatsapp_access_token is None and not settings.whatsapp_access_tokens:
+    if settings.whatsapp.access_token is None and not settings.whatsapp.access_tokens:
         log.warning("no BEACON_WHATSAPP_ACCESS_TOKEN: outbound sends will pause until one is configured")

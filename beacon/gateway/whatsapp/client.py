@@ -16,12 +16,12 @@ class CloudApiClient:
     """``send(phone_number_id, body)`` -> the Cloud API's JSON answer, or CloudApiError."""
 
     def __init__(self, settings: Settings) -> None:
-        self.base = settings.whatsapp_graph_url.rstrip("/") + "/" + settings.whatsapp_api_version
-        self.default_token = (settings.whatsapp_access_token.get_secret_value()
-                              if settings.whatsapp_access_token else None)
-        self.tokens = {k: v.get_secret_value() for k, v in settings.whatsapp_access_tokens.items()}
-        self._timeout = aiohttp.ClientTimeout(total=settings.whatsapp_send_timeout)
-        self._limit = settings.gateway_max_in_flight
+        self.base = settings.whatsapp.graph_url.rstrip("/") + "/" + settings.whatsapp.api_version
+        self.default_token = (settings.whatsapp.access_token.get_secret_value()
+                              if settings.whatsapp.access_token else None)
+        self.tokens = {k: v.get_secret_value() for k, v in settings.whatsapp.access_tokens.items()}
+        self._timeout = aiohttp.ClientTimeout(total=settings.whatsapp.send_timeout)
+        self._limit = settings.gateway.max_in_flight
         self._session: aiohttp.ClientSession | None = None
 
     def token_for(self, phone_number_id: str) -> str | None:
