@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Keyword arguments, then the flat ``BEACON_*`` variables (environment over ``.env``); only the keyword
         arguments when :meth:`replace` validates a copy."""
+        del env_settings  # replaced by FlatVariables (the flat names, environment over .env)
         if _COPYING.get():
             return (init_settings,)
         env_file = dotenv_settings.env_file if isinstance(dotenv_settings, DotEnvSettingsSource) else None
