@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from beacon.api.cli import api_app, fake_openai_app
 from beacon.bench.cli import bench_app
 from beacon.bridge.cli import bridge_app
-from beacon.config import get_settings
+from beacon.config import get_settings, variable_of
 from beacon.config_cli import config_app
 from beacon.console.cli import console
 from beacon.fakes.telegram.cli import fake_telegram_app
@@ -60,7 +60,7 @@ def main() -> None:
         settings = get_settings()
     except ValidationError as exc:
         problems = "; ".join(
-            (f"BEACON_{'_'.join(str(p) for p in err['loc']).upper()}: " if err["loc"] else "") + err["msg"]
+            (f"{variable_of(err['loc'])}: " if err["loc"] else "") + err["msg"]
             for err in exc.errors()
         )
         typer.echo(f"error: invalid settings: {problems}", err=True)

@@ -302,6 +302,17 @@ def variables(flat: str) -> list[str]:
     return [f"{_ENV_PREFIX}{flat.upper()}"]
 
 
+def variable_of(loc: tuple[int | str, ...]) -> str:
+    """The variable a validation error's location names: ``("topics", "partitions")`` is
+    ``BEACON_TOPIC_PARTITIONS`` (the section's flat name, not the path in code)."""
+    if len(loc) >= 2 and loc[0] in SECTIONS and loc[1] in SECTIONS[str(loc[0])].model_fields:
+        rest = "".join(f"[{part}]" for part in loc[2:])
+        return env_name(SECTIONS[str(loc[0])].flat_name(str(loc[1]))) + rest
+    if loc and loc[0] in Settings.model_fields:
+        return env_name(str(loc[0]))
+    return _ENV_PREFIX + "_".join(str(part) for part in loc).upper()
+
+
 def env_name(flat: str) -> str:
     """The environment variable of a setting given by its flat name: ``BEACON_<FLAT NAME>``."""
     return variables(flat)[0]

@@ -72,7 +72,7 @@ async def test_a_batch_answers_every_item_and_finishes_its_stream(api: ApiServer
     assert [line["index"] for line in lines] == [0, 1, 2, 3, 4, 5]
     assert [line["status"] for line in lines] == [200, 422, 422, 200, 200, 422]
     assert "lone surrogate" in lines[1]["detail"] and "error.code" in lines[2]["detail"]
-    assert "item 5 is not a BeaconMessage: user_key" in lines[5]["detail"]
+    assert "item 5 is not a BeaconMessage or MessageGroup: user_key" in lines[5]["detail"]
     assert [lines[i]["result"]["replies"][0]["text"] for i in (0, 3, 4)] == [f"You said: good {i}" for i in range(3)]
 
 
