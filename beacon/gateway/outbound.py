@@ -159,9 +159,11 @@ class Outbound:
             self._committed.pop(tp, None)
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Partitions lost (no commit possible): abandon their lanes at once."""
+        """Partitions lost (no commit possible, e.g. the group coordinator's broker died): the sends already
+        in flight finish and are recorded (cancelled mid-request, the channel may have taken one, and the
+        partition's next owner, often this same gateway, would send it again); queued ones are left."""
         wanted = [(p.topic, p.partition) for p in partitions]
-        self._drain_from_thread(wanted, 0.0)
+        self._drain_from_thread(wanted, self.settings.gateway.shutdown_timeout)
         for tp in wanted:
             self._committed.pop(tp, None)
 
