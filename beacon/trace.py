@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 
 HOPS_HEADER = "beacon-hops"
 TRACEPARENT = "traceparent"
-#: On a batch request to the API: the ``traceparent`` of each message, comma-separated, in the batch's order.
-BATCH_TRACEPARENTS = "beacon-traceparents"
 
 #: The points a message passes, in order, from the channel's webhook to the channel's send.
 WEBHOOK = "webhook"  # the gateway received the webhook (or event) carrying the message

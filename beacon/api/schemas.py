@@ -77,6 +77,12 @@ class BatchRequest(BaseModel):
         description="At most one message per user. Each is validated on its own: one that is not a valid "
         "BeaconMessage gets a 422 line, the others are processed.",
     )
+    traceparents: list[str] | None = Field(
+        None,
+        max_length=MAX_BATCH,
+        description="W3C `traceparent` of each message's worker hop, by position (tracing: the API's spans are "
+        "their children). In the body, not a header: a batch of hundreds outgrows HTTP header limits.",
+    )
 
 
 class BatchItem(BaseModel):

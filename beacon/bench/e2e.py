@@ -456,7 +456,7 @@ def process_table(results: list[RunResult]) -> str:
 
 def hops_report(results: list[RunResult]) -> str:
     """The per-hop breakdown of the stack runs (``beacon.bench.hops``)."""
-    return hop_table([(r.name, r.hops) for r in results if r.hops.messages])
+    return hop_table([(r.name, r.hops) for r in results if r.kind == "stack" and r.hops.messages])
 
 
 def plot(results: list[RunResult], path: Path) -> None:

@@ -31,7 +31,7 @@ from beacon.config import Settings
 from beacon.errors import BeaconError
 from beacon.groups import MessageGroup
 from beacon.messages import BeaconMessage
-from beacon.trace import BATCH_TRACEPARENTS, TRACEPARENT, new_span_id, now_ms, parse_server_timing, traceparent
+from beacon.trace import TRACEPARENT, new_span_id, now_ms, parse_server_timing, traceparent
 
 PROCESS_PATH = "/v1/messages/process"
 BATCH_PATH = "/v1/messages/process-batch"
@@ -122,9 +122,11 @@ class ApiClient:
         """One request for the batch; each message's result is settled as its line arrives (the API streams
         them as they are done), so a slow message holds back nobody else in the batch."""
         futures = [future for _, future in batch]
-        body = b'{"messages":[%b]}' % b",".join(msg.model_dump_json().encode() for msg, _ in batch)
-        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json",
-                   BATCH_TRACEPARENTS: ",".join(self._traceparent(msg) for msg, _ in batch)}
+        # Each message's traceparent goes in the body: hundreds of them outgrow HTTP header limits (8 KB).
+        body = b'{"messages":[%b],"traceparents":%b}' % (
+            b",".join(msg.model_dump_json().encode() for msg, _ in batch),
+            json.dumps([self._traceparent(msg) for msg, _ in batch]).encode())
+        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
         sent_ms = now_ms()
         try:
             async with self._ensure_session().post(self._batch_url, data=body, headers=headers) as resp:

@@ -27,7 +27,7 @@ from beacon.bot.persist import load_user_and_state, state_json_if_changed
 from beacon.errors import BeaconError, GroupConflictError
 from beacon.groups import MessageGroup, group_id
 from beacon.messages import INBOUND, STATUS, BeaconMessage, utcnow
-from beacon.trace import BATCH_TRACEPARENTS, TRACEPARENT, parse_traceparent, server_timing
+from beacon.trace import TRACEPARENT, parse_traceparent, server_timing
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["processing"])
@@ -113,14 +113,14 @@ async def process_message(
                    "further on its own, answered in its line)."),
     },
 )
-async def process_batch(batch: BatchRequest, state: StateDep, request: Request) -> StreamingResponse:
+async def process_batch(batch: BatchRequest, state: StateDep) -> StreamingResponse:
     """Each message is processed exactly as by ``/v1/messages/process`` (idempotent on its id), and
     its result is streamed as one line the moment it is done, with its ``index`` in the request and
     the status the single endpoint would have answered (200, 422, 503): one bad message fails alone
     and one slow message (an LLM taking seconds) holds back nobody else's replies. Messages of one
     user must not share a batch: their order would not be kept (workers send one per user at a time)."""
 
-    parents = (request.headers.get(BATCH_TRACEPARENTS) or "").split(",")
+    parents = batch.traceparents or []
 
     async def item(index: int, raw: dict[str, Any]) -> bytes:
         try:
