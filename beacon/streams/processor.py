@@ -105,6 +105,27 @@ async def echo_pipeline(msg: BeaconMessage | MessageGroup) -> list[BeaconMessage
     return [msg.reply_text(f"You said: {msg.text or ''}")]
 
 
+class TypingTimer:
+    """Runs ``show(msg)`` after ``delay`` seconds unless cancelled first. A timer, not a task sleeping: most
+    messages are answered well within the delay, and a task per message (created, then cancelled) cost a
+    worker more CPU than the timer it waited on."""
+
+    __slots__ = ("_handle", "_task")
+
+    def __init__(self, delay: float, show: Callable[[BeaconMessage], Awaitable[None]], msg: BeaconMessage) -> None:
+        self._task: asyncio.Task[None] | None = None
+        self._handle = asyncio.get_running_loop().call_later(delay, self._fire, show, msg)
+
+    def _fire(self, show: Callable[[BeaconMessage], Awaitable[None]], msg: BeaconMessage) -> None:
+        self._task = asyncio.ensure_future(show(msg))
+
+    def cancel(self) -> None:
+        """No typing if it has not started; stop waiting for its acknowledgement if it has (it is queued)."""
+        self._handle.cancel()
+        if self._task is not None:
+            self._task.cancel()
+
+
 class MessageProcessor:
     """Settles records: processed with replies acknowledged on bm_out, or dead-lettered."""
 
@@ -202,7 +223,7 @@ class MessageProcessor:
             if span is not None:
                 span.end()
 
-    async def _answer(self, record: Record, msg: BeaconMessage, typing: asyncio.Task[None] | None, span_id: str,
+    async def _answer(self, record: Record, msg: BeaconMessage, typing: TypingTimer | None, span_id: str,
                       hops: str, called_ms: float) -> str | None:
         """The API's replies to ``msg`` produced (None), or ``msg`` dead-lettered (the reason)."""
         try:
@@ -245,16 +266,15 @@ class MessageProcessor:
                 hops = add_duration(hops, name, timing[part])
         return add_point(hops, API_ANSWERED, answered_ms)
 
-    def _typing_after_delay(self, msg: BeaconMessage) -> asyncio.Task[None] | None:
+    def _typing_after_delay(self, msg: BeaconMessage) -> TypingTimer | None:
         """Show typing (a read receipt with typing on bm_out, before the replies in the user's partition) if
         the message is still in processing after BEACON_WORKER_TYPING_DELAY seconds; cancelled when it is done."""
         delay = self.settings.workers.typing_delay
         if delay <= 0 or msg.direction != INBOUND or msg.kind in EVENT_KINDS or not msg.channel_message_id:
             return None
-        return asyncio.create_task(self._show_typing(msg, delay), name=f"typing-{msg.id}")
+        return TypingTimer(delay, self._show_typing, msg)
 
-    async def _show_typing(self, msg: BeaconMessage, delay: float) -> None:
-        await asyncio.sleep(delay)
+    async def _show_typing(self, msg: BeaconMessage) -> None:
         if not self.health.all_up:
             return  # the message waits out an outage, not a slow answer: typing would promise too much
         receipt = typing_receipt(msg)
