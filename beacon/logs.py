@@ -44,9 +44,10 @@ class RepeatFilter(logging.Filter):
     many were held back: a client retrying a dead broker ten times a second says so once per change,
     not sixty times."""
 
-    def __init__(self, interval: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, interval: float = 30.0, clock: Callable[[], float] = time.monotonic, limit: int = 1000) -> None:
         super().__init__()
         self.interval = interval
+        self.limit = limit
         self._clock = clock
         self._seen: dict[str, tuple[float, int]] = {}  # line -> (when last let through, held back since)
 
@@ -58,12 +59,26 @@ class RepeatFilter(logging.Filter):
         if last is not None and now - last[0] < self.interval:
             self._seen[key] = (last[0], last[1] + 1)
             return False
-        if len(self._seen) > 1000:  # forget lines not seen for a while
-            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.interval}
+        if len(self._seen) >= self.limit:
+            self._forget(now)
         self._seen[key] = (now, 0)
         if last is not None and last[1]:
             record.msg, record.args = f"{text} ({last[1]} identical line(s) held back)", None
         return True
+
+    def __len__(self) -> int:
+        """Lines remembered (at most ``limit``)."""
+        return len(self._seen)
+
+    def _forget(self, now: float) -> None:
+        """Forget lines not seen for an interval, and if most are recent (a logger naming a new offset in each
+        line, at DEBUG) the oldest of them too, down to half the limit: a scan per ``limit / 2`` new lines, not per
+        line, and bounded memory."""
+        keep = self.limit // 2
+        seen = {k: v for k, v in self._seen.items() if now - v[0] < self.interval}
+        if len(seen) > keep:
+            seen = dict(list(seen.items())[len(seen) - keep:])
+        self._seen = seen
 
 
 def quiet_repeats(names: Iterable[str] = KAFKA_CLIENT_LOGGERS, interval: float = 30.0) -> None:
