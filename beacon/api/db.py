@@ -16,14 +16,15 @@ def is_sqlite(url: str) -> bool:
 
 def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     """An engine for the configured database; SQLite gets WAL mode and a busy timeout. Pooled
-    connections are pinged before use (``db_pool_pre_ping``), and a disconnect error invalidates
+    PostgreSQL connections are pinged before use (``db_pool_pre_ping``), and a disconnect error invalidates
     the whole pool (SQLAlchemy's default), so a restarted database is reconnected to on its own."""
     url = url or settings.resolved_database_url
     kwargs: dict[str, Any] = {
         "pool_size": settings.database.pool_size,
         "max_overflow": settings.database.max_overflow,
         "pool_timeout": settings.database.pool_timeout,
-        "pool_pre_ping": settings.database.pool_pre_ping,
+        # A SQLite connection is a local file: nothing to ping (each ping is a statement on aiosqlite's thread).
+        "pool_pre_ping": settings.database.pool_pre_ping and not is_sqlite(url),
     }
     if is_sqlite(url):
         path = url.split("///", 1)[-1]
