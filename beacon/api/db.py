@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from beacon.api.sqlite_trips import connect as one_trip_connect
 from beacon.config import Settings
 
 
@@ -32,7 +33,10 @@ def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
             from pathlib import Path
 
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": settings.database.sqlite_busy_timeout}
+        kwargs["connect_args"] = {
+            "timeout": settings.database.sqlite_busy_timeout,
+            "async_creator_fn": one_trip_connect,  # a trip to aiosqlite's thread per statement, not four
+        }
     else:
         kwargs["pool_recycle"] = 1800
     engine = create_async_engine(url, **kwargs)
