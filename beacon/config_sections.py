@@ -244,7 +244,8 @@ class DatabaseSettings(Section):
     pool_pre_ping: bool = Field(
         True,
         description="Test each pooled connection before use (one round trip), so a connection left dead by a "
-        "database restart or failover is replaced, never handed to a request.",
+        "database restart or failover is replaced, never handed to a request. PostgreSQL only: a SQLite "
+        "connection (a local file) is never pinged.",
     )
     sqlite_busy_timeout: float = Field(
         10.0, description="Seconds a SQLite write waits for another writer's lock before answering 503."

@@ -28,6 +28,7 @@ from beacon.api.handoff import refresh_waiting
 from beacon.api.outage import DATABASE_UNAVAILABLE
 from beacon.api.pipeline import Handler
 from beacon.api.routers import handoff, health, operator, process
+from beacon.api.shortcut import ProcessShortcut
 from beacon.bot.delivery import OutboxDelivery, make_sink
 from beacon.config import Settings, get_settings
 from beacon.errors import BeaconError
@@ -95,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(operator.router)
     app.include_router(handoff.router)
     app.include_router(health.router)
+    # Added first, so it runs inside the Guard: token and body size are checked before it reads the body.
+    app.add_middleware(ProcessShortcut)
     app.add_middleware(
         Guard,
         token=settings.api.token.get_secret_value().encode(),

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from beacon.api.sqlite_trips import connect as one_trip_connect
 from beacon.config import Settings
 
 
@@ -16,14 +17,15 @@ def is_sqlite(url: str) -> bool:
 
 def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     """An engine for the configured database; SQLite gets WAL mode and a busy timeout. Pooled
-    connections are pinged before use (``db_pool_pre_ping``), and a disconnect error invalidates
+    PostgreSQL connections are pinged before use (``db_pool_pre_ping``), and a disconnect error invalidates
     the whole pool (SQLAlchemy's default), so a restarted database is reconnected to on its own."""
     url = url or settings.resolved_database_url
     kwargs: dict[str, Any] = {
         "pool_size": settings.database.pool_size,
         "max_overflow": settings.database.max_overflow,
         "pool_timeout": settings.database.pool_timeout,
-        "pool_pre_ping": settings.database.pool_pre_ping,
+        # A SQLite connection is a local file: nothing to ping (each ping is a statement on aiosqlite's thread).
+        "pool_pre_ping": settings.database.pool_pre_ping and not is_sqlite(url),
     }
     if is_sqlite(url):
         path = url.split("///", 1)[-1]
@@ -31,7 +33,10 @@ def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
             from pathlib import Path
 
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": settings.database.sqlite_busy_timeout}
+        kwargs["connect_args"] = {
+            "timeout": settings.database.sqlite_busy_timeout,
+            "async_creator_fn": one_trip_connect,  # a trip to aiosqlite's thread per statement, not four
+        }
     else:
         kwargs["pool_recycle"] = 1800
     engine = create_async_engine(url, **kwargs)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, overload
 
 import orjson
-from sqlalchemy import ColumnElement, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, CompoundSelect, bindparam, func, literal, or_, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -99,8 +99,13 @@ class HotPath:
         self.select_processed_many = select(Processed.message_id, Processed.replies).where(
             Processed.message_id.in_(bindparam("mids", expanding=True))
         )
-        self.select_handoffs = select(User.user_key, User.handoff).where(
-            User.user_key.in_(bindparam("keys", expanding=True))
+        # What a turn starts with, for a batch of messages in one statement: each stored reply list (kind
+        # "p", keyed by message id) and each handed-off user (kind "u", keyed by user key).
+        self.select_seen: CompoundSelect[Any] = union_all(
+            select(literal("p").label("kind"), Processed.message_id.label("key"), Processed.replies.label("value"))
+            .where(Processed.message_id.in_(bindparam("mids", expanding=True))),
+            select(literal("u"), User.user_key, User.handoff)
+            .where(User.user_key.in_(bindparam("keys", expanding=True)), User.handoff.is_not(None)),
         )
         self.insert_conversation = ins(Conversation).on_conflict_do_nothing()
         self.insert_messages = ins(Message).on_conflict_do_nothing()

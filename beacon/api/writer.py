@@ -158,18 +158,21 @@ class Seen:
 
 class ProcessedLookup(Batcher[Lookup, Seen]):
     """``await submit(Lookup(message_id, user_key))``: both reads a turn starts with, for a whole batch of
-    requests in one connection (two queries), instead of a connection and query per message."""
+    requests in one connection and one query, instead of a connection and queries per message."""
 
     name = "processed-lookup"
 
     async def _process(self, batch: list[Job[Lookup, Seen]]) -> None:
         mids = sorted({job.item.message_id for job in batch})
         keys = sorted({job.item.user_key for job in batch})
+        found: dict[str, bytes] = {}
+        handoffs: dict[str, str] = {}
         async with self.engine.connect() as conn:
-            result = await conn.execute(self.hot.select_processed_many, {"mids": mids})
-            found = {row.message_id: row.replies.encode() for row in result}
-            result = await conn.execute(self.hot.select_handoffs, {"keys": keys})
-            handoffs = {row.user_key: str(row.handoff) for row in result if row.handoff}
+            for kind, key, value in await conn.execute(self.hot.select_seen, {"mids": mids, "keys": keys}):
+                if kind == "p":
+                    found[key] = value.encode()
+                else:
+                    handoffs[key] = str(value)
         for job in batch:
             _settle(job, Seen(found.get(job.item.message_id), handoffs.get(job.item.user_key)))
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.exc import DBAPIError
 
 from beacon.api import store
@@ -68,10 +69,21 @@ async def test_the_lookup_answers_each_message_and_its_users_handoff_in_one_batc
         async with engine.begin() as conn:
             await conn.execute(update(User).where(User.user_key == handed.inbound.user_key).values(handoff=WAITING))
         new = inbound("never seen")
+        statements: list[str] = []
+        event.listen(engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
         seen = await asyncio.gather(*(lookup.submit(Lookup(m.id, m.user_key))
                                       for m in (handed.inbound, bot.inbound, new)))
         assert seen == [Seen(handed.replies_json, WAITING), Seen(bot.replies_json, None), Seen(None, None)]
+        assert len(statements) == 1, statements  # both reads, for the whole batch, in one statement
     finally:
         await writer.close()
         await lookup.close()
         await engine.dispose()
+
+
+def test_sqlite_connections_are_not_pinged_postgresql_ones_are(tmp_path: Path) -> None:
+    """A SQLite connection is a local file: a ping per checkout (a trip to aiosqlite's thread) buys nothing."""
+    settings = make_settings()
+    assert settings.database.pool_pre_ping
+    assert not make_engine(settings, f"sqlite+aiosqlite:///{tmp_path / 'ping.db'}").pool._pre_ping
+    assert make_engine(settings, "postgresql+asyncpg://beacon@127.0.0.1:1/beacon").pool._pre_ping

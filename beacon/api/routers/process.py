@@ -32,6 +32,8 @@ from beacon.trace import TRACEPARENT, parse_traceparent, server_timing
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["processing"])
 NDJSON = "application/x-ndjson"
+PROCESS_PATH = "/v1/messages/process"
+BATCH_PATH = "/v1/messages/process-batch"
 
 #: The schema of one NDJSON line, its models referenced in the document's components (see
 #: ``beacon.api.app.contract``, which adds those the routes do not already declare).
@@ -57,7 +59,7 @@ def _result(message_id: str, duplicate: bool, replies_json: bytes, refused: list
 
 
 @router.post(
-    "/v1/messages/process",
+    PROCESS_PATH,
     response_model=ProcessResult,
     dependencies=[Authorized],
     summary="Process one inbound message or delivery status; idempotent on the message id.",
@@ -92,7 +94,7 @@ async def process_message(
         )
     timing: Timing = {}
     try:
-        body = await _traced(state, msg, timing, request.headers.get(TRACEPARENT))
+        body = await traced(state, msg, timing, request.headers.get(TRACEPARENT))
     except Rejected as exc:
         raise HTTPException(exc.status_code, detail=exc.detail) from exc
     return Response(content=body, media_type="application/json",
@@ -100,7 +102,7 @@ async def process_message(
 
 
 @router.post(
-    "/v1/messages/process-batch",
+    BATCH_PATH,
     dependencies=[Authorized],
     summary="Process several inbound messages or statuses of different users in one request.",
     response_class=StreamingResponse,
@@ -122,20 +124,22 @@ async def process_batch(batch: BatchRequest, state: StateDep) -> StreamingRespon
 
     parents = batch.traceparents or []
 
-    async def item(index: int, raw: dict[str, Any]) -> bytes:
-        try:
-            msg = MessageGroup.model_validate(raw) if "messages" in raw else BeaconMessage.model_validate(raw)
-        except ValidationError as exc:
-            detail = f"item {index} is not a BeaconMessage or MessageGroup: {_errors(exc)}"
-            return b'{"index":%d,"status":422,"detail":%b}\n' % (index, orjson.dumps(_printable(detail)))
-        parent = parents[index] if index < len(parents) else None
-        return b'{"index":%d,%b\n' % (index, await _batch_item(state, msg, parent))
-
     async def lines() -> AsyncIterator[bytes]:
-        for done in asyncio.as_completed([item(i, raw) for i, raw in enumerate(batch.messages)]):
+        for done in asyncio.as_completed([batch_line(state, i, raw, parents) for i, raw in enumerate(batch.messages)]):
             yield await done
 
     return StreamingResponse(lines(), media_type=NDJSON)
+
+
+async def batch_line(state: StateDep, index: int, raw: dict[str, Any], parents: list[str]) -> bytes:
+    """The NDJSON line (BatchItem) answering item ``index`` of a batch, ``raw`` as the request carried it."""
+    try:
+        msg = MessageGroup.model_validate(raw) if "messages" in raw else BeaconMessage.model_validate(raw)
+    except ValidationError as exc:
+        detail = f"item {index} is not a BeaconMessage or MessageGroup: {_errors(exc)}"
+        return b'{"index":%d,"status":422,"detail":%b}\n' % (index, orjson.dumps(_printable(detail)))
+    parent = parents[index] if index < len(parents) else None
+    return b'{"index":%d,%b\n' % (index, await _batch_item(state, msg, parent))
 
 
 def _errors(exc: ValidationError) -> str:
@@ -151,7 +155,7 @@ async def _batch_item(state: StateDep, msg: BeaconMessage | MessageGroup, parent
     """The fields of one BatchItem after its index: status and result or detail, and the closing brace."""
     timing: Timing = {}
     try:
-        result = await _traced(state, msg, timing, parent)
+        result = await traced(state, msg, timing, parent)
         return b'"status":200,"result":%b,"timing":%b}' % (result, orjson.dumps(timing))
     except Rejected as exc:
         return b'"status":%d,"detail":%b}' % (exc.status_code, orjson.dumps(_printable(exc.detail)))
@@ -166,7 +170,7 @@ async def _batch_item(state: StateDep, msg: BeaconMessage | MessageGroup, parent
         return b'"status":500,"detail":%b}' % orjson.dumps(f"internal error: {type(exc).__name__}")
 
 
-async def _traced(state: StateDep, msg: BeaconMessage | MessageGroup, timing: Timing, parent: str | None) -> bytes:
+async def traced(state: StateDep, msg: BeaconMessage | MessageGroup, timing: Timing, parent: str | None) -> bytes:
     """:func:`process_one` (or :func:`process_group`) in a span (child of the worker's, from its ``traceparent``)
     when spans are on; a group's span is in the trace of its last message."""
     trace_id = msg.last.trace_id if isinstance(msg, MessageGroup) else msg.trace_id
