@@ -1,10 +1,12 @@
 """bm_out to a channel: the sender engine every channel's gateway runs.
 
-One consumer (the channel's own group) feeds the keyed lanes (``beacon.lanes``): each user key's
-messages are sent strictly in order while keys run concurrently, at most BEACON_GATEWAY_MAX_IN_FLIGHT
-requests at once, and each partition is committed only up to its lowest unsettled record. The
-channel classifies its errors (``beacon.gateway.channel.Action``): a user told to wait is backed off
-alone, a throughput error slows its account, refused credentials pause the account and alert,
+One consumer (the channel's own group) reads every channel's records; another channel's, named by its
+``beacon-channel`` header (``beacon.routing``), is skipped undecoded and committed with its partition's
+finished prefix (one without the header is decoded to tell). Its own feed the keyed lanes
+(``beacon.lanes``): each user key's messages are sent strictly in order while keys run concurrently,
+at most BEACON_GATEWAY_MAX_IN_FLIGHT requests at once, and each partition is committed only up to its
+lowest unsettled record. The channel classifies its errors (``beacon.gateway.channel.Action``): a user
+told to wait is backed off alone, a throughput error slows its account, refused credentials pause the account and alert,
 permanent errors go to bm_dlq with a ``failed`` status on bm_in. Transient and unknown errors (5xx,
 timeouts, refused connections) pause the account and probe it with one send at a time while nothing
 to it succeeds (an outage: waited out, nothing dead-lettered); when they repeat for one message while
@@ -34,6 +36,7 @@ from beacon.gateway.typing import TypingRefresher, shows_typing
 from beacon.kafka import AsyncProducer, Consumer, KafkaException, Message, TopicPartition, fetch_batch, make_consumer
 from beacon.lanes import Job, KeyedDispatcher
 from beacon.messages import OUTBOUND, BeaconMessage
+from beacon.routing import channel_of
 from beacon.trace import (
     BM_OUT,
     GATEWAY,
@@ -106,6 +109,10 @@ class Outbound:
                         self.log.warning("consuming %s: %s", self.topic, err)
                         continue
                     topic, partition, offset = where(record)
+                    channel = channel_of(record.headers())
+                    if channel is not None and channel != self.name:
+                        self.lanes.skip((topic, partition), offset)  # its own gateway sends it
+                        continue
                     await self.lanes.submit(Job(record.key() or b"", (topic, partition), offset, record, now_ms()))
                 now = time.monotonic()
                 if now - last_commit >= COMMIT_INTERVAL:
