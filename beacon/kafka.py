@@ -13,7 +13,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,7 @@ __all__ = [
     "broker_ready",
     "ensure_topics",
     "fetch_batch",
+    "fetch_wanted",
     "kafka_error",
     "make_admin",
     "make_consumer",
@@ -201,6 +202,33 @@ def fetch_batch(consumer: Consumer, max_messages: int, timeout: float) -> list[M
     if first is None:
         return []
     return [first, *consumer.consume(max_messages - 1, 0)] if max_messages > 1 else [first]
+
+
+def fetch_wanted(consumer: Consumer, max_messages: int, timeout: float, wanted: Callable[[Message], bool],
+                 out: list[Message] | None = None) -> list[Message]:
+    """Up to ``max_messages`` records appended to ``out`` (a new list by default) in the order fetched and
+    returned, as soon as one of them is ``wanted`` (or when ``max_messages`` are there, or after ``timeout``).
+
+    Records ``wanted`` refuses (another consumer's work, for the caller to skip) are returned too, but do not
+    end the wait: a consumer that skips most of what it reads wakes its caller about every ``timeout``
+    rather than once per record. Each record is in ``out`` as soon as it is fetched, so a rebalance callback
+    (run inside ``poll``/``consume``) can take out those of the partitions it revokes before anyone sees them.
+    """
+    deadline = time.monotonic() + timeout
+    out = [] if out is None else out
+    while len(out) < max_messages:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        first = consumer.poll(remaining)
+        if first is None:
+            break
+        out.append(first)
+        more = consumer.consume(max_messages - len(out), 0) if len(out) < max_messages else []
+        out += more
+        if wanted(first) or any(wanted(record) for record in more):
+            break
+    return out
 
 
 def make_admin(settings: Settings, reporter: ErrorReporter | None = None) -> AdminClient:

@@ -33,7 +33,7 @@ from beacon.gateway.limiter import Gate, TokenBucket, sleep_unless_stopped, wait
 from beacon.gateway.metrics import LIMITER_WAIT, OUTAGES, POSSIBLE_DUPLICATES, SEND_ERRORS, SEND_SECONDS, SENDS
 from beacon.gateway.store import FAILED, SENDING, SENT, SentStore
 from beacon.gateway.typing import TypingRefresher, shows_typing
-from beacon.kafka import AsyncProducer, Consumer, KafkaException, Message, TopicPartition, fetch_batch, make_consumer
+from beacon.kafka import AsyncProducer, Consumer, KafkaException, Message, TopicPartition, fetch_wanted, make_consumer
 from beacon.lanes import Job, KeyedDispatcher
 from beacon.messages import OUTBOUND, BeaconMessage
 from beacon.routing import channel_of
@@ -87,6 +87,8 @@ class Outbound:
         self._committed: dict[TP, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._paused = False
+        #: The records of the fetch under way (filled in the fetching thread; see ``_forget_fetched``).
+        self._fetching: list[Message] = []
         self.finished = asyncio.Event()
         self.failures = FailureReporter(channel.name, settings, producer, codec, store, self.stop_event)
         self.typing = TypingRefresher(channel.name, channel.typing_refresh, settings.gateway.typing_max_seconds)
@@ -102,15 +104,16 @@ class Outbound:
         try:
             while not self.stop_event.is_set():
                 self._apply_backpressure(consumer)
-                records = await asyncio.to_thread(fetch_batch, consumer, FETCH_BATCH, 0.1)
+                # another channel's records do not wake the loop one by one: they come with the next own record
+                records = self._fetching = []
+                await asyncio.to_thread(fetch_wanted, consumer, FETCH_BATCH, 0.1, self._wanted, records)
                 for record in records:
                     err = record.error()
                     if err is not None:
                         self.log.warning("consuming %s: %s", self.topic, err)
                         continue
                     topic, partition, offset = where(record)
-                    channel = channel_of(record.headers())
-                    if channel is not None and channel != self.name:
+                    if not self._wanted(record):
                         self.lanes.skip((topic, partition), offset)  # its own gateway sends it
                         continue
                     await self.lanes.submit(Job(record.key() or b"", (topic, partition), offset, record, now_ms()))
@@ -133,6 +136,14 @@ class Outbound:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def _wanted(self, record: Message) -> bool:
+        """Whether ``record`` may be this channel's: an error, its own, or one without the channel header (an
+        older producer's: decoded to tell)."""
+        if record.error() is not None:
+            return True
+        channel = channel_of(record.headers())
+        return channel is None or channel == self.name
 
     def _apply_backpressure(self, consumer: Consumer) -> None:
         over = self.lanes.in_flight >= self.settings.gateway.max_pending
@@ -160,6 +171,7 @@ class Outbound:
         """Runs in the polling thread: the event loop drains those partitions' lanes, then what settled is
         committed; the rest is sent by the partitions' next owner (the settled-id record skips repeats)."""
         wanted = [(p.topic, p.partition) for p in partitions]
+        self._forget_fetched(wanted)
         offsets = self._drain_from_thread(wanted, self.settings.gateway.shutdown_timeout)
         self._commit(consumer, offsets, asynchronous=False)
         for tp in wanted:
@@ -170,9 +182,17 @@ class Outbound:
         in flight finish and are recorded (cancelled mid-request, the channel may have taken one, and the
         partition's next owner, often this same gateway, would send it again); queued ones are left."""
         wanted = [(p.topic, p.partition) for p in partitions]
+        self._forget_fetched(wanted)
         self._drain_from_thread(wanted, self.settings.gateway.shutdown_timeout)
         for tp in wanted:
             self._committed.pop(tp, None)
+
+    def _forget_fetched(self, partitions: list[TP]) -> None:
+        """Take the records of ``partitions`` out of the fetch under way (this runs in its thread, inside its
+        poll): fetched before the revocation, they are the partitions' next owner's to handle, and neither
+        sent nor skipped (committed) here."""
+        gone = set(partitions)
+        self._fetching[:] = [r for r in self._fetching if (r.topic(), r.partition()) not in gone]
 
     def _drain_from_thread(self, partitions: list[TP], timeout: float) -> dict[Any, int]:
         if self._loop is None or not partitions:
