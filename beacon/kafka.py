@@ -2,9 +2,10 @@
 Beacon's defaults, an asyncio-friendly producer, and topic creation.
 
 Defaults: ``acks=all`` with idempotence (no duplicates or reordering from producer retries),
-a short linger (latency over batching, still batching under load), short fetch waits, and
-error/delivery callbacks that log what happened in words an operator can act on. Faust's own
-aiokafka clients are configured by ``beacon.streams``; everything else goes through here.
+a short linger (latency over batching, still batching under load), fetches the broker answers as
+soon as a record arrives (and holds up to 500 ms while there is none), and error/delivery callbacks
+that log what happened in words an operator can act on. Faust's own aiokafka clients are configured
+by ``beacon.streams``; everything else goes through here.
 """
 
 from __future__ import annotations
@@ -181,7 +182,10 @@ def make_consumer(settings: Settings, group: str, **overrides: Any) -> Consumer:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        "fetch.wait.max.ms": 20,
+        # How long the broker holds a fetch while it has nothing new (with fetch.min.bytes 1 it answers as soon
+        # as a record arrives, so this costs no latency): an idle gateway used 0.014-0.015 cores at 20 ms, 0.008-
+        # 0.009 at 500 (fewer empty fetches), with the same bm_out -> gateway fetch p50 (8.5-9.8 ms at 20/s).
+        "fetch.wait.max.ms": 500,
         "fetch.min.bytes": 1,
         "session.timeout.ms": 10000,
         "heartbeat.interval.ms": 1000,
