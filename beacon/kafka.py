@@ -2,9 +2,10 @@
 Beacon's defaults, an asyncio-friendly producer, and topic creation.
 
 Defaults: ``acks=all`` with idempotence (no duplicates or reordering from producer retries),
-a short linger (latency over batching, still batching under load), short fetch waits, and
-error/delivery callbacks that log what happened in words an operator can act on. Faust's own
-aiokafka clients are configured by ``beacon.streams``; everything else goes through here.
+a short linger (latency over batching, still batching under load), fetches the broker answers as
+soon as a record arrives (and holds up to 500 ms while there is none), and error/delivery callbacks
+that log what happened in words an operator can act on. Faust's own aiokafka clients are configured
+by ``beacon.streams``; everything else goes through here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,7 @@ __all__ = [
     "broker_ready",
     "ensure_topics",
     "fetch_batch",
+    "fetch_wanted",
     "kafka_error",
     "make_admin",
     "make_consumer",
@@ -180,7 +182,10 @@ def make_consumer(settings: Settings, group: str, **overrides: Any) -> Consumer:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        "fetch.wait.max.ms": 20,
+        # How long the broker holds a fetch while it has nothing new (with fetch.min.bytes 1 it answers as soon
+        # as a record arrives, so this costs no latency): an idle gateway used 0.014-0.015 cores at 20 ms, 0.008-
+        # 0.009 at 500 (fewer empty fetches), with the same bm_out -> gateway fetch p50 (8.5-9.8 ms at 20/s).
+        "fetch.wait.max.ms": 500,
         "fetch.min.bytes": 1,
         "session.timeout.ms": 10000,
         "heartbeat.interval.ms": 1000,
@@ -201,6 +206,33 @@ def fetch_batch(consumer: Consumer, max_messages: int, timeout: float) -> list[M
     if first is None:
         return []
     return [first, *consumer.consume(max_messages - 1, 0)] if max_messages > 1 else [first]
+
+
+def fetch_wanted(consumer: Consumer, max_messages: int, timeout: float, wanted: Callable[[Message], bool],
+                 out: list[Message] | None = None) -> list[Message]:
+    """Up to ``max_messages`` records appended to ``out`` (a new list by default) in the order fetched and
+    returned, as soon as one of them is ``wanted`` (or when ``max_messages`` are there, or after ``timeout``).
+
+    Records ``wanted`` refuses (another consumer's work, for the caller to skip) are returned too, but do not
+    end the wait: a consumer that skips most of what it reads wakes its caller about every ``timeout``
+    rather than once per record. Each record is in ``out`` as soon as it is fetched, so a rebalance callback
+    (run inside ``poll``/``consume``) can take out those of the partitions it revokes before anyone sees them.
+    """
+    deadline = time.monotonic() + timeout
+    out = [] if out is None else out
+    while len(out) < max_messages:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        first = consumer.poll(remaining)
+        if first is None:
+            break
+        out.append(first)
+        more = consumer.consume(max_messages - len(out), 0) if len(out) < max_messages else []
+        out += more
+        if wanted(first) or any(wanted(record) for record in more):
+            break
+    return out
 
 
 def make_admin(settings: Settings, reporter: ErrorReporter | None = None) -> AdminClient:

@@ -80,6 +80,15 @@ class PartitionTracker:
             self.committable = offset + 1
             self._ack(head)
 
+    def skip(self, offset: int) -> None:
+        """A record that needs no work: committable at once when nothing before it is unfinished, else
+        as soon as everything before it is."""
+        self.last_offset = offset
+        if self._pending:
+            self.add(Job(None, self.partition, offset, None, done=True))
+        else:
+            self.committable = offset + 1
+
     def __len__(self) -> int:
         return len(self._pending)
 
@@ -151,6 +160,14 @@ class KeyedDispatcher:
             arrival = self._arrivals.get(job.key)
             if arrival is not None:
                 arrival.set()
+
+    def skip(self, partition: Hashable, offset: int) -> None:
+        """Record that the message at ``offset`` of ``partition`` needs no work (another consumer's): it is
+        committed with its partition's finished prefix, without a task or a slot of its own."""
+        tracker = self._trackers.get(partition)
+        if tracker is None:
+            tracker = self._trackers[partition] = PartitionTracker(partition, self._ack)
+        tracker.skip(offset)
 
     def queued(self, job: Job) -> list[Job]:
         """The jobs of ``job``'s key from ``job`` on, in arrival order (it first, while it runs)."""

@@ -131,3 +131,22 @@ async def test_a_handler_settles_queued_jobs_of_its_key_with_it_and_they_commit_
         await asyncio.sleep(0.01)
     assert handled == [[0, 1, 3], [2]]
     assert acked == [0, 1, 2, 3] and dispatcher.committable() == {0: 4}
+
+
+async def test_a_skipped_message_commits_with_its_partition_s_finished_prefix_and_takes_no_slot() -> None:
+    release = asyncio.Event()
+
+    async def handle(job: Job) -> None:
+        await release.wait()
+
+    dispatcher = KeyedDispatcher(handle, lambda _job: None, max_in_flight=1)
+    dispatcher.skip("p", 0)  # nothing before it: committable at once
+    assert dispatcher.committable() == {"p": 1}
+    await dispatcher.submit(Job("k", "p", 1, None))
+    dispatcher.skip("p", 2)  # behind an unfinished message: waits for it
+    dispatcher.skip("q", 7)
+    assert dispatcher.committable() == {"p": 1, "q": 8} and dispatcher.in_flight == 1
+    release.set()
+    while dispatcher.in_flight:
+        await asyncio.sleep(0.01)
+    assert dispatcher.committable() == {"p": 3, "q": 8}

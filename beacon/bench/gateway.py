@@ -8,6 +8,11 @@ the same records. Outbound: sends/s from bm_out to the channel's fake API with t
 raw HTTP POSTs from this process straight to the fake. The fake runs in a process of its own (the
 ``beacon fake-<channel>`` command), so the raw-HTTP baseline and the gateway both reach it over real
 HTTP, neither sharing its event loop. Uses fresh topics (deleted afterwards).
+
+CPU: the gateway process's CPU time per message (from /proc) in the paced webhook run, the send burst, a
+paced run of sends, and paced runs of another channel's replies on bm_out (which the gateway only skips),
+with the ``beacon-channel`` header and without it (as producers before it wrote them). At a light rate
+the figures include the gateway's idle cost (timers, polls), as a deployment at that rate pays it.
 """
 
 from __future__ import annotations
@@ -33,9 +38,19 @@ from beacon.errors import BeaconError
 from beacon.fakes.whatsapp import payloads as p
 from beacon.gateway.whatsapp.parse import parse_webhook
 from beacon.gateway.whatsapp.signature import HEADER, sign
-from beacon.kafka import AsyncProducer, KafkaException, TopicSpec, ensure_topics, make_admin
+from beacon.kafka import (
+    AsyncProducer,
+    KafkaException,
+    TopicSpec,
+    committed_offsets,
+    ensure_topics,
+    list_topic_offsets,
+    make_admin,
+    topic_partitions,
+)
 from beacon.messages import BeaconMessage
-from beacon.ops.process import free_port
+from beacon.ops.process import cpu_seconds, free_port
+from beacon.routing import with_channel
 
 SECRET = "bench-secret"
 TOKEN = "bench-token"
@@ -53,6 +68,14 @@ class Figures:
     p99_ms: float = 0.0
     raw_http: float = 0.0
     sends: float = 0.0
+    #: The gateway process's CPU milliseconds per message (``beacon.ops.process.cpu_seconds``): per webhook of
+    #: the paced run, per send of the burst and of a paced run, per record of another channel on bm_out
+    #: (paced; with the ``beacon-channel`` header, and without it as older producers wrote them).
+    cpu_webhook_ms: float = 0.0
+    cpu_send_burst_ms: float = 0.0
+    cpu_send_paced_ms: float = 0.0
+    cpu_foreign_ms: float = 0.0
+    cpu_foreign_undecorated_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
@@ -245,6 +268,52 @@ async def _sends(settings: Settings, channel: Channel, fake_url: str, topic: str
     return count / max(max(stamps) - min(stamps), 1e-6)
 
 
+def _other_channels_replies(channel: Channel, count: int, users: int) -> list[BeaconMessage]:
+    """Replies of a channel other than ``channel``: on bm_out, its gateway has nothing to do with them."""
+    other = "telegram" if channel.name != "telegram" else "whatsapp"
+    return [BeaconMessage.inbound_text(channel=other, account="1", user_id=str(i % users), text="x",
+                                       channel_message_id=f"bench-{uuid.uuid4().hex}").reply_text(f"reply {i}")
+            for i in range(count)]
+
+
+async def _produce_paced(settings: Settings, topic: str, msgs: list[BeaconMessage], rate: float,
+                         with_channel_header: bool = True) -> None:
+    """Produce ``msgs`` to ``topic`` at ``rate`` per second (from the scheduled times: no drift)."""
+    codec = MessageCodec(settings)
+    codec.prepare([topic])
+    values = [codec.encode(m, topic) for m in msgs]
+    producer = AsyncProducer(settings)
+    futures = []
+    started = time.perf_counter()
+    for i, (msg, value) in enumerate(zip(msgs, values, strict=True)):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        headers = with_channel(msg) if with_channel_header else None
+        futures.append(producer.produce_nowait(topic, value, key=msg.user_key.encode(), headers=headers))
+    await asyncio.gather(*futures)
+    await asyncio.to_thread(producer.close)
+
+
+async def _committed_to_end(settings: Settings, group: str, topic: str, timeout: float = 60.0) -> None:
+    """Wait until ``group`` committed every record of ``topic``: the gateway settled (or skipped) each."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ends = await asyncio.to_thread(list_topic_offsets, settings, topic, topic_partitions(settings, topic),
+                                       "latest")
+        committed = await asyncio.to_thread(committed_offsets, settings, group, topic)
+        if all(committed.get((topic, p)) == end for p, end in ends.items() if end > 0):
+            return
+        if time.monotonic() > deadline:
+            raise BeaconError(f"the gateway's group {group} did not commit {topic} to its end within {timeout:.0f}s")
+        await asyncio.sleep(0.1)
+
+
+def _cpu_ms_per(pid: int, before: float | None, count: int) -> float:
+    after = cpu_seconds(pid)
+    return 0.0 if before is None or after is None or not count else (after - before) * 1000 / count
+
+
 def _start(argv: list[str], settings: Settings, env: dict[str, str], data_dir: Path,
            log: Path) -> subprocess.Popen[bytes]:
     full = {**os.environ, "BEACON_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
@@ -293,6 +362,7 @@ async def measure(settings: Settings, channel: Channel, *, seconds: float, concu
     bodies = channel.bodies(20000, users)
     port, fake_port = free_port(), free_port()
     fake_url = f"http://127.0.0.1:{fake_port}"
+    gateway_env = channel.gateway_env(port, fake_url)
     try:
         with tempfile.TemporaryDirectory(prefix=f"beacon-bench-{channel.name}-") as tmp:
             data_dir = Path(tmp)
@@ -304,7 +374,7 @@ async def measure(settings: Settings, channel: Channel, *, seconds: float, concu
                 await _wait_healthy(f"fake {channel.api}", fake_port, fake, fake_log)
                 proc = _start(["gateway", channel.name], settings,
                               {"BEACON_TOPIC_IN": topics["in"], "BEACON_TOPIC_OUT": topics["out"],
-                               "BEACON_TOPIC_DLQ": topics["dlq"], **channel.gateway_env(port, fake_url)},
+                               "BEACON_TOPIC_DLQ": topics["dlq"], **gateway_env},
                               data_dir, log)
                 await _wait_healthy("gateway", port, proc, log)
                 url = f"http://127.0.0.1:{port}{channel.webhook_path}"
@@ -312,12 +382,29 @@ async def measure(settings: Settings, channel: Channel, *, seconds: float, concu
                 figures.raw_produce = await _raw_produce(settings, topics["in"], seconds, concurrency)
                 figures.webhooks, figures.webhook_errors = await _webhooks(url, bodies, seconds, concurrency,
                                                                            channel.header)
+                cpu = cpu_seconds(proc.pid)
                 latencies = await _paced(url, bodies, paced_rate, seconds, channel.header)
+                figures.cpu_webhook_ms = _cpu_ms_per(proc.pid, cpu, len(latencies))
                 if latencies:
                     figures.p50_ms = latencies[len(latencies) // 2] * 1000
                     figures.p99_ms = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
                 figures.raw_http = await _raw_http(channel, fake_url, min(seconds, 3.0), 64)
+                cpu = cpu_seconds(proc.pid)
                 figures.sends = await _sends(settings, channel, fake_url, topics["out"], sends, users)
+                figures.cpu_send_burst_ms = _cpu_ms_per(proc.pid, cpu, sends)
+                group = next(v for k, v in gateway_env.items() if k.endswith("_GATEWAY_GROUP"))
+                paced = int(paced_rate * seconds)
+                await _committed_to_end(settings, group, topics["out"])
+                cpu = cpu_seconds(proc.pid)
+                await _produce_paced(settings, topics["out"], channel.replies(paced, users), paced_rate)
+                await _committed_to_end(settings, group, topics["out"])
+                figures.cpu_send_paced_ms = _cpu_ms_per(proc.pid, cpu, paced)
+                for header, attr in ((False, "cpu_foreign_undecorated_ms"), (True, "cpu_foreign_ms")):
+                    cpu = cpu_seconds(proc.pid)
+                    await _produce_paced(settings, topics["out"], _other_channels_replies(channel, paced, users),
+                                         paced_rate, with_channel_header=header)
+                    await _committed_to_end(settings, group, topics["out"])
+                    setattr(figures, attr, _cpu_ms_per(proc.pid, cpu, paced))
             finally:
                 if proc is not None:
                     _stop("gateway", proc, figures.notes)
@@ -348,6 +435,10 @@ def report(f: Figures, *, seconds: float, concurrency: int, channel: str = "what
         f"  raw HTTP POSTs to the fake:   {f.raw_http:10,.0f} req/s",
         f"  bm_out -> {api} sends:{' ' * (13 - len(api))}{f.sends:10,.0f} sends/s "
         f"({f.sends / f.raw_http if f.raw_http else 0:.2f}x raw HTTP)",
+        f"gateway CPU per message (ms): webhook at {f.paced_rate:.0f}/s {f.cpu_webhook_ms:.2f}; send in the burst "
+        f"{f.cpu_send_burst_ms:.2f}, at {f.paced_rate:.0f}/s {f.cpu_send_paced_ms:.2f}; another channel's record on "
+        f"bm_out at {f.paced_rate:.0f}/s {f.cpu_foreign_ms:.3f} (without the beacon-channel header, as older "
+        f"producers wrote them: {f.cpu_foreign_undecorated_ms:.3f})",
     ]
     lines.extend(f"note: {n}" for n in f.notes)
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from beacon.kafka import AsyncProducer
 from beacon.nostr import wire
 from beacon.nostr.event import Event
 from beacon.nostr.keys import NostrKey
+from beacon.routing import with_channel
 
 log = logging.getLogger("beacon.bridge")
 
@@ -90,7 +91,7 @@ class Receiver:
         self.seen.pending[msg.id] = done
         try:
             value = await retry_registry(self._codec.encode, msg, topic)
-            headers = [(ID_HEADER, msg.id.encode()), (FROM_HEADER, received.sender.encode())]
+            headers = with_channel(msg, [(ID_HEADER, msg.id.encode()), (FROM_HEADER, received.sender.encode())])
             await self._producer.produce(topic, value, key=msg.user_key, headers=headers)
         except BeaconError as exc:
             done.set_result(False)

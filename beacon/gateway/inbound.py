@@ -53,6 +53,10 @@ class Inbound:
         self.topic = settings.topics.inbound
         self.accepting = True
         install_refused_request_filter()
+        # the labelled metrics of every webhook, looked up once (``labels()`` costs more than the increment)
+        self._produce_seconds = PRODUCE_SECONDS.labels(channel.name)
+        self._accepted = WEBHOOKS.labels(channel.name, "accepted")
+        self._messages = WEBHOOK_MESSAGES.labels(channel.name)
         self.app = web.Application(client_max_size=settings.gateway.max_body_bytes)
         webhook = [web.post(channel.webhook_path, self.receive, expect_handler=expect_handler)] \
             if channel.webhook_path else []  # an event-source channel (NostrMQ) takes no webhooks
@@ -100,8 +104,8 @@ class Inbound:
                            "%s will redeliver; check `beacon kafka status`.", len(parsed.messages),
                            self.settings.gateway.ack_timeout, str(exc) or type(exc).__name__, self.channel.api_name)
             return self._reject("broker_unavailable", 503, "broker unavailable")
-        PRODUCE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-        WEBHOOKS.labels(self.name, "accepted").inc()
+        self._produce_seconds.observe(time.perf_counter() - started)
+        self._accepted.inc()
         return web.Response(text="OK")
 
     async def deliver(self, parsed: Parsed, received_ms: float | None = None) -> None:
@@ -119,10 +123,11 @@ class Inbound:
                                         {"beacon.message_id": msg.id})) is not None}
         headers = {msg.id: record_headers(hops, msg.trace_id, spans[msg.id].span_id if spans else new_span_id())
                    for msg, _ in records}
-        await asyncio.wait_for(self._produce(records, headers), self.settings.gateway.ack_timeout)
+        async with asyncio.timeout(self.settings.gateway.ack_timeout):  # no task of its own, as wait_for makes
+            await self._produce(records, headers)
         for span in spans.values():
             span.end()
-        WEBHOOK_MESSAGES.labels(self.name).inc(len(messages))
+        self._messages.inc(len(messages))
         await self.channel.after_produce(messages)
 
     def _report_dropped(self, dropped: list[Dropped]) -> None:

@@ -1,10 +1,12 @@
 """bm_out to a channel: the sender engine every channel's gateway runs.
 
-One consumer (the channel's own group) feeds the keyed lanes (``beacon.lanes``): each user key's
-messages are sent strictly in order while keys run concurrently, at most BEACON_GATEWAY_MAX_IN_FLIGHT
-requests at once, and each partition is committed only up to its lowest unsettled record. The
-channel classifies its errors (``beacon.gateway.channel.Action``): a user told to wait is backed off
-alone, a throughput error slows its account, refused credentials pause the account and alert,
+One consumer (the channel's own group) reads every channel's records; another channel's, named by its
+``beacon-channel`` header (``beacon.routing``), is skipped undecoded and committed with its partition's
+finished prefix (one without the header is decoded to tell). Its own feed the keyed lanes
+(``beacon.lanes``): each user key's messages are sent strictly in order while keys run concurrently,
+at most BEACON_GATEWAY_MAX_IN_FLIGHT requests at once, and each partition is committed only up to its
+lowest unsettled record. The channel classifies its errors (``beacon.gateway.channel.Action``): a user
+told to wait is backed off alone, a throughput error slows its account, refused credentials pause the account and alert,
 permanent errors go to bm_dlq with a ``failed`` status on bm_in. Transient and unknown errors (5xx,
 timeouts, refused connections) pause the account and probe it with one send at a time while nothing
 to it succeeds (an outage: waited out, nothing dead-lettered); when they repeat for one message while
@@ -31,9 +33,10 @@ from beacon.gateway.limiter import Gate, TokenBucket, sleep_unless_stopped, wait
 from beacon.gateway.metrics import LIMITER_WAIT, OUTAGES, POSSIBLE_DUPLICATES, SEND_ERRORS, SEND_SECONDS, SENDS
 from beacon.gateway.store import FAILED, SENDING, SENT, SentStore
 from beacon.gateway.typing import TypingRefresher, shows_typing
-from beacon.kafka import AsyncProducer, Consumer, KafkaException, Message, TopicPartition, fetch_batch, make_consumer
+from beacon.kafka import AsyncProducer, Consumer, KafkaException, Message, TopicPartition, fetch_wanted, make_consumer
 from beacon.lanes import Job, KeyedDispatcher
 from beacon.messages import OUTBOUND, BeaconMessage
+from beacon.routing import channel_of
 from beacon.trace import (
     BM_OUT,
     GATEWAY,
@@ -84,9 +87,14 @@ class Outbound:
         self._committed: dict[TP, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._paused = False
+        #: The records of the fetch under way (filled in the fetching thread; see ``_forget_fetched``).
+        self._fetching: list[Message] = []
         self.finished = asyncio.Event()
         self.failures = FailureReporter(channel.name, settings, producer, codec, store, self.stop_event)
         self.typing = TypingRefresher(channel.name, channel.typing_refresh, settings.gateway.typing_max_seconds)
+        # the labelled metrics of every send, looked up once (``labels()`` costs more than the increment)
+        self._sent = SENDS.labels(channel.name, "sent", "")
+        self._send_seconds = SEND_SECONDS.labels(channel.name)
 
     # --- consuming ------------------------------------------------------------------------------
 
@@ -99,13 +107,18 @@ class Outbound:
         try:
             while not self.stop_event.is_set():
                 self._apply_backpressure(consumer)
-                records = await asyncio.to_thread(fetch_batch, consumer, FETCH_BATCH, 0.1)
+                # another channel's records do not wake the loop one by one: they come with the next own record
+                records = self._fetching = []
+                await asyncio.to_thread(fetch_wanted, consumer, FETCH_BATCH, 0.1, self._wanted, records)
                 for record in records:
                     err = record.error()
                     if err is not None:
                         self.log.warning("consuming %s: %s", self.topic, err)
                         continue
                     topic, partition, offset = where(record)
+                    if not self._wanted(record):
+                        self.lanes.skip((topic, partition), offset)  # its own gateway sends it
+                        continue
                     await self.lanes.submit(Job(record.key() or b"", (topic, partition), offset, record, now_ms()))
                 now = time.monotonic()
                 if now - last_commit >= COMMIT_INTERVAL:
@@ -126,6 +139,14 @@ class Outbound:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def _wanted(self, record: Message) -> bool:
+        """Whether ``record`` may be this channel's: an error, its own, or one without the channel header (an
+        older producer's: decoded to tell)."""
+        if record.error() is not None:
+            return True
+        channel = channel_of(record.headers())
+        return channel is None or channel == self.name
 
     def _apply_backpressure(self, consumer: Consumer) -> None:
         over = self.lanes.in_flight >= self.settings.gateway.max_pending
@@ -153,6 +174,7 @@ class Outbound:
         """Runs in the polling thread: the event loop drains those partitions' lanes, then what settled is
         committed; the rest is sent by the partitions' next owner (the settled-id record skips repeats)."""
         wanted = [(p.topic, p.partition) for p in partitions]
+        self._forget_fetched(wanted)
         offsets = self._drain_from_thread(wanted, self.settings.gateway.shutdown_timeout)
         self._commit(consumer, offsets, asynchronous=False)
         for tp in wanted:
@@ -163,9 +185,17 @@ class Outbound:
         in flight finish and are recorded (cancelled mid-request, the channel may have taken one, and the
         partition's next owner, often this same gateway, would send it again); queued ones are left."""
         wanted = [(p.topic, p.partition) for p in partitions]
+        self._forget_fetched(wanted)
         self._drain_from_thread(wanted, self.settings.gateway.shutdown_timeout)
         for tp in wanted:
             self._committed.pop(tp, None)
+
+    def _forget_fetched(self, partitions: list[TP]) -> None:
+        """Take the records of ``partitions`` out of the fetch under way (this runs in its thread, inside its
+        poll): fetched before the revocation, they are the partitions' next owner's to handle, and neither
+        sent nor skipped (committed) here."""
+        gone = set(partitions)
+        self._fetching[:] = [r for r in self._fetching if (r.topic(), r.partition()) not in gone]
 
     def _drain_from_thread(self, partitions: list[TP], timeout: float) -> dict[Any, int]:
         if self._loop is None or not partitions:
@@ -335,7 +365,7 @@ class Outbound:
                         error = None
                     except SendError as exc:
                         error = exc
-                    SEND_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+                    self._send_seconds.observe(time.perf_counter() - started)
                 if error is None or error.action not in OUTAGE_ACTIONS:
                     self._account_up(account, account_id)
             finally:
@@ -348,7 +378,7 @@ class Outbound:
                 account.successes += 1
                 account.streak = 0
                 user.streak = 0
-                SENDS.labels(self.name, "sent", "").inc()
+                self._sent.inc()
                 return
             SEND_ERRORS.labels(self.name, error.code_label, error.action.value).inc()
             action = error.action

@@ -35,7 +35,7 @@ class Gateway:
         self.log = logging.getLogger(f"beacon.gateway.{channel.name}")
         self.settings = settings
         self.codec = MessageCodec(settings)
-        self.producer = AsyncProducer(settings)
+        self.producer = AsyncProducer(settings, **{"linger.ms": settings.gateway.linger_ms})
         self.store = SentStore(channel.sent_store)
         self.inbound = Inbound(settings, self.producer, self.codec, channel)
         self.outbound = Outbound(settings, self.producer, self.codec, self.store, channel)

@@ -26,6 +26,7 @@ from beacon.errors import BadMessageError, BeaconError, KafkaError, RegistryUnav
 from beacon.groups import MessageGroup
 from beacon.kafka import AsyncProducer, Headers
 from beacon.messages import EVENT_KINDS, INBOUND, OUTBOUND, BeaconMessage, stable_id
+from beacon.routing import with_channel
 from beacon.streams.client import ApiClient, ApiError
 from beacon.streams.health import API, KAFKA, REGISTRY, DependencyHealth
 from beacon.streams.metrics import WorkerMetrics
@@ -281,7 +282,7 @@ class MessageProcessor:
         topic = self.settings.topics.outbound
         try:
             value = await self._encode(receipt, topic)
-            await self.producer.produce_nowait(topic, value, key=receipt.user_key)
+            await self.producer.produce_nowait(topic, value, key=receipt.user_key, headers=with_channel(receipt))
         except BeaconError as exc:  # best effort: the reply is what matters, and it waits out Kafka itself
             log.info("typing indicator for message %s (user %s) not produced: %s", msg.id, msg.user_key, exc)
 
@@ -351,8 +352,8 @@ class MessageProcessor:
         attempt = 0
         while True:
             attempt += 1
-            futures = [self.producer.produce_nowait(topic, v, key=r.user_key, headers=headers) for r, v in
-                       zip(replies, values, strict=True)]
+            futures = [self.producer.produce_nowait(topic, v, key=r.user_key, headers=with_channel(r, headers))
+                       for r, v in zip(replies, values, strict=True)]
             try:
                 for fut in futures:
                     await fut

@@ -13,6 +13,7 @@ from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.kafka import make_consumer
 from beacon.messages import BeaconMessage, utcnow
+from beacon.routing import channel_of
 from tests.api.conftest import ApiServer, inbound, process
 
 TEMPLATE = json.dumps({"name": "hello_again", "language": {"code": "en"}})
@@ -35,7 +36,8 @@ def kafka_api(
     return server, topic
 
 
-def consume_one(settings: Settings, topic: str) -> tuple[bytes | None, BeaconMessage]:
+def consume_one(settings: Settings, topic: str) -> tuple[bytes | None, BeaconMessage, str | None]:
+    """The first record of ``topic``: its key, its message and the channel its header names."""
     consumer = make_consumer(settings, f"api-test-{topic}", **{"auto.offset.reset": "earliest"})
     codec = MessageCodec(settings)
     try:
@@ -43,7 +45,7 @@ def consume_one(settings: Settings, topic: str) -> tuple[bytes | None, BeaconMes
         for _ in range(60):
             record = consumer.poll(1.0)
             if record is not None and record.error() is None:
-                return record.key(), codec.decode(record.value(), topic=topic)
+                return record.key(), codec.decode(record.value(), topic=topic), channel_of(record.headers())
     finally:
         consumer.close()
         codec.client.close()
@@ -85,8 +87,8 @@ async def test_proactive_send_is_produced_to_bm_out(
         assert resp.status_code == 202, resp.text
         assert resp.json()["topic"] == topic
         page = (await client.get(f"/v1/users/{msg.user_key}/messages")).json()
-    key, sent = consume_one(registry_settings, topic)
-    assert key == msg.user_key.encode()
+    key, sent, channel = consume_one(registry_settings, topic)
+    assert key == msg.user_key.encode() and channel == "whatsapp"  # the other channels' gateways skip it undecoded
     assert (sent.id, sent.text, sent.direction, sent.user_key) == (
         "order-1-x",
         "Your order shipped",

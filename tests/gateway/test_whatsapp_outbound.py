@@ -22,6 +22,7 @@ from beacon.gateway.store import SentStore
 from beacon.gateway.whatsapp.channel import WhatsAppChannel
 from beacon.kafka import AsyncProducer
 from beacon.messages import BeaconMessage, Media, Reaction, stable_id
+from beacon.routing import with_channel
 from tests.gateway.conftest import aread_topic, await_committed, end_offsets
 
 PNID = "106540352242922"
@@ -242,6 +243,21 @@ async def test_undecodable_records_are_dead_lettered(harness: Harness) -> None:
     (dlq,) = await aread_topic(harness.settings, harness.settings.topics.dlq, 1)
     info = read_dlq_headers(dlq.headers())
     assert dlq.value() == b"\x00garbage" and info is not None and info.error_class == "BadMessageError"
+
+
+async def test_other_channels_records_are_skipped_undecoded_and_committed_past(harness: Harness) -> None:
+    topic = harness.settings.topics.outbound
+    telegram = BeaconMessage.inbound_text(channel="telegram", account="1", user_id="2", text="hi",
+                                          channel_message_id="tg1").reply_text("to telegram")
+    mine = [reply("447700900031", f"w{i}") for i in range(3)]
+    harness.start()
+    await harness.produce(mine[:1])
+    # Named another channel's by its header, the gateway never decodes it (this value would be dead-lettered).
+    await harness.producer.produce(topic, b"\x00not avro", key=b"telegram:1:2", headers=with_channel(telegram))
+    await harness.producer.produce(topic, harness.codec.encode(telegram, topic), key=telegram.user_key.encode())
+    await harness.produce(mine[1:])
+    assert _ids(await harness.sent(3)) == [m.id for m in mine]  # committed past every record
+    assert await aread_topic(harness.settings, harness.settings.topics.dlq, 0) == []
 
 
 async def test_expired_token_pauses_the_number_without_dead_lettering(harness: Harness) -> None:

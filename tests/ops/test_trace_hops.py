@@ -15,6 +15,7 @@ from beacon.config import Settings
 from beacon.kafka import ensure_topics, make_consumer
 from beacon.ops.process import port_open
 from beacon.ops.supervisor import Supervisor
+from beacon.routing import channel_of
 from beacon.trace import (
     API_DB,
     API_PIPELINE,
@@ -92,3 +93,4 @@ def test_one_message_carries_its_trace_and_every_hop_to_the_channel(
     assert {API_DB, API_PIPELINE} <= set(hops.durations), sent["hops"]
     # bm_out carries the hops up to the API's answer; the gateway adds its own at the send.
     assert Hops.parse(header(out_headers, HOPS_HEADER)).points.keys() == set(POINTS[:5])
+    assert channel_of(out_headers) == "whatsapp"  # the other channels' gateways skip the reply undecoded

@@ -30,6 +30,7 @@ from beacon.api.wire import message_problems, text_problems, too_long
 from beacon.config import Settings
 from beacon.errors import KafkaError
 from beacon.messages import OUTBOUND, BeaconMessage, make_user_key, utcnow
+from beacon.routing import with_channel
 from beacon.trace import new_span_id, record_headers
 
 log = logging.getLogger(__name__)
@@ -288,7 +289,8 @@ async def send_message(req: SendRequest, state: StateDep) -> SendResult:
     try:
         # Its own trace (beacon.trace): the gateway adds the hops from bm_out to the channel's send.
         record = await state.producer.produce(settings.topics.outbound, value, key=user_key,
-                                              headers=record_headers("", msg.trace_id, new_span_id()))
+                                              headers=with_channel(msg, record_headers("", msg.trace_id,
+                                                                                      new_span_id())))
     except KafkaError as exc:
         metrics.PROACTIVE.labels("failed").inc()
         raise HTTPException(

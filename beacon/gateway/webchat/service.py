@@ -56,7 +56,7 @@ class Gateway:
         self.settings = settings
         secret = cookie_secret(settings)
         self.codec = MessageCodec(settings)
-        self.producer = AsyncProducer(settings)
+        self.producer = AsyncProducer(settings, **{"linger.ms": settings.gateway.linger_ms})
         self.history = History(settings.webchat.history_store or settings.data_dir / "gateway-webchat-history.db")
         self.connections = Connections()
         self.web = WebChatApp(settings, secret, self.producer, self.codec, self.history, self.connections)
