@@ -359,8 +359,8 @@ async def run_stack(stack: RunTarget, name: str, rate: float, seconds: float, us
         result.latencies.append(max(0.0, got[0] - when))
     # Order is promised for acknowledged messages: a webhook the driver gave up on (never answered 200) may still
     # reach bm_in late, after the same user's next message, as a channel's own redelivery would.
-    for user, numbers in order.items():
-        kept = [n for n in numbers if f"{prefix}{user}:{n}" in sent_at]
+    for number, seqs in order.items():
+        kept = [n for n in seqs if f"{prefix}{number}:{n}" in sent_at]
         result.order_violations += sum(1 for a, b in itertools.pairwise(kept) if b < a)
     return result
 
