@@ -19,13 +19,14 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from beacon.api.models import OutboxEvent
+from beacon.api.models import Message, OutboxEvent
 from beacon.api.store import utc
 from beacon.backoff import backoff_delay
 from beacon.bot.outbox import OutboxItem
 from beacon.config import Settings
 from beacon.errors import BeaconError, ConfigError
 from beacon.messages import utcnow
+from beacon.trace import TRACEPARENT, new_span_id, traceparent
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,11 @@ def make_sink(settings: Settings) -> tuple[Sink, str] | None:
         url, timeout = settings.outbox.url, settings.outbox.timeout
 
         async def post(item: OutboxItem) -> None:
+            headers = {"Idempotency-Key": item.id}
+            if item.trace_id:  # the turn's trace goes on to the receiver (beacon.trace)
+                headers[TRACEPARENT] = traceparent(item.trace_id, new_span_id())
             async with httpx.AsyncClient(timeout=timeout) as http:
-                resp = await http.post(url, json=item.as_json(), headers={"Idempotency-Key": item.id})
+                resp = await http.post(url, json=item.as_json(), headers=headers)
             if not 200 <= resp.status_code < 300:
                 raise OutboxDeliveryError(f"HTTP {resp.status_code}: {resp.text[:200]}")
 
@@ -123,17 +127,25 @@ class OutboxDelivery:
         heads: dict[str, Any] = {}
         for row in rows:
             heads.setdefault(row.user_key, row)
+        due = [row for row in heads.values() if utc(row.due_at) <= now]
+        traces = await self._traces({row.message_id for row in due}) if due else {}
         delivered = 0
-        for row in heads.values():
-            if utc(row.due_at) > now:
-                continue
+        for row in due:
             item = OutboxItem(
                 id=row.id, kind=row.kind, data=orjson.loads(row.payload), message_id=row.message_id,
                 user_key=row.user_key, created_at=utc(row.created_at), attempts=row.attempts,
+                trace_id=traces.get(row.message_id),
             )
             if await self._claim(item.id, now) and await self._deliver(item):
                 delivered += 1
         return delivered > 0 and len(rows) == SCAN
+
+    async def _traces(self, message_ids: set[str]) -> dict[str, str]:
+        """The trace id of each message (stored with its turn), by message id."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(Message.id, Message.body).where(Message.id.in_(sorted(message_ids))))
+            found = {row.id: orjson.loads(row.body).get("trace_id") for row in rows}
+        return {mid: str(trace) for mid, trace in found.items() if trace}
 
     async def _claim(self, event_id: str, now: datetime) -> bool:
         lease_end = utcnow() + timedelta(seconds=self.settings.outbox.timeout * 2)

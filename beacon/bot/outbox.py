@@ -28,6 +28,8 @@ class OutboxItem:
     user_key: str
     created_at: datetime | None = None
     attempts: int = 0
+    #: The trace of the message whose turn recorded it (``beacon.trace``), when known: the delivery carries it.
+    trace_id: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The body POSTed to BEACON_OUTBOX_URL."""

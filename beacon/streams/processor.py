@@ -190,7 +190,17 @@ class MessageProcessor:
             if typing is not None:
                 typing.cancel()
         if replies:
-            await self._produce_replies(group.last, replies, self._api_hops(group.last, hops, called_ms))
+            try:
+                await self._produce_replies(group.last, replies, self._api_hops(group.last, hops, called_ms))
+            except KafkaError as exc:  # not retryable: the brokers refuse these replies every time
+                log.error("the replies to group %s of %d messages (user %s, partition %d offsets %d-%d) are refused by "
+                          "Kafka (%s); dead-lettering its messages", group.id, len(members), group.last.user_key,
+                          members[0][0].partition, members[0][0].offset, members[-1][0].offset, exc)
+                for record, _msg in members:
+                    await self._dead_letter(record, exc, attempts=1)
+                self.metrics.latency.observe(time.monotonic() - started)
+                self.metrics.messages.labels("dead_lettered", "replies_refused").inc(len(members))
+                return
         self.metrics.latency.observe(time.monotonic() - started)
         self.metrics.messages.labels("replied", "").inc(len(members))
         self.metrics.coalesced.inc(len(members))

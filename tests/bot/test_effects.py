@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from beacon.api.db import make_engine
 from beacon.api.models import OutboxEvent, UserState
 from beacon.ops.process import free_port
+from beacon.trace import TRACEPARENT, parse_traceparent, trace_id_of
 from tests.api.conftest import ApiServer, inbound, process
 from tests.conftest import make_settings
 
@@ -33,6 +34,7 @@ class Receiver:
     refused: set[str] = field(default_factory=set)
     accepted: list[dict[str, Any]] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
+    traces: dict[str, str | None] = field(default_factory=dict)
 
     async def receive(self, request: web.Request) -> web.Response:
         event = await request.json()
@@ -41,6 +43,7 @@ class Receiver:
             return web.Response(status=503, text="busy, try later")
         self.accepted.append(event)
         self.keys.append(request.headers["Idempotency-Key"])
+        self.traces[event["id"]] = request.headers.get(TRACEPARENT)
         return web.Response(status=204)
 
 
@@ -118,4 +121,9 @@ async def test_replays_and_concurrent_duplicates_apply_state_and_side_effects_on
     assert sorted(receiver.keys) == sorted(e["id"] for e in receiver.accepted)
     assert len({e["data"]["idempotency_key"] for e in mine}) == 8
     assert states[messages[0].user_key] == {"n": 8}
+    # Each delivery carries the trace of the message whose turn recorded it.
+    by_id = {m.id: m for m in messages}
+    for event in mine:
+        sent = parse_traceparent(receiver.traces[event["id"]])
+        assert sent is not None and sent[0] == trace_id_of(by_id[event["message_id"]].trace_id), event
     assert "outbox delivery to" in api.log() and "failing" in api.log()

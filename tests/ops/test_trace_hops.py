@@ -94,3 +94,47 @@ def test_one_message_carries_its_trace_and_every_hop_to_the_channel(
     # bm_out carries the hops up to the API's answer; the gateway adds its own at the send.
     assert Hops.parse(header(out_headers, HOPS_HEADER)).points.keys() == set(POINTS[:5])
     assert channel_of(out_headers) == "whatsapp"  # the other channels' gateways skip the reply undecoded
+
+
+def test_a_telegram_reply_carries_its_trace_and_every_hop_to_the_bot_api(
+    registry_settings: Settings, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The hops are the gateway framework's, not WhatsApp's: a Telegram sendMessage carries them too."""
+    stack = Stack.create(registry_settings, unique, tmp_path, workers=1)
+    s = stack.settings
+    ensure_topics(s)
+    MessageCodec(s).prepare([s.topics.inbound, s.topics.outbound])
+    migrated = stack.beacon("api", "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    fake = f"http://127.0.0.1:{s.local.fake_telegram_port}"
+    sup = Supervisor(tmp_path / "logs", report=print)
+    try:
+        for spec in stack.specs():
+            if spec.name in ("api", "worker-1", "fake-telegram", "gateway-telegram"):
+                sup.add(spec)
+        ports = (s.api.port, s.telegram.port, s.local.fake_telegram_port)
+        wait_for(lambda: all(port_open("127.0.0.1", p) for p in ports), "the API, gateway and fake to listen",
+                 step=sup.poll, timeout=90)
+        with httpx.Client(timeout=30) as client:
+
+            def said() -> bool:  # the gateway sets its webhook at the fake when it starts
+                r = client.post(f"{fake}/_fake/say", json={"chat_id": 987654321, "text": "/ping"})
+                return r.status_code == 200 and r.json().get("status") == 200
+
+            wait_for(said, "the fake to deliver the update to the gateway", step=sup.poll)
+
+            def sends() -> list[dict[str, object]]:
+                calls = client.get(f"{fake}/_fake/calls", params={"after": 0, "wait": 0, "method": "sendMessage"})
+                return list(calls.json())
+
+            wait_for(lambda: len(sends()) >= 1, "the reply at the fake Bot API", step=sup.poll)
+            [sent] = sends()
+    finally:
+        sup.stop()
+    assert sent["params"]["text"] == "pong"  # type: ignore[index]
+    [(in_headers, _)] = _records(s, s.topics.inbound, 1)
+    inbound = parse_traceparent(header(in_headers, TRACEPARENT))
+    send = parse_traceparent(sent["traceparent"])  # type: ignore[arg-type]
+    assert inbound is not None and send is not None and inbound[0] == send[0]
+    hops = Hops.parse(sent["hops"])  # type: ignore[arg-type]
+    assert list(hops.points) == list(POINTS), sent["hops"]

@@ -183,3 +183,29 @@ def test_replies_the_broker_refuses_every_time_dead_letter_their_message_instead
     assert info is not None and info.error_class == "KafkaError" and info.offset == 0, info
     assert "MSG_SIZE_TOO_LARGE" in info.error_text or "too large" in info.error_text.lower(), info.error_text
     assert worker.metric('beacon_worker_messages_total{outcome="dead_lettered",reason="replies_refused"}') == 1
+
+
+@pytest.mark.slow
+def test_a_coalesced_groups_replies_the_broker_refuses_dead_letter_its_messages_and_the_user_goes_on(
+    topics: Topics, codec: MessageCodec, start_stub: Callable[..., StubApi], start_worker: Callable[..., Worker],
+    replies: Collector, dead_letters: Collector,
+) -> None:
+    """Three texts of one user coalesced into one turn whose answer outgrows bm_out's 2000-byte records: the
+    three are dead-lettered (not retried for ever, not blocking the user) and the user's next message answered."""
+    settings = topics.settings
+    limit = ConfigResource(ResourceType.TOPIC, settings.topics.outbound, incremental_configs=[
+        ConfigEntry("max.message.bytes", "2000", incremental_operation=AlterConfigOpType.SET)])
+    admin = make_admin(settings)  # held: the futures fail when the client is destroyed
+    for future in admin.incremental_alter_configs([limit]).values():
+        future.result(timeout=30)
+    worker = start_worker(start_stub().url, coalesce_window_ms="1000", **FAST_RETRIES)
+    rng = random.Random(16)
+    texts = ["".join(rng.choice(string.ascii_letters) for _ in range(900)) for _ in range(3)]
+    produce(settings, [text("burst", i, t) for i, t in enumerate(texts)], codec)
+    dead_letters.wait_dead(3, timeout=60)
+    produce(settings, [text("burst", 3, "after the burst")], codec)
+
+    got = replies.wait_replies(1, timeout=60, workers=[worker])
+    assert [r.text for r in got] == ["You said: after the burst"]
+    assert sorted(info.offset for _, _, info in dead_letters.dead if info is not None) == [0, 1, 2]
+    assert worker.metric('beacon_worker_messages_total{outcome="dead_lettered",reason="replies_refused"}') == 3

@@ -8,7 +8,8 @@ answerCallbackQuery, getFile; ``/file/bot<token>/<file_path>`` downloads a file.
 401 ``Unauthorized``; an unknown method 404 ``Not Found``.
 
 Control endpoints (not Telegram's):
-- ``GET /_fake/calls?after=<seq>&wait=<s>&method=<m>``: calls with seq > after (waits for one).
+- ``GET /_fake/calls?after=<seq>&wait=<s>&method=<m>``: calls with seq > after (waits for one); each with the
+  ``traceparent`` and ``beacon-hops`` headers the gateway sent (``hops``), as the fake Cloud API records them.
 - ``POST /_fake/fail`` ``{"error": 429|403|500|502, "chat_id"?, "count"?, "retry_after"?}``: answer the next
   ``count`` (default: every) calls naming that chat (or, without chat_id, every call) with that error;
   ``DELETE /_fake/fail`` clears them.
@@ -41,6 +42,7 @@ from beacon.fakes.telegram import updates as u
 from beacon.fakes.telegram.botapi import CHAT_METHODS, SEND_METHODS, BadRequest, chat_id_of, error, ok, validate
 from beacon.fakes.telegram.delivery import UpdateDelivery, Webhook
 from beacon.gateway.telegram import bot_id_of
+from beacon.trace import HOPS_HEADER, TRACEPARENT
 
 Json = dict[str, Any]
 
@@ -164,7 +166,8 @@ class FakeBotApi:
             return _json(error(400, f"Bad Request: {exc}"), 400)
         except orjson.JSONDecodeError:
             return _json(error(400, "Bad Request: can't parse JSON"), 400)
-        self._record(name, params, chat, 200, result)
+        self._record(name, params, chat, 200, result, trace=(request.headers.get(TRACEPARENT),
+                                                             request.headers.get(HOPS_HEADER)))
         return _json(ok(result))
 
     def _fault(self, chat: int | None) -> web.Response | None:
@@ -184,9 +187,11 @@ class FakeBotApi:
             return _json(error(fault.error, FAULTS.get(fault.error, "Error")), fault.error)
         return None
 
-    def _record(self, method: str, params: Json, chat: int | None, status: int, result: Any = None) -> None:
+    def _record(self, method: str, params: Json, chat: int | None, status: int, result: Any = None,
+                trace: tuple[str | None, str | None] = (None, None)) -> None:
         self.state.calls.append({"seq": len(self.state.calls) + 1, "method": method, "params": params,
-                                 "chat_id": chat, "status": status, "result": result, "at": time.time()})
+                                 "chat_id": chat, "status": status, "result": result, "at": time.time(),
+                                 "traceparent": trace[0], "hops": trace[1]})
         self.state.changed.set()
         self.state.changed = asyncio.Event()
 

@@ -17,6 +17,7 @@ from beacon.errors import ConfigError
 from beacon.gateway.telegram.errors import Action, BotApiError, FileTooLargeError
 from beacon.gateway.telegram.parse import HANDLED_UPDATES
 from beacon.gateway.telegram.sends import BotCall
+from beacon.trace import HOPS_HEADER, TRACEPARENT, current_hops
 
 Json = dict[str, Any]
 _CHUNK = 64 * 1024
@@ -67,9 +68,11 @@ class BotApiClient:
         """Call ``method``; its ``result`` on success. A 429 on a call naming a chat slows that chat."""
         params = params or {}
         url = f"{self.api_url}/bot{self._token}/{method}"
+        headers = {"Content-Type": "application/json"}
+        if (trace := current_hops.get()) is not None:  # a send's trace (beacon.trace): Telegram ignores them
+            headers[TRACEPARENT], headers[HOPS_HEADER] = trace
         try:
-            async with self.session.post(url, data=orjson.dumps(params),
-                                         headers={"Content-Type": "application/json"}) as response:
+            async with self.session.post(url, data=orjson.dumps(params), headers=headers) as response:
                 raw = await response.read()
                 status = response.status
         except (TimeoutError, aiohttp.ClientError) as exc:
