@@ -166,6 +166,7 @@ async def bench(database_url: str | None, requests: int, concurrency: int, laten
             n_lat = int(latency_rate * 5)
             lat_bodies = [message(account, i) for i in range(n_lat)]
             paced = await _drive(base + "/v1/messages/process", lat_bodies, n_lat, concurrency, latency_rate)
+            cpu3 = cpu_seconds(proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=20)
@@ -189,6 +190,9 @@ async def bench(database_url: str | None, requests: int, concurrency: int, laten
         f"  at {latency_rate:.0f} req/s paced:            p50 {paced.pct(50):6.2f} ms  p99 {paced.pct(99):6.2f} ms  "
         f"failed {paced.errors}"
     )
+    if workers == 1 and cpu2 is not None and cpu3 is not None and n_lat:
+        # At a light rate no batch forms: each request pays the per-request costs a deployment at that rate pays.
+        print(f"  server CPU per request paced:   {(cpu3 - cpu2) / n_lat * 1000:.3f} ms")
     runs = {"GET /healthz": baseline, "POST /v1/messages/process": full, f"paced at {latency_rate:.0f} req/s": paced}
     for line in failure_report(runs):
         print(line, file=sys.stderr)

@@ -6,7 +6,7 @@ import pytest
 
 from beacon.api import wire
 from beacon.codec import to_record
-from beacon.messages import INBOUND, STATUS, BeaconMessage, StatusError
+from beacon.messages import INBOUND, STATUS, BeaconMessage, Media, StatusError
 
 GOOD = BeaconMessage(
     id="wamid-1", user_key="whatsapp:106540352242922:447700900123", channel="whatsapp", account="106540352242922",
@@ -21,6 +21,8 @@ BAD = {
     "lone surrogate": GOOD.model_copy(update={"text": "a\ud800b"}),
     "nul in a metadata key": GOOD.model_copy(update={"metadata": {"k\x00": "v"}}),
     "surrogate in a metadata value": GOOD.model_copy(update={"metadata": {"k": "\udfff"}}),
+    "surrogate in a metadata key": GOOD.model_copy(update={"metadata": {"\ud800k": "v"}}),
+    "nul in a media caption": GOOD.model_copy(update={"kind": "image", "media": Media(id="m1", caption="a\x00")}),
     "user id too long": GOOD.model_copy(update={"user_id": "9" * 129}),
     "error code past 32 bits": STATUS_MSG.model_copy(update={"error": StatusError(code=2**40, title="x")}),
 }
