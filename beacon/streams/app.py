@@ -7,6 +7,9 @@ acknowledged on bm_out or it went to bm_dlq; the dispatcher then acks events in 
 partition, and Faust's committer (every ``BEACON_WORKER_COMMIT_INTERVAL``) commits the offset the
 dispatcher reports as safe: up to the lowest unfinished message, never past it.
 
+Faust's aiokafka consumer runs on the worker's own event loop (``beacon.streams.consumer``), not in
+the thread faust-streaming gives it: fetches and commits are direct awaits.
+
 Decoding happens in the processor, not in a Faust codec, so undecodable bytes are dead-lettered
 with their partition and offset instead of being skipped by Faust.
 
@@ -42,6 +45,7 @@ from beacon.kafka_security import faust_credentials
 from beacon.lanes import Job, KeyedDispatcher
 from beacon.logs import quiet_repeats
 from beacon.streams.coalesce import Coalescer
+from beacon.streams.consumer import LoopTransport
 from beacon.streams.health import DependencyHealth
 from beacon.streams.metrics import WorkerMetrics
 from beacon.streams.processor import MessageProcessor, Record, echo_pipeline
@@ -138,6 +142,10 @@ class BeaconApp(faust.App):
 
     runtime: WorkerRuntime | None = None
     beacon_settings: Settings
+
+    def _new_transport(self) -> Any:
+        # Faust's aiokafka transport, its consumer on this app's loop instead of a thread of its own.
+        return LoopTransport(self.conf.broker_consumer, self)
 
     def _new_consumer(self) -> Any:
         consumer: Any = super()._new_consumer()
