@@ -60,6 +60,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     containers = config.stash.get(CONTAINERS, None)
     if containers is not None:
         containers.stop()
+    stop_what_this_run_started()
+
+
+def start_local_services() -> None:
+    """Start the local broker, then the registry, unless they answer already (``scripts/test`` calls this
+    ahead of pytest, through ``tests/warm_services.py``; the fixtures below do the same on first need)."""
+    from beacon.ops import kafka_local, registry_local
+
+    settings = make_settings()
+    services.ensure_local(TEST_DATA_DIR, "kafka", lambda: kafka_local.ensure(settings))
+    services.ensure_local(TEST_DATA_DIR, "registry", lambda: registry_local.ensure(settings))
+
+
+def stop_what_this_run_started() -> None:
+    """Stop the local registry and broker if this run started them, unless ``BEACON_TEST_KEEP_SERVICES``."""
     keep = bool(os.environ.get("BEACON_TEST_KEEP_SERVICES"))
     settings = make_settings()
     if services.started_by_this_run(TEST_DATA_DIR, "registry") and not keep:
