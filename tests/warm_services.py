@@ -3,7 +3,8 @@
 ``scripts/test`` runs ``python -m tests.warm_services start`` in the background while ruff, mypy, vulture
 and pytest's collection run, so the tests find the services answering instead of waiting about 17 s for
 them; under the run's id (``BEACON_TEST_RUN``), so the run stops them at its end as if it had started them
-itself. ``stop`` is for a run that ends before pytest (a lint failure): it stops what the warm-up started.
+itself. ``scripts/test`` calls ``stop`` when it ends: it stops what the warm-up started and pytest did not
+(a lint failure before pytest; a run too short to reach its end before the services were up).
 """
 
 from __future__ import annotations
