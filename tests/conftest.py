@@ -60,6 +60,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     containers = config.stash.get(CONTAINERS, None)
     if containers is not None:
         containers.stop()
+    stop_what_this_run_started()
+
+
+def start_local_services() -> None:
+    """Start the local broker, then the registry, unless they answer already (``scripts/test`` calls this
+    ahead of pytest, through ``tests/warm_services.py``; the fixtures below do the same on first need)."""
+    from beacon.ops import kafka_local, registry_local
+
+    settings = make_settings()
+    services.ensure_local(TEST_DATA_DIR, "kafka", lambda: kafka_local.ensure(settings))
+    services.ensure_local(TEST_DATA_DIR, "registry", lambda: registry_local.ensure(settings))
+
+
+def stop_what_this_run_started() -> None:
+    """Stop the local registry and broker if this run started them, unless ``BEACON_TEST_KEEP_SERVICES``."""
     keep = bool(os.environ.get("BEACON_TEST_KEEP_SERVICES"))
     settings = make_settings()
     if services.started_by_this_run(TEST_DATA_DIR, "registry") and not keep:
@@ -77,7 +92,10 @@ CONTAINERS = pytest.StashKey[services.Containers]()
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist (``./scripts/test``): the files holding slow multi-process tests first, so the
-    workers share them out at the start instead of one worker finishing the run alone with one."""
+    workers share them out at the start instead of one worker finishing the run alone with one.
+    xdist keeps this order only with ``--no-loadscope-reorder`` (``scripts/test`` passes it): by default it
+    hands out the files with the most tests first, which leaves the slow files, with one to three tests
+    each, for the end."""
     if not hasattr(config, "workerinput"):
         return
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}

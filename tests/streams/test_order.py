@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 
+import pytest
+
 from beacon.codec import MessageCodec
 from beacon.messages import BeaconMessage
 from tests.streams.harness import (
@@ -44,6 +46,7 @@ def assert_in_order(replies: list[BeaconMessage], users: int, per_user: int) -> 
     assert not wrong, f"{len(wrong)} users got replies out of order, e.g. {next(iter(wrong.items()))}"
 
 
+@pytest.mark.slow
 def test_thousand_users_get_their_replies_in_order_and_offsets_are_committed(
     topics: Topics, codec: MessageCodec, start_stub: Callable[..., StubApi], start_worker: Callable[..., Worker],
     replies: Collector,
@@ -72,6 +75,7 @@ def test_thousand_users_get_their_replies_in_order_and_offsets_are_committed(
     assert stats["shared_user_batches"] == 0
 
 
+@pytest.mark.slow
 def test_offsets_are_never_committed_past_an_unfinished_message(
     topics: Topics, codec: MessageCodec, start_stub: Callable[..., StubApi], start_worker: Callable[..., Worker],
     replies: Collector,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 
+import pytest
+
 from beacon.codec import MessageCodec
 from tests.streams.harness import (
     Collector,
@@ -21,6 +23,7 @@ from tests.streams.test_order import assert_in_order, conversation
 REPLIED = 'beacon_worker_messages_total{outcome="replied",reason=""}'
 
 
+@pytest.mark.slow
 def test_second_worker_joins_under_load_then_first_is_killed_and_every_message_is_answered_once_by_id(
     topics: Topics, codec: MessageCodec, start_stub: Callable[..., StubApi], start_worker: Callable[..., Worker],
     replies: Collector,
@@ -52,6 +55,7 @@ def test_second_worker_joins_under_load_then_first_is_killed_and_every_message_i
                "the survivor to commit everything")
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_in_flight_work_commits_and_exits(
     topics: Topics, codec: MessageCodec, start_stub: Callable[..., StubApi], start_worker: Callable[..., Worker],
     replies: Collector,
