@@ -90,18 +90,6 @@ def stop_what_this_run_started() -> None:
 CONTAINERS = pytest.StashKey[services.Containers]()
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist (``./scripts/test``): the files holding slow multi-process tests first, so the
-    workers share them out at the start instead of one worker finishing the run alone with one.
-    xdist keeps this order only with ``--no-loadscope-reorder`` (``scripts/test`` passes it): by default it
-    hands out the files with the most tests first, which leaves the slow files, with one to three tests
-    each, for the end."""
-    if not hasattr(config, "workerinput"):
-        return
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)
-
-
 def make_settings(**overrides: Any) -> Settings:
     """Settings for tests: test ports and data dir, ignoring the developer's environment (the broker and
     registry addresses come from the containers when ``BEACON_TEST_SERVICES=containers``)."""
