@@ -5,7 +5,10 @@ is refused every time. Such content is a permanent, per-message outcome, never a
 
 from __future__ import annotations
 
+from confluent_kafka import KafkaError as _CKafkaError
+
 from beacon.codec import MessageCodec
+from beacon.errors import KafkaError
 from beacon.messages import INBOUND, BeaconMessage, StatusError
 
 #: Avro ``int`` (error codes) is 32-bit: a code outside it cannot be encoded.
@@ -14,13 +17,18 @@ AVRO_INT = range(-(2**31), 2**31)
 ENCODE_ERRORS = (ValueError, TypeError, OverflowError)
 #: Texts kept in a cut-down message (error text, profile name, metadata values), in characters.
 KEPT_CHARS = 1000
-#: How a client or broker names a record that is too large (librdkafka: MSG_SIZE_TOO_LARGE,
+#: librdkafka's codes for a record larger than the client or the broker accepts.
+TOO_LARGE_CODES = frozenset({_CKafkaError.MSG_SIZE_TOO_LARGE, _CKafkaError.RECORD_LIST_TOO_LARGE})
+#: How a client or broker names a record that is too large in an error that carries no code (librdkafka:
 #: "Message size too large"; the broker: RECORD_LIST_TOO_LARGE).
 _TOO_LARGE_MARKERS = ("size too large", "msg_size_too_large", "record_list_too_large", "message_too_large")
 
 
 def is_too_large(error: BaseException) -> bool:
-    """Whether a produce failed because the record is larger than the broker or client accepts."""
+    """Whether a produce failed because the record is larger than the broker or client accepts: by
+    librdkafka's code when the error carries one, else by its text."""
+    if isinstance(error, KafkaError) and error.code is not None:
+        return error.code in TOO_LARGE_CODES
     text = str(error).lower()
     return any(marker in text for marker in _TOO_LARGE_MARKERS)
 
