@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -29,8 +30,34 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+#: Where :func:`free_port` looks first: below the kernel's ephemeral range (32768 and up by default).
+_FIXED_PORTS_FROM = 20000
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives outgoing connections (Linux; 32768 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (for tests, benchmarks, extra processes)."""
+    """A TCP port on 127.0.0.1 that nothing listens on now (for tests, benchmarks, extra processes).
+
+    Chosen below the kernel's ephemeral range: a port from that range can be taken as the local end of
+    any outgoing connection while its server is down (a broker restarted on its own port then fails
+    with "Address already in use"). Falls back to a port the kernel picks when none is found there."""
+    low = _ephemeral_low()
+    if low - _FIXED_PORTS_FROM >= 1000:
+        for _ in range(50):
+            port = random.randrange(_FIXED_PORTS_FROM, low)
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
