@@ -48,19 +48,38 @@ def free_port() -> int:
     Chosen below the kernel's ephemeral range: a port from that range can be taken as the local end of
     any outgoing connection while its server is down (a broker restarted on its own port then fails
     with "Address already in use"). Falls back to a port the kernel picks when none is found there."""
+    return free_port_block(1)
+
+
+def free_port_block(size: int) -> int:
+    """The first of ``size`` consecutive free TCP ports on 127.0.0.1, below the ephemeral range as
+    :func:`free_port` explains (a single port falls back to one the kernel picks)."""
     low = _ephemeral_low()
-    if low - _FIXED_PORTS_FROM >= 1000:
-        for _ in range(50):
-            port = random.randrange(_FIXED_PORTS_FROM, low)
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    if low - _FIXED_PORTS_FROM >= 1000 + size:
+        for _ in range(200):
+            base = random.randrange(_FIXED_PORTS_FROM, low - size)
+            if _all_free(range(base, base + size)):
+                return base
+    if size == 1:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    raise ServiceError(f"No {size} consecutive free TCP ports found on 127.0.0.1 below {low}.")
+
+
+def _all_free(ports: range) -> bool:
+    socks: list[socket.socket] = []
+    try:
+        for port in ports:
+            sock = socket.socket()
+            socks.append(sock)
+            sock.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def rss_bytes(pid: int) -> int | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from beacon.kafka import ensure_topics, make_admin
 from beacon.ops import kafka_cluster, kafka_local
 from beacon.ops.dev import DEV_APP_SECRET
 from beacon.ops.lag import group_lag, total_lag
+from beacon.ops.process import free_port_block
 from beacon.ops.supervisor import Supervisor
 from tests.conftest import make_settings
 from tests.ops.stack import Stack, wait_for
@@ -43,29 +43,10 @@ PAUSE = 0.25  # seconds a user waits between two messages (after the previous on
 GIVE_UP = 45.0  # seconds a webhook is retried (like Meta) before the load counts it as refused
 
 
-def _free_port_block(size: int) -> int:
-    """The first of ``size`` consecutive free ports on 127.0.0.1."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000 - size)
-        socks = []
-        try:
-            for port in range(base, base + size):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise AssertionError(f"no {size} consecutive free ports found")
-
-
 @pytest.fixture
 def cluster_settings(registry_settings: Settings, tmp_path: Path) -> Iterator[Settings]:
     """Settings for a 3-node cluster of this test's own (node i on base + 2(i-1), controller on base+1 + 2(i-1))."""
-    base = _free_port_block(6)
+    base = free_port_block(6)
     settings = make_settings(
         data_dir=tmp_path,
         kafka_bootstrap=f"127.0.0.1:{base}",
@@ -145,7 +126,7 @@ def test_nodes_use_the_documented_ports_and_replicate_internal_topics(tmp_path: 
 
 
 def test_start_refuses_overlapping_or_busy_ports_naming_them(tmp_path: Path) -> None:
-    base = _free_port_block(6)
+    base = free_port_block(6)
     overlapping = make_settings(data_dir=tmp_path, kafka_bootstrap=f"127.0.0.1:{base}", kafka_controller_port=base + 2)
     result = _beacon(overlapping, "kafka", "start", "--brokers", "3")
     assert result.returncode == 1 and "ports overlap" in result.stderr, result.stderr
