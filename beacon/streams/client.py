@@ -1,11 +1,12 @@
 """The worker's client of the API layer: ``POST /v1/messages/process`` and ``/process-batch``.
 
-One aiohttp session with a bounded connection pool; each call carries the service token (and, for
-one message, its id as idempotency key). Failures are classified: 4xx (except 408/425/429) are
-permanent and the message is dead-lettered at once; 5xx, 408, 425, 429, timeouts and connection
-errors are retryable. Of those, connection errors and 502/503/504 say the API is *unreachable*
-(an outage, waited out by the worker's :mod:`~beacon.streams.health`); the others (500, a timeout)
-are an outage only if ``/readyz`` (:meth:`ApiClient.readiness`) says so too, else the message's own.
+One bounded pool of keep-alive HTTP/1.1 connections (:mod:`beacon.http_pool`); each call carries the
+service token (and, for one message, its id as idempotency key). Failures are classified: 4xx (except
+408/425/429) are permanent and the message is dead-lettered at once; 5xx, 408, 425, 429, timeouts and
+connection errors are retryable. Of those, connection errors before an answer began and 502/503/504 say
+the API is *unreachable* (an outage, waited out by the worker's :mod:`~beacon.streams.health`); the
+others (500, a timeout, an answer broken off) are an outage only if ``/readyz``
+(:meth:`ApiClient.readiness`) says so too, else the message's own.
 
 Batching (group commit): calls wait in a queue that up to ``BEACON_WORKER_API_BATCH_REQUESTS``
 senders drain, each taking everything queued (up to ``BEACON_WORKER_API_BATCH`` messages) into one
@@ -24,12 +25,12 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import Any
 
-import aiohttp
 from pydantic import ValidationError
 
 from beacon.config import Settings
 from beacon.errors import BeaconError
 from beacon.groups import MessageGroup
+from beacon.http_pool import HttpError, HttpPool
 from beacon.messages import BeaconMessage
 from beacon.trace import TRACEPARENT, new_span_id, now_ms, parse_server_timing, traceparent
 
@@ -58,13 +59,14 @@ class ApiClient:
     """Calls the API's processing endpoint and returns the replies as BeaconMessages."""
 
     def __init__(self, settings: Settings) -> None:
+        self._base_url = settings.api.url
         self._url = settings.api.url.rstrip("/") + PROCESS_PATH
         self._token = settings.api.token.get_secret_value()
-        self._timeout = aiohttp.ClientTimeout(total=settings.workers.api_timeout)
+        self._auth_headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
+        self._timeout = settings.workers.api_timeout
         self._limit = settings.workers.api_connections or settings.workers.max_in_flight
         self._batch_url = settings.api.url.rstrip("/") + BATCH_PATH
-        self._ready_url = settings.api.url.rstrip("/") + READY_PATH
-        self._probe_timeout = aiohttp.ClientTimeout(total=settings.workers.api_probe_timeout)
+        self._probe_timeout = settings.workers.api_probe_timeout
         self._batch_max = max(1, settings.workers.api_batch)
         # Enough batch requests for every message in flight, so a slow API (an LLM taking seconds) never
         # caps concurrency below BEACON_WORKER_MAX_IN_FLIGHT; a fast one rarely uses more than a few.
@@ -72,7 +74,7 @@ class ApiClient:
                                 -(-settings.workers.max_in_flight // self._batch_max))
         self._senders = 0
         self._queue: deque[tuple[BeaconMessage | MessageGroup, asyncio.Future[list[BeaconMessage]]]] = deque()
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: HttpPool | None = None
         #: Per message id answered: when its request left (epoch ms) and the API's own timing of it (ms by part,
         #: from ``Server-Timing`` or the batch line); the processor takes each with :meth:`timing_of`.
         self._timings: dict[str, tuple[float, dict[str, float]]] = {}
@@ -83,13 +85,10 @@ class ApiClient:
         """When the answered request for ``message_id`` left and the API's timing of it (taken: asked once)."""
         return self._timings.pop(message_id, None)
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, json_serialize=json.dumps
-            )
-        return self._session
+    def _ensure_pool(self) -> HttpPool:
+        if self._pool is None:
+            self._pool = HttpPool(self._base_url, limit=self._limit, keepalive=30)
+        return self._pool
 
     async def process(self, msg: BeaconMessage | MessageGroup) -> list[BeaconMessage]:
         """Have the API process ``msg`` (or a user's coalesced group, answered as one turn); raises ApiError
@@ -126,35 +125,29 @@ class ApiClient:
         body = b'{"messages":[%b],"traceparents":%b}' % (
             b",".join(msg.model_dump_json().encode() for msg, _ in batch),
             json.dumps([self._traceparent(msg) for msg, _ in batch]).encode())
-        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
         sent_ms = now_ms()
         try:
-            async with self._ensure_session().post(self._batch_url, data=body, headers=headers) as resp:
+            async with (asyncio.timeout(self._timeout),
+                        self._ensure_pool().request("POST", BATCH_PATH, self._auth_headers, body) as resp):
                 if resp.status != 200:
                     detail = (await resp.read())[:300].decode("utf-8", "replace")
                     retryable = resp.status >= 500 or resp.status in RETRYABLE_4XX
                     raise ApiError(f"the API answered {resp.status} to a batch: {detail}", retryable=retryable,
                                    status=resp.status)
-                pending = b""
-                async for chunk in resp.content.iter_any():
-                    pending += chunk
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        if line.strip():
-                            item = json.loads(line)
-                            if isinstance(timing := item.get("timing"), dict):
-                                self._timings[batch[item["index"]][0].id] = (sent_ms, timing)
-                            _settle_item(futures, item)
+                async for line in resp.lines():
+                    if line.strip():
+                        item = json.loads(line)
+                        if isinstance(timing := item.get("timing"), dict):
+                            self._timings[batch[item["index"]][0].id] = (sent_ms, timing)
+                        _settle_item(futures, item)
             unanswered = sum(1 for future in futures if not future.done())
             if unanswered:
                 raise ApiError(f"the API's batch answer ended with {unanswered} of {len(batch)} messages unanswered",
                                retryable=True)
         except TimeoutError:
-            error = ApiError(f"the API at {self._batch_url} did not answer within {self._timeout.total}s",
-                             retryable=True)
-        except aiohttp.ClientError as exc:
-            error = ApiError(f"cannot reach the API at {self._batch_url}: {exc}", retryable=True,
-                             unreachable=isinstance(exc, aiohttp.ClientConnectionError))
+            error = ApiError(f"the API at {self._batch_url} did not answer within {self._timeout}s", retryable=True)
+        except HttpError as exc:
+            error = _http_failure(self._batch_url, exc)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             error = ApiError(f"the API answered a batch with a line that is not a batch item: {exc}", retryable=True)
         except ApiError as exc:
@@ -165,18 +158,17 @@ class ApiClient:
             if not future.done():
                 future.set_exception(error)
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, str | None]:
-        """Status, body and ``Server-Timing`` of the answer."""
-        session = self._ensure_session()
-        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json", **headers}
+    async def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, str | None]:
+        """Status, body and ``Server-Timing`` of the answer to ``POST /v1/messages/process``."""
+        headers.update(self._auth_headers)
         try:
-            async with session.post(url, data=body, headers=headers) as resp:
-                return resp.status, await resp.read(), resp.headers.get("Server-Timing")
+            async with (asyncio.timeout(self._timeout),
+                        self._ensure_pool().request("POST", PROCESS_PATH, headers, body) as resp):
+                return resp.status, await resp.read(), resp.header("Server-Timing")
         except TimeoutError as exc:
-            raise ApiError(f"the API at {url} did not answer within {self._timeout.total}s", retryable=True) from exc
-        except aiohttp.ClientError as exc:
-            raise ApiError(f"cannot reach the API at {url}: {exc}", retryable=True,
-                           unreachable=isinstance(exc, aiohttp.ClientConnectionError)) from exc
+            raise ApiError(f"the API at {self._url} did not answer within {self._timeout}s", retryable=True) from exc
+        except HttpError as exc:
+            raise _http_failure(self._url, exc) from exc
 
     async def process_one(self, msg: BeaconMessage | MessageGroup) -> list[BeaconMessage]:
         """``msg`` (or a group) alone through ``/v1/messages/process``; raises ApiError (retryable or not)."""
@@ -184,7 +176,7 @@ class ApiClient:
             raise ApiError(f"message id {msg.id!r} cannot be sent as the Idempotency-Key header (control characters)",
                            retryable=False)
         sent_ms = now_ms()
-        status, body, timing = await self._post(self._url, msg.model_dump_json().encode(), {
+        status, body, timing = await self._post(msg.model_dump_json().encode(), {
             "Idempotency-Key": msg.id, TRACEPARENT: self._traceparent(msg)})
         if status == 200:
             try:
@@ -207,14 +199,15 @@ class ApiClient:
     async def readiness(self) -> str | None:
         """None when ``GET /readyz`` answers 200, else why the API is not ready (for the health probe)."""
         try:
-            async with self._ensure_session().get(self._ready_url, timeout=self._probe_timeout) as resp:
+            async with (asyncio.timeout(self._probe_timeout),
+                        self._ensure_pool().request("GET", READY_PATH) as resp):
+                body = await resp.read()
                 if resp.status == 200:
                     return None
-                detail = (await resp.read())[:200].decode("utf-8", "replace")
-                return f"{READY_PATH} answered {resp.status}: {detail}"
+                return f"{READY_PATH} answered {resp.status}: {body[:200].decode('utf-8', 'replace')}"
         except TimeoutError:
-            return f"{READY_PATH} did not answer within {self._probe_timeout.total}s"
-        except aiohttp.ClientError as exc:
+            return f"{READY_PATH} did not answer within {self._probe_timeout}s"
+        except HttpError as exc:
             return f"{READY_PATH}: {exc}"
 
     async def close(self) -> None:
@@ -222,8 +215,16 @@ class ApiClient:
             if not future.done():
                 future.set_exception(ApiError("the worker is shutting down", retryable=True))
         self._queue.clear()
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+def _http_failure(url: str, exc: HttpError) -> ApiError:
+    """The ApiError of a request that got no complete answer: unreachable if none began."""
+    if exc.unreachable:
+        return ApiError(f"cannot reach the API at {url}: {exc}", retryable=True, unreachable=True)
+    return ApiError(f"the API's answer at {url} broke off: {exc}", retryable=True)
 
 
 def _settle_item(futures: list[asyncio.Future[list[BeaconMessage]]], item: dict[str, Any]) -> None:
