@@ -31,7 +31,6 @@ import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
-from types import TracebackType
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -222,8 +221,7 @@ class HttpResponse:
         self._raw_headers = conn.raw_headers
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         self._release()
 
     def _release(self) -> None:
