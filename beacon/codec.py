@@ -22,11 +22,11 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import fastavro
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
 from beacon.backoff import backoff_delay
 from beacon.config import Settings
@@ -47,7 +47,14 @@ _NESTED: dict[str, type[Any]] = {
 }
 T = TypeVar("T")
 
+if TYPE_CHECKING:
+    from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistryError
 
+# confluent_kafka.schema_registry is imported where the registry is called, not here: it imports authlib and
+# httpx2 (~0.2 s of CPU), and processes that only build records (the API's validation) never call the registry.
+
+
+@cache
 def _transport_errors() -> tuple[type[Exception], ...]:
     """Network errors of the registry client: it uses httpx2 when installed, else httpx."""
     errors: list[type[Exception]] = []
@@ -57,9 +64,6 @@ def _transport_errors() -> tuple[type[Exception], ...]:
         except ImportError:
             continue
     return tuple(errors)
-
-
-_TRANSPORT_ERRORS = _transport_errors()
 
 
 #: 4xx answers that mean "not now" rather than "no": retried like an outage
@@ -83,6 +87,8 @@ def subject_for(topic: str) -> str:
 
 
 def make_registry_client(settings: Settings) -> SchemaRegistryClient:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
     # Few client-side retries: callers decide how long to keep trying (retry_registry).
     config: dict[str, Any] = {
         "url": settings.registry.url, "timeout": 5, "max.retries": 1, "retries.wait.ms": 200,
@@ -170,6 +176,8 @@ class MessageCodec:
         known = self._ids.get(topic)
         if known is not None:
             return known
+        from confluent_kafka.schema_registry import Schema, SchemaRegistryError
+
         subject = subject_for(topic)
         schema = Schema(self.schema_text, "AVRO")
         try:
@@ -191,7 +199,7 @@ class MessageCodec:
             raise RegistryError(f"registry at {self.settings.registry.url} refused the BeaconMessage schema for "
                                 f"{subject} ({exc.http_status_code}): {exc.error_message}; {hint}",
                                 status=exc.http_status_code, code=exc.error_code) from exc
-        except _TRANSPORT_ERRORS as exc:
+        except _transport_errors() as exc:
             raise self._unavailable(exc) from exc
         if not schema_id:
             raise RegistryError(
@@ -206,6 +214,8 @@ class MessageCodec:
             return self._writers[schema_id]
         except KeyError:
             pass
+        from confluent_kafka.schema_registry import SchemaRegistryError
+
         try:
             registered = self.client.get_schema(schema_id)
         except SchemaRegistryError as exc:
@@ -218,7 +228,7 @@ class MessageCodec:
                                     "BEACON_SCHEMA_REGISTRY_USERNAME / _PASSWORD (`beacon config show`)",
                                     status=exc.http_status_code, code=exc.error_code) from exc
             raise self._unavailable(exc) from exc
-        except _TRANSPORT_ERRORS as exc:
+        except _transport_errors() as exc:
             raise self._unavailable(exc) from exc
         try:
             parsed = fastavro.parse_schema(json.loads(registered.schema_str or ""))

@@ -22,6 +22,7 @@ from beacon.api import migrate
 from beacon.messages import BeaconMessage
 from beacon.ops.process import free_port
 from tests.conftest import make_settings, unavailable
+from tests.local_http import local_http
 
 TOKEN = "test-api-token"
 
@@ -116,7 +117,7 @@ def start_server(database_url: str, workdir: Path, **env: str) -> ApiServer:
         if proc.poll() is not None:
             raise RuntimeError(f"beacon api exited with {proc.returncode}:\n{server.log()}")
         try:
-            if httpx.get(server.base_url + "/readyz", timeout=2).status_code == 200:
+            if local_http.get(server.base_url + "/readyz", timeout=2).status_code == 200:
                 return server
         except httpx.HTTPError:
             pass

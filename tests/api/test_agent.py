@@ -15,6 +15,7 @@ import pytest
 
 from beacon.ops.process import free_port
 from tests.api.conftest import ApiServer, as_json, inbound, process
+from tests.local_http import local_http
 
 MCP_SCRIPT = str(Path(__file__).with_name("mcp_calc.py"))
 LLM_KEY = "sk-test-fake"
@@ -27,7 +28,7 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode}")
         try:
-            httpx.get(url, timeout=1)
+            local_http.get(url, timeout=1)
             return
         except httpx.HTTPError:
             time.sleep(0.1)

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, inspect
 from beacon.messages import BeaconMessage
 from beacon.ops.process import free_port
 from beacon.testing import BotTester
+from tests.local_http import local_http
 
 PIPELINE = "commands,shop.bot:bot,agent,fallback"
 ADA = "447700900123"  # owns demo orders 1001 (delivered) and 1002 (shipped)
@@ -117,7 +118,7 @@ def fake_llm() -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                local_http.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
                 break
             except httpx.HTTPError:
                 if proc.poll() is not None or time.monotonic() > deadline:

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,11 @@ import httpx
 from beacon.config import Settings
 from beacon.ops.dev import dev_plan
 from beacon.ops.process import free_port, port_open
+
+#: What a WhatsApp round trip needs, and what most end-to-end tests start: the whole `beacon dev` stack's console,
+#: web chat and Telegram processes would each cost about 1.5 s of CPU to start, and keep polling Kafka, for nothing
+#: those tests check.
+ROUND_TRIP = ("api", "worker-1", "fake-whatsapp", "gateway-whatsapp")
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0, step: Callable[[], Any] | None = None
@@ -65,10 +70,13 @@ class Stack:
         })
         return cls(settings, env)
 
-    def specs(self) -> list[Any]:
-        """The processes `beacon dev` would supervise, with this stack's environment."""
+    def specs(self, names: Iterable[str] | None = None) -> list[Any]:
+        """The processes `beacon dev` would supervise (only those named, when ``names`` is given), with this stack's
+        environment."""
         plan = dev_plan(self.settings)
-        return [type(s)(s.name, s.argv, env={**self.env, **s.env}, cwd=s.cwd, restart=s.restart) for s in plan.specs]
+        wanted = None if names is None else set(names)
+        return [type(s)(s.name, s.argv, env={**self.env, **s.env}, cwd=s.cwd, restart=s.restart) for s in plan.specs
+                if wanted is None or s.name in wanted]
 
     def beacon(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "beacon", *args], env={**self.env, "COLUMNS": "200"},
@@ -79,9 +87,9 @@ class Stack:
         return f"http://127.0.0.1:{self.settings.local.fake_whatsapp_port}"
 
     def listening(self) -> bool:
+        """Whether the API, the WhatsApp gateway and the fake Cloud API accept connections."""
         s = self.settings
-        return all(port_open("127.0.0.1", p) for p in (s.api.port, s.whatsapp.gateway_port, s.local.fake_whatsapp_port,
-                                                         s.webchat.port))
+        return all(port_open("127.0.0.1", p) for p in (s.api.port, s.whatsapp.gateway_port, s.local.fake_whatsapp_port))
 
     def say(self, client: httpx.Client, user: str, text: str) -> None:
         r = client.post(f"{self.fake_url}/_fake/say", json={"from": user, "text": text})

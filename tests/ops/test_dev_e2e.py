@@ -21,7 +21,7 @@ from beacon.ops import stackfile
 from beacon.ops.lag import group_lag, total_lag
 from beacon.ops.process import port_open
 from beacon.ops.supervisor import Supervisor
-from tests.ops.stack import Stack, wait_for
+from tests.ops.stack import ROUND_TRIP, Stack, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -115,7 +115,7 @@ def test_replaying_bm_in_through_the_workers_sends_no_reply_twice(
     migrated = stack.beacon("api", "migrate")
     assert migrated.returncode == 0, migrated.stderr
     sup = Supervisor(tmp_path / "logs", report=print)
-    specs = {spec.name: spec for spec in stack.specs()}
+    specs = {spec.name: spec for spec in stack.specs(ROUND_TRIP)}
     try:
         for spec in specs.values():
             sup.add(spec)

@@ -15,7 +15,7 @@ from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.kafka import ensure_topics
 from beacon.ops.supervisor import Supervisor
-from tests.ops.stack import Stack, wait_for
+from tests.ops.stack import ROUND_TRIP, Stack, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def test_edits_deletions_number_changes_and_call_permissions_are_recorded_and_ne
     assert migrated.returncode == 0, migrated.stderr
     sup = Supervisor(tmp_path / "logs", report=print)
     try:
-        for spec in stack.specs():
+        for spec in stack.specs(ROUND_TRIP):
             sup.add(spec)
         wait_for(stack.listening, "the API, gateway and fake to listen", step=sup.poll)
         with httpx.Client(timeout=30) as client:

@@ -14,7 +14,7 @@ from beacon.codec import MessageCodec
 from beacon.config import Settings
 from beacon.kafka import ensure_topics
 from beacon.ops.supervisor import Supervisor
-from tests.ops.stack import Stack, wait_for
+from tests.ops.stack import ROUND_TRIP, Stack, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def test_an_operator_takes_over_speaks_in_order_and_hands_back(
     key = f"whatsapp:{s.whatsapp.phone_number_id}:{USER}"
     sup = Supervisor(tmp_path / "logs", report=print)
     try:
-        for spec in stack.specs():
+        for spec in stack.specs(ROUND_TRIP):
             sup.add(spec)
         wait_for(stack.listening, "the API, gateway and fake to listen", step=sup.poll)
         api = httpx.Client(base_url=f"http://127.0.0.1:{s.api.port}",

@@ -36,7 +36,7 @@ from beacon.ops.lag import group_lag, total_lag
 from beacon.ops.process import free_port_block
 from beacon.ops.supervisor import Supervisor
 from tests.conftest import make_settings
-from tests.ops.stack import Stack, wait_for
+from tests.ops.stack import ROUND_TRIP, Stack, wait_for
 
 USERS = 20
 PAUSE = 0.25  # seconds a user waits between two messages (after the previous one was acknowledged)
@@ -212,7 +212,7 @@ def test_the_pipeline_rides_through_the_sigkill_of_the_leading_broker(
         return load
 
     try:
-        for spec in stack.specs():
+        for spec in stack.specs((*ROUND_TRIP, "worker-2")):
             sup.add(spec)
         wait_for(stack.listening, "the API, gateway and fake to listen", step=sup.poll, timeout=90)
         with httpx.Client(timeout=30) as client:

@@ -23,6 +23,7 @@ from beacon.dlq import DeadLetterInfo, read_dlq_headers
 from beacon.kafka import TopicPartition, ensure_topics, make_consumer, make_producer, topic_specs
 from beacon.messages import BeaconMessage
 from beacon.ops.process import free_port
+from tests.local_http import local_http
 
 BEACON = str(Path(sys.executable).with_name("beacon"))
 FAUST = str(Path(sys.executable).with_name("faust"))
@@ -83,7 +84,7 @@ class StubApi:
 
     def _healthy(self) -> bool:
         try:
-            return httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200
+            return local_http.get(self.url + "/healthz", timeout=0.5).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -94,7 +95,7 @@ class StubApi:
         self.proc = None
 
     def stats(self) -> dict[str, Any]:
-        return dict(httpx.get(self.url + "/_stub/stats", timeout=5).json())
+        return dict(local_http.get(self.url + "/_stub/stats", timeout=5).json())
 
 
 @dataclass
@@ -145,7 +146,7 @@ class Worker:
     def metrics(self) -> dict[str, float]:
         """The worker's Prometheus samples as ``name{labels}`` -> value ({} when not up)."""
         try:
-            text = httpx.get(f"http://127.0.0.1:{self.web_port}/metrics", timeout=2).text
+            text = local_http.get(f"http://127.0.0.1:{self.web_port}/metrics", timeout=2).text
         except httpx.HTTPError:
             return {}
         samples = {}
@@ -332,7 +333,7 @@ class RealApi:
 
         def ready() -> bool:
             try:
-                return httpx.get(self.url + "/readyz", timeout=0.5).status_code == 200
+                return local_http.get(self.url + "/readyz", timeout=0.5).status_code == 200
             except httpx.HTTPError:
                 return proc.poll() is not None  # exited: stop waiting, fail below
 

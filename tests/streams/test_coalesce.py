@@ -17,6 +17,7 @@ import pytest
 from beacon.codec import MessageCodec
 from beacon.messages import BeaconMessage
 from beacon.ops.process import free_port
+from tests.local_http import local_http
 from tests.streams.harness import (
     Collector,
     RealApi,
@@ -41,7 +42,7 @@ def fake_llm() -> Iterator[str]:
 
     def up() -> bool:
         try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            return local_http.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -54,7 +55,7 @@ def fake_llm() -> Iterator[str]:
 
 
 def llm_requests(base_url: str) -> list[dict[str, Any]]:
-    answer: list[dict[str, Any]] = httpx.get(base_url.removesuffix("/v1") + "/_fake/requests", timeout=5).json()
+    answer: list[dict[str, Any]] = local_http.get(base_url.removesuffix("/v1") + "/_fake/requests", timeout=5).json()
     return answer
 
 
