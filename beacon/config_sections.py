@@ -251,6 +251,12 @@ class DatabaseSettings(Section):
     sqlite_busy_timeout: float = Field(
         10.0, description="Seconds a SQLite write waits for another writer's lock before answering 503."
     )
+    sqlite_on_loop: bool = Field(
+        True,
+        description="Run SQLite statements, commits and rollbacks on the API's event loop instead of a trip "
+        "each to aiosqlite's thread; one that finds the database locked waits for it on that thread (up to "
+        "BEACON_DB_SQLITE_BUSY_TIMEOUT), never on the loop. Off: every call goes to the thread.",
+    )
     auto_migrate: bool = Field(
         False, description="`beacon api` applies pending migrations at start-up instead of refusing to start."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from sqlalchemy import event
@@ -16,7 +17,8 @@ def is_sqlite(url: str) -> bool:
 
 
 def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
-    """An engine for the configured database; SQLite gets WAL mode and a busy timeout. Pooled
+    """An engine for the configured database; SQLite gets WAL mode, a busy timeout and, with
+    ``db_sqlite_on_loop``, its statements on the event loop (``beacon.api.sqlite_trips``). Pooled
     PostgreSQL connections are pinged before use (``db_pool_pre_ping``), and a disconnect error invalidates
     the whole pool (SQLAlchemy's default), so a restarted database is reconnected to on its own."""
     url = url or settings.resolved_database_url
@@ -35,21 +37,21 @@ def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {
             "timeout": settings.database.sqlite_busy_timeout,
-            "async_creator_fn": one_trip_connect,  # a trip to aiosqlite's thread per statement, not four
+            # a statement is one call, on the loop (or, waiting for a lock, on aiosqlite's thread), not four trips
+            "async_creator_fn": partial(one_trip_connect, on_loop=settings.database.sqlite_on_loop),
         }
     else:
         kwargs["pool_recycle"] = 1800
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
-        busy_ms = int(settings.database.sqlite_busy_timeout * 1000)
-        event.listen(engine.sync_engine, "connect", lambda conn, _record: _sqlite_pragmas(conn, busy_ms))
+        event.listen(engine.sync_engine, "connect", lambda conn, _record: _sqlite_pragmas(conn))
     return engine
 
 
-def _sqlite_pragmas(dbapi_conn: Any, busy_ms: int) -> None:
+def _sqlite_pragmas(dbapi_conn: Any) -> None:
+    """The busy timeout is the connection's ``timeout`` (``sqlite_trips.connect`` applies it)."""
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

@@ -22,3 +22,19 @@ HANDOFF_WAITING = Gauge(
     "Conversations waiting for a human: handed off by the user (/human) or the bot, no operator has taken them yet "
     "(from the database, so every API process reports the same count).",
 )
+SQLITE_LOOP_CALLS = Histogram(
+    "beacon_api_sqlite_loop_call_seconds",
+    "SQLite statements, commits and rollbacks run on the event loop (BEACON_DB_SQLITE_ON_LOOP), by how long each "
+    "took: the loop answers nothing meanwhile.",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
+SQLITE_THREAD_CALLS = Counter(
+    "beacon_api_sqlite_thread_calls_total",
+    "SQLite calls sent to aiosqlite's thread: every call with BEACON_DB_SQLITE_ON_LOOP off, else the waits for a "
+    "lock, the calls queued behind one, connects and closes.",
+)
+SQLITE_LOCK_WAITS = Counter(
+    "beacon_api_sqlite_lock_waits_total",
+    "SQLite calls that found the database locked by another connection and waited for it on aiosqlite's thread "
+    "(up to BEACON_DB_SQLITE_BUSY_TIMEOUT) instead of on the event loop.",
+)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -160,13 +161,16 @@ async def bench(database_url: str | None, requests: int, concurrency: int, laten
             cpu0 = cpu_seconds(proc.pid)
             baseline = await _drive(base + "/healthz", None, requests, concurrency, None)
             cpu1 = cpu_seconds(proc.pid)
+            calls = [await sqlite_calls(base)]
             bodies = [message(account, i) for i in range(requests)]
             full = await _drive(base + "/v1/messages/process", bodies, requests, concurrency, None)
             cpu2 = cpu_seconds(proc.pid)
+            calls.append(await sqlite_calls(base))
             n_lat = int(latency_rate * 5)
             lat_bodies = [message(account, i) for i in range(n_lat)]
             paced = await _drive(base + "/v1/messages/process", lat_bodies, n_lat, concurrency, latency_rate)
             cpu3 = cpu_seconds(proc.pid)
+            calls.append(await sqlite_calls(base))
         finally:
             proc.terminate()
             proc.wait(timeout=20)
@@ -193,10 +197,46 @@ async def bench(database_url: str | None, requests: int, concurrency: int, laten
     if workers == 1 and cpu2 is not None and cpu3 is not None and n_lat:
         # At a light rate no batch forms: each request pays the per-request costs a deployment at that rate pays.
         print(f"  server CPU per request paced:   {(cpu3 - cpu2) / n_lat * 1000:.3f} ms")
+    if workers == 1 and calls[0] and calls[1] and calls[2] and n_lat:
+        print(f"  SQLite calls per request:       full speed {calls[1].report(calls[0], requests)}")
+        print(f"                                  paced {calls[2].report(calls[1], n_lat)}")
     runs = {"GET /healthz": baseline, "POST /v1/messages/process": full, f"paced at {latency_rate:.0f} req/s": paced}
     for line in failure_report(runs):
         print(line, file=sys.stderr)
     return sum(run.errors for run in runs.values())
+
+
+@dataclass
+class SqliteCalls:
+    """The server's SQLite calls so far (from its /metrics): on the event loop, by upper bound of their
+    duration in seconds (cumulative, as Prometheus buckets), and on aiosqlite's thread."""
+
+    loop_le: dict[float, float]
+    thread: float
+
+    def report(self, since: SqliteCalls, requests: int) -> str:
+        """Calls per request since ``since`` by where they ran, and the bound every loop call stayed under."""
+        loop = self.loop_le[float("inf")] - since.loop_le[float("inf")]
+        longest = next(
+            (le for le in sorted(self.loop_le) if self.loop_le[le] - since.loop_le.get(le, 0.0) == loop), float("inf")
+        )
+        bound = f" (each under {longest * 1000:g} ms)" if loop else ""
+        return (f"{loop / requests:.2f} on the loop{bound}, "
+                f"{(self.thread - since.thread) / requests:.2f} on aiosqlite's thread")
+
+
+async def sqlite_calls(base: str) -> SqliteCalls | None:
+    """The server's SQLite calls so far, or None when it has none (another database)."""
+    async with aiohttp.ClientSession() as http, http.get(base + "/metrics") as resp:
+        text = await resp.text()
+    loop_le = {
+        float(le): float(count)
+        for le, count in re.findall(r'^beacon_api_sqlite_loop_call_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M)
+    }
+    thread = re.search(r"^beacon_api_sqlite_thread_calls_total (\S+)$", text, re.M)
+    if not loop_le or not thread or (loop_le[float("inf")] == 0 and float(thread.group(1)) == 0):
+        return None
+    return SqliteCalls(loop_le, float(thread.group(1)))
 
 
 def failure_report(runs: dict[str, Run]) -> list[str]:
