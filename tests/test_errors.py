@@ -20,6 +20,8 @@ OUTSIDE = {
                     "BeaconError (a dependency down, retried without limit)",
     "BadRequest": "the fake Bot API's own wire error (a test double of Telegram's, not Beacon's)",
     "InvalidRequest": "the fake Cloud API's own wire error (a test double of Meta's, not Beacon's)",
+    "_Stale": "control flow inside beacon.http_pool (a reused connection closed before any answer): caught there, "
+              "the request sent once more or raised as an HttpError; never reaches a caller",
 }
 
 
