@@ -14,6 +14,10 @@ from beacon.errors import KafkaError
 from beacon.ops import stackfile
 from beacon.ops.lag import PartitionLag, default_groups, group_lag
 
+#: One client for every health check (thread-safe; no keep-alive, so a restarted process is asked on a new
+#: connection): ``httpx.get()`` builds a client per call and loads the CA bundle each time (about 50 ms of CPU).
+_HEALTH_CLIENT = httpx.Client(timeout=2.0, limits=httpx.Limits(max_keepalive_connections=0))
+
 
 @dataclass(frozen=True)
 class Health:
@@ -38,7 +42,7 @@ def health_targets(settings: Settings) -> tuple[dict[str, str], dict[str, int], 
 
 def _check(name: str, url: str, pid: int | None) -> Health:
     try:
-        r = httpx.get(url, timeout=2.0)
+        r = _HEALTH_CLIENT.get(url)
     except httpx.HTTPError as exc:
         return Health(name, url, pid, False, f"no answer: {type(exc).__name__}")
     return Health(name, url, pid, r.status_code == 200, f"HTTP {r.status_code}")
