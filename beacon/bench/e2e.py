@@ -51,6 +51,9 @@ PROBE_USER = "447700999999"
 #: gives it up: like Meta, a refused or unanswered webhook is delivered again.
 WEBHOOK_ATTEMPTS = 3
 WEBHOOK_TIMEOUT = 10.0
+#: Webhooks given up on after which a run stops at once: the gateway has stopped coping, and waiting for
+#: every queued webhook to fail its attempts in turn would take minutes.
+GIVE_UP_LIMIT = 100
 
 
 @dataclass
@@ -276,7 +279,7 @@ async def run_stack(stack: RunTarget, name: str, rate: float, seconds: float, us
     sent_at: dict[str, float] = {}
     replies: dict[str, list[float]] = defaultdict(list)
     order: dict[str, list[int]] = defaultdict(list)
-    stop = asyncio.Event()
+    stop, abort = asyncio.Event(), asyncio.Event()
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
         await stack.check(client)
@@ -300,6 +303,8 @@ async def run_stack(stack: RunTarget, name: str, rate: float, seconds: float, us
                 delay = started + i / rate - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                if abort.is_set():
+                    break
                 queues[i % users].put_nowait(wall + i / rate)
             for queue in queues:
                 queue.put_nowait(None)  # stop, after the tokens already queued
@@ -307,7 +312,7 @@ async def run_stack(stack: RunTarget, name: str, rate: float, seconds: float, us
         async def user(index: int) -> None:
             number = f"4477009{index:05d}"
             seq = 0
-            while (scheduled := await queues[index].get()) is not None:
+            while (scheduled := await queues[index].get()) is not None and not abort.is_set():
                 token = f"{prefix}{number}:{seq}"
                 sent_at[token] = scheduled
                 try:
@@ -316,6 +321,8 @@ async def run_stack(stack: RunTarget, name: str, rate: float, seconds: float, us
                 except WebhookDeliveryError as exc:
                     result.give_up(exc)
                     sent_at.pop(token)
+                    if result.refused + result.unanswered >= GIVE_UP_LIMIT:
+                        abort.set()
                 seq += 1
 
         async def measure() -> None:
@@ -328,6 +335,15 @@ async def run_stack(stack: RunTarget, name: str, rate: float, seconds: float, us
         began = time.perf_counter()
         await pace()
         await asyncio.gather(*senders)  # every POST answered (a slow gateway makes the run longer)
+        if abort.is_set():
+            stop.set()
+            await driver.aclose()
+            for task in (collector, sampler):
+                task.cancel()
+            raise BeaconError(
+                f"{name}: stopped after the gateway at {stack.gateway_url} failed {GIVE_UP_LIMIT} webhooks "
+                f"({result.refused} refused, {result.unanswered} unanswered within {WEBHOOK_TIMEOUT:.0f} s, "
+                f"{WEBHOOK_ATTEMPTS} attempts each): see the gateway's log; the stack is not healthy enough to measure")
         # Wait while replies keep coming (an overloaded stack drains its backlog late, it does not lose it);
         # give up 15 s after the last one, or after 5 minutes in all.
         last_progress, answered = time.monotonic(), -1

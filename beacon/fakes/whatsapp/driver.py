@@ -42,7 +42,10 @@ class WebhookDriver:
     """Signs Cloud API notifications and POSTs them to a gateway like Meta does.
 
     Non-200 answers and connection errors are retried (immediately, then with growing delays)
-    up to ``max_attempts`` times; ``retry_delay`` scales the delays (Meta's are minutes).
+    up to ``max_attempts`` times; ``retry_delay`` scales the delays (Meta's are minutes). ``timeout``
+    bounds connecting and waiting for the gateway's answer: an attempt that gets no answer within it has
+    failed. A webhook waiting for one of the driver's own ``connections`` (256) is not yet an attempt (Meta
+    queues its deliveries too), so an overloaded gateway shows as latency, not as webhooks given up.
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class WebhookDriver:
         max_attempts: int = 5,
         retry_delay: float = 0.2,
         timeout: float = 10.0,
+        connections: int = 256,
         client: aiohttp.ClientSession | None = None,
     ) -> None:
         self.url = webhook_url(gateway_url)
@@ -63,7 +67,8 @@ class WebhookDriver:
         self.retry_delay = retry_delay
         self._own_client = client is None
         self._client = client
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+        self._connections = connections
 
     async def __aenter__(self) -> WebhookDriver:
         return self
@@ -85,7 +90,8 @@ class WebhookDriver:
         elif isinstance(signature, str):
             headers[HEADER] = signature
         if self._client is None:  # created here: a session belongs to the running event loop
-            self._client = aiohttp.ClientSession(timeout=self._timeout, connector=aiohttp.TCPConnector(limit=256))
+            self._client = aiohttp.ClientSession(timeout=self._timeout,
+                                                 connector=aiohttp.TCPConnector(limit=self._connections))
         async with self._client.post(self.url, data=body, headers=headers) as response:
             await response.read()
             return response.status
