@@ -1,4 +1,5 @@
-"""A lean keep-alive HTTP/1.1 client for Beacon's own hops: the worker's calls to the API layer.
+"""A lean keep-alive HTTP/1.1 client for Beacon's own hops (the worker's calls to the API layer) and the
+gateways' sends to a channel's API.
 
 aiohttp's client spends most of a worker's HTTP CPU on machinery these calls never use (cookies,
 redirects, decompression, tracing hooks, its own stream buffers). This client is an asyncio Protocol
@@ -21,7 +22,9 @@ before any byte of an answer, and only then it is sent once more on a new connec
 that received any byte of an answer is never sent again. That resend relies on the server having
 dropped the request unanswered when it closed the connection (what an idle-closing server does);
 Beacon's processing endpoints are idempotent by message id besides, so even a request the API did
-process is answered the same the second time.
+process is answered the same the second time. A request that must not be repeated blindly (a send to a
+channel's API, which is not idempotent) is made with ``resend=False``: that case is then an
+``HttpError`` (``unreachable``) like any other connection lost before an answer, for the caller to judge.
 """
 
 from __future__ import annotations
@@ -54,7 +57,12 @@ class HttpError(BeaconError):
 
 
 class _Stale(Exception):
-    """The connection closed before any byte of the answer arrived (the request may be sent again)."""
+    """The connection closed before any byte of the answer arrived (the request may be sent again).
+    ``written``: whether the request had been written to it (else it certainly never left)."""
+
+    def __init__(self, *, written: bool) -> None:
+        super().__init__()
+        self.written = written
 
 
 class _Connection(asyncio.Protocol):
@@ -164,7 +172,7 @@ class _Connection(asyncio.Protocol):
     async def send(self, data: bytes) -> None:
         """Write a request and wait for the answer's status and headers; raises _Stale or HttpError."""
         if self.closed or self.transport is None or self.transport.is_closing():
-            raise _Stale
+            raise _Stale(written=False)
         self._start_answer()
         self.busy = True
         self.transport.write(data)
@@ -178,7 +186,7 @@ class _Connection(asyncio.Protocol):
             raise self.failure
         if self.closed:
             if not self.received:
-                raise _Stale
+                raise _Stale(written=True)
             where = "in the middle of the answer" if self.headers_done else "before the answer's headers"
             cause = f": {self.lost}" if self.lost else ""
             raise HttpError(f"{self.pool.origin} closed the connection {where}{cause}",
@@ -193,9 +201,10 @@ class _Connection(asyncio.Protocol):
 class HttpResponse:
     """One request, sent on entering ``async with``; then its status, headers and body."""
 
-    def __init__(self, pool: HttpPool, data: bytes) -> None:
+    def __init__(self, pool: HttpPool, data: bytes, resend: bool) -> None:
         self._pool = pool
         self._data = data
+        self._resend = resend
         self._conn: _Connection | None = None
         self.status = 0
         self._raw_headers: list[tuple[bytes, bytes]] = []
@@ -205,8 +214,8 @@ class HttpResponse:
         try:
             try:
                 await conn.send(self._data)
-            except _Stale:
-                if not conn.reused:
+            except _Stale as stale:
+                if not conn.reused or (stale.written and not self._resend):
                     raise
                 # Closed while idle, just before this request: once more on a new connection (see the module doc).
                 self._conn = conn = await self._pool._reconnect(conn)
@@ -308,9 +317,12 @@ class HttpPool:
         self._closed = False
 
     def request(self, method: str, path: str, headers: Mapping[str, str] | None = None,
-                body: bytes = b"") -> HttpResponse:
+                body: bytes = b"", *, resend: bool = True) -> HttpResponse:
         """``async with pool.request("POST", "/v1/x", {...}, body) as resp:`` then ``resp.status``,
-        ``await resp.read()`` or ``async for line in resp.lines()``. Header values must not hold CR or LF."""
+        ``await resp.read()`` or ``async for line in resp.lines()``. Header values must not hold CR or LF.
+        ``resend=False``: never send it a second time once it was written, even when a reused connection
+        closed before any byte of the answer (see the module doc); the caller gets that as an unreachable
+        ``HttpError``. (One found closed before it was written still goes on a new connection: it never left.)"""
         head = f"{method} {self._prefix}{path} HTTP/1.1\r\nHost: {self._host_header}\r\n"
         if body or method != "GET":
             head += f"Content-Length: {len(body)}\r\n"
@@ -319,7 +331,7 @@ class HttpPool:
                 if "\n" in value or "\r" in value:
                     raise ValueError(f"the value of header {name!r} holds a line break")
                 head += f"{name}: {value}\r\n"
-        return HttpResponse(self, (head + "\r\n").encode("latin-1") + body)
+        return HttpResponse(self, (head + "\r\n").encode("latin-1") + body, resend)
 
     @property
     def connections(self) -> int:

@@ -1,6 +1,6 @@
 """The keep-alive HTTP/1.1 client against real servers on free ports (aiohttp.web, and raw asyncio servers
 that misbehave on purpose): bodies by length, chunked and until close, lines as they arrive, reuse,
-stale connections, refusals, hangs and TLS."""
+stale connections (resent once, or never for a request made with ``resend=False``), refusals, hangs and TLS."""
 
 from __future__ import annotations
 
@@ -258,6 +258,40 @@ def test_a_request_dropped_unanswered_on_a_reused_connection_is_sent_once_more_o
             finally:
                 await pool.close()
             assert received == [b"/a", b"/b", b"/b"]
+
+    run(scenario())
+
+
+def test_a_request_made_with_resend_off_and_dropped_unanswered_on_a_reused_connection_is_not_sent_again(
+        run: Run) -> None:
+    async def scenario() -> None:
+        async with RawServers() as raw_server:
+            received: list[bytes] = []
+
+            async def answers_one_per_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                for n in range(2):
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    received.append(head.split(b" ")[1])
+                    if n == 1:  # the second request on a connection: dropped unanswered
+                        writer.close()
+                        return
+                    writer.write(ok(b"answer to " + head.split(b" ")[1]))
+                    await writer.drain()
+
+            pool = HttpPool(f"http://127.0.0.1:{await raw_server(answers_one_per_connection)}")
+            try:
+                async with asyncio.timeout(10):
+                    async with pool.request("POST", "/a", body=b"{}", resend=False) as resp:
+                        assert await resp.read() == b"answer to /a"
+                    with pytest.raises(HttpError) as raised:
+                        async with pool.request("POST", "/b", body=b"{}", resend=False):
+                            pass
+                    async with pool.request("POST", "/c", body=b"{}", resend=False) as resp:  # the pool goes on
+                        assert await resp.read() == b"answer to /c"
+            finally:
+                await pool.close()
+            assert raised.value.unreachable and "closed the connection before answering" in str(raised.value)
+            assert received == [b"/a", b"/b", b"/c"]  # /b once: whether it was taken is the caller's to judge
 
     run(scenario())
 

@@ -1,8 +1,9 @@
 """The Bot API client against the fake over real HTTP: every method, classified errors, bounded
-file downloads, and the token never in what it raises."""
+file downloads, and the token never in what it raises; a call is never repeated by the client."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -14,6 +15,7 @@ from beacon.gateway.telegram.errors import Action, BotApiError, FileTooLargeErro
 from beacon.gateway.telegram.sends import build_calls
 from beacon.messages import BeaconMessage
 from beacon.ops.process import free_port
+from tests.test_http_pool import RawServers, ok
 
 TOKEN = "123456:AAE-very-secret-token_value"
 
@@ -91,3 +93,29 @@ async def test_get_file_downloads_within_the_bound_and_refuses_larger(fake: tupl
         with pytest.raises(BotApiError) as missing:
             await client.get_file("no-such-file", max_bytes=1024)
         assert missing.value.action is Action.PERMANENT and "AAE-very-secret" not in str(missing.value)
+
+
+async def test_a_call_dropped_unanswered_on_a_reused_connection_is_not_repeated_and_shows_no_token() -> None:
+    heads: list[bytes] = []
+
+    async def answers_one_per_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for n in range(2):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            await reader.readexactly(length)
+            heads.append(head.split(b" ")[1])
+            if n == 1:  # the second call on a connection: dropped unanswered (Telegram may have sent the message)
+                writer.close()
+                return
+            writer.write(ok(b'{"ok": true, "result": {"message_id": 5}}'))
+            await writer.drain()
+
+    async with RawServers() as raw_server, \
+            BotApiClient(f"http://127.0.0.1:{await raw_server(answers_one_per_connection)}", TOKEN) as client:
+        assert (await client.call("sendMessage", {"chat_id": 1, "text": "a"}))["message_id"] == 5
+        with pytest.raises(BotApiError) as raised:
+            await client.call("sendMessage", {"chat_id": 1, "text": "b"})
+    assert heads == [f"/bot{TOKEN}/sendMessage".encode()] * 2  # the second call went out once, never again
+    assert raised.value.action is Action.RETRY and raised.value.__cause__ is None
+    assert "closed the connection before answering" in str(raised.value) and "AAE-very-secret" not in str(raised.value)

@@ -1,4 +1,9 @@
-"""The Bot API client: one aiohttp session, calls as ``POST <api>/bot<token>/<method>`` with JSON.
+"""The Bot API client: calls as ``POST <api>/bot<token>/<method>`` with JSON.
+
+Calls go through one pool of keep-alive connections (``beacon.http_pool``: a fraction of aiohttp's client
+CPU per request), never resent by the pool: a send is not idempotent, so a connection lost before the
+answer is a BotApiError like any other unanswered call, and the sender engine decides. File downloads
+(streamed, bounded, rare) keep an aiohttp session of their own.
 
 The token is part of every URL, so nothing this module raises or logs contains a URL or an
 underlying exception's text unredacted; network errors are re-raised without their cause chain.
@@ -6,6 +11,7 @@ underlying exception's text unredacted; network errors are re-raised without the
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 from typing import Any
 
@@ -17,10 +23,14 @@ from beacon.errors import ConfigError
 from beacon.gateway.telegram.errors import Action, BotApiError, FileTooLargeError
 from beacon.gateway.telegram.parse import HANDLED_UPDATES
 from beacon.gateway.telegram.sends import BotCall
+from beacon.http_pool import HttpError, HttpPool
 from beacon.trace import HOPS_HEADER, TRACEPARENT, current_hops
 
 Json = dict[str, Any]
 _CHUNK = 64 * 1024
+#: Seconds an idle connection to the Bot API is kept (aiohttp's default, which the calls used before).
+KEEPALIVE = 15.0
+_JSON = {"Content-Type": "application/json"}
 
 
 class BotApiClient:
@@ -31,9 +41,11 @@ class BotApiClient:
             raise ConfigError("no Telegram bot token: set BEACON_TELEGRAM_BOT_TOKEN (from @BotFather)")
         self.api_url = api_url.rstrip("/")
         self._token = token
+        self._call_timeout = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._limit = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._pool: HttpPool | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BotApiClient:
@@ -50,12 +62,21 @@ class BotApiClient:
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        """The aiohttp session of file downloads."""
         if self._session is None:  # created on first use: a session belongs to the running event loop
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._limit),
                                                   timeout=self._timeout)
         return self._session
 
+    def _call_pool(self) -> HttpPool:
+        if self._pool is None:  # created on first use: its connections belong to the running event loop
+            self._pool = HttpPool(self.api_url, limit=self._limit, keepalive=KEEPALIVE)
+        return self._pool
+
     async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -67,15 +88,16 @@ class BotApiClient:
     async def call(self, method: str, params: Json | None = None) -> Any:
         """Call ``method``; its ``result`` on success. A 429 on a call naming a chat slows that chat."""
         params = params or {}
-        url = f"{self.api_url}/bot{self._token}/{method}"
-        headers = {"Content-Type": "application/json"}
+        headers = _JSON
         if (trace := current_hops.get()) is not None:  # a send's trace (beacon.trace): Telegram ignores them
-            headers[TRACEPARENT], headers[HOPS_HEADER] = trace
+            headers = {**_JSON, TRACEPARENT: trace[0], HOPS_HEADER: trace[1]}
         try:
-            async with self.session.post(url, data=orjson.dumps(params), headers=headers) as response:
+            async with (asyncio.timeout(self._call_timeout),
+                        self._call_pool().request("POST", f"/bot{self._token}/{method}", headers,
+                                                  orjson.dumps(params), resend=False) as response):
                 raw = await response.read()
                 status = response.status
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, HttpError) as exc:
             raise BotApiError(f"Bot API unreachable at {self.api_url} ({method}): "
                               f"{type(exc).__name__}: {self.redact(str(exc))}", method=method) from None
         try:
