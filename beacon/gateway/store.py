@@ -50,9 +50,12 @@ class SentStore:
         return None if row is None else (row[0], row[1])
 
     def begin(self, message_id: str) -> None:
-        """Mark ``message_id`` as being sent (before the request leaves)."""
-        self._db.execute("INSERT OR IGNORE INTO settled (id, state, at) VALUES (?, ?, ?)",
-                         (message_id, SENDING, time.time()))
+        """Mark ``message_id`` as being sent (before the request leaves). A ``failed`` id sent again (redriven
+        from bm_dlq) is marked too, so a restart during that send counts it as a possible duplicate; a ``sent``
+        one keeps its state (never sent again, whatever asks)."""
+        self._db.execute("INSERT INTO settled (id, state, at) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                         "state = excluded.state, wamid = NULL, code = NULL, at = excluded.at "
+                         "WHERE settled.state = ?", (message_id, SENDING, time.time(), FAILED))
 
     def settle(self, message_id: str, state: str, channel_id: str | None = None, code: int | None = None) -> None:
         self._db.execute("INSERT OR REPLACE INTO settled (id, state, wamid, code, at) VALUES (?, ?, ?, ?, ?)",
