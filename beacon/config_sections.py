@@ -175,6 +175,10 @@ class ApiSettings(Section):
                                                      "window_hours", "window_template", "history_command_size"})
 
     url: str = Field("http://127.0.0.1:8000", description="Where workers reach the API layer.")
+    ca_file: Path | None = Field(
+        None, description="PEM file of the certificate authorities that sign an https BEACON_API_URL's certificate "
+        "(trusted by workers, gateways and the console); unset: the system's trust store."
+    )
     token: SecretStr = Field(SecretStr("dev-token"), description="Service token workers send the API.")
     host: str = Field("127.0.0.1", description="Interface the API layer listens on.")
     port: int = Field(8000, description="Port of the API layer.")

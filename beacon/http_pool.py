@@ -34,6 +34,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -44,6 +45,12 @@ from beacon.errors import BeaconError
 #: Body bytes a connection holds unread before it stops reading its socket (until the caller reads).
 READ_BUFFER_HIGH = 1 << 20
 DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def trusting(ca_file: Path | None) -> ssl.SSLContext | None:
+    """A TLS context trusting the certificate authorities in ``ca_file`` (PEM), or None for the system's trust
+    store (what every client here uses by default)."""
+    return None if ca_file is None else ssl.create_default_context(cafile=str(ca_file))
 
 
 class HttpError(BeaconError):

@@ -12,6 +12,7 @@ import httpx
 
 from beacon.config import Settings
 from beacon.errors import BeaconError
+from beacon.http_pool import trusting
 from beacon.messages import CONVERSATION_EVENTS, BeaconMessage
 
 
@@ -30,7 +31,8 @@ class Step:
 
 
 def _client(settings: Settings) -> httpx.Client:
-    return httpx.Client(base_url=settings.api.url.rstrip("/"), timeout=5.0,
+    trust = trusting(settings.api.ca_file)
+    return httpx.Client(base_url=settings.api.url.rstrip("/"), timeout=5.0, verify=trust if trust is not None else True,
                         headers={"Authorization": f"Bearer {settings.api.token.get_secret_value()}"})
 
 

@@ -5,18 +5,27 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 import httpx
 
 from beacon import kafka
 from beacon.config import Settings
 from beacon.errors import KafkaError
+from beacon.http_pool import trusting
 from beacon.ops import stackfile
 from beacon.ops.lag import PartitionLag, default_groups, group_lag
 
-#: One client for every health check (thread-safe; no keep-alive, so a restarted process is asked on a new
-#: connection): ``httpx.get()`` builds a client per call and loads the CA bundle each time (about 50 ms of CPU).
-_HEALTH_CLIENT = httpx.Client(timeout=2.0, limits=httpx.Limits(max_keepalive_connections=0))
+
+@cache
+def _health_client(ca_file: Path | None) -> httpx.Client:
+    """One client for every health check (thread-safe; no keep-alive, so a restarted process is asked on a new
+    connection), trusting BEACON_API_CA_FILE's authorities when set: ``httpx.get()`` builds a client per call
+    and loads the CA bundle each time (about 50 ms of CPU)."""
+    trust = trusting(ca_file)
+    return httpx.Client(timeout=2.0, limits=httpx.Limits(max_keepalive_connections=0),
+                        verify=trust if trust is not None else True)
 
 
 @dataclass(frozen=True)
@@ -40,9 +49,9 @@ def health_targets(settings: Settings) -> tuple[dict[str, str], dict[str, int], 
              "gateway-whatsapp": f"http://127.0.0.1:{settings.whatsapp.gateway_port}/healthz"}, {}, False)
 
 
-def _check(name: str, url: str, pid: int | None) -> Health:
+def _check(client: httpx.Client, name: str, url: str, pid: int | None) -> Health:
     try:
-        r = _HEALTH_CLIENT.get(url)
+        r = client.get(url)
     except httpx.HTTPError as exc:
         return Health(name, url, pid, False, f"no answer: {type(exc).__name__}")
     return Health(name, url, pid, r.status_code == 200, f"HTTP {r.status_code}")
@@ -52,7 +61,8 @@ def health(settings: Settings) -> tuple[list[Health], bool]:
     """Every known process's health, checked concurrently (each within 2 s)."""
     urls, pids, from_card = health_targets(settings)
     with ThreadPoolExecutor(max_workers=max(1, len(urls))) as pool:
-        checks = list(pool.map(lambda item: _check(item[0], item[1], pids.get(item[0])), urls.items()))
+        client = _health_client(settings.api.ca_file)
+        checks = list(pool.map(lambda item: _check(client, item[0], item[1], pids.get(item[0])), urls.items()))
     return checks, from_card
 
 

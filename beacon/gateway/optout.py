@@ -11,6 +11,7 @@ import aiohttp
 
 from beacon.backoff import backoff_delay
 from beacon.config import Settings
+from beacon.http_pool import trusting
 
 log = logging.getLogger("beacon.gateway.optout")
 
@@ -23,7 +24,9 @@ async def mark_opted_out(settings: Settings, user_key: str, reason: str) -> bool
     url = f"{settings.api.url.rstrip('/')}/v1/users/{quote(user_key, safe='')}/opt-out"
     headers = {"Authorization": f"Bearer {settings.api.token.get_secret_value()}"}
     last = ""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+    trust = trusting(settings.api.ca_file)
+    connector = aiohttp.TCPConnector(ssl=trust if trust is not None else True)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10), connector=connector) as session:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with session.put(url, json={"opted_out": True}, headers=headers) as response:

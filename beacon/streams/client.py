@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from beacon.config import Settings
 from beacon.errors import BeaconError
 from beacon.groups import MessageGroup
-from beacon.http_pool import HttpError, HttpPool
+from beacon.http_pool import HttpError, HttpPool, trusting
 from beacon.messages import BeaconMessage
 from beacon.trace import TRACEPARENT, new_span_id, now_ms, parse_server_timing, traceparent
 
@@ -60,6 +60,7 @@ class ApiClient:
 
     def __init__(self, settings: Settings) -> None:
         self._base_url = settings.api.url
+        self._trust = trusting(settings.api.ca_file)
         self._url = settings.api.url.rstrip("/") + PROCESS_PATH
         self._token = settings.api.token.get_secret_value()
         self._auth_headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
@@ -87,7 +88,7 @@ class ApiClient:
 
     def _ensure_pool(self) -> HttpPool:
         if self._pool is None:
-            self._pool = HttpPool(self._base_url, limit=self._limit, keepalive=30)
+            self._pool = HttpPool(self._base_url, limit=self._limit, keepalive=30, ssl_context=self._trust)
         return self._pool
 
     async def process(self, msg: BeaconMessage | MessageGroup) -> list[BeaconMessage]:
