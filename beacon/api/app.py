@@ -22,6 +22,7 @@ from beacon import otel
 from beacon.api import migrate
 from beacon.api.db import make_engine, make_sessionmaker
 from beacon.api.deps import ApiState
+from beacon.api.failures import detail_of, status_of, what_next
 from beacon.api.guard import Guard
 from beacon.api.handlers import build_pipeline
 from beacon.api.handoff import refresh_waiting
@@ -34,6 +35,8 @@ from beacon.config import Settings, get_settings
 from beacon.errors import BeaconError
 
 log = logging.getLogger(__name__)
+#: Paths of the endpoints workers call (whose answers the log explains in the worker's terms).
+PROCESSING = "/v1/messages/process"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -130,18 +133,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(BeaconError)
     async def beacon_error(request: Request, exc: BeaconError) -> JSONResponse:
-        log.error(
-            "%s on %s %s (answering 503, the caller retries): %s",
-            type(exc).__name__,
-            request.method,
-            request.url.path,
-            exc,
-        )
-        return JSONResponse(
-            {"detail": f"{type(exc).__name__}: {exc}"},
-            status_code=503,
-            headers={"Retry-After": str(settings.api.retry_after)},
-        )
+        code = status_of(exc)
+        log.error("%s on %s %s (answered %d: %s): %s", type(exc).__name__, request.method, request.url.path, code,
+                  what_next(code) if request.url.path.startswith(PROCESSING) else "the caller decides", exc)
+        headers = {"Retry-After": str(settings.api.retry_after)} if code == 503 else None
+        return JSONResponse({"detail": detail_of(exc)}, status_code=code, headers=headers)
 
     app.openapi = lambda: contract(app)  # type: ignore[method-assign]
     return app

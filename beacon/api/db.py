@@ -19,8 +19,9 @@ def is_sqlite(url: str) -> bool:
 def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     """An engine for the configured database; SQLite gets WAL mode, a busy timeout and, with
     ``db_sqlite_on_loop``, its statements on the event loop (``beacon.api.sqlite_trips``). Pooled
-    PostgreSQL connections are pinged before use (``db_pool_pre_ping``), and a disconnect error invalidates
-    the whole pool (SQLAlchemy's default), so a restarted database is reconnected to on its own."""
+    PostgreSQL connections are pinged before use only with ``db_pool_pre_ping``; a disconnect error invalidates
+    the whole pool (SQLAlchemy's default), so a restarted database is reconnected to on its own, and the
+    group-commit batchers (``beacon.api.writer``) try a batch that met a dead connection once more."""
     url = url or settings.resolved_database_url
     kwargs: dict[str, Any] = {
         "pool_size": settings.database.pool_size,

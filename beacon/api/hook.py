@@ -9,6 +9,7 @@ import httpx
 from pydantic import ValidationError
 
 from beacon.api import metrics
+from beacon.api.failures import Rejected
 from beacon.api.pipeline import Answer, Turn
 from beacon.config import Settings
 from beacon.errors import BeaconError
@@ -17,8 +18,16 @@ from beacon.messages import OUTBOUND, BeaconMessage
 log = logging.getLogger(__name__)
 
 
+#: What the hook answers when it refuses this message (the message's own fault: the API answers 422 and the
+#: worker dead-letters it). Any other failure is the hook's: down, busy or misconfigured (a wrong URL or token)
+#: is waited out (503); an answer that is not a list of replies fails this message (500: retried, then
+#: dead-lettered).
+REFUSALS = frozenset({400, 409, 413, 415, 422})
+
+
 class HookError(BeaconError):
-    """The external pipeline failed; the message is answered 503 so the worker retries it."""
+    """The external pipeline failed: retryable (answered 503, the worker waits it out) when the hook could not be
+    reached or answered an error status other than a refusal; not when it answered something unusable (500)."""
 
 
 class HookHandler:
@@ -50,15 +59,18 @@ class HookHandler:
             resp = await self._http.post(self.url, json={"message": msg.model_dump(mode="json")})
         except httpx.HTTPError as exc:
             metrics.HOOK_CALLS.labels("failed").inc()
-            raise HookError(f"external pipeline {self.url} unreachable for message {msg.id}: {exc!r}") from exc
+            raise HookError(f"external pipeline {self.url} unreachable for message {msg.id}: {exc!r}",
+                            retryable=True) from exc
         if resp.status_code == 204:
             metrics.HOOK_CALLS.labels("pass").inc()
             return None
         if resp.status_code != 200:
             metrics.HOOK_CALLS.labels("failed").inc()
-            raise HookError(
-                f"external pipeline {self.url} answered HTTP {resp.status_code} for message {msg.id}: {resp.text[:300]}"
-            )
+            what = (f"external pipeline {self.url} answered HTTP {resp.status_code} for message {msg.id}: "
+                    f"{resp.text[:300]}")
+            if resp.status_code in REFUSALS:
+                raise Rejected(422, f"refused by the {what}")
+            raise HookError(what, retryable=True)
         try:
             replies = resp.json().get("replies")
             answer = None if replies is None else [self._reply(msg, item) for item in replies]

@@ -27,6 +27,7 @@ ERROR_MEANINGS = {
     409: "Conflict (see the route).",
     413: "Body larger than BEACON_API_MAX_BODY_BYTES (refused before it is read).",
     422: "Invalid request: the detail says which field and why (permanent: do not retry as is).",
+    500: "Failed: the detail says why (retrying may help a few times; past that, set the request aside).",
     503: "The database (or the broker or registry, for sends) is unavailable: retry after Retry-After seconds.",
 }
 
@@ -90,7 +91,8 @@ class BatchItem(BaseModel):
 
     index: int = Field(description="Position of the message in the request.")
     status: int = Field(
-        description="What /v1/messages/process would have answered: 200, 422 or 503 (500: failed unexpectedly)."
+        description="What /v1/messages/process would have answered: 200, 422 (refused: dead-letter it), 500 (failed: "
+        "retry a few times, then dead-letter it) or 503 (a dependency is down: retry after a pause)."
     )
     result: ProcessResult | None = Field(None, description="Set when status is 200.")
     detail: str | None = Field(None, description="Why not, when status is not 200.")

@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from beacon.api.deps import ApiState
-from beacon.api.routers.process import BATCH_PATH, NDJSON, PROCESS_PATH, Rejected, Timing, batch_line, traced
+from beacon.api.failures import Rejected
+from beacon.api.routers.process import BATCH_PATH, NDJSON, PROCESS_PATH, Timing, batch_line, traced
 from beacon.api.schemas import BatchRequest
 from beacon.groups import MessageGroup
 from beacon.messages import BeaconMessage

@@ -79,16 +79,31 @@ class Batcher(Generic[T, R]):
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._process(batch)
+                await self._on_live_connection(batch)
             except Exception as exc:  # settled on the jobs: each request answers with its error
                 if len(batch) == 1 or _unreachable(exc):
                     _fail(batch, exc)  # e.g. the database is unreachable: all fail (503), workers retry
                     continue
                 for job in batch:
                     try:
-                        await self._process([job])
+                        await self._on_live_connection([job])
                     except Exception as single:  # this job's request answers with the error
                         _fail([job], single)
+
+    async def _on_live_connection(self, batch: list[Job[T, R]]) -> None:
+        """``_process``, and once more when the pooled connection it got was dead (a database restart or
+        failover since it was last used). The pool then drops it and every connection older than the failure,
+        so the second try opens a new one; pooled connections are not pinged before use (a round trip, or three,
+        per checkout). The first try's transaction did not commit, or if it did, the second finds its rows
+        (processed ids, delivery states) and answers as for a repeat."""
+        try:
+            await self._process(batch)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            log.info("%s: a pooled database connection was dead (%s: the database restarted?); trying %d "
+                     "request(s) once more on a new one", self.name, type(exc.orig).__name__, len(batch))
+            await self._process(batch)
 
     async def _process(self, batch: list[Job[T, R]]) -> None:
         raise NotImplementedError

@@ -14,7 +14,9 @@ from beacon.messages import BeaconMessage
 class MediaUnavailable(BeaconError):
     """The bytes of a message's media cannot be read; the message says why (no media, the gateway is
     down, the channel does not know the media any more, larger than ``BEACON_MEDIA_MAX_BYTES``).
-    Handlers should answer without the bytes (``turn.message.media`` still has the id, mime type, caption)."""
+    Handlers should answer without the bytes (``turn.message.media`` still has the id, mime type, caption).
+    Retryable when the cause may pass (the gateway down, slow, busy or refusing the token): left uncaught, it is
+    answered 503 and the worker waits it out; otherwise 500, retried a few times, then dead-lettered."""
 
 
 async def media_bytes(settings: Settings, msg: BeaconMessage) -> bytes:
@@ -47,13 +49,14 @@ async def media_bytes(settings: Settings, msg: BeaconMessage) -> bytes:
         raise MediaUnavailable(f"{about}: {exc}") from None
     except aiohttp.ClientConnectorError as exc:
         raise MediaUnavailable(f"{about}: the {msg.channel} gateway at {base} cannot be reached ({exc.os_error}); "
-                               "is it running, and is BEACON_GATEWAY_URLS right?") from None
+                               "is it running, and is BEACON_GATEWAY_URLS right?", retryable=True) from None
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise MediaUnavailable(f"{about}: the {msg.channel} gateway at {base} did not answer within "
-                               f"{settings.gateway.media_timeout:g}s (BEACON_MEDIA_TIMEOUT; {type(exc).__name__})"
-                               ) from None
+                               f"{settings.gateway.media_timeout:g}s (BEACON_MEDIA_TIMEOUT; {type(exc).__name__})",
+                               retryable=True) from None
     what = {401: "the gateway refused the service token (BEACON_API_TOKEN differs between the API and the gateway)",
             404: "the channel does not know this media (unknown or expired)",
             413: "the media is larger than the gateway's BEACON_MEDIA_MAX_BYTES",
             502: "the gateway could not reach the channel; try again later"}.get(status, f"HTTP {status}")
-    raise MediaUnavailable(f"{about}: media {media.id} unavailable: {what}: {reason}")
+    raise MediaUnavailable(f"{about}: media {media.id} unavailable: {what}: {reason}",
+                           retryable=status == 401 or status >= 500 or status in (408, 429))

@@ -1,7 +1,9 @@
-"""The external pipeline hook over real HTTP: replies, passing on, and failures the worker retries."""
+"""The external pipeline hook over real HTTP: replies, passing on, and each failure answered with the status that
+tells the worker what to do (wait an outage out, dead-letter at once, retry then dead-letter)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from beacon.ops.process import free_port
-from tests.api.conftest import ApiServer, inbound, process
+from tests.api.conftest import ApiServer, as_json, inbound, process
 
 HOOK_TOKEN = "hook-secret"
 
@@ -33,6 +35,10 @@ async def hook(request: Request) -> Response:
         return Response(status_code=204)
     if text == "broken":
         return JSONResponse({"error": "boom"}, status_code=500)
+    if text == "refused":
+        return JSONResponse({"error": "cannot answer this one"}, status_code=400)
+    if text == "garbled":
+        return JSONResponse({"replies": 5})
     return JSONResponse({"replies": [f"hook saw: {text}", {"kind": "image", "media": {"link": "https://x/y.png"}}]})
 
 
@@ -81,6 +87,28 @@ async def test_hook_failure_is_a_503_and_nothing_is_stored(hook_api: ApiServer) 
         resp = await process(client, msg)
         assert resp.status_code == 503 and "HTTP 500" in resp.json()["detail"]
         assert (await client.get(f"/v1/users/{msg.user_key}")).status_code == 404
+
+
+async def test_a_hook_refusing_the_message_is_a_422_and_a_garbled_answer_a_500_without_retry_after(
+    hook_api: ApiServer,
+) -> None:
+    """Permanent failures of one message are not 503s: the worker would take them for an API outage and hold
+    the message (and its user's later ones) forever. 422 is dead-lettered at once, 500 after a few retries."""
+    refused, garbled, broken = inbound("refused"), inbound("garbled"), inbound("broken")
+    async with hook_api.client() as client:
+        resp = await process(client, refused)
+        assert resp.status_code == 422 and "refused by the external pipeline" in resp.json()["detail"]
+        assert "HTTP 400" in resp.json()["detail"] and refused.id in resp.json()["detail"]
+        resp = await process(client, garbled)
+        assert resp.status_code == 500 and "HookError" in resp.json()["detail"]
+        assert "retry-after" not in resp.headers
+        batch = await client.post("/v1/messages/process-batch",
+                                  json={"messages": [as_json(m) for m in (refused, garbled, broken)]})
+        lines = {item["index"]: item for item in map(json.loads, batch.text.splitlines())}
+        assert [lines[i]["status"] for i in range(3)] == [422, 500, 503]
+        for msg in (refused, garbled):
+            assert (await client.get(f"/v1/users/{msg.user_key}")).status_code == 404
+    assert "answered 500: the worker retries it, then dead-letters it" in hook_api.log()
 
 
 async def test_the_pipeline_comes_from_settings(migrated_url: str, api_factory: Callable[..., ApiServer]) -> None:

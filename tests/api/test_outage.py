@@ -72,6 +72,31 @@ async def test_postgres_stopped_is_503_and_its_return_needs_no_api_restart(
         pg.close()
 
 
+@pytest.mark.slow
+async def test_after_a_postgres_restart_requests_succeed_on_new_connections_without_pings(
+    api_factory: Callable[..., ApiServer],
+) -> None:
+    """Pooled connections are not pinged before use: the first request after a restart finds its connection dead,
+    and is tried once more on a new one instead of failing (503) back to the worker."""
+    pg = OwnPostgres()
+    try:
+        pg.start()
+        await migrate.upgrade(make_settings(), url=pg.url)
+        server = api_factory(pg.url, BEACON_DB_POOL_SIZE="4", BEACON_DB_POOL_PRE_PING="false")
+        first = inbound("before")
+        async with server.client() as client:
+            assert (await process(client, first)).status_code == 200
+            await asyncio.to_thread(pg.stop)
+            await asyncio.to_thread(pg.start)
+            after = await process(client, inbound("after a restart", user=first.user_id))
+            assert after.status_code == 200, after.text
+            assert (await process(client, first)).json()["duplicate"] is True
+        assert "a pooled database connection was dead" in server.log()
+        assert "database unavailable (" not in server.log()
+    finally:
+        pg.close()
+
+
 async def test_sqlite_locked_by_another_writer_is_503_then_recovers(tmp_path: Path) -> None:
     path = tmp_path / "locked.db"
     url = f"sqlite+aiosqlite:///{path}"

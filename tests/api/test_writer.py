@@ -81,9 +81,11 @@ async def test_the_lookup_answers_each_message_and_its_users_handoff_in_one_batc
         await engine.dispose()
 
 
-def test_sqlite_connections_are_not_pinged_postgresql_ones_are(tmp_path: Path) -> None:
-    """A SQLite connection is a local file: a ping per checkout (a trip to aiosqlite's thread) buys nothing."""
-    settings = make_settings()
-    assert settings.database.pool_pre_ping
+def test_connections_are_pinged_only_on_postgresql_and_only_when_asked(tmp_path: Path) -> None:
+    """A SQLite connection is a local file: a ping per checkout (a trip to aiosqlite's thread) buys nothing. A
+    PostgreSQL ping costs three round trips per checkout: a dead connection is handled when it is used instead."""
+    postgres = "postgresql+asyncpg://beacon@127.0.0.1:1/beacon"
+    assert not make_engine(make_settings(), postgres).pool._pre_ping
+    settings = make_settings(db_pool_pre_ping=True)
     assert not make_engine(settings, f"sqlite+aiosqlite:///{tmp_path / 'ping.db'}").pool._pre_ping
-    assert make_engine(settings, "postgresql+asyncpg://beacon@127.0.0.1:1/beacon").pool._pre_ping
+    assert make_engine(settings, postgres).pool._pre_ping

@@ -40,6 +40,7 @@ async def image(turn: Turn) -> str:
         await turn.media_bytes()
     except MediaUnavailable as exc:
         seen["media"] = str(exc)
+        seen["media_retryable"] = exc.retryable  # left uncaught: 503, waited out by the worker
     return "ok"
 
 
@@ -59,3 +60,4 @@ async def test_a_handler_sees_the_stored_user_the_history_and_a_media_seam(tmp_p
     assert seen["history"] == ["first", "You said: first"]
     assert seen["key"] != msg.id and isinstance(seen["key"], str)
     assert f"the whatsapp gateway at {no_gateway} cannot be reached" in str(seen["media"])
+    assert seen["media_retryable"] is True

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from beacon import otel
 from beacon.api import metrics, store
 from beacon.api.deps import Authorized, StateDep
+from beacon.api.failures import Rejected, detail_of, status_of, what_next
 from beacon.api.handoff import refresh_waiting
 from beacon.api.outage import DATABASE_UNAVAILABLE
 from beacon.api.pipeline import Turn, run_pipeline
@@ -40,15 +41,6 @@ BATCH_PATH = "/v1/messages/process-batch"
 BATCH_LINE_SCHEMA = BatchItem.model_json_schema(ref_template="#/components/schemas/{model}")
 BATCH_LINE_MODELS = BATCH_LINE_SCHEMA.pop("$defs", {})
 
-class Rejected(BeaconError):
-    """A message the endpoint refuses (permanent: the worker dead-letters it)."""
-
-    def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
-
-
 def _result(message_id: str, duplicate: bool, replies_json: bytes, refused: list[Refusal] = ()) -> bytes:  # type: ignore[assignment]
     return b'{"message_id":%b,"duplicate":%b,"replies":%b,"refused":%b}' % (
         orjson.dumps(message_id),
@@ -68,10 +60,15 @@ def _result(message_id: str, duplicate: bool, replies_json: bytes, refused: list
         401,
         413,
         422,
+        500,
         503,
         c422="Not a valid inbound BeaconMessage or status, one the topics or the database cannot carry (a value "
-        "too long, an int past 32 bits, a lone surrogate, a NUL), or an Idempotency-Key other than the message "
-        "id (permanent: dead-letter it).",
+        "too long, an int past 32 bits, a lone surrogate, a NUL), an Idempotency-Key other than the message "
+        "id, or a message the pipeline refuses (permanent: dead-letter it).",
+        c500="The pipeline failed on this message (the detail says how; an external hook answering something "
+        "that is not replies): retry it a few times, then dead-letter it.",
+        c503="A dependency is unavailable (the database, or the external hook unreachable, busy or refusing the "
+        "API's credentials): wait it out, retry after Retry-After seconds.",
     ),
 )
 async def process_message(
@@ -163,8 +160,10 @@ async def _batch_item(state: StateDep, msg: BeaconMessage | MessageGroup, parent
         state.outage.failed(f"message {msg.id[:80]!r} of a batch", exc)
         return b'"status":503,"detail":%b}' % orjson.dumps(f"database unavailable, retry: {type(exc).__name__}")
     except BeaconError as exc:
-        log.warning("message %s of a batch not processed (answering 503 for it, the worker retries): %s", msg.id, exc)
-        return b'"status":503,"detail":%b}' % orjson.dumps(f"unavailable, retry: {type(exc).__name__}")
+        code = status_of(exc)
+        log.warning("message %s (user %s) of a batch not processed (answered %d: %s): %s: %s", msg.id, msg.user_key,
+                    code, what_next(code), type(exc).__name__, exc)
+        return b'"status":%d,"detail":%b}' % (code, orjson.dumps(_printable(detail_of(exc))))
     except Exception as exc:  # answered for this item alone, so the stream still carries the others
         log.exception("message %s (user %s) of a batch failed unexpectedly (answered 500)", msg.id, msg.user_key)
         return b'"status":500,"detail":%b}' % orjson.dumps(f"internal error: {type(exc).__name__}")
